@@ -1,0 +1,185 @@
+//! Storage I/O: opening segment files for the io_uring runtime, durable metadata writes, the
+//! data-directory lock, and the fault injector used by tests.
+//!
+//! Every `unsafe` block of the engine lives here. Functions are called on shard threads (file
+//! I/O) or on the opening thread (lock, metadata).
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Faults to inject into storage I/O, for tests. Shared by every shard of an engine; the hot path
+/// reads one relaxed atomic when no fault is armed.
+#[derive(Debug, Default)]
+pub struct FaultInjector {
+    armed: AtomicBool,
+    fail_writes: AtomicBool,
+    fail_syncs: AtomicBool,
+    writes_until_failure: AtomicU64,
+    topic: Mutex<Option<String>>,
+}
+
+/// The kind of storage operation a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Writes to segment files.
+    Write,
+    /// `fdatasync` of segment files.
+    Sync,
+}
+
+impl FaultInjector {
+    /// An injector with no faults armed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every operation of `kind` fail, on the partitions of `topic` (all when `None`).
+    pub fn fail(&self, kind: FaultKind, topic: Option<&str>) {
+        *self.topic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = topic.map(str::to_owned);
+        match kind {
+            FaultKind::Write => self.fail_writes.store(true, Ordering::SeqCst),
+            FaultKind::Sync => self.fail_syncs.store(true, Ordering::SeqCst),
+        }
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets `count` more writes succeed, then fails the rest (on any topic).
+    pub fn fail_writes_after(&self, count: u64) {
+        self.writes_until_failure.store(count + 1, Ordering::SeqCst);
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Disarms every fault.
+    pub fn clear(&self) {
+        self.fail_writes.store(false, Ordering::SeqCst);
+        self.fail_syncs.store(false, Ordering::SeqCst);
+        self.writes_until_failure.store(0, Ordering::SeqCst);
+        self.armed.store(false, Ordering::SeqCst);
+    }
+
+    /// Returns the injected error for an operation of `kind` on `topic`, if one is armed.
+    pub(crate) fn check(&self, kind: FaultKind, topic: &str) -> io::Result<()> {
+        if !self.armed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if kind == FaultKind::Write {
+            let countdown = self.writes_until_failure.load(Ordering::SeqCst);
+            if countdown == 1 {
+                return Err(io::Error::other("injected write failure"));
+            }
+            if countdown > 1 {
+                self.writes_until_failure.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let armed = match kind {
+            FaultKind::Write => self.fail_writes.load(Ordering::SeqCst),
+            FaultKind::Sync => self.fail_syncs.load(Ordering::SeqCst),
+        };
+        let topic_matches = self
+            .topic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_deref()
+            .is_none_or(|only| only == topic);
+        if armed && topic_matches {
+            return Err(io::Error::other(match kind {
+                FaultKind::Write => "injected write failure",
+                FaultKind::Sync => "injected fsync failure",
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Converts a std file into one driven by the calling thread's compio runtime.
+pub(crate) fn into_runtime_file(file: fs::File) -> compio::fs::File {
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` was just released by `into_raw_fd`, so it is open and owned by nobody else;
+    // the compio file takes ownership and closes it on drop.
+    unsafe { compio::fs::File::from_raw_fd(fd) }
+}
+
+/// Opens `path` for reading and writing, creating it when `create` is set.
+pub(crate) fn open_rw(path: &Path, create: bool) -> io::Result<compio::fs::File> {
+    let file = fs::OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+    Ok(into_runtime_file(file))
+}
+
+/// Fsyncs a directory so that entries created, renamed or removed in it survive a crash.
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let mut temp_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?.to_owned();
+    temp_name.push(".tmp");
+    let temp_path = dir.join(temp_name);
+    let mut file = fs::File::create(&temp_path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp_path, path)?;
+    sync_dir(dir)
+}
+
+/// An exclusive advisory lock on the data directory, held while the engine runs.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: fs::File,
+}
+
+/// Takes the data directory's lock; `Ok(None)` when another process holds it.
+pub(crate) fn lock_dir(dir: &Path) -> io::Result<Option<DirLock>> {
+    let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(".lock"))?;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open for the whole call.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        return Ok(Some(DirLock { _file: file }));
+    }
+    let error = io::Error::last_os_error();
+    if error.kind() == io::ErrorKind::WouldBlock {
+        return Ok(None);
+    }
+    Err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn countdown_fails_after_n_writes() {
+        let faults = FaultInjector::new();
+        faults.fail_writes_after(2);
+        assert!(faults.check(FaultKind::Write, "t").is_ok());
+        assert!(faults.check(FaultKind::Write, "t").is_ok());
+        assert!(faults.check(FaultKind::Write, "t").is_err());
+        faults.clear();
+        assert!(faults.check(FaultKind::Write, "t").is_ok());
+    }
+
+    #[test]
+    fn topic_filter_limits_faults() {
+        let faults = FaultInjector::new();
+        faults.fail(FaultKind::Sync, Some("bad"));
+        assert!(faults.check(FaultKind::Sync, "bad").is_err());
+        assert!(faults.check(FaultKind::Sync, "good").is_ok());
+        assert!(faults.check(FaultKind::Write, "bad").is_ok());
+    }
+
+    #[test]
+    fn second_lock_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = lock_dir(dir.path()).expect("lock");
+        assert!(first.is_some());
+        // flock locks are per open file description, so a second open in-process conflicts too.
+        assert!(lock_dir(dir.path()).expect("lock attempt").is_none());
+    }
+}

@@ -1,0 +1,306 @@
+//! # sluice-engine
+//!
+//! An embeddable, thread-per-core log store for Kafka RecordBatch v2 data.
+//!
+//! ## Design
+//! The engine starts one thread per shard, each pinned to a core and running its own
+//! single-threaded compio (io_uring) runtime. Every partition is owned by exactly one shard,
+//! chosen by [`placement`] and recorded in the engine metadata so it survives restarts. All work
+//! on a partition runs on its shard; other threads reach it only through that shard's bounded
+//! mailbox, carrying owned buffers. Shard state is `!Send` (`Rc`, `RefCell`, `Cell`).
+//!
+//! On disk a partition is a folder of Kafka-format segments (`.log`, `.index`, `.timeindex`):
+//! batches are stored exactly as produced, with only the base offset (and, for LogAppendTime
+//! topics, the timestamp) patched. Appends that ask for durability are acknowledged after an
+//! `fdatasync` shared by every append waiting at that moment (group commit). On open, each
+//! partition re-validates its log from the last recovery checkpoint and truncates a torn tail.
+//! The byte layout is in `engine/FORMAT.md`.
+//!
+//! [`Engine`] is a cheap, cloneable, `Send + Sync` handle. Its async methods can be awaited on
+//! any executor (or with [`block_on`]); on the owning shard they run without a mailbox hop.
+//!
+//! ## Example
+//! ```
+//! use sluice_engine::{AppendOptions, Engine, EngineConfig, Offset, TopicConfig, TopicPartition};
+//!
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let mut config = EngineConfig::new(dir.path());
+//! config.shard_count = Some(2);
+//! let engine = Engine::open(config).expect("open");
+//! sluice_engine::block_on(async {
+//!     engine.create_topic("events", 2, TopicConfig::default()).await.expect("create");
+//!     let partition = TopicPartition::new("events", 0);
+//!     for value in [&b"first"[..], b"second"] {
+//!         let batch = sluice_engine::batch::build_batch(&[value], 1_700_000_000_000);
+//!         let appended = engine
+//!             .append(&partition, batch, AppendOptions { durable: true })
+//!             .await
+//!             .expect("append");
+//!         println!("appended at offset {}", appended.base_offset);
+//!     }
+//!     let read = engine.read(&partition, Offset(0), 1 << 20).await.expect("read");
+//!     assert_eq!(read.offsets.high_watermark, Offset(2));
+//!     assert!(!read.records.is_empty());
+//! });
+//! engine.shutdown();
+//! ```
+
+pub mod batch;
+mod catalog;
+mod clock;
+pub mod config;
+pub mod error;
+pub mod io;
+mod partition;
+pub mod placement;
+mod segment;
+mod shard;
+mod types;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use catalog::TopicInfo;
+pub use config::{CleanupPolicy, ConfigError, EngineConfig, TimestampType, TopicConfig};
+pub use error::{AppendError, OpenError, ReadError, RecoveryError, TopicError};
+pub use event_listener::EventListener;
+pub use shard::block_on;
+pub use types::{Offset, PartitionId, ShardId, TopicId, TopicPartition};
+
+/// How an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppendOptions {
+    /// Answer only once the batch is fsynced (Kafka's acks=all). Otherwise answer once the write
+    /// completed (acks=1); `flush.messages` and `flush.ms` still bound how long data stays unsynced.
+    pub durable: bool,
+}
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset of the first record.
+    pub base_offset: Offset,
+    /// Offset of the last record.
+    pub last_offset: Offset,
+    /// The append time stamped on the batch, or -1 for CreateTime topics.
+    pub log_append_time_ms: i64,
+    /// The partition's log start offset after the append.
+    pub log_start_offset: Offset,
+    /// The batch repeated an earlier one of the same idempotent producer; nothing was written and
+    /// the offsets are those of the original.
+    pub duplicate: bool,
+}
+
+/// The offsets that bound a partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionOffsets {
+    /// First offset still present.
+    pub log_start_offset: Offset,
+    /// One past the last offset readers may see.
+    pub high_watermark: Offset,
+    /// One past the last offset with no open transaction before it (equal to the high
+    /// watermark until transactions exist).
+    pub last_stable_offset: Offset,
+    /// One past the last offset assigned (writes may still be in flight below it).
+    pub log_end_offset: Offset,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadResult {
+    /// Concatenated RecordBatch v2 bytes, starting with the batch that holds the requested offset.
+    pub records: Vec<u8>,
+    /// The partition's offsets at the time of the read.
+    pub offsets: PartitionOffsets,
+}
+
+/// Which offset [`Engine::list_offsets`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// The offset of the record with the largest timestamp.
+    MaxTimestamp,
+    /// The first offset whose timestamp is at least this many milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+/// An offset with its timestamp, as ListOffsets reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAnswer {
+    /// The offset found.
+    pub offset: Offset,
+    /// Its timestamp, or -1 when the query was not by time.
+    pub timestamp_ms: i64,
+}
+
+/// A handle to a running engine. Cloning is cheap; every clone reaches the same shards.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<shard::Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("data_dir", &self.shared.config.data_dir).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `config.data_dir`: starts the shards and recovers every
+    /// partition before returning.
+    ///
+    /// # Errors
+    /// [`OpenError`] when the directory cannot be used, the metadata is corrupt, a shard cannot
+    /// start, or a partition's files cannot be read.
+    pub fn open(config: EngineConfig) -> Result<Self, OpenError> {
+        Ok(Self { shared: shard::Shared::open(config)? })
+    }
+
+    /// The configuration the engine was opened with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> u16 {
+        self.shared.shard_count()
+    }
+
+    /// The shard the calling thread is, if it is one of this engine's shard threads.
+    pub fn current_shard(&self) -> Option<ShardId> {
+        self.shared.current_shard()
+    }
+
+    /// Runs `task` on `shard`'s thread and runtime, detached. Use it to serve connections on the
+    /// shard that owns them.
+    ///
+    /// Returns `false` when the engine is shutting down and the task was dropped.
+    pub fn spawn_on<F, Fut>(&self, shard: ShardId, task: F) -> bool
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.shared.spawn_on(shard, task)
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        self.shared.catalog().topics()
+    }
+
+    /// One topic by name.
+    pub fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.shared.catalog().topic(name)
+    }
+
+    /// One topic by id.
+    pub fn topic_by_id(&self, id: TopicId) -> Option<TopicInfo> {
+        self.shared.catalog().topic_by_id(id)
+    }
+
+    /// The shard owning a partition.
+    pub fn shard_of(&self, partition: &TopicPartition) -> Option<ShardId> {
+        self.shared.catalog().shard_of(partition)
+    }
+
+    /// A listener that fires when new data becomes readable on `partition` (or it is deleted).
+    /// Create it, check the offsets, then await it, so that no append is missed in between.
+    pub fn listen(&self, partition: &TopicPartition) -> Option<EventListener> {
+        self.shared.catalog().listen(partition)
+    }
+
+    /// Creates a topic with `partition_count` partitions.
+    ///
+    /// # Errors
+    /// [`TopicError`] for an existing or invalid name, a bad count, or a storage failure.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partition_count: i32,
+        config: TopicConfig,
+    ) -> Result<TopicInfo, TopicError> {
+        self.shared.create_topic(name, partition_count, config).await
+    }
+
+    /// Deletes a topic and its data.
+    ///
+    /// # Errors
+    /// [`TopicError::UnknownTopic`], or a storage failure.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.shared.delete_topic(name).await
+    }
+
+    /// Grows a topic to `partition_count` partitions.
+    ///
+    /// # Errors
+    /// [`TopicError::InvalidPartitions`] when the count does not grow the topic.
+    pub async fn create_partitions(&self, name: &str, partition_count: i32) -> Result<TopicInfo, TopicError> {
+        self.shared.create_partitions(name, partition_count).await
+    }
+
+    /// Replaces a topic's config.
+    ///
+    /// # Errors
+    /// [`TopicError::UnknownTopic`], or a storage failure.
+    pub async fn alter_topic_config(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, TopicError> {
+        self.shared.alter_topic_config(name, config).await
+    }
+
+    /// Appends one or more whole RecordBatch v2 batches to `partition`, assigning offsets.
+    ///
+    /// # Errors
+    /// [`AppendError`]: unknown partition, invalid or oversized batch, producer sequence or
+    /// epoch errors, or a storage failure (which latches the partition failed).
+    pub async fn append(
+        &self,
+        partition: &TopicPartition,
+        batch: Vec<u8>,
+        options: AppendOptions,
+    ) -> Result<AppendResult, AppendError> {
+        self.shared.append(partition, batch, options).await
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to `size_bytes_max` bytes
+    /// (always at least the first batch). Reading at the high watermark returns no records.
+    ///
+    /// # Errors
+    /// [`ReadError::OffsetOutOfRange`] outside `[log start, high watermark]`, or a storage error.
+    pub async fn read(&self, partition: &TopicPartition, offset: Offset, size_bytes_max: u32) -> Result<ReadResult, ReadError> {
+        self.shared.read(partition, offset, size_bytes_max).await
+    }
+
+    /// The partition's log start, high watermark, last stable and log end offsets.
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`].
+    pub async fn offsets(&self, partition: &TopicPartition) -> Result<PartitionOffsets, ReadError> {
+        self.shared.offsets(partition).await
+    }
+
+    /// Looks up an offset by position or time, as Kafka's ListOffsets does. `None` when no
+    /// record has a timestamp at or after the one asked for.
+    ///
+    /// # Errors
+    /// [`ReadError`] for an unknown partition or a storage error.
+    pub async fn list_offsets(&self, partition: &TopicPartition, query: OffsetQuery) -> Result<Option<OffsetAnswer>, ReadError> {
+        self.shared.list_offsets(partition, query).await
+    }
+
+    /// Moves the log start offset to `offset` (-1 means the high watermark), deleting whole
+    /// segments below it. Returns the new log start offset.
+    ///
+    /// # Errors
+    /// [`ReadError::OffsetOutOfRange`] above the high watermark, or a storage error.
+    pub async fn delete_records(&self, partition: &TopicPartition, offset: Offset) -> Result<Offset, ReadError> {
+        self.shared.delete_records(partition, offset).await
+    }
+
+    /// Flushes every partition, writes checkpoints, and stops the shard threads. Idempotent;
+    /// also run when the last handle is dropped.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+}

@@ -1,0 +1,1 @@
+//! Black-box, crash and fault tests for Sluice.
