@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 OP_TIMEOUT_S = 30.0
@@ -60,6 +60,12 @@ def create_topic(broker, name: str, partitions: int = 1, config: dict | None = N
     topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
     wait_all(client.create_topics([topic], operation_timeout=OP_TIMEOUT_S, request_timeout=OP_TIMEOUT_S))
     wait_for_partitions(broker, name, partitions)
+
+
+def describe(broker, topic: str) -> dict[str, ConfigEntry]:
+    """DescribeConfigs of one topic: {name: ConfigEntry}."""
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    return wait_all(admin(broker).describe_configs([res]))[res]
 
 
 def wait_for_partitions(broker, name: str, partitions: int, timeout_s: float = OP_TIMEOUT_S) -> None:
