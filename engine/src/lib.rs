@@ -268,7 +268,12 @@ impl Engine {
     ///
     /// # Errors
     /// [`ReadError::OffsetOutOfRange`] outside `[log start, high watermark]`, or a storage error.
-    pub async fn read(&self, partition: &TopicPartition, offset: Offset, size_bytes_max: u32) -> Result<ReadResult, ReadError> {
+    pub async fn read(
+        &self,
+        partition: &TopicPartition,
+        offset: Offset,
+        size_bytes_max: u32,
+    ) -> Result<ReadResult, ReadError> {
         self.shared.read(partition, offset, size_bytes_max).await
     }
 
@@ -285,7 +290,11 @@ impl Engine {
     ///
     /// # Errors
     /// [`ReadError`] for an unknown partition or a storage error.
-    pub async fn list_offsets(&self, partition: &TopicPartition, query: OffsetQuery) -> Result<Option<OffsetAnswer>, ReadError> {
+    pub async fn list_offsets(
+        &self,
+        partition: &TopicPartition,
+        query: OffsetQuery,
+    ) -> Result<Option<OffsetAnswer>, ReadError> {
         self.shared.list_offsets(partition, query).await
     }
 

@@ -8,8 +8,8 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Faults to inject into storage I/O, for tests. Shared by every shard of an engine; the hot path
 /// reads one relaxed atomic when no fault is armed.

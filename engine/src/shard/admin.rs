@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, META_FILE_NAME, TopicInfo};
 use crate::config::TopicConfig;
 use crate::error::{OpenError, TopicError};
 use crate::partition::Partition;
-use crate::types::{ShardId, TopicId, TopicPartition};
+use crate::types::{TopicId, TopicPartition};
 
 /// Suffix of partition directories awaiting removal after their topic was deleted.
 const DELETED_SUFFIX: &str = "-delete";
@@ -94,9 +94,7 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let partition = TopicPartition::new(topic.name.clone(), index);
     let shard = topic.shards[index as usize];
     let dir = partition_dir(&shared.config.data_dir, &partition);
-    let event = catalog
-        .event(&partition)
-        .ok_or_else(|| TopicError::UnknownTopic { topic: topic.name.to_string() })?;
+    let event = catalog.event(&partition).ok_or_else(|| TopicError::UnknownTopic { topic: topic.name.to_string() })?;
     let config = topic.config.clone();
     let faults = shared.config.faults.clone();
     let key = partition.clone();
@@ -116,11 +114,17 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
 
 fn persist(shared: &Shared, catalog: &Catalog, topic: &str) -> Result<(), TopicError> {
     let path = shared.config.data_dir.join(META_FILE_NAME);
-    crate::io::write_atomic(&path, &catalog.to_json()).map_err(|source| TopicError::Io { topic: topic.to_owned(), source })
+    crate::io::write_atomic(&path, &catalog.to_json())
+        .map_err(|source| TopicError::Io { topic: topic.to_owned(), source })
 }
 
 impl Shared {
-    pub(crate) async fn create_topic(&self, name: &str, partition_count: i32, config: TopicConfig) -> Result<TopicInfo, TopicError> {
+    pub(crate) async fn create_topic(
+        &self,
+        name: &str,
+        partition_count: i32,
+        config: TopicConfig,
+    ) -> Result<TopicInfo, TopicError> {
         if !is_valid_topic_name(name) {
             return Err(TopicError::InvalidName { topic: name.to_owned() });
         }
@@ -157,7 +161,8 @@ impl Shared {
             return Err(TopicError::InvalidPartitions { topic: name.to_owned(), count: partition_count });
         }
         let first_new = info.partition_count;
-        info.shards.extend((first_new..partition_count).map(|index| crate::placement::place(name, index, self.shard_count)));
+        info.shards
+            .extend((first_new..partition_count).map(|index| crate::placement::place(name, index, self.shard_count)));
         info.partition_count = partition_count;
         let next = current.with_topic(info.clone());
         persist(self, &next, name)?;
@@ -233,7 +238,6 @@ fn remove_partition_dir(dir: &Path, doomed: &Path) -> std::io::Result<()> {
     }
     std::fs::remove_dir_all(doomed)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -136,7 +136,8 @@ impl Shared {
     }
 
     fn start_threads(self: &Arc<Self>, receivers: Vec<async_channel::Receiver<Job>>) -> Result<(), OpenError> {
-        let core_ids = if self.config.pin_shards { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let core_ids =
+            if self.config.pin_shards { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
         let mut threads = self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (index, receiver) in receivers.into_iter().enumerate() {
@@ -235,7 +236,11 @@ impl Shared {
     }
 
     /// Runs `operation` on the partition's owning shard with the partition itself.
-    pub(crate) async fn on_partition<T, F, Fut>(&self, partition: &TopicPartition, operation: F) -> Result<T, RouteError>
+    pub(crate) async fn on_partition<T, F, Fut>(
+        &self,
+        partition: &TopicPartition,
+        operation: F,
+    ) -> Result<T, RouteError>
     where
         T: Send + 'static,
         F: FnOnce(Rc<Partition>) -> Fut + Send + 'static,
@@ -270,8 +275,14 @@ impl Shared {
         }
     }
 
-    pub(crate) async fn read(&self, partition: &TopicPartition, offset: Offset, size_bytes_max: u32) -> Result<ReadResult, ReadError> {
-        let routed = self.on_partition(partition, move |log| async move { log.read(offset, size_bytes_max).await }).await;
+    pub(crate) async fn read(
+        &self,
+        partition: &TopicPartition,
+        offset: Offset,
+        size_bytes_max: u32,
+    ) -> Result<ReadResult, ReadError> {
+        let routed =
+            self.on_partition(partition, move |log| async move { log.read(offset, size_bytes_max).await }).await;
         flatten_read(partition, routed)
     }
 
@@ -280,7 +291,11 @@ impl Shared {
         flatten_read(partition, routed)
     }
 
-    pub(crate) async fn list_offsets(&self, partition: &TopicPartition, query: OffsetQuery) -> Result<Option<OffsetAnswer>, ReadError> {
+    pub(crate) async fn list_offsets(
+        &self,
+        partition: &TopicPartition,
+        query: OffsetQuery,
+    ) -> Result<Option<OffsetAnswer>, ReadError> {
         let routed = self.on_partition(partition, move |log| async move { log.list_offsets(query).await }).await;
         flatten_read(partition, routed)
     }
@@ -324,7 +339,10 @@ impl Drop for Shared {
     }
 }
 
-fn flatten_read<T>(partition: &TopicPartition, routed: Result<Result<T, ReadError>, RouteError>) -> Result<T, ReadError> {
+fn flatten_read<T>(
+    partition: &TopicPartition,
+    routed: Result<Result<T, ReadError>, RouteError>,
+) -> Result<T, ReadError> {
     match routed {
         Ok(result) => result,
         Err(RouteError::Missing) => Err(ReadError::UnknownPartition { partition: partition.clone() }),

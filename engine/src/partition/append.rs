@@ -1,0 +1,299 @@
+//! The append path: validate, assign offsets, write through io_uring, group-commit fsync.
+//!
+//! 1. Validate every batch in the buffer (header, CRC, count, size) and the producer sequence.
+//! 2. Synchronously (no await in between): roll the segment if needed, assign offsets by patching
+//!    each batch's base offset, reserve the byte range, update indexes and producer state, and
+//!    queue the write in offset order. Offsets are therefore dense and assigned in call order.
+//! 3. Write the buffer at its reserved position; several writes may be in flight at once.
+//! 4. Mark the write done; the high watermark advances over the done prefix of the queue.
+//! 5. For durable appends (or when `flush.messages` is reached), fsync. One fsync at a time per
+//!    partition; appends arriving while it runs share the next one (group commit).
+
+use compio::io::AsyncWriteAtExt;
+
+use super::producer::{SequenceCheck, SequenceError};
+use super::{InFlight, Log, Partition};
+use crate::batch::{self, BatchHeader};
+use crate::config::TimestampType;
+use crate::error::AppendError;
+use crate::io::FaultKind;
+use crate::segment::Segment;
+use crate::types::Offset;
+use crate::{AppendOptions, AppendResult};
+
+/// Where an assigned write goes.
+struct Reservation {
+    sequence: u64,
+    file: compio::fs::File,
+    position: u64,
+    result: AppendResult,
+    record_count: i64,
+}
+
+impl Partition {
+    pub(crate) async fn append(&self, mut bytes: Vec<u8>, options: AppendOptions) -> Result<AppendResult, AppendError> {
+        if self.failed.get() {
+            return Err(AppendError::StorageFailed { partition: self.id.clone() });
+        }
+        let headers = self.validate(&bytes)?;
+        let reservation = match self.reserve(&mut bytes, &headers)? {
+            Ok(reservation) => reservation,
+            Err(duplicate) => return Ok(duplicate),
+        };
+        let written = self.write(reservation.file, bytes, reservation.position).await;
+        self.complete(reservation.sequence);
+        if let Err(source) = written {
+            self.fail(&source);
+            return Err(AppendError::Io { partition: self.id.clone(), source });
+        }
+        self.wait_visible(reservation.result.last_offset.0).await?;
+        let flush_messages = self.config.borrow().flush_messages;
+        let unflushed = {
+            let mut log = self.log.borrow_mut();
+            log.unflushed_messages += reservation.record_count;
+            log.unflushed_messages
+        };
+        if options.durable || unflushed >= flush_messages {
+            self.sync_up_to(reservation.sequence)
+                .await
+                .map_err(|source| AppendError::Io { partition: self.id.clone(), source })?;
+        }
+        Ok(reservation.result)
+    }
+
+    /// Validates every batch in `bytes`; returns their headers in order.
+    fn validate(&self, bytes: &[u8]) -> Result<Vec<BatchHeader>, AppendError> {
+        let size_bytes_max = self.config.borrow().max_message_bytes;
+        let mut headers = Vec::with_capacity(1);
+        let mut position = 0;
+        while position < bytes.len() || headers.is_empty() {
+            let header = batch::validate(&bytes[position..], true)
+                .map_err(|source| AppendError::InvalidBatch { partition: self.id.clone(), source })?;
+            let size = header.size_bytes();
+            if size > size_bytes_max as usize {
+                return Err(AppendError::TooLarge { partition: self.id.clone(), size_bytes: size, size_bytes_max });
+            }
+            headers.push(header);
+            position += size;
+        }
+        Ok(headers)
+    }
+
+    /// Step 2: assigns offsets and a byte range, or answers a duplicate (the inner `Err`).
+    fn reserve(
+        &self,
+        bytes: &mut [u8],
+        headers: &[BatchHeader],
+    ) -> Result<Result<Reservation, AppendResult>, AppendError> {
+        let config = self.config.borrow();
+        let mut log = self.log.borrow_mut();
+        let first = headers[0];
+        match log.producers.check(&first) {
+            Ok(SequenceCheck::Append) => {}
+            Ok(SequenceCheck::Duplicate(original)) => {
+                return Ok(Err(AppendResult {
+                    base_offset: Offset(original.base_offset),
+                    last_offset: Offset(original.last_offset),
+                    log_append_time_ms: -1,
+                    log_start_offset: Offset(log.log_start_offset),
+                    duplicate: true,
+                }));
+            }
+            Err(SequenceError::OutOfOrder { expected }) => {
+                return Err(AppendError::OutOfOrderSequence {
+                    partition: self.id.clone(),
+                    producer_id: first.producer_id,
+                    sequence: first.base_sequence,
+                    expected,
+                });
+            }
+            Err(SequenceError::Fenced { current_epoch }) => {
+                return Err(AppendError::ProducerFenced {
+                    partition: self.id.clone(),
+                    producer_id: first.producer_id,
+                    epoch: first.producer_epoch,
+                    current_epoch,
+                });
+            }
+        }
+        let now_ms = crate::clock::now_ms();
+        let total_bytes = bytes.len() as u64;
+        let active = log.active();
+        let too_big = active.summary.size_bytes + total_bytes > config.segment_bytes;
+        let too_old = now_ms.saturating_sub(active.created_ms) >= config.segment_ms;
+        if !active.is_empty() && (too_big || too_old) {
+            self.roll(&mut log, now_ms).map_err(|source| {
+                self.fail(&source);
+                AppendError::Io { partition: self.id.clone(), source }
+            })?;
+        }
+        let log_append_time_ms = if config.timestamp_type == TimestampType::LogAppendTime { now_ms } else { -1 };
+        let base_offset = log.next_offset;
+        let position = log.active().summary.size_bytes;
+        let mut batch_position = 0usize;
+        let mut record_count = 0i64;
+        for header in headers {
+            let size = header.size_bytes();
+            let batch_bytes = &mut bytes[batch_position..batch_position + size];
+            let assigned = log.next_offset;
+            batch::patch_base_offset(batch_bytes, assigned);
+            batch::patch_leader_epoch(batch_bytes, 0);
+            if log_append_time_ms >= 0 {
+                batch::patch_log_append_time(batch_bytes, log_append_time_ms);
+            }
+            let mut stored = *header;
+            stored.base_offset = assigned;
+            if log_append_time_ms >= 0 {
+                stored.max_timestamp = log_append_time_ms;
+            }
+            let index_interval_bytes = config.index_interval_bytes;
+            log.active_mut().note_batch(position + batch_position as u64, &stored, index_interval_bytes);
+            log.producers.record(&stored, assigned);
+            log.next_offset = stored.last_offset() + 1;
+            record_count += i64::from(header.record_count);
+            batch_position += size;
+        }
+        let last_offset = log.next_offset - 1;
+        let sequence = log.next_write_sequence;
+        log.next_write_sequence += 1;
+        let segment_base = log.active().base_offset;
+        log.in_flight.push_back(InFlight {
+            sequence,
+            last_offset,
+            segment_base,
+            end_position: position + total_bytes,
+            done: false,
+        });
+        let file = log.active().file.clone();
+        let result = AppendResult {
+            base_offset: Offset(base_offset),
+            last_offset: Offset(last_offset),
+            log_append_time_ms,
+            log_start_offset: Offset(log.log_start_offset),
+            duplicate: false,
+        };
+        Ok(Ok(Reservation { sequence, file, position, result, record_count }))
+    }
+
+    /// Step 3: writes the whole buffer at `position`.
+    async fn write(&self, mut file: compio::fs::File, bytes: Vec<u8>, position: u64) -> std::io::Result<()> {
+        self.check_fault(FaultKind::Write)?;
+        let compio::BufResult(result, _buffer) = file.write_all_at(bytes, position).await;
+        result
+    }
+
+    /// Step 4: marks write `sequence` done and advances the high watermark over the done prefix.
+    fn complete(&self, sequence: u64) {
+        let mut log = self.log.borrow_mut();
+        if let Some(entry) = log.in_flight.iter_mut().find(|entry| entry.sequence == sequence) {
+            entry.done = true;
+        }
+        let mut advanced = false;
+        while log.in_flight.front().is_some_and(|entry| entry.done) {
+            let entry = log.in_flight.pop_front().expect("checked above");
+            if self.failed.get() {
+                continue;
+            }
+            log.high_watermark = entry.last_offset + 1;
+            log.completed_sequence = entry.sequence;
+            if let Some(segment) = log.segments.get_mut(&entry.segment_base) {
+                segment.readable_size_bytes = segment.readable_size_bytes.max(entry.end_position);
+            }
+            advanced = true;
+        }
+        assert!(log.high_watermark <= log.next_offset, "the high watermark never passes the log end");
+        drop(log);
+        if advanced {
+            self.event.notify(usize::MAX);
+        }
+    }
+
+    /// Waits until the high watermark covers `last_offset` (earlier writes may still run).
+    async fn wait_visible(&self, last_offset: i64) -> Result<(), AppendError> {
+        loop {
+            if self.failed.get() {
+                return Err(AppendError::StorageFailed { partition: self.id.clone() });
+            }
+            if self.log.borrow().high_watermark > last_offset {
+                return Ok(());
+            }
+            let listener = self.event.listen();
+            if self.log.borrow().high_watermark > last_offset || self.failed.get() {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    /// Step 5: returns once every write up to `sequence` is fsynced, running the fsync if none is
+    /// in progress, else joining the next one.
+    pub(super) async fn sync_up_to(&self, sequence: u64) -> std::io::Result<()> {
+        loop {
+            if self.failed.get() {
+                return Err(std::io::Error::other("partition failed on an earlier storage error"));
+            }
+            if self.log.borrow().synced_sequence >= sequence {
+                return Ok(());
+            }
+            if self.syncing.get() {
+                let listener = self.sync_event.listen();
+                if self.syncing.get() {
+                    listener.await;
+                }
+                continue;
+            }
+            self.run_sync().await?;
+        }
+    }
+
+    async fn run_sync(&self) -> std::io::Result<()> {
+        self.syncing.set(true);
+        let (target, files, active) = {
+            let mut log = self.log.borrow_mut();
+            let files = std::mem::take(&mut log.unsynced_files);
+            (log.completed_sequence, files, log.active().file.clone())
+        };
+        let started = crate::clock::monotonic();
+        let mut outcome = Ok(());
+        for file in files.iter().chain(std::iter::once(&active)) {
+            outcome = match self.check_fault(FaultKind::Sync) {
+                Ok(()) => file.sync_data().await,
+                Err(error) => Err(error),
+            };
+            if outcome.is_err() {
+                break;
+            }
+        }
+        self.syncing.set(false);
+        match outcome {
+            Ok(()) => {
+                let mut log = self.log.borrow_mut();
+                log.synced_sequence = log.synced_sequence.max(target);
+                log.unflushed_messages = 0;
+                log.last_flush_ms = crate::clock::now_ms();
+                drop(log);
+                tracing::trace!(partition = %self.id, elapsed_us = started.elapsed().as_micros() as u64, "fsync");
+                self.sync_event.notify(usize::MAX);
+                Ok(())
+            }
+            Err(error) => {
+                self.fail(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts a new active segment at the log end. The old one is fsynced by the next sync.
+    pub(super) fn roll(&self, log: &mut Log, now_ms: i64) -> std::io::Result<()> {
+        let base = log.next_offset;
+        let path = crate::segment::log_path(&self.dir, base);
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        crate::io::sync_dir(&self.dir)?;
+        let file = crate::io::into_runtime_file(file);
+        let previous = log.active().file.clone();
+        log.unsynced_files.push(previous);
+        let summary = crate::segment::SegmentSummary::empty(base);
+        log.segments.insert(base, Segment::new(base, &self.dir, file, summary, now_ms));
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! One partition's log: an ordered set of segments plus the offsets that bound it.
+//!
+//! A `Partition` lives on its owning shard's thread (`Rc`, interior mutability through
+//! `RefCell`/`Cell`); every method runs there. Invariants:
+//! - `log_start_offset <= high_watermark <= next_offset`;
+//! - offsets below `high_watermark` are written completely and may be read;
+//! - writes in flight are tracked in assignment order and the high watermark only moves over a
+//!   prefix of completed writes;
+//! - once a write or fsync fails the partition is latched failed and accepts nothing more.
+//!
+//! Submodules: `append` (assign offsets, write, group commit), `read` (reads and offset lookups),
+//! `recovery` (open and re-validate), `producer` (idempotence state).
+
+mod append;
+mod producer;
+mod read;
+mod recovery;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use event_listener::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::PartitionOffsets;
+use crate::config::TopicConfig;
+use crate::io::FaultInjector;
+use crate::segment::Segment;
+use crate::types::{Offset, TopicPartition};
+use producer::ProducerStates;
+
+/// Name of the per-partition checkpoint file.
+const CHECKPOINT_FILE_NAME: &str = "partition.checkpoint";
+
+/// What a partition records durably besides its segments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// Every offset below this was fsynced; recovery re-validates from the segment holding it.
+    recovery_point: i64,
+    /// First offset still present (moved by retention and DeleteRecords).
+    log_start_offset: i64,
+    /// Producer state as it stood below `recovery_point`.
+    producers: ProducerStates,
+}
+
+/// A write whose completion is awaited, in offset order.
+#[derive(Debug)]
+struct InFlight {
+    sequence: u64,
+    last_offset: i64,
+    segment_base: i64,
+    end_position: u64,
+    done: bool,
+}
+
+/// Mutable log state, borrowed only between awaits.
+struct Log {
+    segments: BTreeMap<i64, Segment>,
+    next_offset: i64,
+    high_watermark: i64,
+    log_start_offset: i64,
+    in_flight: VecDeque<InFlight>,
+    next_write_sequence: u64,
+    /// Every write with a sequence up to this one has completed.
+    completed_sequence: u64,
+    /// Every write with a sequence up to this one is fsynced.
+    synced_sequence: u64,
+    /// Files of rolled segments not yet fsynced.
+    unsynced_files: Vec<compio::fs::File>,
+    /// Records appended since the last fsync, for `flush.messages`.
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+    producers: ProducerStates,
+    /// The checkpoint as last written, to skip rewriting an unchanged one.
+    checkpointed: (i64, i64),
+}
+
+impl Log {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a partition always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a partition always has an active segment")
+    }
+
+    fn offsets(&self) -> PartitionOffsets {
+        PartitionOffsets {
+            log_start_offset: Offset(self.log_start_offset),
+            high_watermark: Offset(self.high_watermark),
+            last_stable_offset: Offset(self.high_watermark),
+            log_end_offset: Offset(self.next_offset),
+        }
+    }
+}
+
+/// One partition, owned by its shard.
+pub(crate) struct Partition {
+    id: TopicPartition,
+    dir: PathBuf,
+    config: RefCell<TopicConfig>,
+    log: RefCell<Log>,
+    /// Fired when the high watermark moves or the partition fails: readers long-poll on it.
+    event: Arc<Event>,
+    /// Fired when an fsync finishes: appends waiting for durability.
+    sync_event: Event,
+    syncing: Cell<bool>,
+    failed: Cell<bool>,
+    faults: Option<Arc<FaultInjector>>,
+}
+
+impl Partition {
+    pub(crate) fn id(&self) -> &TopicPartition {
+        &self.id
+    }
+
+    pub(crate) fn offsets(&self) -> PartitionOffsets {
+        self.log.borrow().offsets()
+    }
+
+    pub(crate) fn set_config(&self, config: TopicConfig) {
+        *self.config.borrow_mut() = config;
+    }
+
+    /// Latches the partition failed after a storage error, and wakes every waiter.
+    fn fail(&self, error: &std::io::Error) {
+        if !self.failed.replace(true) {
+            tracing::error!(partition = %self.id, %error, "storage error; partition is now failed");
+        }
+        self.event.notify(usize::MAX);
+        self.sync_event.notify(usize::MAX);
+    }
+
+    fn check_fault(&self, kind: crate::io::FaultKind) -> std::io::Result<()> {
+        match &self.faults {
+            Some(faults) => faults.check(kind, &self.id.topic),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the checkpoint when the recovery point or log start changed.
+    fn write_checkpoint(&self, recovery_point: i64) -> std::io::Result<()> {
+        let (checkpoint, key) = {
+            let log = self.log.borrow();
+            let key = (recovery_point, log.log_start_offset);
+            if key == log.checkpointed {
+                return Ok(());
+            }
+            let checkpoint = Checkpoint {
+                recovery_point,
+                log_start_offset: log.log_start_offset,
+                producers: log.producers.below(recovery_point),
+            };
+            (checkpoint, key)
+        };
+        let bytes = serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data");
+        crate::io::write_atomic(&self.dir.join(CHECKPOINT_FILE_NAME), &bytes)?;
+        self.log.borrow_mut().checkpointed = key;
+        Ok(())
+    }
+
+    /// Fsyncs when `flush.ms` has passed with unflushed records.
+    pub(crate) async fn flush_if_due(&self, now_ms: i64) {
+        let flush_ms = self.config.borrow().flush_ms;
+        let due = {
+            let log = self.log.borrow();
+            log.unflushed_messages > 0 && now_ms.saturating_sub(log.last_flush_ms) >= flush_ms
+        };
+        if due && !self.failed.get() {
+            let target = self.log.borrow().completed_sequence;
+            let _latched_on_failure = self.sync_up_to(target).await;
+        }
+    }
+
+    /// Periodic work: time-based roll, retention, index files and checkpoint.
+    pub(crate) async fn maintain(&self, now_ms: i64) {
+        if self.failed.get() {
+            return;
+        }
+        let config = self.config.borrow().clone();
+        {
+            let mut log = self.log.borrow_mut();
+            let active = log.active();
+            if !active.is_empty() && now_ms.saturating_sub(active.created_ms) >= config.segment_ms {
+                if let Err(error) = self.roll(&mut log, now_ms) {
+                    drop(log);
+                    self.fail(&error);
+                    return;
+                }
+            }
+        }
+        if let Err(error) = self.apply_retention(&config, now_ms) {
+            tracing::warn!(partition = %self.id, %error, "retention failed to delete a segment");
+        }
+        let (target, recovery_point) = {
+            let log = self.log.borrow();
+            (log.completed_sequence, log.high_watermark)
+        };
+        if self.sync_up_to(target).await.is_err() {
+            return;
+        }
+        self.write_indexes(false).await;
+        if let Err(error) = self.write_checkpoint(recovery_point) {
+            tracing::warn!(partition = %self.id, %error, "checkpoint write failed");
+        }
+    }
+
+    /// Writes the index files of segments whose indexes changed: only rolled segments, or
+    /// the active one too when `include_active`.
+    async fn write_indexes(&self, include_active: bool) {
+        let pending: Vec<(i64, crate::segment::EncodedIndexes)> = {
+            let log = self.log.borrow();
+            let active_base = log.active().base_offset;
+            log.segments
+                .values()
+                .filter(|segment| segment.index_dirty && (include_active || segment.base_offset != active_base))
+                .map(|segment| (segment.base_offset, segment.encoded_indexes()))
+                .collect()
+        };
+        for (base, encoded) in pending {
+            match encoded.write().await {
+                Ok(()) => {
+                    if let Some(segment) = self.log.borrow_mut().segments.get_mut(&base) {
+                        segment.index_dirty = false;
+                    }
+                }
+                Err(error) => tracing::warn!(partition = %self.id, %error, "index write failed; recovery rebuilds it"),
+            }
+        }
+    }
+
+    /// Deletes whole segments past `retention.ms` or `retention.bytes`, oldest first.
+    fn apply_retention(&self, config: &TopicConfig, now_ms: i64) -> std::io::Result<()> {
+        if !config.cleanup_policy.delete {
+            return Ok(());
+        }
+        let mut log = self.log.borrow_mut();
+        let mut total_bytes: u64 = log.segments.values().map(|segment| segment.summary.size_bytes).sum();
+        loop {
+            if log.segments.len() < 2 {
+                return Ok(());
+            }
+            let oldest = log.segments.values().next().expect("checked above");
+            let expired_by_time = config.retention_ms >= 0
+                && oldest.summary.max_timestamp_ms >= 0
+                && oldest.summary.max_timestamp_ms < now_ms.saturating_sub(config.retention_ms);
+            let expired_by_size = config.retention_bytes >= 0
+                && total_bytes.saturating_sub(oldest.summary.size_bytes) >= config.retention_bytes as u64;
+            if !expired_by_time && !expired_by_size {
+                return Ok(());
+            }
+            total_bytes -= oldest.summary.size_bytes;
+            let base = oldest.base_offset;
+            let segment = log.segments.remove(&base).expect("present");
+            let next_base = log.segments.keys().next().copied().expect("at least one segment remains");
+            log.log_start_offset = log.log_start_offset.max(next_base);
+            segment.remove_files()?;
+        }
+    }
+
+    /// Moves the log start offset to `offset` (or the high watermark for -1) and drops the
+    /// segments wholly below it.
+    pub(crate) async fn delete_records(&self, offset: Offset) -> Result<Offset, crate::ReadError> {
+        let new_start = {
+            let mut log = self.log.borrow_mut();
+            let target = if offset.0 == -1 { log.high_watermark } else { offset.0 };
+            if target < 0 || target > log.high_watermark {
+                return Err(crate::ReadError::OffsetOutOfRange {
+                    partition: self.id.clone(),
+                    offset,
+                    log_start_offset: Offset(log.log_start_offset),
+                    high_watermark: Offset(log.high_watermark),
+                });
+            }
+            log.log_start_offset = log.log_start_offset.max(target);
+            let start = log.log_start_offset;
+            while log.segments.len() > 1 {
+                let (base, next_offset) = {
+                    let oldest = log.segments.values().next().expect("checked above");
+                    (oldest.base_offset, oldest.summary.next_offset)
+                };
+                if next_offset > start {
+                    break;
+                }
+                let segment = log.segments.remove(&base).expect("present");
+                if let Err(source) = segment.remove_files() {
+                    return Err(crate::ReadError::Io { partition: self.id.clone(), source });
+                }
+            }
+            start
+        };
+        let recovery_point = self.log.borrow().checkpointed.0;
+        self.write_checkpoint(recovery_point)
+            .map_err(|source| crate::ReadError::Io { partition: self.id.clone(), source })?;
+        self.event.notify(usize::MAX);
+        Ok(Offset(new_start))
+    }
+
+    /// Waits for writes in flight, fsyncs, writes indexes and (when `checkpoint`) the
+    /// recovery checkpoint. Used at shutdown and before deletion.
+    pub(crate) async fn close(&self, checkpoint: bool) {
+        let deadline = crate::clock::monotonic() + std::time::Duration::from_secs(30);
+        while !self.log.borrow().in_flight.is_empty() && !self.failed.get() && crate::clock::monotonic() < deadline {
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if self.failed.get() || !checkpoint {
+            return;
+        }
+        let (target, recovery_point) = {
+            let log = self.log.borrow();
+            (log.completed_sequence, log.high_watermark)
+        };
+        if self.sync_up_to(target).await.is_err() {
+            return;
+        }
+        self.write_indexes(true).await;
+        if let Err(error) = self.write_checkpoint(recovery_point) {
+            tracing::warn!(partition = %self.id, %error, "checkpoint write failed at close");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Reads: whole batches from the one holding an offset, and ListOffsets lookups.
+//!
+//! A read looks up the segment and the nearest index entry while borrowing the log, then reads
+//! the file with no borrow held (appends continue meanwhile). Only bytes below the segment's
+//! readable size (completed writes) are read.
+
+use compio::io::AsyncReadAtExt;
+
+use super::Partition;
+use crate::batch::{self, BatchHeader, LOG_OVERHEAD_BYTES};
+use crate::error::ReadError;
+use crate::types::Offset;
+use crate::{OffsetAnswer, OffsetQuery, ReadResult};
+
+/// Slack read beyond `size_bytes_max`, to cover batches between the index entry and the offset.
+const READ_SLACK_BYTES: u64 = 16 * 1024;
+/// Smallest window read while scanning headers for a timestamp.
+const SCAN_WINDOW_BYTES: u64 = 64 * 1024;
+
+/// A segment located for a read, detached from the log borrow.
+struct Located {
+    file: compio::fs::File,
+    path: std::path::PathBuf,
+    start_position: u64,
+    end_position: u64,
+}
+
+async fn read_range(file: &compio::fs::File, position: u64, size: u64) -> std::io::Result<Vec<u8>> {
+    let buffer = Vec::with_capacity(size as usize);
+    let compio::BufResult(result, buffer) = file.read_exact_at(buffer, position).await;
+    result.map(|()| buffer)
+}
+
+impl Partition {
+    fn corrupt(&self, located: &Located, position: u64) -> ReadError {
+        ReadError::Corrupt { partition: self.id.clone(), path: located.path.clone(), position }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ReadError {
+        ReadError::Io { partition: self.id.clone(), source }
+    }
+
+    /// The segment holding `offset`, or `None` when `offset` is at the high watermark.
+    fn locate(&self, offset: i64) -> Result<Option<Located>, ReadError> {
+        let log = self.log.borrow();
+        if offset < log.log_start_offset || offset > log.high_watermark {
+            return Err(ReadError::OffsetOutOfRange {
+                partition: self.id.clone(),
+                offset: Offset(offset),
+                log_start_offset: Offset(log.log_start_offset),
+                high_watermark: Offset(log.high_watermark),
+            });
+        }
+        if offset == log.high_watermark {
+            return Ok(None);
+        }
+        // The segment whose base is at or below the offset, skipping segments that end below
+        // it (compaction can leave gaps between segments).
+        let segment = log
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, segment)| segment)
+            .filter(|segment| segment.summary.next_offset > offset)
+            .or_else(|| log.segments.range(offset..).map(|(_, segment)| segment).next())
+            .ok_or_else(|| ReadError::OffsetOutOfRange {
+                partition: self.id.clone(),
+                offset: Offset(offset),
+                log_start_offset: Offset(log.log_start_offset),
+                high_watermark: Offset(log.high_watermark),
+            })?;
+        Ok(Some(Located {
+            file: segment.file.clone(),
+            path: segment.log_path(),
+            start_position: segment.lookup(offset),
+            end_position: segment.readable_size_bytes,
+        }))
+    }
+
+    pub(crate) async fn read(&self, offset: Offset, size_bytes_max: u32) -> Result<ReadResult, ReadError> {
+        if self.failed.get() {
+            return Err(ReadError::StorageFailed { partition: self.id.clone() });
+        }
+        let Some(located) = self.locate(offset.0)? else {
+            return Ok(ReadResult { records: Vec::new(), offsets: self.offsets() });
+        };
+        let available = located.end_position.saturating_sub(located.start_position);
+        let wanted = (u64::from(size_bytes_max) + READ_SLACK_BYTES).min(available);
+        let mut bytes =
+            read_range(&located.file, located.start_position, wanted).await.map_err(|error| self.io_error(error))?;
+        // Skip batches wholly below the offset.
+        let mut skip = 0usize;
+        loop {
+            let Some((_, length)) = batch::peek_size(&bytes[skip..]) else {
+                return Err(self.corrupt(&located, located.start_position + skip as u64));
+            };
+            let header = batch::parse_header(&bytes[skip..])
+                .map_err(|_| self.corrupt(&located, located.start_position + skip as u64))?;
+            let size = LOG_OVERHEAD_BYTES + length.max(0) as usize;
+            if header.last_offset() >= offset.0 {
+                break;
+            }
+            skip += size;
+            if skip + LOG_OVERHEAD_BYTES > bytes.len() {
+                // The wanted offset lies past what was read: read again from here.
+                let position = located.start_position + skip as u64;
+                let wanted = (u64::from(size_bytes_max) + READ_SLACK_BYTES).min(located.end_position - position);
+                bytes = read_range(&located.file, position, wanted).await.map_err(|error| self.io_error(error))?;
+                return self.finish_read(bytes, &located, position, size_bytes_max).await;
+            }
+        }
+        bytes.drain(..skip);
+        self.finish_read(bytes, &located, located.start_position + skip as u64, size_bytes_max).await
+    }
+
+    /// Trims `bytes` (starting at the first wanted batch, at `position`) to whole batches within
+    /// `size_bytes_max`, always keeping the first batch whole (reading the rest of it if needed).
+    async fn finish_read(
+        &self,
+        mut bytes: Vec<u8>,
+        located: &Located,
+        position: u64,
+        size_bytes_max: u32,
+    ) -> Result<ReadResult, ReadError> {
+        let mut kept = 0usize;
+        loop {
+            let Some((_, length)) = batch::peek_size(&bytes[kept..]) else { break };
+            if length < 0 {
+                return Err(self.corrupt(located, position + kept as u64));
+            }
+            let size = LOG_OVERHEAD_BYTES + length as usize;
+            let end = kept + size;
+            if kept > 0 && end > size_bytes_max as usize {
+                break;
+            }
+            if end > bytes.len() {
+                if kept == 0 && position + size as u64 <= located.end_position {
+                    // The first batch is larger than what was read: read it whole.
+                    bytes =
+                        read_range(&located.file, position, size as u64).await.map_err(|error| self.io_error(error))?;
+                    kept = size;
+                }
+                break;
+            }
+            kept = end;
+        }
+        if kept == 0 && !bytes.is_empty() {
+            return Err(self.corrupt(located, position));
+        }
+        bytes.truncate(kept);
+        Ok(ReadResult { records: bytes, offsets: self.offsets() })
+    }
+
+    pub(crate) async fn list_offsets(&self, query: OffsetQuery) -> Result<Option<OffsetAnswer>, ReadError> {
+        let (log_start, high_watermark) = {
+            let log = self.log.borrow();
+            (log.log_start_offset, log.high_watermark)
+        };
+        match query {
+            OffsetQuery::Earliest => Ok(Some(OffsetAnswer { offset: Offset(log_start), timestamp_ms: -1 })),
+            OffsetQuery::Latest => Ok(Some(OffsetAnswer { offset: Offset(high_watermark), timestamp_ms: -1 })),
+            OffsetQuery::MaxTimestamp => {
+                let log = self.log.borrow();
+                let best =
+                    log.segments.values().filter(|segment| segment.summary.max_timestamp_ms >= 0).max_by_key(
+                        |segment| (segment.summary.max_timestamp_ms, std::cmp::Reverse(segment.base_offset)),
+                    );
+                Ok(best.map(|segment| OffsetAnswer {
+                    offset: Offset(segment.summary.offset_of_max_timestamp.max(log_start)),
+                    timestamp_ms: segment.summary.max_timestamp_ms,
+                }))
+            }
+            OffsetQuery::Timestamp(timestamp_ms) => self.offset_for_time(timestamp_ms).await,
+        }
+    }
+
+    /// The first offset whose record timestamp is at least `timestamp_ms`.
+    async fn offset_for_time(&self, timestamp_ms: i64) -> Result<Option<OffsetAnswer>, ReadError> {
+        let candidates: Vec<Located> = {
+            let log = self.log.borrow();
+            log.segments
+                .values()
+                .filter(|segment| segment.summary.max_timestamp_ms >= timestamp_ms)
+                .map(|segment| Located {
+                    file: segment.file.clone(),
+                    path: segment.log_path(),
+                    start_position: segment.lookup_time(timestamp_ms),
+                    end_position: segment.readable_size_bytes,
+                })
+                .collect()
+        };
+        let log_start = self.log.borrow().log_start_offset;
+        for located in candidates {
+            if let Some(answer) = self.scan_for_time(&located, timestamp_ms, log_start).await? {
+                return Ok(Some(answer));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn scan_for_time(
+        &self,
+        located: &Located,
+        timestamp_ms: i64,
+        log_start: i64,
+    ) -> Result<Option<OffsetAnswer>, ReadError> {
+        let mut position = located.start_position;
+        while position + LOG_OVERHEAD_BYTES as u64 <= located.end_position {
+            let window = SCAN_WINDOW_BYTES.min(located.end_position - position);
+            let bytes = read_range(&located.file, position, window).await.map_err(|error| self.io_error(error))?;
+            let mut within = 0usize;
+            while let Ok(header) = batch::parse_header(&bytes[within..]) {
+                let size = header.size_bytes();
+                if header.max_timestamp >= timestamp_ms && header.last_offset() >= log_start {
+                    let batch_bytes = if within + size <= bytes.len() {
+                        bytes[within..within + size].to_vec()
+                    } else {
+                        read_range(&located.file, position + within as u64, size as u64)
+                            .await
+                            .map_err(|error| self.io_error(error))?
+                    };
+                    return Ok(Some(exact_offset_for_time(&header, &batch_bytes, timestamp_ms, log_start)));
+                }
+                within += size;
+            }
+            if within == 0 {
+                return Err(self.corrupt(located, position));
+            }
+            position += within as u64;
+        }
+        Ok(None)
+    }
+}
+
+/// Within a batch whose max timestamp reaches `timestamp_ms`, the first record at or after it.
+/// Compressed batches are not decoded: their base offset answers (Kafka decompresses here).
+fn exact_offset_for_time(header: &BatchHeader, bytes: &[u8], timestamp_ms: i64, log_start: i64) -> OffsetAnswer {
+    if header.compression() == 0 && !header.is_log_append_time() {
+        for (offset_delta, timestamp) in batch::record_timestamps(bytes) {
+            let offset = header.base_offset + i64::from(offset_delta);
+            if timestamp >= timestamp_ms && offset >= log_start {
+                return OffsetAnswer { offset: Offset(offset), timestamp_ms: timestamp };
+            }
+        }
+    }
+    OffsetAnswer { offset: Offset(header.base_offset.max(log_start)), timestamp_ms: header.max_timestamp }
+}

@@ -1,0 +1,215 @@
+//! Opening a partition: find its segments, trust those fully below the recovery point (when
+//! their indexes are consistent), re-validate the rest, and truncate a torn or corrupt tail.
+//!
+//! 1. Read `partition.checkpoint` (recovery point, log start, producer snapshot); none means
+//!    recover everything from offset 0.
+//! 2. List `*.log` files by base offset; remove leftover `*.tmp` files.
+//! 3. For each segment: if it ends at or below the recovery point and its `.index` and
+//!    `.timeindex` decode consistently, load them; otherwise scan the log, re-validating every
+//!    batch and replaying producer state for batches at or past the snapshot.
+//! 4. At the first invalid batch, truncate the file there (fsynced) and delete later segments.
+//! 5. Open every segment for io_uring; the last one is the active segment.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use event_listener::Event;
+
+use super::{CHECKPOINT_FILE_NAME, Checkpoint, Log, Partition};
+use crate::config::TopicConfig;
+use crate::io::FaultInjector;
+use crate::segment::{self, Segment, SegmentSummary, scan};
+use crate::types::TopicPartition;
+
+fn read_checkpoint(dir: &Path) -> Checkpoint {
+    let path = dir.join(CHECKPOINT_FILE_NAME);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+            tracing::warn!(path = %path.display(), %error, "unreadable checkpoint; recovering the whole log");
+            Checkpoint::default()
+        }),
+        Err(_) => Checkpoint::default(),
+    }
+}
+
+/// Base offsets of the `.log` files in `dir`, sorted.
+fn list_segments(dir: &Path) -> std::io::Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") {
+            std::fs::remove_file(entry.path())?;
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".log") {
+            if let Ok(base) = stem.parse::<i64>() {
+                if base >= 0 && stem.len() == 20 {
+                    bases.push(base);
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Loads a trusted segment's summary from its index files, or `None` when they are unusable.
+fn load_trusted(dir: &Path, base: i64, next_base: i64) -> Option<SegmentSummary> {
+    let size_bytes = std::fs::metadata(segment::log_path(dir, base)).ok()?.len();
+    let index = segment::decode_index(&std::fs::read(segment::index_path(dir, base)).ok()?, size_bytes)?;
+    let time_index = segment::decode_time_index(&std::fs::read(segment::time_index_path(dir, base)).ok()?)?;
+    if size_bytes > 0 && index.is_empty() {
+        return None;
+    }
+    let (max_timestamp_ms, offset_of_max_timestamp) =
+        time_index.last().map_or((-1, base), |entry| (entry.timestamp_ms, base + i64::from(entry.relative_offset)));
+    Some(SegmentSummary {
+        next_offset: next_base,
+        size_bytes,
+        index,
+        time_index,
+        max_timestamp_ms,
+        offset_of_max_timestamp,
+    })
+}
+
+/// Truncates `path` to `size_bytes` and fsyncs it.
+fn truncate(path: &Path, size_bytes: u64) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(size_bytes)?;
+    file.sync_all()
+}
+
+impl Partition {
+    /// Opens (creating when absent) and recovers the partition in `dir`.
+    pub(crate) fn open(
+        id: TopicPartition,
+        dir: PathBuf,
+        config: TopicConfig,
+        event: Arc<Event>,
+        faults: Option<Arc<FaultInjector>>,
+    ) -> std::io::Result<Rc<Partition>> {
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            if let Some(parent) = dir.parent() {
+                crate::io::sync_dir(parent)?;
+            }
+        }
+        let checkpoint = read_checkpoint(&dir);
+        let mut producers = checkpoint.producers.clone();
+        let mut summaries: BTreeMap<i64, SegmentSummary> = BTreeMap::new();
+        let bases = list_segments(&dir)?;
+        let mut truncated_at: Option<usize> = None;
+        for (position, base) in bases.iter().enumerate() {
+            let next_base = bases.get(position + 1).copied();
+            let trusted = next_base
+                .filter(|next| *next <= checkpoint.recovery_point)
+                .and_then(|next| load_trusted(&dir, *base, next));
+            if let Some(summary) = trusted {
+                summaries.insert(*base, summary);
+                continue;
+            }
+            let path = segment::log_path(&dir, *base);
+            let outcome = scan::scan(&path, *base, config.index_interval_bytes, |header| {
+                if header.base_offset >= checkpoint.recovery_point {
+                    producers.record(header, header.base_offset);
+                }
+            })?;
+            let valid = outcome.summary.size_bytes;
+            let ends_early = next_base.is_some_and(|next| outcome.summary.next_offset > next);
+            summaries.insert(*base, outcome.summary);
+            if valid < outcome.file_size_bytes || ends_early {
+                tracing::warn!(
+                    partition = %id,
+                    segment = %path.display(),
+                    valid_bytes = valid,
+                    file_bytes = outcome.file_size_bytes,
+                    "truncating a torn or corrupt log tail"
+                );
+                truncate(&path, valid)?;
+                truncated_at = Some(position);
+                break;
+            }
+        }
+        if let Some(position) = truncated_at {
+            for base in &bases[position + 1..] {
+                tracing::warn!(partition = %id, base_offset = base, "removing a segment after a corrupt one");
+                for path in [
+                    segment::log_path(&dir, *base),
+                    segment::index_path(&dir, *base),
+                    segment::time_index_path(&dir, *base),
+                ] {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            crate::io::sync_dir(&dir)?;
+        }
+        if summaries.is_empty() {
+            let base = checkpoint.log_start_offset.max(0);
+            let path = segment::log_path(&dir, base);
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+            crate::io::sync_dir(&dir)?;
+            summaries.insert(base, SegmentSummary::empty(base));
+        }
+        Self::assemble(id, dir, config, event, faults, summaries, &checkpoint, producers)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        id: TopicPartition,
+        dir: PathBuf,
+        config: TopicConfig,
+        event: Arc<Event>,
+        faults: Option<Arc<FaultInjector>>,
+        summaries: BTreeMap<i64, SegmentSummary>,
+        checkpoint: &Checkpoint,
+        producers: super::producer::ProducerStates,
+    ) -> std::io::Result<Rc<Partition>> {
+        let now_ms = crate::clock::now_ms();
+        let mut segments = BTreeMap::new();
+        for (base, summary) in summaries {
+            let file = crate::io::open_rw(&segment::log_path(&dir, base), false)?;
+            let mut opened = Segment::new(base, &dir, file, summary, now_ms);
+            opened.index_dirty = false;
+            segments.insert(base, opened);
+        }
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let next_offset = segments.values().next_back().expect("at least one segment").summary.next_offset;
+        let log_start_offset = checkpoint.log_start_offset.max(first_base).min(next_offset);
+        let log = Log {
+            segments,
+            next_offset,
+            high_watermark: next_offset,
+            log_start_offset,
+            in_flight: VecDeque::new(),
+            next_write_sequence: 1,
+            completed_sequence: 0,
+            synced_sequence: 0,
+            unsynced_files: Vec::new(),
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            producers,
+            checkpointed: (checkpoint.recovery_point, checkpoint.log_start_offset),
+        };
+        Ok(Rc::new(Partition {
+            id,
+            dir,
+            config: RefCell::new(config),
+            log: RefCell::new(log),
+            event,
+            sync_event: Event::new(),
+            syncing: Cell::new(false),
+            failed: Cell::new(false),
+            faults,
+        }))
+    }
+}
