@@ -1,0 +1,221 @@
+//! Error types: one enum for talking to a broker, one for building batches, one for decoding them.
+//!
+//! Every variant carries the context needed to act on it (API, version, peer, position) and keeps
+//! its cause as a `#[source]`. Plain data; any thread may hold them.
+
+use std::io;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::VersionRange;
+use thiserror::Error;
+
+/// A boxed cause from the protocol crate, which reports its codec failures as `anyhow` errors.
+pub type CodecError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a request to a broker failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to {address}")]
+    Connect {
+        /// The address as given.
+        address: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the socket failed (includes read timeouts).
+    #[error("i/o error on the connection to {peer}")]
+    Io {
+        /// The broker's address.
+        peer: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The broker closed the connection while responses were outstanding.
+    #[error("connection to {peer} closed by the broker")]
+    Closed {
+        /// The broker's address.
+        peer: String,
+    },
+    /// The request could not be encoded at the negotiated version.
+    #[error("cannot encode {api:?} v{version}")]
+    Encode {
+        /// The request's API.
+        api: ApiKey,
+        /// The version used.
+        version: i16,
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
+    /// The response could not be decoded at the version the request was sent with.
+    #[error("cannot decode {api:?} v{version} response")]
+    Decode {
+        /// The response's API.
+        api: ApiKey,
+        /// The version used.
+        version: i16,
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
+    /// The broker and this client share no version of the API.
+    #[error("{api:?} is not supported: broker offers {broker:?}, client supports {client}")]
+    UnsupportedVersion {
+        /// The API in question.
+        api: ApiKey,
+        /// What the broker advertised, `None` when it does not know the API at all.
+        broker: Option<VersionRange>,
+        /// What this client can encode.
+        client: VersionRange,
+    },
+    /// The encoded request does not fit the i32 size prefix.
+    #[error("{api:?} request of {size_bytes} bytes is too large to frame")]
+    RequestTooLarge {
+        /// The request's API.
+        api: ApiKey,
+        /// The encoded size.
+        size_bytes: usize,
+    },
+    /// A response frame announced a size outside `0..=max`.
+    #[error("response frame of {size_bytes} bytes is outside 0..={size_bytes_max}")]
+    FrameSize {
+        /// The announced size.
+        size_bytes: i64,
+        /// The configured limit.
+        size_bytes_max: usize,
+    },
+    /// A response carried a correlation id other than the oldest outstanding request's.
+    #[error("response correlation id {actual} does not match the oldest request's {expected}")]
+    CorrelationMismatch {
+        /// The id of the oldest outstanding request.
+        expected: i32,
+        /// The id found in the response header.
+        actual: i32,
+    },
+    /// `receive` was called with a ticket that is not the oldest outstanding request.
+    #[error("ticket {ticket} received out of order: oldest outstanding request is {oldest:?}")]
+    OutOfOrder {
+        /// Correlation id of the ticket given.
+        ticket: i32,
+        /// Correlation id of the oldest outstanding request, if any.
+        oldest: Option<i32>,
+    },
+    /// A Produce request with acks=0 gets no response; use `enqueue_without_response`.
+    #[error("a produce request with acks=0 gets no response; send it with enqueue_without_response")]
+    NoResponseExpected,
+    /// The broker answered with a top-level or per-resource error code.
+    #[error("{api:?} failed for {resource}: {error}")]
+    Broker {
+        /// The API that failed.
+        api: ApiKey,
+        /// Which topic, partition or resource the code belongs to.
+        resource: String,
+        /// The decoded error code.
+        error: ResponseError,
+    },
+    /// The broker does not know the topic (or it has no partitions).
+    #[error("topic {topic} not found in metadata")]
+    UnknownTopic {
+        /// The topic's name.
+        topic: String,
+    },
+    /// A fetched batch could not be decoded.
+    #[error("cannot decode a fetched batch")]
+    Batch(#[from] DecodeError),
+}
+
+impl ClientError {
+    /// The broker error code, when the broker returned one.
+    pub fn response_error(&self) -> Option<&ResponseError> {
+        match self {
+            Self::Broker { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why a `RecordBatch` could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The compression codec failed.
+    #[error("{codec:?} compression failed")]
+    Compress {
+        /// The codec.
+        codec: kafka_protocol::records::Compression,
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
+    /// The batch has no records; Kafka rejects empty batches.
+    #[error("a batch needs at least one record")]
+    Empty,
+    /// The batch would exceed the `RecordBatch` v2 length field (i32) or the offset delta range.
+    #[error("batch too large: {size_bytes} bytes")]
+    TooLarge {
+        /// The size reached.
+        size_bytes: usize,
+    },
+}
+
+/// Why fetched batch bytes could not be decoded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The magic byte is not 2 (message sets v0/v1 are not supported).
+    #[error("unsupported batch magic {magic} at position {position}")]
+    UnsupportedMagic {
+        /// The magic found.
+        magic: i8,
+        /// Byte position of the batch in the input.
+        position: usize,
+    },
+    /// The batch length field is impossible.
+    #[error("batch at position {position} has invalid length {length}")]
+    InvalidLength {
+        /// The length field.
+        length: i32,
+        /// Byte position of the batch in the input.
+        position: usize,
+    },
+    /// The CRC32C does not match.
+    #[error("batch at offset {base_offset} has crc {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// A record ran past the end of its batch or held a malformed varint or length.
+    #[error("malformed record {record_index} in batch at offset {base_offset}")]
+    MalformedRecord {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// 0-based index of the record in the batch.
+        record_index: i32,
+    },
+    /// The compression codec id is not 0..=4.
+    #[error("unknown compression codec {codec} in batch at offset {base_offset}")]
+    UnknownCodec {
+        /// The attribute bits' codec id.
+        codec: i16,
+        /// The batch's base offset.
+        base_offset: i64,
+    },
+    /// Decompression failed.
+    #[error("decompression of batch at offset {base_offset} failed")]
+    Decompress {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
+}
