@@ -56,6 +56,7 @@ struct InFlight {
 }
 
 /// Mutable log state, borrowed only between awaits.
+#[allow(clippy::struct_field_names)]
 struct Log {
     segments: BTreeMap<i64, Segment>,
     next_offset: i64,
@@ -183,12 +184,13 @@ impl Partition {
         {
             let mut log = self.log.borrow_mut();
             let active = log.active();
-            if !active.is_empty() && now_ms.saturating_sub(active.created_ms) >= config.segment_ms {
-                if let Err(error) = self.roll(&mut log, now_ms) {
-                    drop(log);
-                    self.fail(&error);
-                    return;
-                }
+            if !active.is_empty()
+                && now_ms.saturating_sub(active.created_ms) >= config.segment_ms
+                && let Err(error) = self.roll(&mut log, now_ms)
+            {
+                drop(log);
+                self.fail(&error);
+                return;
             }
         }
         if let Err(error) = self.apply_retention(&config, now_ms) {
@@ -262,7 +264,7 @@ impl Partition {
 
     /// Moves the log start offset to `offset` (or the high watermark for -1) and drops the
     /// segments wholly below it.
-    pub(crate) async fn delete_records(&self, offset: Offset) -> Result<Offset, crate::ReadError> {
+    pub(crate) fn delete_records(&self, offset: Offset) -> Result<Offset, crate::ReadError> {
         let new_start = {
             let mut log = self.log.borrow_mut();
             let target = if offset.0 == -1 { log.high_watermark } else { offset.0 };

@@ -123,8 +123,7 @@ impl Partition {
         size_bytes_max: u32,
     ) -> Result<ReadResult, ReadError> {
         let mut kept = 0usize;
-        loop {
-            let Some((_, length)) = batch::peek_size(&bytes[kept..]) else { break };
+        while let Some((_, length)) = batch::peek_size(&bytes[kept..]) {
             if length < 0 {
                 return Err(self.corrupt(located, position + kept as u64));
             }

@@ -46,12 +46,12 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<i64>> {
             std::fs::remove_file(entry.path())?;
             continue;
         }
-        if let Some(stem) = name.strip_suffix(".log") {
-            if let Ok(base) = stem.parse::<i64>() {
-                if base >= 0 && stem.len() == 20 {
-                    bases.push(base);
-                }
-            }
+        if let Some(stem) = name.strip_suffix(".log")
+            && stem.len() == 20
+            && let Ok(base) = stem.parse::<i64>()
+            && base >= 0
+        {
+            bases.push(base);
         }
     }
     bases.sort_unstable();

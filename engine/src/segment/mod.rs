@@ -249,7 +249,7 @@ async fn write_whole(path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
 /// Decodes a `.index` file; `None` when its size or entries are inconsistent with a log of
 /// `log_size_bytes`.
 pub(crate) fn decode_index(bytes: &[u8], log_size_bytes: u64) -> Option<Vec<IndexEntry>> {
-    if bytes.len() % INDEX_ENTRY_SIZE_BYTES != 0 {
+    if !bytes.len().is_multiple_of(INDEX_ENTRY_SIZE_BYTES) {
         return None;
     }
     let mut entries = Vec::with_capacity(bytes.len() / INDEX_ENTRY_SIZE_BYTES);
@@ -272,7 +272,7 @@ pub(crate) fn decode_index(bytes: &[u8], log_size_bytes: u64) -> Option<Vec<Inde
 
 /// Decodes a `.timeindex` file; `None` when its size or ordering is inconsistent.
 pub(crate) fn decode_time_index(bytes: &[u8]) -> Option<Vec<TimeEntry>> {
-    if bytes.len() % TIME_ENTRY_SIZE_BYTES != 0 {
+    if !bytes.len().is_multiple_of(TIME_ENTRY_SIZE_BYTES) {
         return None;
     }
     let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_ENTRY_SIZE_BYTES);

@@ -22,7 +22,7 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64) {
         let now_ms = crate::clock::now_ms();
         for partition in state.partition_list() {
             partition.flush_if_due(now_ms).await;
-            if tick % ticks_per_retention == 0 {
+            if tick.is_multiple_of(ticks_per_retention) {
                 partition.maintain(now_ms).await;
             }
         }

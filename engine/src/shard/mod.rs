@@ -33,10 +33,13 @@ use crate::partition::Partition;
 use crate::types::{Offset, ShardId, TopicPartition};
 use crate::{AppendOptions, AppendResult, OffsetAnswer, OffsetQuery, PartitionOffsets, ReadResult};
 
+/// A closure run on a shard thread with its state; it typically spawns a task.
+type ShardClosure = Box<dyn FnOnce(&Rc<ShardState>) + Send>;
+
 /// Work sent to a shard's mailbox.
 enum Job {
-    /// Run a closure on the shard thread; it typically spawns a task.
-    Run(Box<dyn FnOnce(&Rc<ShardState>) + Send>),
+    /// Run a closure on the shard thread.
+    Run(ShardClosure),
     /// Flush and close every partition, answer, and stop the thread.
     Stop(futures_channel::oneshot::Sender<()>),
 }
@@ -301,7 +304,7 @@ impl Shared {
     }
 
     pub(crate) async fn delete_records(&self, partition: &TopicPartition, offset: Offset) -> Result<Offset, ReadError> {
-        let routed = self.on_partition(partition, move |log| async move { log.delete_records(offset).await }).await;
+        let routed = self.on_partition(partition, move |log| async move { log.delete_records(offset) }).await;
         flatten_read(partition, routed)
     }
 

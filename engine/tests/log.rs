@@ -1,0 +1,346 @@
+//! Goal: the engine's partition log behaves as Kafka's does through its public API.
+//! Method: open a real engine on a temp dir, drive appends, reads, rolls, retention, restarts
+//! and admin calls, and compare with what was written.
+
+mod common;
+
+use common::{batch_of, open, read_all, single_value, small_segments, split_batches};
+use sluice_engine::{
+    AppendError, AppendOptions, Offset, OffsetQuery, ReadError, TopicConfig, TopicError, TopicPartition, block_on,
+};
+
+const DURABLE: AppendOptions = AppendOptions { durable: true };
+const FAST: AppendOptions = AppendOptions { durable: false };
+
+#[test]
+fn appends_read_back_byte_identical_at_dense_offsets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 2);
+    let partition = TopicPartition::new("t", 1);
+    block_on(async {
+        engine.create_topic("t", 2, small_segments(4096)).await.expect("create");
+        for index in 0..200i64 {
+            let payload = format!("value-{index:05}").repeat(3);
+            let appended =
+                engine.append(&partition, batch_of(payload.as_bytes(), 1_000 + index), FAST).await.expect("append");
+            assert_eq!(appended.base_offset, Offset(index));
+        }
+    });
+    let batches = read_all(&engine, &partition, 0);
+    assert_eq!(batches.len(), 200);
+    for (index, (header, bytes)) in batches.iter().enumerate() {
+        assert_eq!(header.base_offset, index as i64);
+        assert_eq!(single_value(bytes), format!("value-{index:05}").repeat(3).into_bytes());
+    }
+    assert!(std::fs::read_dir(dir.path().join("t-1")).expect("dir").count() > 3, "segments rolled");
+    engine.shutdown();
+}
+
+#[test]
+fn read_mid_batch_offset_starts_with_the_holding_batch_and_respects_max_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("t", 0);
+    block_on(async {
+        engine.create_topic("t", 1, TopicConfig::default()).await.expect("create");
+        let three = sluice_engine::batch::build_batch(&[b"a", b"b", b"c"], 5);
+        engine.append(&partition, three.clone(), FAST).await.expect("append");
+        engine.append(&partition, three.clone(), FAST).await.expect("append");
+        let read = engine.read(&partition, Offset(1), 1).await.expect("read");
+        let batches = split_batches(&read.records);
+        assert_eq!(batches.len(), 1, "max_bytes below one batch still returns the first whole batch");
+        assert_eq!(batches[0].0.base_offset, 0);
+        let read = engine.read(&partition, Offset(4), 1 << 20).await.expect("read");
+        assert_eq!(split_batches(&read.records)[0].0.base_offset, 3);
+        assert_eq!(read.offsets.high_watermark, Offset(6));
+        assert!(matches!(engine.read(&partition, Offset(7), 100).await, Err(ReadError::OffsetOutOfRange { .. })));
+        assert!(engine.read(&partition, Offset(6), 100).await.expect("read at hw").records.is_empty());
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn restart_keeps_data_topics_and_offsets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("keep", 0);
+    {
+        let engine = open(dir.path(), 2);
+        block_on(async {
+            engine.create_topic("keep", 3, small_segments(2048)).await.expect("create");
+            for index in 0..100i64 {
+                engine.append(&partition, batch_of(&index.to_be_bytes(), index), DURABLE).await.expect("append");
+            }
+        });
+        engine.shutdown();
+    }
+    let engine = open(dir.path(), 3);
+    assert_eq!(engine.topic("keep").expect("topic survives").partition_count, 3);
+    let batches = read_all(&engine, &partition, 0);
+    assert_eq!(batches.len(), 100);
+    let appended = block_on(engine.append(&partition, batch_of(b"next", 0), FAST)).expect("append after restart");
+    assert_eq!(appended.base_offset, Offset(100));
+    engine.shutdown();
+}
+
+#[test]
+fn torn_tail_is_truncated_and_appends_continue_densely() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("torn", 0);
+    {
+        let engine = open(dir.path(), 1);
+        block_on(async {
+            engine.create_topic("torn", 1, TopicConfig::default()).await.expect("create");
+            for index in 0..10i64 {
+                engine.append(&partition, batch_of(b"payload", index), DURABLE).await.expect("append");
+            }
+        });
+        engine.shutdown();
+    }
+    let log = dir.path().join("torn-0").join(format!("{:020}.log", 0));
+    let length = std::fs::metadata(&log).expect("log").len();
+    let file = std::fs::OpenOptions::new().write(true).open(&log).expect("open");
+    file.set_len(length - 5).expect("tear the last batch");
+    drop(file);
+    std::fs::remove_file(dir.path().join("torn-0").join("partition.checkpoint")).expect("simulate a crash");
+    let engine = open(dir.path(), 1);
+    assert_eq!(read_all(&engine, &partition, 0).len(), 9);
+    let appended = block_on(engine.append(&partition, batch_of(b"again", 0), FAST)).expect("append");
+    assert_eq!(appended.base_offset, Offset(9));
+    engine.shutdown();
+}
+
+#[test]
+fn corrupt_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("idx", 0);
+    {
+        let engine = open(dir.path(), 1);
+        block_on(async {
+            engine.create_topic("idx", 1, small_segments(1024)).await.expect("create");
+            for index in 0..60i64 {
+                engine.append(&partition, batch_of(&[7u8; 40], index), FAST).await.expect("append");
+            }
+        });
+        engine.shutdown();
+    }
+    for entry in std::fs::read_dir(dir.path().join("idx-0")).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|extension| extension == "index" || extension == "timeindex") {
+            std::fs::write(&path, b"garbage!!").expect("corrupt index");
+        }
+    }
+    let engine = open(dir.path(), 1);
+    let batches = read_all(&engine, &partition, 0);
+    assert_eq!(batches.len(), 60);
+    let middle = block_on(engine.read(&partition, Offset(33), 1)).expect("read");
+    assert_eq!(split_batches(&middle.records)[0].0.base_offset, 33);
+    engine.shutdown();
+}
+
+#[test]
+fn retention_bytes_deletes_old_segments_and_moves_log_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("ret", 0);
+    let mut config = small_segments(1024);
+    config.retention_bytes = 2048;
+    block_on(async {
+        engine.create_topic("ret", 1, config).await.expect("create");
+        for index in 0..100i64 {
+            engine.append(&partition, batch_of(&[1u8; 50], index), FAST).await.expect("append");
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let offsets = block_on(engine.offsets(&partition)).expect("offsets");
+        if offsets.log_start_offset.0 > 0 {
+            assert!(matches!(
+                block_on(engine.read(&partition, Offset(0), 100)),
+                Err(ReadError::OffsetOutOfRange { .. })
+            ));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    engine.shutdown();
+}
+
+#[test]
+fn delete_records_moves_log_start_durably() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("del", 0);
+    {
+        let engine = open(dir.path(), 1);
+        block_on(async {
+            engine.create_topic("del", 1, small_segments(1024)).await.expect("create");
+            for index in 0..50i64 {
+                engine.append(&partition, batch_of(&[2u8; 40], index), FAST).await.expect("append");
+            }
+            assert_eq!(engine.delete_records(&partition, Offset(30)).await.expect("delete"), Offset(30));
+            assert!(matches!(
+                engine.delete_records(&partition, Offset(99)).await,
+                Err(ReadError::OffsetOutOfRange { .. })
+            ));
+        });
+        engine.shutdown();
+    }
+    let engine = open(dir.path(), 1);
+    let offsets = block_on(engine.offsets(&partition)).expect("offsets");
+    assert_eq!(offsets.log_start_offset, Offset(30));
+    assert_eq!(read_all(&engine, &partition, 30).len(), 20);
+    engine.shutdown();
+}
+
+#[test]
+fn list_offsets_by_time_and_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("time", 0);
+    block_on(async {
+        engine.create_topic("time", 1, small_segments(1024)).await.expect("create");
+        for index in 0..40i64 {
+            engine.append(&partition, batch_of(&[3u8; 30], 10_000 + index * 10), FAST).await.expect("append");
+        }
+        let at = |query| {
+            let engine = engine.clone();
+            let partition = partition.clone();
+            async move { engine.list_offsets(&partition, query).await.expect("list") }
+        };
+        assert_eq!(at(OffsetQuery::Earliest).await.expect("some").offset, Offset(0));
+        assert_eq!(at(OffsetQuery::Latest).await.expect("some").offset, Offset(40));
+        assert_eq!(at(OffsetQuery::Timestamp(10_125)).await.expect("some").offset, Offset(13));
+        assert_eq!(at(OffsetQuery::Timestamp(10_130)).await.expect("some").offset, Offset(13));
+        assert_eq!(at(OffsetQuery::Timestamp(0)).await.expect("some").offset, Offset(0));
+        assert!(at(OffsetQuery::Timestamp(99_999)).await.is_none());
+        let max = at(OffsetQuery::MaxTimestamp).await.expect("some");
+        assert_eq!((max.offset, max.timestamp_ms), (Offset(39), 10_390));
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn invalid_batches_get_typed_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("bad", 0);
+    block_on(async {
+        let mut config = TopicConfig::default();
+        config.max_message_bytes = 200;
+        engine.create_topic("bad", 1, config).await.expect("create");
+        let mut corrupt = batch_of(b"hello", 1);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        assert!(matches!(engine.append(&partition, corrupt, FAST).await, Err(AppendError::InvalidBatch { .. })));
+        assert!(matches!(engine.append(&partition, vec![0; 10], FAST).await, Err(AppendError::InvalidBatch { .. })));
+        assert!(matches!(
+            engine.append(&partition, batch_of(&[0; 300], 1), FAST).await,
+            Err(AppendError::TooLarge { .. })
+        ));
+        let unknown = TopicPartition::new("bad", 5);
+        assert!(matches!(
+            engine.append(&unknown, batch_of(b"x", 1), FAST).await,
+            Err(AppendError::UnknownPartition { .. })
+        ));
+        assert_eq!(engine.offsets(&partition).await.expect("offsets").log_end_offset, Offset(0));
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn topic_admin_validates_and_persists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let engine = open(dir.path(), 2);
+        block_on(async {
+            engine.create_topic("a", 2, TopicConfig::default()).await.expect("create");
+            assert!(matches!(
+                engine.create_topic("a", 1, TopicConfig::default()).await,
+                Err(TopicError::AlreadyExists { .. })
+            ));
+            assert!(matches!(
+                engine.create_topic("a/b", 1, TopicConfig::default()).await,
+                Err(TopicError::InvalidName { .. })
+            ));
+            assert!(matches!(
+                engine.create_topic("z", 0, TopicConfig::default()).await,
+                Err(TopicError::InvalidPartitions { .. })
+            ));
+            engine.create_partitions("a", 5).await.expect("grow");
+            assert!(matches!(engine.create_partitions("a", 3).await, Err(TopicError::InvalidPartitions { .. })));
+            let mut config = TopicConfig::default();
+            config.set("retention.ms", "1234").expect("valid");
+            engine.alter_topic_config("a", config).await.expect("alter");
+            engine.create_topic("gone", 1, TopicConfig::default()).await.expect("create");
+            engine.append(&TopicPartition::new("gone", 0), batch_of(b"x", 1), FAST).await.expect("append");
+            engine.delete_topic("gone").await.expect("delete");
+            assert!(matches!(engine.delete_topic("gone").await, Err(TopicError::UnknownTopic { .. })));
+        });
+        engine.shutdown();
+    }
+    assert!(!dir.path().join("gone-0").exists());
+    let engine = open(dir.path(), 2);
+    let topic = engine.topic("a").expect("a survives");
+    assert_eq!(topic.partition_count, 5);
+    assert_eq!(topic.config.retention_ms, 1234);
+    assert!(engine.topic("gone").is_none());
+    block_on(engine.append(&TopicPartition::new("a", 4), batch_of(b"x", 1), FAST)).expect("new partition works");
+    engine.shutdown();
+}
+
+#[test]
+fn idempotent_duplicates_return_the_original_offsets_across_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("idem", 0);
+    let with_producer = |sequence: i32| {
+        let mut bytes = batch_of(format!("seq-{sequence}").as_bytes(), 1);
+        bytes[43..51].copy_from_slice(&77i64.to_be_bytes());
+        bytes[51..53].copy_from_slice(&0i16.to_be_bytes());
+        bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
+        let crc = sluice_engine::batch::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    };
+    {
+        let engine = open(dir.path(), 1);
+        block_on(async {
+            engine.create_topic("idem", 1, TopicConfig::default()).await.expect("create");
+            engine.append(&partition, batch_of(b"plain", 1), FAST).await.expect("append");
+            for sequence in 0..3 {
+                engine.append(&partition, with_producer(sequence), DURABLE).await.expect("append");
+            }
+            let again = engine.append(&partition, with_producer(1), DURABLE).await.expect("duplicate");
+            assert!(again.duplicate);
+            assert_eq!(again.base_offset, Offset(2));
+            assert!(matches!(
+                engine.append(&partition, with_producer(9), DURABLE).await,
+                Err(AppendError::OutOfOrderSequence { .. })
+            ));
+        });
+        engine.shutdown();
+    }
+    let engine = open(dir.path(), 1);
+    let again = block_on(engine.append(&partition, with_producer(2), DURABLE)).expect("duplicate after restart");
+    assert!(again.duplicate);
+    assert_eq!(again.base_offset, Offset(3));
+    assert_eq!(block_on(engine.offsets(&partition)).expect("offsets").log_end_offset, Offset(4));
+    engine.shutdown();
+}
+
+#[test]
+fn listener_fires_on_new_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 2);
+    let partition = TopicPartition::new("poll", 0);
+    block_on(engine.create_topic("poll", 1, TopicConfig::default())).expect("create");
+    let listener = engine.listen(&partition).expect("listener");
+    let writer = engine.clone();
+    let target = partition.clone();
+    let handle = std::thread::spawn(move || {
+        block_on(writer.append(&target, batch_of(b"wake", 1), FAST)).expect("append");
+    });
+    block_on(listener);
+    handle.join().expect("writer");
+    assert_eq!(block_on(engine.offsets(&partition)).expect("offsets").high_watermark, Offset(1));
+    engine.shutdown();
+}
