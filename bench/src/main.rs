@@ -82,8 +82,9 @@ fn run(config: &Config) -> anyhow::Result<Report> {
         start.send(clock).ok();
     }
     let timed_out = monitor(config, &live, &threads, clock, deadline);
-    let producers = collect(threads.producers, "producer");
-    let consumers = collect(threads.consumers, "consumer");
+    let mut lost = Vec::new();
+    let producers = collect(threads.producers, "producer", &mut lost);
+    let consumers = collect(threads.consumers, "consumer", &mut lost);
     let run = RunInfo {
         tool: "produce-load",
         version: env!("CARGO_PKG_VERSION"),
@@ -98,7 +99,9 @@ fn run(config: &Config) -> anyhow::Result<Report> {
     };
     let outcome = Outcome { run, warmup_ns: config.warmup.as_nanos() as u64, timed_out };
     let consumers = (config.consumers > 0).then_some(consumers.as_slice());
-    Ok(Report::build(config, outcome, &producers, consumers))
+    let mut report = Report::build(config, outcome, &producers, consumers);
+    report.fatal.extend(lost);
+    Ok(report)
 }
 
 /// Step 2: spawn every thread and wait until all are connected.
@@ -195,16 +198,17 @@ fn progress(config: &Config, live: &Live, clock: Clock, last: (u64, u64, u64)) -
     (sent, acked, consumed)
 }
 
-fn collect<T>(handles: Vec<JoinHandle<T>>, role: &str) -> Vec<T> {
+/// Joins the finished threads; notes in `lost` each thread whose figures are missing.
+fn collect<T>(handles: Vec<JoinHandle<T>>, role: &str, lost: &mut Vec<String>) -> Vec<T> {
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
         if !handle.is_finished() {
-            eprintln!("produce-load: a {role} thread did not stop in time; its figures are missing");
+            lost.push(format!("a {role} thread did not stop in time; its figures are missing"));
             continue;
         }
         match handle.join() {
             Ok(result) => results.push(result),
-            Err(_) => eprintln!("produce-load: a {role} thread panicked; its figures are missing"),
+            Err(_) => lost.push(format!("a {role} thread panicked; its figures are missing")),
         }
     }
     results

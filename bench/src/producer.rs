@@ -245,7 +245,7 @@ impl WriterState {
             return if self.end_ns.is_some_and(|end| now_ns >= end) { None } else { Some(request_max) };
         };
         let horizon_ns = self.end_ns.map_or(now_ns, |end| end.min(now_ns));
-        let due = ((horizon_ns as f64 / interval_ns) as u64 + 1).min(self.sent + remaining);
+        let due = ((horizon_ns as f64 / interval_ns) as u64 + 1).min(self.sent.saturating_add(remaining));
         let backlog = due.saturating_sub(self.sent);
         let oldest_ns = self.scheduled_ns(self.sent);
         if backlog == 0 {
