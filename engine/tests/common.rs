@@ -19,6 +19,8 @@ pub fn small_segments(segment_bytes: u64) -> TopicConfig {
     let mut config = TopicConfig::default();
     config.segment_bytes = segment_bytes;
     config.index_interval_bytes = 256;
+    // Tests stamp batches with small timestamps; time-based retention would delete them.
+    config.retention_ms = -1;
     config
 }
 
