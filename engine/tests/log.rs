@@ -225,8 +225,7 @@ fn invalid_batches_get_typed_errors() {
     let engine = open(dir.path(), 1);
     let partition = TopicPartition::new("bad", 0);
     block_on(async {
-        let mut config = TopicConfig::default();
-        config.max_message_bytes = 200;
+        let config = TopicConfig { max_message_bytes: 200, ..TopicConfig::default() };
         engine.create_topic("bad", 1, config).await.expect("create");
         let mut corrupt = batch_of(b"hello", 1);
         let last = corrupt.len() - 1;

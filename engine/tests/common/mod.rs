@@ -16,12 +16,8 @@ pub fn open(dir: &std::path::Path, shard_count: u16) -> Engine {
 
 /// A topic config with small segments so that tests roll often.
 pub fn small_segments(segment_bytes: u64) -> TopicConfig {
-    let mut config = TopicConfig::default();
-    config.segment_bytes = segment_bytes;
-    config.index_interval_bytes = 256;
     // Tests stamp batches with small timestamps; time-based retention would delete them.
-    config.retention_ms = -1;
-    config
+    TopicConfig { segment_bytes, index_interval_bytes: 256, retention_ms: -1, ..TopicConfig::default() }
 }
 
 /// A one-record batch whose value is `payload`, with `timestamp_ms`.
