@@ -50,6 +50,7 @@ mod catalog;
 mod clock;
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod io;
 mod partition;
 pub mod placement;

@@ -343,3 +343,26 @@ fn listener_fires_on_new_data() {
     assert_eq!(block_on(engine.offsets(&partition)).expect("offsets").high_watermark, Offset(1));
     engine.shutdown();
 }
+
+#[test]
+fn inspect_reports_batches_and_indexes_of_a_closed_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    block_on(async {
+        engine.create_topic("ins", 1, small_segments(1 << 20)).await.expect("create");
+        for index in 0..30i64 {
+            engine.append(&TopicPartition::new("ins", 0), batch_of(&[5u8; 200], index), FAST).await.expect("append");
+        }
+    });
+    engine.shutdown();
+    let log = dir.path().join("ins-0").join(format!("{:020}.log", 0));
+    let report = sluice_engine::inspect::scan_log(&log).expect("scan");
+    assert!(report.is_clean());
+    assert_eq!(report.batches.len(), 30);
+    assert_eq!(report.batches[29].1.base_offset, 29);
+    let index =
+        sluice_engine::inspect::read_index(&log.with_extension("index"), report.file_size_bytes).expect("index");
+    assert!(
+        matches!(index, sluice_engine::inspect::IndexReport::Offsets(entries) if entries.len() > 1 && entries[0] == (0, 0))
+    );
+}
