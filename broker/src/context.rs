@@ -1,0 +1,118 @@
+//! What request handlers reach: the broker-wide `Shared` state (engine handle, config, cluster
+//! identity, producer ids, shutdown signal, connection count, metrics), and the per-shard
+//! `ShardContext` built on each shard thread around it.
+//!
+//! `Shared` is `Send + Sync` and read by every thread; it holds no lock on the produce or fetch
+//! path. `ShardContext` lives on one shard thread (`Rc`), and is where per-shard state such as the
+//! group coordinator's goes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use event_listener::Event;
+use sluice_engine::{Engine, ShardId};
+
+use crate::config::BrokerConfig;
+use crate::groups::GroupShard;
+use crate::metrics::ShardMetrics;
+use crate::net::limits::ConnectionCounter;
+use crate::producer_ids::ProducerIdAllocator;
+
+/// How clients see this broker.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterIdentity {
+    /// The cluster id, persisted in the data directory.
+    pub(crate) cluster_id: String,
+    /// This broker's node id.
+    pub(crate) node_id: i32,
+    /// The advertised host.
+    pub(crate) host: String,
+    /// The advertised port.
+    pub(crate) port: i32,
+}
+
+/// The broker-wide stop signal: set once, never cleared.
+#[derive(Debug, Default)]
+pub(crate) struct Shutdown {
+    started: AtomicBool,
+    event: Event,
+}
+
+impl Shutdown {
+    /// Starts shutdown: listeners stop accepting, connections stop reading, long polls return.
+    pub(crate) fn trigger(&self) {
+        self.started.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    /// Whether shutdown has started.
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// Completes once shutdown has started.
+    pub(crate) async fn wait(&self) {
+        loop {
+            if self.is_started() {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.is_started() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// State shared by every shard.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The log engine.
+    pub(crate) engine: Engine,
+    /// The resolved configuration.
+    pub(crate) config: BrokerConfig,
+    /// Cluster id, node id and advertised address.
+    pub(crate) identity: ClusterIdentity,
+    /// Producer id blocks.
+    pub(crate) producer_ids: ProducerIdAllocator,
+    /// The stop signal.
+    pub(crate) shutdown: Shutdown,
+    /// Open connections over all shards.
+    pub(crate) connections: Arc<ConnectionCounter>,
+    /// Metrics, indexed by shard.
+    pub(crate) metrics: Vec<ShardMetrics>,
+}
+
+/// Everything a handler running on one shard can reach.
+#[derive(Debug)]
+pub(crate) struct ShardContext {
+    /// Broker-wide state.
+    pub(crate) shared: Arc<Shared>,
+    /// The shard this context belongs to.
+    pub(crate) shard: ShardId,
+    /// This shard's part of the group coordinator.
+    #[expect(dead_code, reason = "the hook the group coordinator will use")]
+    pub(crate) groups: GroupShard,
+}
+
+impl ShardContext {
+    pub(crate) fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
+        Self { shared, shard, groups: GroupShard::new(shard) }
+    }
+
+    /// The engine handle.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// The broker configuration.
+    pub(crate) fn config(&self) -> &BrokerConfig {
+        &self.shared.config
+    }
+
+    /// This shard's metrics.
+    pub(crate) fn metrics(&self) -> &ShardMetrics {
+        &self.shared.metrics[usize::from(self.shard.0)]
+    }
+}

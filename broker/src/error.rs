@@ -1,0 +1,165 @@
+//! The single mapping from engine errors to Kafka error codes.
+//!
+//! Every handler turns an engine error into a wire code through [`kafka_error`], so the choice of
+//! code for each failure is made once, here. Pure functions; any thread may call them.
+//!
+//! The engine's error enums are `#[non_exhaustive]`, which forces a catch-all arm per enum in a
+//! downstream crate. Those arms exist only to satisfy the compiler: every variant the engine has
+//! today is listed explicitly above them, and a new engine variant must get its own arm here.
+
+use kafka_protocol::ResponseError;
+use sluice_engine::batch::BatchError;
+use sluice_engine::{AppendError, ConfigError, ReadError, TopicError};
+
+/// An engine error of any operation, borrowed for classification.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EngineError<'a> {
+    /// An append failed.
+    Append(&'a AppendError),
+    /// A read, offset lookup or record deletion failed.
+    Read(&'a ReadError),
+    /// A topic administration call failed.
+    Topic(&'a TopicError),
+    /// A topic config entry was rejected.
+    Config(&'a ConfigError),
+}
+
+/// The Kafka error code for an engine error.
+///
+/// Shutting down maps to `NOT_LEADER_OR_FOLLOWER` for data calls: clients treat it as retriable,
+/// refresh metadata and retry, which is what a restart needs. Storage failures map to
+/// `KAFKA_STORAGE_ERROR`, as Kafka reports a failed log directory.
+#[allow(clippy::match_same_arms, reason = "one arm per variant documents each choice")]
+pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
+    match error {
+        EngineError::Append(AppendError::UnknownPartition { .. }) => ResponseError::UnknownTopicOrPartition,
+        EngineError::Append(AppendError::InvalidBatch { source: BatchError::UnsupportedMagic { .. }, .. }) => {
+            ResponseError::UnsupportedForMessageFormat
+        }
+        EngineError::Append(AppendError::InvalidBatch { source: BatchError::CrcMismatch { .. }, .. }) => {
+            ResponseError::CorruptMessage
+        }
+        EngineError::Append(AppendError::InvalidBatch { source: BatchError::Truncated { .. }, .. }) => {
+            ResponseError::CorruptMessage
+        }
+        EngineError::Append(AppendError::InvalidBatch { source: BatchError::LengthTooSmall { .. }, .. }) => {
+            ResponseError::CorruptMessage
+        }
+        EngineError::Append(AppendError::InvalidBatch { source: BatchError::CountMismatch { .. }, .. }) => {
+            ResponseError::InvalidRecord
+        }
+        // Required by `#[non_exhaustive]` on `BatchError`; every known variant is listed above.
+        EngineError::Append(AppendError::InvalidBatch { .. }) => ResponseError::CorruptMessage,
+        EngineError::Append(AppendError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        EngineError::Append(AppendError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        EngineError::Append(AppendError::ProducerFenced { .. }) => ResponseError::InvalidProducerEpoch,
+        EngineError::Append(AppendError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
+        EngineError::Append(AppendError::Io { .. }) => ResponseError::KafkaStorageError,
+        EngineError::Append(AppendError::ShuttingDown) => ResponseError::NotLeaderOrFollower,
+        // Required by `#[non_exhaustive]` on `AppendError`; every known variant is listed above.
+        EngineError::Append(_) => ResponseError::UnknownServerError,
+        EngineError::Read(ReadError::UnknownPartition { .. }) => ResponseError::UnknownTopicOrPartition,
+        EngineError::Read(ReadError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
+        EngineError::Read(ReadError::Corrupt { .. }) => ResponseError::CorruptMessage,
+        EngineError::Read(ReadError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
+        EngineError::Read(ReadError::Io { .. }) => ResponseError::KafkaStorageError,
+        EngineError::Read(ReadError::ShuttingDown) => ResponseError::NotLeaderOrFollower,
+        // Required by `#[non_exhaustive]` on `ReadError`; every known variant is listed above.
+        EngineError::Read(_) => ResponseError::UnknownServerError,
+        EngineError::Topic(TopicError::AlreadyExists { .. }) => ResponseError::TopicAlreadyExists,
+        EngineError::Topic(TopicError::UnknownTopic { .. }) => ResponseError::UnknownTopicOrPartition,
+        EngineError::Topic(TopicError::InvalidName { .. }) => ResponseError::InvalidTopicException,
+        EngineError::Topic(TopicError::InvalidPartitions { .. }) => ResponseError::InvalidPartitions,
+        EngineError::Topic(TopicError::InvalidConfig { .. }) => ResponseError::InvalidConfig,
+        EngineError::Topic(TopicError::Io { .. }) => ResponseError::KafkaStorageError,
+        EngineError::Topic(TopicError::ShuttingDown) => ResponseError::NotController,
+        // Required by `#[non_exhaustive]` on `TopicError`; every known variant is listed above.
+        EngineError::Topic(_) => ResponseError::UnknownServerError,
+        EngineError::Config(ConfigError::UnknownName { .. }) => ResponseError::InvalidConfig,
+        EngineError::Config(ConfigError::InvalidValue { .. }) => ResponseError::InvalidConfig,
+        // Required by `#[non_exhaustive]` on `ConfigError`; every known variant is listed above.
+        EngineError::Config(_) => ResponseError::InvalidConfig,
+    }
+}
+
+/// The wire code of an append error.
+pub(crate) fn append_error_code(error: &AppendError) -> i16 {
+    kafka_error(EngineError::Append(error)).code()
+}
+
+/// The wire code of a read error.
+pub(crate) fn read_error_code(error: &ReadError) -> i16 {
+    kafka_error(EngineError::Read(error)).code()
+}
+
+/// The wire code of a topic administration error.
+pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
+    kafka_error(EngineError::Topic(error)).code()
+}
+
+/// The wire code of a rejected topic config.
+pub(crate) fn config_error_code(error: &ConfigError) -> i16 {
+    kafka_error(EngineError::Config(error)).code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::{Offset, TopicPartition};
+
+    fn partition() -> TopicPartition {
+        TopicPartition::new("orders", 0)
+    }
+
+    #[test]
+    fn unknown_partition_is_unknown_topic_or_partition() {
+        let append = AppendError::UnknownPartition { partition: partition() };
+        let read = ReadError::UnknownPartition { partition: partition() };
+        assert_eq!(append_error_code(&append), 3);
+        assert_eq!(read_error_code(&read), 3);
+    }
+
+    #[test]
+    fn offset_out_of_range_keeps_its_kafka_code() {
+        let error = ReadError::OffsetOutOfRange {
+            partition: partition(),
+            offset: Offset(10),
+            log_start_offset: Offset(0),
+            high_watermark: Offset(5),
+        };
+        assert_eq!(read_error_code(&error), 1);
+    }
+
+    #[test]
+    fn bad_crc_is_corrupt_message_and_oversize_is_message_too_large() {
+        let crc = AppendError::InvalidBatch {
+            partition: partition(),
+            source: BatchError::CrcMismatch { stored: 1, computed: 2 },
+        };
+        let large = AppendError::TooLarge { partition: partition(), size_bytes: 10, size_bytes_max: 5 };
+        assert_eq!(append_error_code(&crc), 2);
+        assert_eq!(append_error_code(&large), 10);
+    }
+
+    #[test]
+    fn topic_errors_use_kafka_admin_codes() {
+        let exists = TopicError::AlreadyExists { topic: "t".to_owned() };
+        let name = TopicError::InvalidName { topic: "bad name".to_owned() };
+        let partitions = TopicError::InvalidPartitions { topic: "t".to_owned(), count: 0 };
+        assert_eq!(topic_error_code(&exists), 36);
+        assert_eq!(topic_error_code(&name), 17);
+        assert_eq!(topic_error_code(&partitions), 37);
+    }
+
+    #[test]
+    fn storage_failure_is_kafka_storage_error() {
+        let error = AppendError::StorageFailed { partition: partition() };
+        assert_eq!(append_error_code(&error), 56);
+    }
+
+    #[test]
+    fn rejected_config_is_invalid_config() {
+        let error = ConfigError::UnknownName { name: "no.such".to_owned() };
+        assert_eq!(config_error_code(&error), 40);
+    }
+}

@@ -1,0 +1,69 @@
+//! AlterConfigs (v0-v2): replaces a topic's whole config (entries not given return to the broker
+//! default), as Kafka's non-incremental call does. Broker configs are static: changing them
+//! needs a restart, so the broker resource is refused.
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC, code, message};
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::error::{config_error_code, topic_error_code};
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    _version: i16,
+    request: AlterConfigsRequest,
+) -> Outcome<AlterConfigsResponse> {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in &request.resources {
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let entries = resource
+            .configs
+            .iter()
+            .map(|entry| (entry.name.as_str(), entry.value.as_ref().map(|value| value.as_str())));
+        let outcome = match resource.resource_type {
+            RESOURCE_TYPE_TOPIC => {
+                replace(&shard, resource.resource_name.as_str(), entries, request.validate_only).await
+            }
+            RESOURCE_TYPE_BROKER => Err((code(ResponseError::InvalidRequest), "broker configs are static".to_owned())),
+            other => Err((code(ResponseError::InvalidRequest), format!("unknown resource type {other}"))),
+        };
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err((error_code, text)) => response.with_error_code(error_code).with_error_message(message(text)),
+        });
+    }
+    Outcome::Respond(AlterConfigsResponse::default().with_responses(responses))
+}
+
+async fn replace<'a>(
+    shard: &ShardContext,
+    topic: &str,
+    entries: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if shard.engine().topic(topic).is_none() {
+        return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {topic}")));
+    }
+    let mut config = shard.config().default_topic_config.clone();
+    for (name, value) in entries {
+        if let Some(value) = value {
+            config.set(name, value).map_err(|error| (config_error_code(&error), error.to_string()))?;
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    shard
+        .engine()
+        .alter_topic_config(topic, config)
+        .await
+        .map(|_| ())
+        .map_err(|error| (topic_error_code(&error), error.to_string()))
+}

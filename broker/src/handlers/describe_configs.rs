@@ -1,0 +1,172 @@
+//! DescribeConfigs (v1-v4) for topics (every config with its value and source) and for this
+//! broker (its static settings, and the topic defaults under Kafka's broker names). Broker
+//! loggers have no configs to show. Synonyms and documentation are not reported.
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_engine::TopicConfig;
+
+use super::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_BROKER_LOGGER, RESOURCE_TYPE_TOPIC, code, message, str_bytes};
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+
+/// Config sources, as Kafka numbers them.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// Config types, as Kafka numbers them.
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
+
+/// Broker config names of the topic configs the broker sets defaults for.
+const BROKER_NAMES: &[(&str, &str)] = &[
+    ("cleanup.policy", "log.cleanup.policy"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("retention.ms", "log.retention.ms"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.ms", "log.roll.ms"),
+];
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> Outcome<DescribeConfigsResponse> {
+    let results = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let keys = resource.configuration_keys.as_deref();
+            match describe(&shard, resource.resource_type, resource.resource_name.as_str()) {
+                Ok(entries) => {
+                    let configs = entries
+                        .into_iter()
+                        .filter(|(name, _, _)| keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name)))
+                        .map(|(name, value, source)| entry(version, &name, value, source))
+                        .collect();
+                    result.with_configs(configs)
+                }
+                Err((error_code, text)) => result.with_error_code(error_code).with_error_message(message(text)),
+            }
+        })
+        .collect();
+    Outcome::Respond(DescribeConfigsResponse::default().with_results(results))
+}
+
+type Entry = (String, String, i8);
+
+fn describe(shard: &ShardContext, resource_type: i8, name: &str) -> Result<Vec<Entry>, (i16, String)> {
+    match resource_type {
+        RESOURCE_TYPE_TOPIC => {
+            let Some(topic) = shard.engine().topic(name) else {
+                return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {name}")));
+            };
+            Ok(describe_topic_config(&topic.config)
+                .into_iter()
+                .map(|(key, value)| {
+                    let source = config_source(shard, &key, &value);
+                    (key, value, source)
+                })
+                .collect())
+        }
+        RESOURCE_TYPE_BROKER => {
+            let node = shard.shared.identity.node_id;
+            if !name.is_empty() && name != node.to_string() {
+                return Err((code(ResponseError::InvalidRequest), format!("this is broker {node}, not {name}")));
+            }
+            Ok(broker_entries(shard))
+        }
+        RESOURCE_TYPE_BROKER_LOGGER => Ok(Vec::new()),
+        other => Err((code(ResponseError::InvalidRequest), format!("unknown resource type {other}"))),
+    }
+}
+
+fn entry(version: i16, name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
+    let result = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(StrBytes::from_string(value)))
+        .with_config_source(source)
+        .with_read_only(source == SOURCE_STATIC_BROKER && !name.starts_with("log.") && name != "message.max.bytes");
+    if version >= 3 { result.with_config_type(config_type(name)) } else { result }
+}
+
+/// Every config of a topic, by Kafka name.
+pub(crate) fn describe_topic_config(config: &TopicConfig) -> Vec<(String, String)> {
+    config.entries()
+}
+
+/// Where a topic config's value comes from: set on the topic, a broker default, or Kafka's.
+pub(crate) fn config_source(shard: &ShardContext, name: &str, value: &str) -> i8 {
+    let value_of =
+        |config: &TopicConfig| config.entries().into_iter().find(|(key, _)| key == name).map(|(_, value)| value);
+    let broker_default = value_of(&shard.config().default_topic_config);
+    if broker_default.as_deref() != Some(value) {
+        SOURCE_TOPIC
+    } else if broker_default != value_of(&TopicConfig::default()) {
+        SOURCE_STATIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    }
+}
+
+fn broker_entries(shard: &ShardContext) -> Vec<Entry> {
+    let config = shard.config();
+    let identity = &shard.shared.identity;
+    let mut entries = vec![
+        ("node.id".to_owned(), identity.node_id.to_string()),
+        ("broker.id".to_owned(), identity.node_id.to_string()),
+        ("num.partitions".to_owned(), config.num_partitions.to_string()),
+        ("auto.create.topics.enable".to_owned(), config.auto_create_topics.to_string()),
+        ("socket.request.max.bytes".to_owned(), config.limits.request_size_bytes_max.to_string()),
+        ("max.connections".to_owned(), config.limits.connection_count_max.to_string()),
+        ("log.dirs".to_owned(), config.data_dir.display().to_string()),
+        ("listeners".to_owned(), format!("PLAINTEXT://{}", config.listen)),
+        ("advertised.listeners".to_owned(), format!("PLAINTEXT://{}:{}", identity.host, identity.port)),
+    ];
+    for (topic_name, value) in config.default_topic_config.entries() {
+        if let Some((_, broker_name)) = BROKER_NAMES.iter().find(|(name, _)| *name == topic_name) {
+            entries.push(((*broker_name).to_owned(), value));
+        }
+    }
+    entries.into_iter().map(|(name, value)| (name, value, SOURCE_STATIC_BROKER)).collect()
+}
+
+/// The type Kafka declares for a config name.
+fn config_type(name: &str) -> i8 {
+    match name {
+        "cleanup.policy" | "log.cleanup.policy" | "listeners" | "advertised.listeners" | "log.dirs" => TYPE_LIST,
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => TYPE_LIST,
+        "preallocate" | "unclean.leader.election.enable" | "message.downconversion.enable" => TYPE_BOOLEAN,
+        "remote.storage.enable" | "auto.create.topics.enable" => TYPE_BOOLEAN,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
+        "max.message.bytes"
+        | "message.max.bytes"
+        | "index.interval.bytes"
+        | "segment.bytes"
+        | "min.insync.replicas" => TYPE_INT,
+        "segment.index.bytes" | "num.partitions" | "node.id" | "broker.id" | "socket.request.max.bytes" => TYPE_INT,
+        "max.connections" | "log.index.interval.bytes" | "log.segment.bytes" => TYPE_INT,
+        "compression.type" | "message.timestamp.type" | "message.format.version" | "log.message.timestamp.type" => {
+            TYPE_STRING
+        }
+        _ if name.ends_with(".ms") || name.ends_with(".bytes") || name.ends_with(".messages") => TYPE_LONG,
+        _ => TYPE_STRING,
+    }
+}

@@ -1,0 +1,232 @@
+//! Fetch (v4-v16), without fetch sessions: every response carries session id 0, which clients
+//! read as "no session", so they keep sending full requests (KIP-227 allows a broker to decline).
+//!
+//! Steps:
+//! 1. resolve topics by name (v4-v12) or id (v13+);
+//! 2. register a "new data" listener on every partition, then read all partitions at once
+//!    (each read runs on the partition's owning shard), each up to its `partition_max_bytes`;
+//! 3. keep whole partitions in request order while the total stays under `max_bytes`; the first
+//!    non-empty partition is always kept whole, even when larger (KIP-74);
+//! 4. answer when at least `min_bytes` were found, on any partition error, at `max_wait_ms`, or on
+//!    shutdown; otherwise wait for a listener to fire and go back to step 2.
+//!
+//! Records are copied from the engine's buffer into the response frame by the codec. This is
+//! where zero-copy belongs: a hand-written Fetch response encoder would write the frame header
+//! and per-partition headers, then hand the segment file ranges to `splice`/`sendfile` (or the
+//! engine's pool buffers to a vectored send) instead of copying them.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{LocalBoxFuture, join_all, select_all};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use sluice_engine::{Offset, PartitionOffsets, ReadError, TopicPartition};
+use uuid::Uuid;
+
+use super::{LEADER_EPOCH, code, topic_id_of, topic_name};
+use crate::clock;
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::error::read_error_code;
+use crate::metrics::batch_count;
+
+/// `isolation_level` of read_committed.
+const READ_COMMITTED: i8 = 1;
+
+/// One partition to read.
+#[derive(Debug, Clone)]
+struct Target {
+    /// `None` when the topic is unknown.
+    partition: Option<TopicPartition>,
+    index: i32,
+    fetch_offset: i64,
+    size_bytes_max: i32,
+    /// Error found before reading (unknown topic, fenced epoch).
+    error: Option<ResponseError>,
+}
+
+/// One topic of the request, resolved.
+#[derive(Debug)]
+struct TopicTargets {
+    name: Option<String>,
+    id: Uuid,
+    partitions: Vec<Target>,
+}
+
+/// One partition's read.
+struct PartitionRead {
+    error_code: i16,
+    offsets: Option<PartitionOffsets>,
+    records: Vec<u8>,
+}
+
+pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: FetchRequest) -> Outcome<FetchResponse> {
+    // A positive epoch continues a session; none exists, since the broker never creates one.
+    if request.session_epoch > 0 {
+        let error_code = code(ResponseError::FetchSessionIdNotFound);
+        return Outcome::Respond(FetchResponse::default().with_error_code(error_code));
+    }
+    let targets = resolve(&shard, version, &request);
+    let deadline = clock::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let bytes_min = usize::try_from(request.min_bytes).unwrap_or(0);
+    let bytes_max = usize::try_from(request.max_bytes).unwrap_or(0);
+    let committed = request.isolation_level == READ_COMMITTED;
+    loop {
+        let listeners: Vec<_> = targets
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .filter_map(|target| target.partition.as_ref().and_then(|partition| shard.engine().listen(partition)))
+            .collect();
+        let reads = read_all(&shard, &targets).await;
+        let (response, found_bytes, failed) = assemble(&shard, version, &targets, reads, bytes_max, committed);
+        let now = clock::now();
+        if found_bytes >= bytes_min || failed || now >= deadline || shard.shared.shutdown.is_started() {
+            return Outcome::Respond(response);
+        }
+        let mut waits: Vec<LocalBoxFuture<'_, ()>> =
+            listeners.into_iter().map(|listener| Box::pin(listener) as _).collect();
+        waits.push(Box::pin(clock::sleep(deadline - now)));
+        waits.push(Box::pin(shard.shared.shutdown.wait()));
+        select_all(waits).await;
+    }
+}
+
+fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<TopicTargets> {
+    request
+        .topics
+        .iter()
+        .map(|topic| {
+            let info = if version >= 13 {
+                shard.engine().topic_by_id(topic_id_of(topic.topic_id))
+            } else {
+                shard.engine().topic(topic.topic.as_str())
+            };
+            let unknown =
+                if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let known = info.as_ref().filter(|info| (0..info.partition_count).contains(&partition.partition));
+                    let epoch_error = match partition.current_leader_epoch {
+                        epoch if epoch > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
+                        epoch if epoch >= 0 && epoch < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
+                        _ => None,
+                    };
+                    Target {
+                        partition: known.map(|info| TopicPartition::new(info.name.clone(), partition.partition)),
+                        index: partition.partition,
+                        fetch_offset: partition.fetch_offset,
+                        size_bytes_max: partition.partition_max_bytes,
+                        error: if known.is_none() { Some(unknown) } else { epoch_error },
+                    }
+                })
+                .collect();
+            let name = info.as_ref().map_or_else(|| topic.topic.as_str().to_owned(), |info| info.name.to_string());
+            TopicTargets { name: Some(name), id: topic.topic_id, partitions }
+        })
+        .collect()
+}
+
+/// Reads every partition at once; each read runs on its partition's shard.
+async fn read_all(shard: &ShardContext, targets: &[TopicTargets]) -> Vec<PartitionRead> {
+    let reads = targets.iter().flat_map(|topic| &topic.partitions).map(|target| {
+        let engine = shard.engine().clone();
+        let target = target.clone();
+        async move {
+            if let Some(error) = target.error {
+                return PartitionRead { error_code: code(error), offsets: None, records: Vec::new() };
+            }
+            let Some(partition) = target.partition else {
+                let error_code = code(ResponseError::UnknownTopicOrPartition);
+                return PartitionRead { error_code, offsets: None, records: Vec::new() };
+            };
+            read_one(&engine, &partition, target.fetch_offset, target.size_bytes_max).await
+        }
+    });
+    join_all(reads).await
+}
+
+async fn read_one(
+    engine: &sluice_engine::Engine,
+    partition: &TopicPartition,
+    offset: i64,
+    size_bytes_max: i32,
+) -> PartitionRead {
+    let result = if size_bytes_max <= 0 {
+        engine.offsets(partition).await.map(|offsets| (offsets, Vec::new()))
+    } else {
+        engine.read(partition, Offset(offset), size_bytes_max as u32).await.map(|read| (read.offsets, read.records))
+    };
+    match result {
+        Ok((offsets, records)) => PartitionRead { error_code: 0, offsets: Some(offsets), records },
+        Err(error) => {
+            let offsets = match &error {
+                ReadError::OffsetOutOfRange { log_start_offset, high_watermark, .. } => Some(PartitionOffsets {
+                    log_start_offset: *log_start_offset,
+                    high_watermark: *high_watermark,
+                    last_stable_offset: *high_watermark,
+                    log_end_offset: *high_watermark,
+                }),
+                _ => None,
+            };
+            PartitionRead { error_code: read_error_code(&error), offsets, records: Vec::new() }
+        }
+    }
+}
+
+/// Builds the response from the reads, in request order, keeping the total under `bytes_max`.
+/// Returns the response, the record bytes it holds, and whether any partition failed.
+fn assemble(
+    shard: &ShardContext,
+    version: i16,
+    targets: &[TopicTargets],
+    reads: Vec<PartitionRead>,
+    bytes_max: usize,
+    committed: bool,
+) -> (FetchResponse, usize, bool) {
+    let mut reads = reads.into_iter();
+    let mut total_bytes = 0usize;
+    let mut failed = false;
+    let mut batches = 0u64;
+    let mut topics = Vec::with_capacity(targets.len());
+    for topic in targets {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for (target, read) in topic.partitions.iter().zip(reads.by_ref()) {
+            failed |= read.error_code != 0;
+            let keep = total_bytes == 0 || total_bytes + read.records.len() <= bytes_max;
+            let records = if keep && !read.records.is_empty() {
+                total_bytes += read.records.len();
+                batches += batch_count(&read.records);
+                Bytes::from(read.records)
+            } else {
+                Bytes::new()
+            };
+            let offsets = read.offsets.unwrap_or(PartitionOffsets {
+                log_start_offset: Offset(-1),
+                high_watermark: Offset(-1),
+                last_stable_offset: Offset(-1),
+                log_end_offset: Offset(-1),
+            });
+            let partition = PartitionData::default()
+                .with_partition_index(target.index)
+                .with_error_code(read.error_code)
+                .with_high_watermark(offsets.high_watermark.0)
+                .with_last_stable_offset(offsets.last_stable_offset.0)
+                .with_log_start_offset(offsets.log_start_offset.0)
+                .with_aborted_transactions(committed.then(Vec::new))
+                .with_records(Some(records));
+            partitions.push(partition);
+        }
+        let name =
+            if version < 13 { topic.name.as_deref().map(topic_name).unwrap_or_default() } else { Default::default() };
+        topics.push(
+            FetchableTopicResponse::default().with_topic(name).with_topic_id(topic.id).with_partitions(partitions),
+        );
+    }
+    shard.metrics().add_batches_out(batches);
+    (FetchResponse::default().with_session_id(0).with_responses(topics), total_bytes, failed)
+}

@@ -1,0 +1,33 @@
+//! InitProducerId (v0-v5) for the idempotent producer: a fresh producer id at epoch 0 on every
+//! call, as Kafka does when no transactional id is given. Ids come from blocks persisted in the
+//! data directory, so they are unique across restarts. Transactional ids are refused until
+//! transactions exist (their APIs are not advertised, so clients should not ask).
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::code;
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    _version: i16,
+    request: InitProducerIdRequest,
+) -> Outcome<InitProducerIdResponse> {
+    let refused = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if request.transactional_id.as_ref().is_some_and(|id| !id.is_empty()) {
+        return Outcome::Respond(refused.with_error_code(code(ResponseError::UnsupportedVersion)));
+    }
+    match shard.shared.producer_ids.allocate() {
+        Ok(id) => {
+            Outcome::Respond(InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0))
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot persist the producer id block");
+            Outcome::Respond(refused.with_error_code(code(ResponseError::UnknownServerError)))
+        }
+    }
+}

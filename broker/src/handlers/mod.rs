@@ -1,0 +1,104 @@
+//! One file per Kafka API. Each exposes `async fn handle(shard, version, request)` returning an
+//! [`Outcome`](crate::dispatch::Outcome). Handlers run on the connection's shard; the engine
+//! routes every partition operation to the partition's owning shard and back, so a handler that
+//! issues its partition calls together has split the request by shard and gathers the answers.
+//!
+//! Shared helpers for names, ids and the single-broker topology live here.
+
+pub(crate) mod alter_configs;
+pub(crate) mod api_versions;
+pub(crate) mod create_partitions;
+pub(crate) mod create_topics;
+pub(crate) mod delete_records;
+pub(crate) mod delete_topics;
+pub(crate) mod describe_cluster;
+pub(crate) mod describe_configs;
+pub(crate) mod describe_log_dirs;
+pub(crate) mod fetch;
+pub(crate) mod incremental_alter_configs;
+pub(crate) mod init_producer_id;
+pub(crate) mod list_offsets;
+pub(crate) mod metadata;
+pub(crate) mod offset_for_leader_epoch;
+pub(crate) mod produce;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use sluice_engine::TopicId;
+use uuid::Uuid;
+
+/// The leader epoch of every partition: a single broker never changes leader.
+pub(crate) const LEADER_EPOCH: i32 = 0;
+/// Kafka's "authorized operations not requested" marker.
+pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Longest topic name Kafka accepts.
+const TOPIC_NAME_LENGTH_MAX: usize = 249;
+
+/// Resource types of the config APIs.
+pub(crate) const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// The broker resource type.
+pub(crate) const RESOURCE_TYPE_BROKER: i8 = 4;
+/// The broker logger resource type.
+pub(crate) const RESOURCE_TYPE_BROKER_LOGGER: i8 = 8;
+
+pub(crate) fn str_bytes(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_owned())
+}
+
+pub(crate) fn topic_name(text: &str) -> TopicName {
+    TopicName(str_bytes(text))
+}
+
+pub(crate) fn uuid_of(id: TopicId) -> Uuid {
+    Uuid::from_bytes(id.0)
+}
+
+pub(crate) fn topic_id_of(uuid: Uuid) -> TopicId {
+    TopicId(uuid.into_bytes())
+}
+
+/// Whether a name is a legal Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// (The engine applies the same rule on create; the broker needs it for validate-only requests.)
+pub(crate) fn is_valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= TOPIC_NAME_LENGTH_MAX
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+}
+
+/// Whether Kafka treats the topic as internal.
+pub(crate) fn is_internal_topic(name: &str) -> bool {
+    matches!(name, "__consumer_offsets" | "__transaction_state")
+}
+
+/// The wire code of a protocol-level error.
+pub(crate) fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+/// The error message field for a failure: `None` when the code is NONE.
+pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(text.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(is_valid_topic_name("orders.v1_x-y"));
+        assert!(!is_valid_topic_name(""));
+        assert!(!is_valid_topic_name(".."));
+        assert!(!is_valid_topic_name("bad name"));
+        assert!(!is_valid_topic_name(&"x".repeat(250)));
+    }
+
+    #[test]
+    fn topic_id_round_trips_through_uuid() {
+        let id = TopicId([7; 16]);
+        assert_eq!(topic_id_of(uuid_of(id)), id);
+    }
+}

@@ -1,0 +1,104 @@
+//! Produce (v3-v11; v0-v2 are advertised but refused in `dispatch`).
+//!
+//! Steps:
+//! 1. check `acks` (0, 1 or -1) and refuse transactional produce (no transactions yet);
+//! 2. for every partition, copy the records bytes once into the `Vec<u8>` the engine takes, and
+//!    issue all appends at once, in request order (the engine validates each batch's header and
+//!    CRC, checks idempotent producer sequences, and assigns offsets in arrival order on the
+//!    owning shard; a duplicate batch is answered with its original offset);
+//! 3. gather the results; acks=-1 appends are answered only once fsynced;
+//! 4. with acks=0 send nothing, but close the connection if any partition failed, as Kafka does,
+//!    so the client notices.
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use sluice_engine::{AppendOptions, AppendResult, TopicPartition};
+
+use super::{code, message};
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::error::append_error_code;
+use crate::metrics::batch_count;
+
+/// One partition's outcome.
+type PartitionResult = Result<AppendResult, (i16, String)>;
+
+pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: ProduceRequest) -> Outcome<ProduceResponse> {
+    let acks = request.acks;
+    let refusal = if !matches!(acks, -1..=1) {
+        Some((code(ResponseError::InvalidRequiredAcks), format!("acks must be 0, 1 or -1, not {acks}")))
+    } else if request.transactional_id.is_some() {
+        Some((code(ResponseError::TransactionalIdAuthorizationFailed), "transactions are not supported".to_owned()))
+    } else {
+        None
+    };
+    let options = AppendOptions { durable: acks == -1 };
+    let mut appends = Vec::new();
+    for topic in &request.topic_data {
+        for partition in &topic.partition_data {
+            let target = TopicPartition::new(topic.name.as_str(), partition.index);
+            let refusal = refusal.clone();
+            let records = partition.records.clone();
+            let engine = shard.engine().clone();
+            let metrics_shard = shard.clone();
+            appends.push(async move {
+                if let Some(refused) = refusal {
+                    return Err(refused);
+                }
+                let Some(records) = records.filter(|records| !records.is_empty()) else {
+                    return Err((code(ResponseError::CorruptMessage), "no records".to_owned()));
+                };
+                let metrics = metrics_shard.metrics();
+                metrics.add_batches_in(batch_count(&records));
+                // The one copy of the produced bytes: from the request frame into the buffer the
+                // engine owns from here on.
+                let batch = records.to_vec();
+                engine.append(&target, batch, options).await.map_err(|error| {
+                    tracing::debug!(partition = %target, %error, "append failed");
+                    (append_error_code(&error), error.to_string())
+                })
+            });
+        }
+    }
+    let mut results = join_all(appends).await.into_iter();
+    if acks == 0 {
+        return if results.any(|result| result.is_err()) {
+            Outcome::Close("acks=0 produce failed")
+        } else {
+            Outcome::Silent
+        };
+    }
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .zip(results.by_ref())
+                .map(|(partition, result)| partition_response(version, partition.index, result))
+                .collect();
+            TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
+        })
+        .collect();
+    Outcome::Respond(ProduceResponse::default().with_responses(responses))
+}
+
+fn partition_response(version: i16, index: i32, result: PartitionResult) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok(appended) => response
+            .with_base_offset(appended.base_offset.0)
+            .with_log_append_time_ms(appended.log_append_time_ms)
+            .with_log_start_offset(appended.log_start_offset.0),
+        Err((error_code, text)) => {
+            let response = response.with_error_code(error_code).with_base_offset(-1).with_log_append_time_ms(-1);
+            let response = response.with_log_start_offset(-1);
+            if version >= 8 { response.with_error_message(message(text)) } else { response }
+        }
+    }
+}
