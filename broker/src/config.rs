@@ -293,10 +293,8 @@ impl BrokerConfig {
         if self.limits.in_flight_requests_max == 0 {
             return invalid("max-in-flight-requests", "must be at least 1");
         }
-        if let Some(advertise) = &self.advertise {
-            if advertise.trim().is_empty() {
-                return invalid("advertise", "must not be empty");
-            }
+        if self.advertise.as_ref().is_some_and(|advertise| advertise.trim().is_empty()) {
+            return invalid("advertise", "must not be empty");
         }
         Ok(())
     }

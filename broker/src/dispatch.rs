@@ -123,71 +123,69 @@ pub(crate) fn dispatch(shard: Rc<ShardContext>, prefix: HeaderPrefix, frame: Byt
         Ok(header) => header,
         Err(reason) => return Box::pin(std::future::ready(Reply::Close(format!("bad {key:?} header: {reason}")))),
     };
-    route(shard, key, header, body)
+    route(shard, key, &header, body)
 }
 
 /// The one place that maps an API to its handler. Group APIs get their arms here.
-fn route(shard: Rc<ShardContext>, key: ApiKey, header: RequestHeader, body: Bytes) -> LocalBoxFuture<'static, Reply> {
+fn route(shard: Rc<ShardContext>, key: ApiKey, header: &RequestHeader, body: Bytes) -> LocalBoxFuture<'static, Reply> {
+    let call = Call { version: header.request_api_version, correlation_id: header.correlation_id };
     match key {
-        ApiKey::ApiVersions => run::<ApiVersionsRequest, _, _>(shard, header, body, handlers::api_versions::handle),
-        ApiKey::Metadata => run::<MetadataRequest, _, _>(shard, header, body, handlers::metadata::handle),
-        ApiKey::Produce => run::<ProduceRequest, _, _>(shard, header, body, handlers::produce::handle),
-        ApiKey::Fetch => run::<FetchRequest, _, _>(shard, header, body, handlers::fetch::handle),
-        ApiKey::ListOffsets => run::<ListOffsetsRequest, _, _>(shard, header, body, handlers::list_offsets::handle),
+        ApiKey::ApiVersions => run::<ApiVersionsRequest, _, _>(shard, call, body, handlers::api_versions::handle),
+        ApiKey::Metadata => run::<MetadataRequest, _, _>(shard, call, body, handlers::metadata::handle),
+        ApiKey::Produce => run::<ProduceRequest, _, _>(shard, call, body, handlers::produce::handle),
+        ApiKey::Fetch => run::<FetchRequest, _, _>(shard, call, body, handlers::fetch::handle),
+        ApiKey::ListOffsets => run::<ListOffsetsRequest, _, _>(shard, call, body, handlers::list_offsets::handle),
         ApiKey::OffsetForLeaderEpoch => {
-            run::<OffsetForLeaderEpochRequest, _, _>(shard, header, body, handlers::offset_for_leader_epoch::handle)
+            run::<OffsetForLeaderEpochRequest, _, _>(shard, call, body, handlers::offset_for_leader_epoch::handle)
         }
-        ApiKey::CreateTopics => run::<CreateTopicsRequest, _, _>(shard, header, body, handlers::create_topics::handle),
-        ApiKey::DeleteTopics => run::<DeleteTopicsRequest, _, _>(shard, header, body, handlers::delete_topics::handle),
+        ApiKey::CreateTopics => run::<CreateTopicsRequest, _, _>(shard, call, body, handlers::create_topics::handle),
+        ApiKey::DeleteTopics => run::<DeleteTopicsRequest, _, _>(shard, call, body, handlers::delete_topics::handle),
         ApiKey::CreatePartitions => {
-            run::<CreatePartitionsRequest, _, _>(shard, header, body, handlers::create_partitions::handle)
+            run::<CreatePartitionsRequest, _, _>(shard, call, body, handlers::create_partitions::handle)
         }
-        ApiKey::DeleteRecords => {
-            run::<DeleteRecordsRequest, _, _>(shard, header, body, handlers::delete_records::handle)
-        }
+        ApiKey::DeleteRecords => run::<DeleteRecordsRequest, _, _>(shard, call, body, handlers::delete_records::handle),
         ApiKey::DescribeConfigs => {
-            run::<DescribeConfigsRequest, _, _>(shard, header, body, handlers::describe_configs::handle)
+            run::<DescribeConfigsRequest, _, _>(shard, call, body, handlers::describe_configs::handle)
         }
-        ApiKey::AlterConfigs => run::<AlterConfigsRequest, _, _>(shard, header, body, handlers::alter_configs::handle),
-        ApiKey::IncrementalAlterConfigs => run::<IncrementalAlterConfigsRequest, _, _>(
-            shard,
-            header,
-            body,
-            handlers::incremental_alter_configs::handle,
-        ),
+        ApiKey::AlterConfigs => run::<AlterConfigsRequest, _, _>(shard, call, body, handlers::alter_configs::handle),
+        ApiKey::IncrementalAlterConfigs => {
+            run::<IncrementalAlterConfigsRequest, _, _>(shard, call, body, handlers::incremental_alter_configs::handle)
+        }
         ApiKey::DescribeCluster => {
-            run::<DescribeClusterRequest, _, _>(shard, header, body, handlers::describe_cluster::handle)
+            run::<DescribeClusterRequest, _, _>(shard, call, body, handlers::describe_cluster::handle)
         }
         ApiKey::DescribeLogDirs => {
-            run::<DescribeLogDirsRequest, _, _>(shard, header, body, handlers::describe_log_dirs::handle)
+            run::<DescribeLogDirsRequest, _, _>(shard, call, body, handlers::describe_log_dirs::handle)
         }
         ApiKey::InitProducerId => {
-            run::<InitProducerIdRequest, _, _>(shard, header, body, handlers::init_producer_id::handle)
+            run::<InitProducerIdRequest, _, _>(shard, call, body, handlers::init_producer_id::handle)
         }
         other => Box::pin(std::future::ready(Reply::Close(format!("{other:?} is advertised but has no handler")))),
     }
 }
 
+/// What a handler's response needs from the request header.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    version: i16,
+    correlation_id: i32,
+}
+
 /// Decodes, runs and encodes one request of type `R`.
-fn run<R, F, Fut>(
-    shard: Rc<ShardContext>,
-    header: RequestHeader,
-    mut body: Bytes,
-    handler: F,
-) -> LocalBoxFuture<'static, Reply>
+fn run<R, F, Fut>(shard: Rc<ShardContext>, call: Call, mut body: Bytes, handler: F) -> LocalBoxFuture<'static, Reply>
 where
     R: Request + 'static,
     F: FnOnce(Rc<ShardContext>, i16, R) -> Fut + 'static,
     Fut: Future<Output = Outcome<R::Response>> + 'static,
 {
     Box::pin(async move {
-        let version = header.request_api_version;
+        let version = call.version;
         let request = match guarded_decode(|| R::decode(&mut body, version)) {
             Ok(request) => request,
             Err(reason) => return Reply::Close(format!("bad request body (api {}): {reason}", R::KEY)),
         };
         match handler(shard, version, request).await {
-            Outcome::Respond(response) => match encode_response(header.correlation_id, version, &response) {
+            Outcome::Respond(response) => match encode_response(call.correlation_id, version, &response) {
                 Ok(frame) => Reply::Frame(frame),
                 Err(error) => {
                     tracing::error!(api = R::KEY, version, %error, "response does not encode");

@@ -1,3 +1,7 @@
+#![allow(
+    clippy::doc_markdown,
+    reason = "docs name Kafka APIs and configs (ApiVersions, SO_REUSEPORT) as Kafka writes them"
+)]
 //! # sluice-broker
 //!
 //! The Kafka wire-protocol frontend of Sluice: existing Kafka clients talk to it unchanged, and
@@ -161,7 +165,7 @@ impl Broker {
             let metrics_shared = shared.clone();
             let started = std::thread::Builder::new()
                 .name("sluice-metrics".to_owned())
-                .spawn(move || metrics::serve(listener, metrics_shared));
+                .spawn(move || metrics::serve(&listener, &metrics_shared));
             if let Err(source) = started {
                 engine.shutdown();
                 return Err(StartError::Metrics { address: metrics_addr.unwrap_or(local_addr), source });

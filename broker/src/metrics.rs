@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -201,11 +200,11 @@ pub(crate) fn render(shared: &Shared) -> String {
 }
 
 /// Serves `GET /metrics` (any path) on `listener` until the process exits, one scrape at a time.
-pub(crate) fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub(crate) fn serve(listener: &TcpListener, shared: &Shared) {
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                if let Err(error) = answer_scrape(stream, &shared) {
+                if let Err(error) = answer_scrape(stream, shared) {
                     tracing::debug!(%error, "metrics scrape failed");
                 }
             }

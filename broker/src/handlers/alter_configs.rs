@@ -7,6 +7,7 @@ use std::rc::Rc;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use super::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC, code, message};
 use crate::context::ShardContext;
@@ -23,10 +24,8 @@ pub(crate) async fn handle(
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        let entries = resource
-            .configs
-            .iter()
-            .map(|entry| (entry.name.as_str(), entry.value.as_ref().map(|value| value.as_str())));
+        let entries =
+            resource.configs.iter().map(|entry| (entry.name.as_str(), entry.value.as_ref().map(StrBytes::as_str)));
         let outcome = match resource.resource_type {
             RESOURCE_TYPE_TOPIC => {
                 replace(&shard, resource.resource_name.as_str(), entries, request.validate_only).await

@@ -148,25 +148,55 @@ fn broker_entries(shard: &ShardContext) -> Vec<Entry> {
     entries.into_iter().map(|(name, value)| (name, value, SOURCE_STATIC_BROKER)).collect()
 }
 
+/// Configs Kafka declares as lists, booleans, doubles and ints; the rest are longs (by suffix)
+/// or strings.
+const LIST_NAMES: &[&str] = &[
+    "cleanup.policy",
+    "log.cleanup.policy",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+const BOOLEAN_NAMES: &[&str] = &[
+    "preallocate",
+    "unclean.leader.election.enable",
+    "message.downconversion.enable",
+    "remote.storage.enable",
+    "auto.create.topics.enable",
+];
+const DOUBLE_NAMES: &[&str] = &["min.cleanable.dirty.ratio"];
+const INT_NAMES: &[&str] = &[
+    "max.message.bytes",
+    "message.max.bytes",
+    "index.interval.bytes",
+    "segment.bytes",
+    "min.insync.replicas",
+    "segment.index.bytes",
+    "num.partitions",
+    "node.id",
+    "broker.id",
+    "socket.request.max.bytes",
+    "max.connections",
+    "log.index.interval.bytes",
+    "log.segment.bytes",
+];
+const LONG_SUFFIXES: &[&str] = &[".ms", ".bytes", ".messages"];
+
 /// The type Kafka declares for a config name.
 fn config_type(name: &str) -> i8 {
-    match name {
-        "cleanup.policy" | "log.cleanup.policy" | "listeners" | "advertised.listeners" | "log.dirs" => TYPE_LIST,
-        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => TYPE_LIST,
-        "preallocate" | "unclean.leader.election.enable" | "message.downconversion.enable" => TYPE_BOOLEAN,
-        "remote.storage.enable" | "auto.create.topics.enable" => TYPE_BOOLEAN,
-        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
-        "max.message.bytes"
-        | "message.max.bytes"
-        | "index.interval.bytes"
-        | "segment.bytes"
-        | "min.insync.replicas" => TYPE_INT,
-        "segment.index.bytes" | "num.partitions" | "node.id" | "broker.id" | "socket.request.max.bytes" => TYPE_INT,
-        "max.connections" | "log.index.interval.bytes" | "log.segment.bytes" => TYPE_INT,
-        "compression.type" | "message.timestamp.type" | "message.format.version" | "log.message.timestamp.type" => {
-            TYPE_STRING
-        }
-        _ if name.ends_with(".ms") || name.ends_with(".bytes") || name.ends_with(".messages") => TYPE_LONG,
-        _ => TYPE_STRING,
+    if LIST_NAMES.contains(&name) {
+        TYPE_LIST
+    } else if BOOLEAN_NAMES.contains(&name) {
+        TYPE_BOOLEAN
+    } else if DOUBLE_NAMES.contains(&name) {
+        TYPE_DOUBLE
+    } else if INT_NAMES.contains(&name) {
+        TYPE_INT
+    } else if LONG_SUFFIXES.iter().any(|suffix| name.ends_with(suffix)) {
+        TYPE_LONG
+    } else {
+        TYPE_STRING
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::future::{LocalBoxFuture, join_all, select_all};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use sluice_engine::{Offset, PartitionOffsets, ReadError, TopicPartition};
 use uuid::Uuid;
 
@@ -113,7 +113,6 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
                     let known = info.as_ref().filter(|info| (0..info.partition_count).contains(&partition.partition));
                     let epoch_error = match partition.current_leader_epoch {
                         epoch if epoch > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
-                        epoch if epoch >= 0 && epoch < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
                         _ => None,
                     };
                     Target {
@@ -222,7 +221,7 @@ fn assemble(
             partitions.push(partition);
         }
         let name =
-            if version < 13 { topic.name.as_deref().map(topic_name).unwrap_or_default() } else { Default::default() };
+            if version < 13 { topic.name.as_deref().map(topic_name).unwrap_or_default() } else { TopicName::default() };
         topics.push(
             FetchableTopicResponse::default().with_topic(name).with_topic_id(topic.id).with_partitions(partitions),
         );

@@ -78,7 +78,8 @@ pub(crate) fn code(error: ResponseError) -> i16 {
     error.code()
 }
 
-/// The error message field for a failure: `None` when the code is NONE.
+/// The error message field of a failure (the wire field is nullable).
+#[allow(clippy::unnecessary_wraps, reason = "every error_message field is an Option")]
 pub(crate) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }

@@ -148,9 +148,9 @@ async fn write_loop(
 
 /// Shuts both directions of the socket so a pending read on the other half returns at once.
 fn close_socket(stream: &TcpStream) {
-    if let Err(error) = socket2::SockRef::from(stream).shutdown(Shutdown::Both) {
-        if error.kind() != std::io::ErrorKind::NotConnected {
-            tracing::debug!(%error, "socket shutdown failed");
-        }
+    if let Err(error) = socket2::SockRef::from(stream).shutdown(Shutdown::Both)
+        && error.kind() != std::io::ErrorKind::NotConnected
+    {
+        tracing::debug!(%error, "socket shutdown failed");
     }
 }
