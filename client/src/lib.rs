@@ -14,6 +14,7 @@
 //!   free in steady state, because the load generator builds over a million records per second;
 //!   compressed batches use `kafka-protocol`'s codecs.
 //! - [`decode`]: a zero-copy decoder for fetched batches.
+//! - [`group`]: `FindCoordinator` and the consumer protocol's subscription and assignment payloads.
 //!
 //! Retries, partitioners, consumer groups and multi-broker routing are left to callers: this is
 //! a protocol toolkit, not a full producer or consumer.
@@ -42,6 +43,7 @@ pub mod batch;
 pub mod connection;
 pub mod decode;
 pub mod error;
+pub mod group;
 pub mod requests;
 mod varint;
 pub mod versions;
