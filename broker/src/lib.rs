@@ -38,6 +38,7 @@ mod dispatch;
 mod error;
 mod groups;
 mod handlers;
+pub mod memory;
 mod metrics;
 mod net;
 mod producer_ids;

@@ -5,9 +5,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use sluice_broker::memory::ReservingAllocator;
 use sluice_broker::signals::TerminationSignals;
 use sluice_broker::{Args, Broker, BrokerConfig};
 use tracing_subscriber::EnvFilter;
+
+/// Huge allocations (only a hostile request asks for them) reserve lazily instead of aborting.
+#[global_allocator]
+static ALLOCATOR: ReservingAllocator = ReservingAllocator;
 
 fn main() -> ExitCode {
     let args = Args::parse();

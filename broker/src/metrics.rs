@@ -139,53 +139,64 @@ fn api_name(index: usize) -> String {
         .map_or_else(|| index.to_string(), |key| format!("{key:?}"))
 }
 
-fn render_shard(out: &mut String, shard: usize, metrics: &ShardMetrics) {
+fn render_requests(out: &mut String, shards: &[ShardMetrics]) {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    for index in 0..API_KEY_COUNT {
-        let count = load(&metrics.requests[index]);
-        if count == 0 {
-            continue;
+    out.push_str("# TYPE sluice_requests_total counter\n");
+    for (shard, metrics) in shards.iter().enumerate() {
+        for index in (0..API_KEY_COUNT).filter(|index| load(&metrics.requests[*index]) > 0) {
+            let (api, count) = (api_name(index), load(&metrics.requests[index]));
+            let _ = writeln!(out, "sluice_requests_total{{shard=\"{shard}\",api=\"{api}\"}} {count}");
         }
-        let api = api_name(index);
-        let _ = writeln!(out, "sluice_requests_total{{shard=\"{shard}\",api=\"{api}\"}} {count}");
-        let mut cumulative = 0;
-        for (bucket, bound) in LATENCY_BOUNDS_US.iter().map(Some).chain([None]).enumerate() {
-            cumulative += load(&metrics.latency_buckets[index * BUCKET_COUNT + bucket]);
-            let le = bound.map_or_else(|| "+Inf".to_owned(), |bound| format!("{}", *bound as f64 / 1e6));
-            let _ = writeln!(
-                out,
-                "sluice_request_latency_seconds_bucket{{shard=\"{shard}\",api=\"{api}\",le=\"{le}\"}} {cumulative}"
-            );
+    }
+    out.push_str("# TYPE sluice_request_latency_seconds histogram\n");
+    for (shard, metrics) in shards.iter().enumerate() {
+        for index in (0..API_KEY_COUNT).filter(|index| load(&metrics.requests[*index]) > 0) {
+            let labels = format!("shard=\"{shard}\",api=\"{}\"", api_name(index));
+            let mut cumulative = 0;
+            for (bucket, bound) in LATENCY_BOUNDS_US.iter().map(Some).chain([None]).enumerate() {
+                cumulative += load(&metrics.latency_buckets[index * BUCKET_COUNT + bucket]);
+                let le = bound.map_or_else(|| "+Inf".to_owned(), |bound| format!("{}", *bound as f64 / 1e6));
+                let _ = writeln!(out, "sluice_request_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let sum_seconds = load(&metrics.latency_sum_us[index]) as f64 / 1e6;
+            let _ = writeln!(out, "sluice_request_latency_seconds_sum{{{labels}}} {sum_seconds}");
+            let _ = writeln!(out, "sluice_request_latency_seconds_count{{{labels}}} {cumulative}");
         }
-        let sum_seconds = load(&metrics.latency_sum_us[index]) as f64 / 1e6;
-        let _ = writeln!(out, "sluice_request_latency_seconds_sum{{shard=\"{shard}\",api=\"{api}\"}} {sum_seconds}");
-        let _ = writeln!(out, "sluice_request_latency_seconds_count{{shard=\"{shard}\",api=\"{api}\"}} {count}");
     }
-    let simple = [
-        ("sluice_bytes_in_total", load(&metrics.bytes_in)),
-        ("sluice_bytes_out_total", load(&metrics.bytes_out)),
-        ("sluice_batches_in_total", load(&metrics.batches_in)),
-        ("sluice_batches_out_total", load(&metrics.batches_out)),
-        ("sluice_connections_accepted_total", load(&metrics.connections_accepted)),
-        ("sluice_connections_refused_total", load(&metrics.connections_refused)),
-        ("sluice_frames_rejected_total", load(&metrics.frames_rejected)),
-    ];
-    for (name, value) in simple {
-        let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
-    }
-    let open = metrics.connections_open.load(Ordering::Relaxed);
-    let _ = writeln!(out, "sluice_connections{{shard=\"{shard}\"}} {open}");
 }
 
-/// Renders every shard's metrics in the Prometheus text format.
-pub(crate) fn render(shared: &Shared) -> String {
-    let mut out = String::new();
-    out.push_str("# TYPE sluice_requests_total counter\n# TYPE sluice_request_latency_seconds histogram\n");
-    out.push_str("# TYPE sluice_connections gauge\n# TYPE sluice_partitions gauge\n");
-    for (shard, metrics) in shared.metrics.iter().enumerate() {
-        render_shard(&mut out, shard, metrics);
+/// Picks one counter out of a shard's metrics.
+type CounterOf = fn(&ShardMetrics) -> &AtomicU64;
+
+/// Writes one metric family with a value per shard.
+fn render_family(out: &mut String, name: &str, kind: &str, values: impl Iterator<Item = String>) {
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (shard, value) in values.enumerate() {
+        let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
     }
-    let mut partitions = vec![0u64; shared.metrics.len()];
+}
+
+/// Renders every shard's metrics in the Prometheus text format, one group per family.
+pub(crate) fn render(shared: &Shared) -> String {
+    let shards = &shared.metrics;
+    let mut out = String::new();
+    render_requests(&mut out, shards);
+    let counters: [(&str, CounterOf); 7] = [
+        ("sluice_bytes_in_total", |metrics| &metrics.bytes_in),
+        ("sluice_bytes_out_total", |metrics| &metrics.bytes_out),
+        ("sluice_batches_in_total", |metrics| &metrics.batches_in),
+        ("sluice_batches_out_total", |metrics| &metrics.batches_out),
+        ("sluice_connections_accepted_total", |metrics| &metrics.connections_accepted),
+        ("sluice_connections_refused_total", |metrics| &metrics.connections_refused),
+        ("sluice_frames_rejected_total", |metrics| &metrics.frames_rejected),
+    ];
+    for (name, counter) in counters {
+        let values = shards.iter().map(|metrics| counter(metrics).load(Ordering::Relaxed).to_string());
+        render_family(&mut out, name, "counter", values);
+    }
+    let open = shards.iter().map(|metrics| metrics.connections_open.load(Ordering::Relaxed).to_string());
+    render_family(&mut out, "sluice_connections", "gauge", open);
+    let mut partitions = vec![0u64; shards.len()];
     for topic in shared.engine.topics() {
         for shard in &topic.shards {
             if let Some(count) = partitions.get_mut(usize::from(shard.0)) {
@@ -193,9 +204,7 @@ pub(crate) fn render(shared: &Shared) -> String {
             }
         }
     }
-    for (shard, count) in partitions.iter().enumerate() {
-        let _ = writeln!(out, "sluice_partitions{{shard=\"{shard}\"}} {count}");
-    }
+    render_family(&mut out, "sluice_partitions", "gauge", partitions.iter().map(ToString::to_string));
     out
 }
 

@@ -22,7 +22,12 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_broker::memory::ReservingAllocator;
 use sluice_broker::{Broker, BrokerConfig};
+
+/// As in the binary, so that hostile array counts cannot abort the test process.
+#[global_allocator]
+static ALLOCATOR: ReservingAllocator = ReservingAllocator;
 
 struct Harness {
     broker: Broker,
@@ -98,8 +103,9 @@ fn create_topic(stream: &mut TcpStream, name: &str, partitions: i32) {
 fn produce_request(topic: &str, partition: i32, acks: i16, values: &[&[u8]]) -> ProduceRequest {
     let batch = sluice_engine::batch::build_batch(values, 1_700_000_000_000);
     let data = PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch)));
-    let topic_data =
-        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_owned()))).with_partition_data(vec![data]);
+    let topic_data = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+        .with_partition_data(vec![data]);
     ProduceRequest::default().with_acks(acks).with_timeout_ms(5_000).with_topic_data(vec![topic_data])
 }
 
@@ -125,7 +131,8 @@ fn api_versions_advertises_produce_and_fetch_and_falls_back_for_unknown_versions
     let harness = Harness::start();
     let mut stream = harness.connect();
     for version in [0, 3] {
-        let response: ApiVersionsResponse = call(&mut stream, ApiKey::ApiVersions, version, &ApiVersionsRequest::default());
+        let response: ApiVersionsResponse =
+            call(&mut stream, ApiKey::ApiVersions, version, &ApiVersionsRequest::default());
         assert_eq!(response.error_code, 0);
         let produce = response.api_keys.iter().find(|api| api.api_key == ApiKey::Produce as i16).expect("produce");
         assert_eq!((produce.min_version, produce.max_version), (0, 11));
@@ -252,6 +259,34 @@ fn bad_frames_close_only_their_connection() {
     truncated.write_all(&[0, 0, 0, 100, 0, 18]).expect("write");
     drop(truncated);
     let response: ApiVersionsResponse = call(&mut bystander, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+    harness.stop();
+}
+
+#[test]
+fn huge_array_counts_close_the_connection_without_aborting() {
+    let harness = Harness::start();
+    // Metadata v4 (header v1): empty client id, then a topics array announcing 2^31 - 1 entries.
+    let mut metadata = vec![0, 3, 0, 4, 0, 0, 0, 1, 0, 0];
+    metadata.extend_from_slice(&i32::MAX.to_be_bytes());
+    // Fetch v12 (flexible): a compact topics array announcing 2^32 - 2 entries.
+    let mut fetch = vec![0, 1, 0, 12, 0, 0, 0, 2, 0, 0, 0];
+    for field in [-1i32, 0, 1, 100] {
+        fetch.extend_from_slice(&field.to_be_bytes());
+    }
+    fetch.push(0);
+    fetch.extend_from_slice(&0i32.to_be_bytes());
+    fetch.extend_from_slice(&(-1i32).to_be_bytes());
+    fetch.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    for body in [metadata, fetch] {
+        let mut stream = harness.connect();
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        stream.write_all(&frame).expect("write");
+        assert_closed(&mut stream);
+    }
+    let mut stream = harness.connect();
+    let response: ApiVersionsResponse = call(&mut stream, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
     harness.stop();
 }
