@@ -329,6 +329,120 @@ pub fn record_timestamps(bytes: &[u8]) -> impl Iterator<Item = (i32, i64)> + '_ 
     })
 }
 
+/// One record of an uncompressed batch, borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// Timestamp relative to the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// The key, or `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// Whether the value is null (a tombstone on compacted topics).
+    pub value_is_null: bool,
+    /// The whole record as stored: its length varint followed by its body.
+    pub raw: &'a [u8],
+}
+
+/// The records of an uncompressed batch, in order. Stops at the first malformed record, so
+/// corrupt bytes yield fewer records, never a panic. Yields nothing for compressed batches.
+pub fn records(bytes: &[u8]) -> impl Iterator<Item = RecordView<'_>> + '_ {
+    let end = parse_header(bytes)
+        .ok()
+        .filter(|header| header.compression() == 0)
+        .map_or(0, |header| header.size_bytes().min(bytes.len()));
+    let mut position = HEADER_SIZE_BYTES.min(end);
+    std::iter::from_fn(move || {
+        let start = position;
+        let (length, length_size) = get_varint(&bytes[position..end])?;
+        let body_start = position + length_size;
+        let body_end = body_start.checked_add(usize::try_from(length).ok()?)?;
+        if body_end > end || body_start >= body_end {
+            return None;
+        }
+        let body = &bytes[body_start + 1..body_end]; // skip the record attributes byte
+        let (timestamp_delta, used) = get_varint(body)?;
+        let mut cursor = used;
+        let (offset_delta, used) = get_varint(&body[cursor..])?;
+        cursor += used;
+        let (key_length, used) = get_varint(&body[cursor..])?;
+        cursor += used;
+        let key = if key_length < 0 {
+            None
+        } else {
+            let key_end = cursor.checked_add(usize::try_from(key_length).ok()?)?;
+            let key = body.get(cursor..key_end)?;
+            cursor = key_end;
+            Some(key)
+        };
+        let (value_length, _) = get_varint(&body[cursor..])?;
+        position = body_end;
+        Some(RecordView {
+            offset_delta: i32::try_from(offset_delta).ok()?,
+            timestamp_delta,
+            key,
+            value_is_null: value_length < 0,
+            raw: &bytes[start..body_end],
+        })
+    })
+}
+
+/// Rebuilds an uncompressed batch keeping only `kept` records (raw bytes taken from the same
+/// batch). Base offset, last offset delta, timestamps, producer fields and attributes stay as
+/// they were, as Kafka's cleaner does, so offsets are preserved; the count and CRC are redone.
+///
+/// # Panics
+/// When `original` is shorter than a header (the caller validated it).
+pub fn rebuild_with_records(original: &[u8], kept: &[&[u8]]) -> Vec<u8> {
+    assert!(original.len() >= HEADER_SIZE_BYTES, "rebuilding a batch shorter than its header");
+    let body_size: usize = kept.iter().map(|record| record.len()).sum();
+    let mut batch = Vec::with_capacity(HEADER_SIZE_BYTES + body_size);
+    batch.extend_from_slice(&original[..HEADER_SIZE_BYTES]);
+    for record in kept {
+        batch.extend_from_slice(record);
+    }
+    let length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+    batch[LENGTH_POSITION..LENGTH_POSITION + 4].copy_from_slice(&length.to_be_bytes());
+    batch[RECORD_COUNT_POSITION..RECORD_COUNT_POSITION + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    let crc = crc32c(&batch[ATTRIBUTES_POSITION..]);
+    batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// Builds an uncompressed batch of keyed records (`None` value = tombstone), for embedders and
+/// tests; see [`build_batch`].
+pub fn build_keyed_batch(records: &[(&[u8], Option<&[u8]>)], timestamp_ms: i64) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let template = build_batch(&[b""], timestamp_ms);
+    let mut encoded = Vec::new();
+    for (index, (key, value)) in records.iter().enumerate() {
+        let mut body = vec![0u8];
+        put_varint(&mut body, 0);
+        put_varint(&mut body, index as i64);
+        put_varint(&mut body, key.len() as i64);
+        body.extend_from_slice(key);
+        match value {
+            Some(value) => {
+                put_varint(&mut body, value.len() as i64);
+                body.extend_from_slice(value);
+            }
+            None => put_varint(&mut body, -1),
+        }
+        put_varint(&mut body, 0);
+        let mut record = Vec::new();
+        put_varint(&mut record, body.len() as i64);
+        record.extend_from_slice(&body);
+        encoded.push(record);
+    }
+    let views: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    let mut batch = rebuild_with_records(&template, &views);
+    let last_delta = (records.len() - 1) as i32;
+    batch[LAST_OFFSET_DELTA_POSITION..LAST_OFFSET_DELTA_POSITION + 4].copy_from_slice(&last_delta.to_be_bytes());
+    let crc = crc32c(&batch[ATTRIBUTES_POSITION..]);
+    batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
 /// Decodes a zigzag varint (up to 64 bits); returns the value and the bytes it used.
 fn get_varint(bytes: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;
@@ -410,11 +524,29 @@ mod tests {
         assert_eq!(records, vec![(0, 500), (1, 500), (2, 500)]);
     }
 
+    #[test]
+    fn keyed_records_round_trip_and_rebuild_keeps_offsets() {
+        let batch = build_keyed_batch(&[(b"k1", Some(b"v1")), (b"k2", None), (b"k1", Some(b"v3"))], 9);
+        let header = validate(&batch, true).expect("valid");
+        let views: Vec<_> = records(&batch).collect();
+        assert_eq!(views.len(), 3);
+        assert_eq!(views[1].key, Some(&b"k2"[..]));
+        assert!(views[1].value_is_null);
+        let kept: Vec<&[u8]> = vec![views[1].raw, views[2].raw];
+        let rebuilt = rebuild_with_records(&batch, &kept);
+        let rebuilt_header = validate(&rebuilt, false).expect("valid after rebuild");
+        assert_eq!(rebuilt_header.record_count, 2);
+        assert_eq!(rebuilt_header.last_offset_delta, header.last_offset_delta);
+        let offsets: Vec<_> = records(&rebuilt).map(|view| view.offset_delta).collect();
+        assert_eq!(offsets, vec![1, 2]);
+    }
+
     proptest::proptest! {
         #[test]
         fn validate_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
             let _ = validate(&bytes, true);
             let _ = record_timestamps(&bytes).count();
+            let _ = records(&bytes).count();
         }
     }
 }

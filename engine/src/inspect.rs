@@ -56,7 +56,7 @@ pub fn scan_log(path: &Path) -> io::Result<LogReport> {
     let base_offset = base_from_name(path);
     let mut batches = Vec::new();
     let mut position = 0u64;
-    let outcome = segment::scan::scan(path, base_offset.unwrap_or(0), u32::MAX, |header| {
+    let outcome = segment::scan::scan(path, base_offset.unwrap_or(0), u32::MAX, u64::MAX, |header, _| {
         batches.push((position, *header));
         position += header.size_bytes() as u64;
     })?;

@@ -366,3 +366,57 @@ fn inspect_reports_batches_and_indexes_of_a_closed_log() {
         matches!(index, sluice_engine::inspect::IndexReport::Offsets(entries) if entries.len() > 1 && entries[0] == (0, 0))
     );
 }
+
+#[test]
+fn compaction_keeps_the_last_record_per_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("compacted", 0);
+    let mut config = small_segments(1024);
+    config.set("cleanup.policy", "compact").expect("valid");
+    block_on(async {
+        engine.create_topic("compacted", 1, config).await.expect("create");
+        for round in 0..20u32 {
+            for key in 0..10u32 {
+                let key_bytes = format!("key-{key}");
+                let value = format!("value-{round}-{key}");
+                let batch =
+                    sluice_engine::batch::build_keyed_batch(&[(key_bytes.as_bytes(), Some(value.as_bytes()))], 1);
+                engine.append(&partition, batch, FAST).await.expect("append");
+            }
+        }
+    });
+    let total_written = 200;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let remaining = loop {
+        let records: Vec<(i64, Vec<u8>, Vec<u8>)> = read_all(&engine, &partition, 0)
+            .iter()
+            .flat_map(|(header, bytes)| {
+                sluice_engine::batch::records(bytes)
+                    .map(|record| {
+                        let offset = header.base_offset + i64::from(record.offset_delta);
+                        (offset, record.key.expect("keyed").to_vec(), bytes.clone())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if records.len() < total_written || std::time::Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(remaining.len() < total_written, "compaction never ran");
+    let offsets: Vec<i64> = remaining.iter().map(|(offset, _, _)| *offset).collect();
+    assert!(offsets.windows(2).all(|pair| pair[0] < pair[1]), "offsets stay increasing");
+    for key in 0..10u32 {
+        let key_bytes = format!("key-{key}").into_bytes();
+        let last = remaining.iter().filter(|(_, found, _)| *found == key_bytes).map(|(offset, _, _)| *offset).max();
+        assert_eq!(last, Some(190 + i64::from(key)), "the last record of each key survives");
+    }
+    let appended = block_on(engine.append(&partition, batch_of(b"more", 1), FAST)).expect("append after compaction");
+    assert_eq!(appended.base_offset, Offset(200));
+    engine.shutdown();
+    let engine = open(dir.path(), 1);
+    assert_eq!(block_on(engine.offsets(&partition)).expect("offsets").log_end_offset, Offset(201));
+    engine.shutdown();
+}

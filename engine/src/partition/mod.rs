@@ -12,6 +12,7 @@
 //! `recovery` (open and re-validate), `producer` (idempotence state).
 
 mod append;
+mod compaction;
 mod producer;
 mod read;
 mod recovery;
@@ -109,6 +110,8 @@ pub(crate) struct Partition {
     sync_event: Event,
     syncing: Cell<bool>,
     failed: Cell<bool>,
+    /// High watermark at the end of the last compaction pass.
+    compacted_up_to: Cell<i64>,
     faults: Option<Arc<FaultInjector>>,
 }
 
@@ -195,6 +198,11 @@ impl Partition {
         }
         if let Err(error) = self.apply_retention(&config, now_ms) {
             tracing::warn!(partition = %self.id, %error, "retention failed to delete a segment");
+        }
+        if config.cleanup_policy.compact
+            && let Err(error) = self.compact(now_ms)
+        {
+            tracing::warn!(partition = %self.id, %error, "compaction failed; the log is unchanged");
         }
         let (target, recovery_point) = {
             let log = self.log.borrow();

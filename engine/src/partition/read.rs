@@ -23,6 +23,8 @@ struct Located {
     path: std::path::PathBuf,
     start_position: u64,
     end_position: u64,
+    /// One past the segment's last offset.
+    next_offset: i64,
 }
 
 async fn read_range(file: &compio::fs::File, position: u64, size: u64) -> std::io::Result<Vec<u8>> {
@@ -74,6 +76,7 @@ impl Partition {
             path: segment.log_path(),
             start_position: segment.lookup(offset),
             end_position: segment.readable_size_bytes,
+            next_offset: segment.summary.next_offset,
         }))
     }
 
@@ -81,36 +84,48 @@ impl Partition {
         if self.failed.get() {
             return Err(ReadError::StorageFailed { partition: self.id.clone() });
         }
-        let Some(located) = self.locate(offset.0)? else {
-            return Ok(ReadResult { records: Vec::new(), offsets: self.offsets() });
-        };
-        let available = located.end_position.saturating_sub(located.start_position);
-        let wanted = (u64::from(size_bytes_max) + READ_SLACK_BYTES).min(available);
-        let mut bytes =
-            read_range(&located.file, located.start_position, wanted).await.map_err(|error| self.io_error(error))?;
-        // Skip batches wholly below the offset.
-        let mut skip = 0usize;
+        let mut target = offset.0;
         loop {
-            let Some((_, length)) = batch::peek_size(&bytes[skip..]) else {
-                return Err(self.corrupt(&located, located.start_position + skip as u64));
+            let Some(located) = self.locate(target)? else {
+                return Ok(ReadResult { records: Vec::new(), offsets: self.offsets() });
             };
-            let header = batch::parse_header(&bytes[skip..])
-                .map_err(|_| self.corrupt(&located, located.start_position + skip as u64))?;
-            let size = LOG_OVERHEAD_BYTES + length.max(0) as usize;
-            if header.last_offset() >= offset.0 {
-                break;
+            if let Some(result) = self.read_in_segment(&located, target, size_bytes_max).await? {
+                return Ok(result);
             }
-            skip += size;
-            if skip + LOG_OVERHEAD_BYTES > bytes.len() {
-                // The wanted offset lies past what was read: read again from here.
-                let position = located.start_position + skip as u64;
-                let wanted = (u64::from(size_bytes_max) + READ_SLACK_BYTES).min(located.end_position - position);
-                bytes = read_range(&located.file, position, wanted).await.map_err(|error| self.io_error(error))?;
-                return self.finish_read(bytes, &located, position, size_bytes_max).await;
-            }
+            // Nothing at or past the target in this segment (compaction removed it): go on
+            // with the next segment, as Kafka does.
+            assert!(located.next_offset > target, "segments are visited in increasing order");
+            target = located.next_offset;
         }
-        bytes.drain(..skip);
-        self.finish_read(bytes, &located, located.start_position + skip as u64, size_bytes_max).await
+    }
+
+    /// Reads from the segment holding `target`; `None` when it has no batch reaching `target`.
+    async fn read_in_segment(
+        &self,
+        located: &Located,
+        target: i64,
+        size_bytes_max: u32,
+    ) -> Result<Option<ReadResult>, ReadError> {
+        let mut position = located.start_position;
+        while position + LOG_OVERHEAD_BYTES as u64 <= located.end_position {
+            let wanted = (u64::from(size_bytes_max) + READ_SLACK_BYTES).min(located.end_position - position);
+            let mut bytes = read_range(&located.file, position, wanted).await.map_err(|error| self.io_error(error))?;
+            let mut skip = 0usize;
+            while skip + LOG_OVERHEAD_BYTES <= bytes.len() {
+                let header =
+                    batch::parse_header(&bytes[skip..]).map_err(|_| self.corrupt(located, position + skip as u64))?;
+                if header.last_offset() >= target {
+                    bytes.drain(..skip);
+                    return self.finish_read(bytes, located, position + skip as u64, size_bytes_max).await.map(Some);
+                }
+                skip += header.size_bytes();
+            }
+            if skip == 0 {
+                return Err(self.corrupt(located, position));
+            }
+            position += skip as u64;
+        }
+        Ok(None)
     }
 
     /// Trims `bytes` (starting at the first wanted batch, at `position`) to whole batches within
@@ -195,6 +210,7 @@ impl Partition {
                     path: segment.log_path(),
                     start_position: segment.lookup_time(timestamp_ms),
                     end_position: segment.readable_size_bytes,
+                    next_offset: segment.summary.next_offset,
                 })
                 .collect()
         };

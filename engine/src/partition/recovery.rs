@@ -42,7 +42,7 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<i64>> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") || name.ends_with(".cleaned") {
             std::fs::remove_file(entry.path())?;
             continue;
         }
@@ -115,7 +115,7 @@ impl Partition {
                 continue;
             }
             let path = segment::log_path(&dir, *base);
-            let outcome = scan::scan(&path, *base, config.index_interval_bytes, |header| {
+            let outcome = scan::scan(&path, *base, config.index_interval_bytes, u64::MAX, |header, _| {
                 if header.base_offset >= checkpoint.recovery_point {
                     producers.record(header, header.base_offset);
                 }
@@ -209,6 +209,7 @@ impl Partition {
             sync_event: Event::new(),
             syncing: Cell::new(false),
             failed: Cell::new(false),
+            compacted_up_to: Cell::new(-1),
             faults,
         }))
     }

@@ -30,16 +30,17 @@ pub(crate) struct ScanOutcome {
     pub(crate) file_size_bytes: u64,
 }
 
-/// Scans `path` (the log of the segment based at `base_offset`), calling `on_batch` for every
-/// valid batch in order.
+/// Scans `path` (the log of the segment based at `base_offset`), calling `on_batch` with every
+/// valid batch's header and bytes, in order, looking at no more than `limit_bytes` of the file.
 pub(crate) fn scan(
     path: &Path,
     base_offset: i64,
     index_interval_bytes: u32,
-    mut on_batch: impl FnMut(&BatchHeader),
+    limit_bytes: u64,
+    mut on_batch: impl FnMut(&BatchHeader, &[u8]),
 ) -> io::Result<ScanOutcome> {
     let file = File::open(path)?;
-    let file_size_bytes = file.metadata()?.len();
+    let file_size_bytes = file.metadata()?.len().min(limit_bytes);
     let mut builder = SummaryBuilder::new(base_offset, index_interval_bytes);
     let mut window = Vec::with_capacity(WINDOW_SIZE_BYTES);
     let mut window_start: u64 = 0;
@@ -70,7 +71,7 @@ pub(crate) fn scan(
             break;
         }
         builder.push(position, &header);
-        on_batch(&header);
+        on_batch(&header, bytes);
         position += size;
     }
     Ok(ScanOutcome { summary: builder.summary, file_size_bytes })

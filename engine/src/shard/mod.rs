@@ -80,7 +80,8 @@ pub(crate) struct Shared {
     mailboxes: Vec<async_channel::Sender<Job>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutting_down: AtomicBool,
-    _dir_lock: DirLock,
+    /// Held from open until the shard threads have stopped.
+    dir_lock: Mutex<Option<DirLock>>,
 }
 
 /// Why a routed operation did not run.
@@ -128,7 +129,7 @@ impl Shared {
             mailboxes: senders,
             threads: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
-            _dir_lock: dir_lock,
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         shared.start_threads(receivers)?;
         if let Err(error) = block_on(admin::recover_all(&shared)) {
@@ -333,6 +334,8 @@ impl Shared {
                 tracing::error!("a shard thread panicked");
             }
         }
+        // Every partition is closed: another engine may now open the directory.
+        drop(self.dir_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 }
 
