@@ -18,6 +18,9 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use compio::buf::BufResult;
+use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use futures_util::future::{Either, select};
@@ -99,44 +102,63 @@ async fn read_loop(
     }
 }
 
+/// Replies gathered into one vectored write stop growing past this many bytes.
+const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
+
 /// Writes replies in request order until the reader is done and every reply is written, or
 /// until the connection must close.
+///
+/// Replies of pipelined requests that are already finished when one is written go out with it
+/// in a single vectored write, so a client with several requests in flight costs one send per
+/// burst rather than one per request.
 async fn write_loop(
     mut stream: TcpStream,
     receiver: async_channel::Receiver<InFlight>,
     budget: Rc<MemoryBudget>,
     shard: Rc<ShardContext>,
 ) {
-    while let Ok(in_flight) = receiver.recv().await {
-        let reply = in_flight.reply.await;
-        let metrics = shard.metrics();
-        metrics.record_request(in_flight.api_key, in_flight.started.elapsed());
-        let keep_open = match reply {
-            Ok(Reply::Frame(frame)) => {
-                metrics.add_bytes_out(frame.len() as u64);
-                match framing::write_frame(&mut stream, frame).await {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::debug!(%error, "write failed");
-                        false
-                    }
-                }
-            }
-            Ok(Reply::Silent) => true,
-            Ok(Reply::Close(reason)) => {
-                metrics.frame_rejected();
-                tracing::warn!(api_key = in_flight.api_key, %reason, "closing connection");
-                false
-            }
-            Err(_panic) => {
-                tracing::error!(api_key = in_flight.api_key, "request handler panicked; closing connection");
-                false
-            }
+    let mut next = None;
+    'connection: loop {
+        let mut current = match next.take() {
+            Some(in_flight) => in_flight,
+            None => match receiver.recv().await {
+                Ok(in_flight) => in_flight,
+                Err(_closed) => break,
+            },
         };
-        budget.release(in_flight.size_bytes);
-        if !keep_open {
-            break;
+        let mut frames = Vec::new();
+        let mut held_bytes = 0;
+        let mut keep_open = true;
+        loop {
+            held_bytes += current.size_bytes;
+            keep_open = collect_reply(&shard, current, &mut frames).await;
+            let batch_bytes: usize = frames.iter().map(Bytes::len).sum();
+            if !keep_open || batch_bytes >= WRITE_BATCH_BYTES_MAX {
+                break;
+            }
+            match receiver.try_recv() {
+                Ok(candidate) if candidate.reply.is_finished() => current = candidate,
+                Ok(candidate) => {
+                    next = Some(candidate);
+                    break;
+                }
+                Err(_) => break,
+            }
         }
+        if !frames.is_empty() {
+            let BufResult(written, _frames) = stream.write_vectored_all(frames).await;
+            if let Err(error) = written {
+                tracing::debug!(%error, "write failed");
+                keep_open = false;
+            }
+        }
+        budget.release(held_bytes);
+        if !keep_open {
+            break 'connection;
+        }
+    }
+    if let Some(abandoned) = next {
+        abandoned.reply.detach();
     }
     receiver.close();
     // Requests already read but not answered run to completion on their own; nobody waits.
@@ -144,6 +166,30 @@ async fn write_loop(
         abandoned.reply.detach();
     }
     close_socket(&stream);
+}
+
+/// Waits for one reply and adds its frame to `frames`. Returns whether the connection stays open.
+async fn collect_reply(shard: &ShardContext, in_flight: InFlight, frames: &mut Vec<Bytes>) -> bool {
+    let reply = in_flight.reply.await;
+    let metrics = shard.metrics();
+    metrics.record_request(in_flight.api_key, in_flight.started.elapsed());
+    match reply {
+        Ok(Reply::Frame(frame)) => {
+            metrics.add_bytes_out(frame.len() as u64);
+            frames.push(frame);
+            true
+        }
+        Ok(Reply::Silent) => true,
+        Ok(Reply::Close(reason)) => {
+            metrics.frame_rejected();
+            tracing::warn!(api_key = in_flight.api_key, %reason, "closing connection");
+            false
+        }
+        Err(_panic) => {
+            tracing::error!(api_key = in_flight.api_key, "request handler panicked; closing connection");
+            false
+        }
+    }
 }
 
 /// Shuts both directions of the socket so a pending read on the other half returns at once.

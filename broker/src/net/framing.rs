@@ -207,12 +207,6 @@ impl FrameReader {
     }
 }
 
-/// Writes whole response frames to a socket.
-pub(crate) async fn write_frame(stream: &mut TcpStream, frame: Bytes) -> std::io::Result<()> {
-    let BufResult(result, _frame) = compio::io::AsyncWriteExt::write_all(stream, frame).await;
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
