@@ -128,7 +128,7 @@ async fn write_loop(
         };
         let mut frames = Vec::new();
         let mut held_bytes = 0;
-        let mut keep_open = true;
+        let mut keep_open;
         loop {
             held_bytes += current.size_bytes;
             keep_open = collect_reply(&shard, current, &mut frames).await;
