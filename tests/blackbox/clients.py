@@ -11,6 +11,7 @@ live next to the tests that use them. Every wait has a deadline and every loop a
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import itertools
 import time
@@ -51,8 +52,14 @@ def admin(broker, **extra) -> AdminClient:
 
 
 def wait_all(futures: dict, timeout_s: float = OP_TIMEOUT_S) -> dict:
-    """Resolve a dict of admin futures; raises the first exception."""
-    return {key: fut.result(timeout=timeout_s) for key, fut in futures.items()}
+    """Resolve a dict of admin futures; raises the first KafkaException, or AssertionError on no answer."""
+    out = {}
+    for key, fut in futures.items():
+        try:
+            out[key] = fut.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise AssertionError(f"admin request for {key} got no answer within {timeout_s}s") from None
+    return out
 
 
 def create_topic(broker, name: str, partitions: int = 1, config: dict | None = None) -> None:

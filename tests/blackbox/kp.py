@@ -24,6 +24,7 @@ def producer(broker, acks, codec: str, **extra) -> KafkaProducer:
         enable_idempotence=acks in ("all", -1),
         linger_ms=5,
         request_timeout_ms=15_000,
+        bootstrap_timeout_ms=15_000,
         max_block_ms=30_000,
         delivery_timeout_ms=60_000,
     )
@@ -54,6 +55,7 @@ def consumer(broker, **extra) -> KafkaConsumer:
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
         request_timeout_ms=15_000,
+        bootstrap_timeout_ms=15_000,
     )
     conf.update(extra)
     return KafkaConsumer(**conf)
