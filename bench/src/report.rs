@@ -263,16 +263,17 @@ impl Report {
                 config.warmup.as_secs_f64()
             ),
         ];
-        let codes: Vec<String> = self.error_codes.iter().map(|(code, count)| format!("{code}={count}")).collect();
-        lines.push(format!(
-            "  sent {}  acked {}  errors {}  {}",
-            self.records_sent,
-            self.records_acked,
-            self.errors,
-            codes.join(" ")
-        ));
-        lines.push(percentile_line("latency (us)", &self.latency_us));
-        lines.push(percentile_line("request (us)", &self.request_latency_us));
+        let mut counts = format!("  sent {}  acked {}  errors {}", self.records_sent, self.records_acked, self.errors);
+        for (code, count) in &self.error_codes {
+            counts = format!("{counts}  {code}={count}");
+        }
+        lines.push(counts);
+        if config.acks == 0 {
+            lines.push("  latency          none: acks=0 requests get no response".to_owned());
+        } else {
+            lines.push(percentile_line("latency (us)", &self.latency_us));
+            lines.push(percentile_line("request (us)", &self.request_latency_us));
+        }
         if let Some(e2e) = &self.e2e_latency_us {
             lines.push(percentile_line("end-to-end (us)", e2e));
             lines.push(format!("  consumed {}", self.records_consumed.unwrap_or(0)));
