@@ -92,13 +92,13 @@ pub(crate) struct ShardContext {
     /// The shard this context belongs to.
     pub(crate) shard: ShardId,
     /// This shard's part of the group coordinator.
-    #[expect(dead_code, reason = "the hook the group coordinator will use")]
     pub(crate) groups: GroupShard,
 }
 
 impl ShardContext {
     pub(crate) fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
-        Self { shared, shard, groups: GroupShard::new(shard) }
+        let groups = GroupShard::new(&shared, shard);
+        Self { shared, shard, groups }
     }
 
     /// The engine handle.

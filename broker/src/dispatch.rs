@@ -21,9 +21,11 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeLogDirsRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 
@@ -160,6 +162,26 @@ fn route(shard: Rc<ShardContext>, key: ApiKey, header: &RequestHeader, body: Byt
         ApiKey::InitProducerId => {
             run::<InitProducerIdRequest, _, _>(shard, call, body, handlers::init_producer_id::handle)
         }
+        ApiKey::FindCoordinator => {
+            run::<FindCoordinatorRequest, _, _>(shard, call, body, handlers::find_coordinator::handle)
+        }
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.as_ref().map(ToString::to_string).unwrap_or_default();
+            run::<JoinGroupRequest, _, _>(shard, call, body, move |shard, version, request| {
+                handlers::join_group::handle(shard, version, request, client_id)
+            })
+        }
+        ApiKey::SyncGroup => run::<SyncGroupRequest, _, _>(shard, call, body, handlers::sync_group::handle),
+        ApiKey::Heartbeat => run::<HeartbeatRequest, _, _>(shard, call, body, handlers::heartbeat::handle),
+        ApiKey::LeaveGroup => run::<LeaveGroupRequest, _, _>(shard, call, body, handlers::leave_group::handle),
+        ApiKey::OffsetCommit => run::<OffsetCommitRequest, _, _>(shard, call, body, handlers::offset_commit::handle),
+        ApiKey::OffsetFetch => run::<OffsetFetchRequest, _, _>(shard, call, body, handlers::offset_fetch::handle),
+        ApiKey::OffsetDelete => run::<OffsetDeleteRequest, _, _>(shard, call, body, handlers::offset_delete::handle),
+        ApiKey::ListGroups => run::<ListGroupsRequest, _, _>(shard, call, body, handlers::list_groups::handle),
+        ApiKey::DescribeGroups => {
+            run::<DescribeGroupsRequest, _, _>(shard, call, body, handlers::describe_groups::handle)
+        }
+        ApiKey::DeleteGroups => run::<DeleteGroupsRequest, _, _>(shard, call, body, handlers::delete_groups::handle),
         other => Box::pin(std::future::ready(Reply::Close(format!("{other:?} is advertised but has no handler")))),
     }
 }
@@ -270,6 +292,17 @@ mod tests {
             ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
             ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+            ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+            ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+            ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+            ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+            ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+            ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+            ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+            ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+            ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+            ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+            ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
             other => panic!("no codec range listed for {other:?}"),
         }
     }

@@ -90,12 +90,9 @@ impl GroupConfig {
             i64::from(i32::MAX),
             config.offsets_retention_check_interval_ms,
         );
-        config.offsets_topic_partition_count = read(
-            "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS",
-            1,
-            10_000,
-            i64::from(config.offsets_topic_partition_count),
-        ) as i32;
+        config.offsets_topic_partition_count =
+            read("SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", 1, 10_000, i64::from(config.offsets_topic_partition_count))
+                as i32;
         config
     }
 }

@@ -132,6 +132,7 @@ pub(crate) fn answer<T>(waiter: &async_channel::Sender<T>, outcome: T) {
 
 /// One member of a group.
 #[derive(Debug)]
+#[allow(clippy::struct_field_names, reason = "member_id is Kafka's name for it")]
 pub(crate) struct Member {
     pub(crate) member_id: String,
     pub(crate) group_instance_id: Option<String>,
@@ -139,7 +140,6 @@ pub(crate) struct Member {
     pub(crate) client_host: String,
     pub(crate) session_timeout_ms: i32,
     pub(crate) rebalance_timeout_ms: i32,
-    pub(crate) protocol_type: String,
     pub(crate) protocols: Vec<Protocol>,
     pub(crate) assignment: Bytes,
     pub(crate) join_waiter: Option<JoinWaiter>,
@@ -151,7 +151,11 @@ pub(crate) struct Member {
 impl Member {
     /// The member's metadata for `protocol`, or empty.
     pub(crate) fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|candidate| candidate.name == protocol).map(|found| found.metadata.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|candidate| candidate.name == protocol)
+            .map(|found| found.metadata.clone())
+            .unwrap_or_default()
     }
 
     /// Whether the member supports `protocol`.
@@ -237,7 +241,11 @@ impl Group {
 
     /// The earliest deadline of anything in the group.
     pub(crate) fn next_deadline_ms(&self) -> Option<i64> {
-        let heartbeats = self.members.values().filter(|member| member.join_waiter.is_none()).map(|member| member.heartbeat_deadline_ms);
+        let heartbeats = self
+            .members
+            .values()
+            .filter(|member| member.join_waiter.is_none())
+            .map(|member| member.heartbeat_deadline_ms);
         heartbeats
             .chain(self.pending_members.values().copied())
             .chain(self.join_deadline_ms)
@@ -262,7 +270,8 @@ impl Group {
             .collect();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
-            if let Some(choice) = member.protocols.iter().find(|protocol| candidates.contains(&protocol.name.as_str())) {
+            if let Some(choice) = member.protocols.iter().find(|protocol| candidates.contains(&protocol.name.as_str()))
+            {
                 *votes.entry(choice.name.as_str()).or_default() += 1;
             }
         }
@@ -285,9 +294,7 @@ impl Group {
 
     /// Whether `group_instance_id` belongs to another member than `member_id` (Kafka's fencing).
     pub(crate) fn is_static_member_fenced(&self, member_id: &str, group_instance_id: Option<&str>) -> bool {
-        group_instance_id
-            .and_then(|instance| self.static_members.get(instance))
-            .is_some_and(|owner| owner != member_id)
+        group_instance_id.and_then(|instance| self.static_members.get(instance)).is_some_and(|owner| owner != member_id)
     }
 
     /// The stored form of the group (after a rebalance, or when it became empty).
@@ -323,7 +330,8 @@ impl Group {
         self.generation_id = value.generation_id;
         self.protocol_name = value.protocol_name;
         self.leader_id = value.leader;
-        self.state_timestamp_ms = if value.current_state_timestamp_ms >= 0 { value.current_state_timestamp_ms } else { now.unix_ms };
+        self.state_timestamp_ms =
+            if value.current_state_timestamp_ms >= 0 { value.current_state_timestamp_ms } else { now.unix_ms };
         self.members.clear();
         self.static_members.clear();
         let protocol = self.protocol_name.clone().unwrap_or_default();
@@ -338,7 +346,6 @@ impl Group {
                 client_host: stored.client_host,
                 session_timeout_ms: stored.session_timeout_ms,
                 rebalance_timeout_ms: stored.rebalance_timeout_ms,
-                protocol_type: self.protocol_type.clone().unwrap_or_default(),
                 protocols: vec![Protocol { name: protocol.clone(), metadata: stored.subscription }],
                 assignment: stored.assignment,
                 join_waiter: None,
@@ -347,7 +354,11 @@ impl Group {
             };
             self.members.insert(stored.member_id, member);
         }
-        self.state = if self.members.is_empty() || self.protocol_name.is_none() { GroupState::Empty } else { GroupState::Stable };
+        self.state = if self.members.is_empty() || self.protocol_name.is_none() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
         if self.state == GroupState::Empty {
             self.members.clear();
             self.static_members.clear();
@@ -372,8 +383,10 @@ mod tests {
             client_host: String::new(),
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 30_000,
-            protocol_type: "consumer".to_owned(),
-            protocols: protocols.iter().map(|name| Protocol { name: (*name).to_owned(), metadata: Bytes::new() }).collect(),
+            protocols: protocols
+                .iter()
+                .map(|name| Protocol { name: (*name).to_owned(), metadata: Bytes::new() })
+                .collect(),
             assignment: Bytes::new(),
             join_waiter: None,
             sync_waiter: None,

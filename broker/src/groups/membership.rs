@@ -10,6 +10,7 @@
 //!    with it before its session timeout;
 //! 3. anyone else is added and a rebalance starts (or, during one, the join phase may now be
 //!    complete).
+//!
 //! For a known member: a rejoin during PreparingRebalance waits for the phase end; a follower
 //! with unchanged metadata in CompletingRebalance or Stable gets the current generation back;
 //! anything else starts a rebalance.
@@ -92,7 +93,7 @@ impl Group {
     fn join_new_member(&mut self, now: Now, policy: JoinPolicy, args: JoinArgs, waiter: JoinWaiter) {
         if let Some(instance) = args.group_instance_id.clone() {
             if let Some(old_member_id) = self.static_members.get(&instance).cloned() {
-                return self.replace_static_member(now, policy, &old_member_id, args, waiter);
+                return self.replace_static_member(now, policy, &old_member_id, &args, waiter);
             }
         } else if args.require_known_member_id {
             let deadline = now.monotonic_ms + i64::from(args.session_timeout_ms);
@@ -136,7 +137,14 @@ impl Group {
     }
 
     /// A static member rejoined with a new member id: it takes the old id's place.
-    fn replace_static_member(&mut self, now: Now, policy: JoinPolicy, old_member_id: &str, args: JoinArgs, waiter: JoinWaiter) {
+    fn replace_static_member(
+        &mut self,
+        now: Now,
+        policy: JoinPolicy,
+        old_member_id: &str,
+        args: &JoinArgs,
+        waiter: JoinWaiter,
+    ) {
         let Some(mut member) = self.members.remove(old_member_id) else {
             return answer(&waiter, JoinOutcome::failed(ResponseError::UnknownMemberId, &args.member_id));
         };
@@ -161,14 +169,15 @@ impl Group {
         if let Some(instance) = &args.group_instance_id {
             self.static_members.insert(instance.clone(), new_member_id.clone());
         }
-        self.update_member(&args, waiter);
+        self.update_member(args, waiter);
         match self.state {
             GroupState::Stable if self.select_protocol() == self.protocol_name => {
                 // Nothing the assignment depends on changed: answer with the current generation
                 // and the old leader id, so that no member assigns again (KIP-345, KIP-814).
                 let member = self.members.get_mut(&new_member_id).expect("inserted above");
                 let waiter = member.join_waiter.take().expect("set by update_member");
-                let mut outcome = self.current_generation(&new_member_id, was_leader && args.supports_skip_assignment, false);
+                let mut outcome =
+                    self.current_generation(&new_member_id, was_leader && args.supports_skip_assignment, false);
                 outcome.leader_id = previous_leader;
                 outcome.skip_assignment = was_leader && args.supports_skip_assignment;
                 answer(&waiter, outcome);
@@ -181,7 +190,14 @@ impl Group {
         }
     }
 
-    fn add_member_and_rebalance(&mut self, now: Now, policy: JoinPolicy, member_id: String, args: JoinArgs, waiter: JoinWaiter) {
+    fn add_member_and_rebalance(
+        &mut self,
+        now: Now,
+        policy: JoinPolicy,
+        member_id: String,
+        args: JoinArgs,
+        waiter: JoinWaiter,
+    ) {
         if self.members.is_empty() {
             self.protocol_type = Some(args.protocol_type.clone());
         }
@@ -198,7 +214,6 @@ impl Group {
             client_host: args.client_host,
             session_timeout_ms: args.session_timeout_ms,
             rebalance_timeout_ms: args.rebalance_timeout_ms,
-            protocol_type: args.protocol_type,
             protocols: args.protocols,
             assignment: Bytes::new(),
             join_waiter: Some(waiter),
@@ -251,7 +266,8 @@ impl Group {
         if self.state == GroupState::Empty && policy.initial_rebalance_delay_ms > 0 {
             let delay_ms = policy.initial_rebalance_delay_ms.min(rebalance_timeout_ms.max(1));
             self.join_deadline_ms = Some(now.monotonic_ms + delay_ms);
-            self.initial_delay = Some(InitialDelay { remaining_ms: rebalance_timeout_ms - delay_ms, member_added: false });
+            self.initial_delay =
+                Some(InitialDelay { remaining_ms: rebalance_timeout_ms - delay_ms, member_added: false });
             self.transition(GroupState::PreparingRebalance, now);
         } else {
             self.join_deadline_ms = Some(now.monotonic_ms + rebalance_timeout_ms);
@@ -263,7 +279,8 @@ impl Group {
 
     /// Ends the join phase early when everyone is in (never during the initial delay).
     fn try_complete_join(&mut self, now: Now) {
-        let everyone_joined = self.members.values().all(|member| member.join_waiter.is_some()) && self.pending_members.is_empty();
+        let everyone_joined =
+            self.members.values().all(|member| member.join_waiter.is_some()) && self.pending_members.is_empty();
         if self.state == GroupState::PreparingRebalance && self.initial_delay.is_none() && everyone_joined {
             self.complete_join(now);
         }
@@ -272,7 +289,12 @@ impl Group {
     /// Ends the join phase: drops members that did not rejoin, starts the next generation and
     /// answers every JoinGroup (the leader with the members' metadata).
     pub(crate) fn complete_join(&mut self, now: Now) {
-        let absent: Vec<String> = self.members.values().filter(|member| member.join_waiter.is_none()).map(|member| member.member_id.clone()).collect();
+        let absent: Vec<String> = self
+            .members
+            .values()
+            .filter(|member| member.join_waiter.is_none())
+            .map(|member| member.member_id.clone())
+            .collect();
         for member_id in absent {
             self.remove_member(&member_id);
         }
@@ -334,7 +356,10 @@ impl Group {
 
     /// Handles a SyncGroup; the answer goes to `waiter`, now or once the leader has assigned.
     pub(crate) fn sync(&mut self, now: Now, args: SyncArgs, waiter: SyncWaiter) {
-        let checked = self.check_member(MemberRef { member_id: &args.member_id, group_instance_id: args.group_instance_id.as_deref() }, args.generation_id);
+        let checked = self.check_member(
+            MemberRef { member_id: &args.member_id, group_instance_id: args.group_instance_id.as_deref() },
+            args.generation_id,
+        );
         if let Err(error) = checked {
             return answer(&waiter, SyncOutcome::failed(error));
         }
@@ -347,7 +372,9 @@ impl Group {
         let member = self.members.get_mut(&args.member_id).expect("checked above");
         member.heartbeat_deadline_ms = now.monotonic_ms + i64::from(member.session_timeout_ms);
         match self.state {
-            GroupState::Empty | GroupState::Dead => answer(&waiter, SyncOutcome::failed(ResponseError::UnknownMemberId)),
+            GroupState::Empty | GroupState::Dead => {
+                answer(&waiter, SyncOutcome::failed(ResponseError::UnknownMemberId));
+            }
             GroupState::PreparingRebalance => answer(&waiter, SyncOutcome::failed(ResponseError::RebalanceInProgress)),
             GroupState::Stable => answer(&waiter, self.assignment_of(&args.member_id)),
             GroupState::CompletingRebalance => {
@@ -409,7 +436,12 @@ impl Group {
     }
 
     /// Handles a Heartbeat.
-    pub(crate) fn heartbeat(&mut self, now: Now, member: MemberRef<'_>, generation_id: i32) -> Result<(), ResponseError> {
+    pub(crate) fn heartbeat(
+        &mut self,
+        now: Now,
+        member: MemberRef<'_>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
         self.check_member(member, generation_id)?;
         let state = self.state;
         let known = self.members.get_mut(member.member_id).expect("checked above");
@@ -473,10 +505,10 @@ impl Group {
         if let Some(waiter) = member.sync_waiter.take() {
             answer(&waiter, SyncOutcome::failed(ResponseError::UnknownMemberId));
         }
-        if let Some(instance) = &member.group_instance_id {
-            if self.static_members.get(instance).is_some_and(|owner| owner == member_id) {
-                self.static_members.remove(instance);
-            }
+        if let Some(instance) = &member.group_instance_id
+            && self.static_members.get(instance).is_some_and(|owner| owner == member_id)
+        {
+            self.static_members.remove(instance);
         }
         self.pending_sync.remove(member_id);
         if self.leader_id.as_deref() == Some(member_id) {

@@ -30,7 +30,12 @@ pub(crate) const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 impl Group {
     /// Whether this member may commit offsets at `generation_id`; a valid commit also counts
     /// as a heartbeat.
-    pub(crate) fn check_commit(&mut self, now: Now, member: MemberRef<'_>, generation_id: i32) -> Result<(), ResponseError> {
+    pub(crate) fn check_commit(
+        &mut self,
+        now: Now,
+        member: MemberRef<'_>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -73,7 +78,7 @@ impl Group {
             let version = i16::from_be_bytes([body[0], body[1]]).clamp(0, 3);
             let _version_prefix = bytes::Buf::get_i16(&mut body);
             let subscription = ConsumerProtocolSubscription::decode(&mut body, version).ok()?;
-            topics.extend(subscription.topics.iter().map(|topic| topic.to_string()));
+            topics.extend(subscription.topics.iter().map(ToString::to_string));
         }
         Some(topics)
     }

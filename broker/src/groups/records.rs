@@ -318,9 +318,9 @@ impl<'a> Reader<'a> {
         let start = self.position;
         let Ok(length) = usize::try_from(self.i16()?) else { return Ok(None) };
         let text = self.take(length)?;
-        std::str::from_utf8(text).map(|text| Some(text.to_owned())).map_err(|_not_utf8| RecordError::NotUtf8 {
-            position: start,
-        })
+        std::str::from_utf8(text)
+            .map(|text| Some(text.to_owned()))
+            .map_err(|_not_utf8| RecordError::NotUtf8 { position: start })
     }
 
     fn string(&mut self) -> Result<String, RecordError> {
@@ -416,6 +416,9 @@ mod tests {
             assert!(matches!(decode_key(&bytes[..cut]), Err(RecordError::Truncated { .. })));
         }
         assert!(matches!(decode_key(&[0, 9]), Err(RecordError::UnknownVersion { version: 9, .. })));
-        assert!(matches!(decode_offset_value(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 1]), Err(RecordError::UnknownVersion { .. })));
+        assert!(matches!(
+            decode_offset_value(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(RecordError::UnknownVersion { .. })
+        ));
     }
 }

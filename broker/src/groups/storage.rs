@@ -57,7 +57,7 @@ pub(crate) struct WriteQueue {
 
 impl std::fmt::Debug for WriteQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteQueue").field("pending", &self.pending.borrow().len()).finish()
+        f.debug_struct("WriteQueue").field("pending", &self.pending.borrow().len()).finish_non_exhaustive()
     }
 }
 
@@ -96,10 +96,10 @@ impl WriteQueue {
                 let records: Vec<&KeyedRecord> = writes.iter().flat_map(|write| &write.records).collect();
                 let result = append_records(engine, partition, &records).await;
                 for write in writes {
-                    if let Some(done) = write.done {
-                        if done.try_send(result).is_err() {
-                            tracing::debug!(partition, "offsets write finished after its requester left");
-                        }
+                    if let Some(done) = write.done
+                        && done.try_send(result).is_err()
+                    {
+                        tracing::debug!(partition, "offsets write finished after its requester left");
                     }
                 }
             });
@@ -125,7 +125,9 @@ async fn append_records(engine: &Engine, partition: i32, records: &[&KeyedRecord
         if let Err(error) = engine.append(&target, batch, AppendOptions { durable: true }).await {
             tracing::error!(partition = %target, %error, "writing to the offsets topic failed");
             return Err(match kafka_error(EngineError::Append(&error)) {
-                ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => ResponseError::InvalidCommitOffsetSize,
+                ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => {
+                    ResponseError::InvalidCommitOffsetSize
+                }
                 _ => ResponseError::CoordinatorNotAvailable,
             });
         }
@@ -147,7 +149,11 @@ pub(crate) fn offsets_topic_config(defaults: &TopicConfig, config: &GroupConfig)
 }
 
 /// Returns the offsets topic, creating it if no shard has yet.
-pub(crate) async fn ensure_offsets_topic(engine: &Engine, topic_config: TopicConfig, partition_count: i32) -> Result<TopicInfo, TopicError> {
+pub(crate) async fn ensure_offsets_topic(
+    engine: &Engine,
+    topic_config: TopicConfig,
+    partition_count: i32,
+) -> Result<TopicInfo, TopicError> {
     let mut last_error = None;
     for _ in 0..CREATE_ATTEMPT_COUNT_MAX {
         if let Some(info) = engine.topic(OFFSETS_TOPIC) {
@@ -210,7 +216,9 @@ pub(crate) async fn load_partition(
                             record_count += 1;
                         }
                     }
-                    Err(error) => tracing::warn!(partition = %target, offset = header.base_offset, %error, "skipping an unreadable offsets batch"),
+                    Err(error) => {
+                        tracing::warn!(partition = %target, offset = header.base_offset, %error, "skipping an unreadable offsets batch");
+                    }
                 }
             }
             next = Offset(header.last_offset() + 1);

@@ -1,0 +1,758 @@
+//! One shard's group coordinator: the groups whose `__consumer_offsets` partition this shard
+//! owns, their committed offsets, and the tasks that load, write and expire them.
+//!
+//! Lifecycle, per shard:
+//! 1. created on first use on the shard thread (the shard's context, or a request forwarded
+//!    here), and kept in a thread-local so forwarded requests find it;
+//! 2. a start task creates the offsets topic if needed and loads every partition of it that this
+//!    shard owns; requests wait until loading is done;
+//! 3. a writer task appends records (see `storage`), and a timer task applies group deadlines
+//!    (sessions, join and sync phases) when they pass and expires old offsets every
+//!    `offsets.retention.check.interval.ms`.
+//!
+//! Operations borrow the group map only between awaits; a group can change while a write is in
+//! flight, which is why commits are applied to whatever the group is when the write completes.
+//!
+//! Touched only by its shard thread (`Rc`, `RefCell`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use futures_util::future::{Either, select};
+use kafka_protocol::ResponseError;
+use sluice_engine::{ShardId, TopicPartition};
+
+use super::config::GroupConfig;
+use super::group::{CommittedOffset, Group, GroupState, JoinOutcome, Now, SyncOutcome};
+use super::membership::{JoinArgs, JoinPolicy, MemberRef, SyncArgs};
+use super::records::{self, RecordKey};
+use super::storage::{self, KeyedRecord, OFFSETS_TOPIC, WriteQueue};
+use crate::clock;
+use crate::context::Shared;
+
+/// How long the timer task sleeps at most between looks at the groups.
+const TICK_MS_MAX: i64 = 1000;
+
+/// Whether the shard's offsets partitions are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadState {
+    Loading,
+    Ready,
+    Failed,
+}
+
+thread_local! {
+    static COORDINATOR: RefCell<Option<Rc<Coordinator>>> = const { RefCell::new(None) };
+}
+
+/// One shard's coordinator.
+#[derive(Debug)]
+pub(crate) struct Coordinator {
+    shared: Arc<Shared>,
+    shard: ShardId,
+    config: GroupConfig,
+    groups: RefCell<BTreeMap<String, Group>>,
+    load_state: Cell<LoadState>,
+    loaded: Event,
+    writes: WriteQueue,
+    /// Woken when a group changed, so the timer task recomputes its next deadline.
+    wake: Event,
+    epoch: Instant,
+    member_id_seed: u64,
+    member_id_counter: Cell<u64>,
+}
+
+/// A committed offset to store, as the OffsetCommit handler collected it.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitEntry {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) metadata: Option<String>,
+}
+
+/// Who commits, and how long the offsets live.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitArgs {
+    pub(crate) member_id: String,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) generation_id: i32,
+    /// OffsetCommit v2-v4 retention time, or -1 for the broker's.
+    pub(crate) retention_time_ms: i64,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct ListedGroup {
+    pub(crate) group_id: String,
+    pub(crate) protocol_type: String,
+    pub(crate) state: GroupState,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct DescribedMember {
+    pub(crate) member_id: String,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    pub(crate) metadata: bytes::Bytes,
+    pub(crate) assignment: bytes::Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct DescribedGroup {
+    pub(crate) state: GroupState,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol_name: String,
+    pub(crate) members: Vec<DescribedMember>,
+}
+
+/// Requested partitions per topic; `None` asks for every committed offset.
+pub(crate) type TopicPartitions = Option<Vec<(String, Vec<i32>)>>;
+/// Fetched offsets per topic, `None` where nothing is committed.
+pub(crate) type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+impl Coordinator {
+    /// The coordinator of the calling shard thread, created (and started) on first use.
+    pub(crate) fn for_this_shard(shared: &Arc<Shared>, shard: ShardId) -> Rc<Self> {
+        if let Some(existing) = COORDINATOR.with(|slot| slot.borrow().clone()) {
+            return existing;
+        }
+        let coordinator = Rc::new(Self::new(shared.clone(), shard));
+        COORDINATOR.with(|slot| *slot.borrow_mut() = Some(coordinator.clone()));
+        let starting = coordinator.clone();
+        compio::runtime::spawn(async move { starting.start().await }).detach();
+        coordinator
+    }
+
+    fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u16(shard.0);
+        hasher.write_i64(clock::unix_time_ms());
+        Self {
+            shared,
+            shard,
+            config: GroupConfig::global(),
+            groups: RefCell::new(BTreeMap::new()),
+            load_state: Cell::new(LoadState::Loading),
+            loaded: Event::new(),
+            writes: WriteQueue::default(),
+            wake: Event::new(),
+            epoch: clock::now(),
+            member_id_seed: hasher.finish(),
+            member_id_counter: Cell::new(0),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let elapsed = clock::now().saturating_duration_since(self.epoch);
+        Now { monotonic_ms: elapsed.as_millis() as i64, unix_ms: clock::unix_time_ms() }
+    }
+
+    fn policy(&self) -> JoinPolicy {
+        JoinPolicy { initial_rebalance_delay_ms: self.config.initial_rebalance_delay_ms }
+    }
+
+    /// Creates the offsets topic if needed, loads this shard's partitions, then runs the writer
+    /// and the timer until shutdown.
+    async fn start(self: Rc<Self>) {
+        let writer = self.clone();
+        compio::runtime::spawn(async move { writer.writes.run(&writer.shared.engine).await }).detach();
+        match self.load().await {
+            Ok(()) => self.load_state.set(LoadState::Ready),
+            Err(reason) => {
+                tracing::error!(shard = self.shard.0, %reason, "group coordinator failed to load");
+                self.load_state.set(LoadState::Failed);
+            }
+        }
+        self.loaded.notify(usize::MAX);
+        self.run_timers().await;
+    }
+
+    async fn load(&self) -> Result<(), String> {
+        let engine = &self.shared.engine;
+        let topic_config = storage::offsets_topic_config(&self.shared.config.default_topic_config, &self.config);
+        let partition_count = self.config.offsets_topic_partition_count;
+        let info = storage::ensure_offsets_topic(engine, topic_config, partition_count)
+            .await
+            .map_err(|error| error.to_string())?;
+        let now = self.now();
+        let mut record_count = 0;
+        for (index, owner) in info.shards.iter().enumerate() {
+            if *owner != self.shard {
+                continue;
+            }
+            let mut groups = BTreeMap::new();
+            let loaded =
+                storage::load_partition(engine, index as i32, |key, value| apply_record(&mut groups, now, key, value));
+            record_count += loaded.await.map_err(|error| error.to_string())?;
+            let mut live = self.groups.borrow_mut();
+            for (id, group) in groups {
+                if group.state != GroupState::Dead {
+                    live.insert(id, group);
+                }
+            }
+        }
+        let group_count = self.groups.borrow().len();
+        tracing::info!(shard = self.shard.0, groups = group_count, records = record_count, "group coordinator loaded");
+        Ok(())
+    }
+
+    /// Waits until this shard's groups are loaded.
+    pub(crate) async fn ready(&self) -> Result<(), ResponseError> {
+        loop {
+            match self.load_state.get() {
+                LoadState::Ready => return Ok(()),
+                LoadState::Failed => return Err(ResponseError::CoordinatorNotAvailable),
+                LoadState::Loading => {}
+            }
+            let listener = self.loaded.listen();
+            if self.load_state.get() != LoadState::Loading {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    /// The offsets partition of a group: Java's `abs(groupId.hashCode()) % partitionCount`, as
+    /// Kafka computes it.
+    pub(crate) fn partition_of(group_id: &str, partition_count: i32) -> i32 {
+        let hash = group_id.encode_utf16().fold(0i32, |hash, unit| hash.wrapping_mul(31).wrapping_add(i32::from(unit)));
+        let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+        positive % partition_count.max(1)
+    }
+
+    fn group_partition(&self, group_id: &str) -> i32 {
+        let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count);
+        Self::partition_of(group_id, count)
+    }
+
+    fn new_member_id(&self, prefix: &str) -> String {
+        let counter = self.member_id_counter.get() + 1;
+        self.member_id_counter.set(counter);
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(self.member_id_seed);
+        hasher.write_u64(counter);
+        let low = hasher.finish();
+        let high = self.member_id_seed ^ counter.rotate_left(17);
+        let text = format!("{high:016x}{low:016x}");
+        format!("{prefix}-{}-{}-{}-{}-{}", &text[0..8], &text[8..12], &text[12..16], &text[16..20], &text[20..32])
+    }
+
+    /// After a change: store the group's metadata if it is stale, and let the timer task look.
+    fn after_change(&self, group_id: &str) {
+        let record = {
+            let mut groups = self.groups.borrow_mut();
+            groups.get_mut(group_id).filter(|group| group.metadata_dirty).map(|group| {
+                group.metadata_dirty = false;
+                group_record(group)
+            })
+        };
+        if let Some(record) = record {
+            self.writes.write_detached(self.group_partition(group_id), vec![record]);
+        }
+        self.wake.notify(1);
+    }
+
+    /// JoinGroup: answers when the join phase ends (or at once for errors and rejoins).
+    pub(crate) async fn join(&self, group_id: &str, mut args: JoinArgs) -> JoinOutcome {
+        if let Err(error) = self.ready().await {
+            return JoinOutcome::failed(error, &args.member_id);
+        }
+        if group_id.is_empty() {
+            return JoinOutcome::failed(ResponseError::InvalidGroupId, &args.member_id);
+        }
+        let session_range = self.config.session_timeout_ms_min..=self.config.session_timeout_ms_max;
+        if !session_range.contains(&args.session_timeout_ms) {
+            return JoinOutcome::failed(ResponseError::InvalidSessionTimeout, &args.member_id);
+        }
+        let prefix = args.group_instance_id.clone().unwrap_or_else(|| args.client_id.clone());
+        args.new_member_id = self.new_member_id(&prefix);
+        let (sender, receiver) = async_channel::bounded(1);
+        {
+            let now = self.now();
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(group_id) {
+                if !args.member_id.is_empty() {
+                    return JoinOutcome::failed(ResponseError::UnknownMemberId, &args.member_id);
+                }
+                groups.insert(group_id.to_owned(), Group::new(group_id, now));
+            }
+            let group = groups.get_mut(group_id).expect("inserted above");
+            group.join(now, self.policy(), args, sender);
+        }
+        self.after_change(group_id);
+        receiver.recv().await.unwrap_or_else(|_closed| JoinOutcome::failed(ResponseError::CoordinatorNotAvailable, ""))
+    }
+
+    /// SyncGroup: answers once the leader's assignment is in (or at once).
+    pub(crate) async fn sync(&self, group_id: &str, args: SyncArgs) -> SyncOutcome {
+        if let Err(error) = self.ready().await {
+            return SyncOutcome::failed(error);
+        }
+        let (sender, receiver) = async_channel::bounded(1);
+        {
+            let mut groups = self.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else {
+                return SyncOutcome::failed(ResponseError::UnknownMemberId);
+            };
+            group.sync(self.now(), args, sender);
+        }
+        self.after_change(group_id);
+        receiver.recv().await.unwrap_or_else(|_closed| SyncOutcome::failed(ResponseError::CoordinatorNotAvailable))
+    }
+
+    /// Heartbeat.
+    pub(crate) async fn heartbeat(
+        &self,
+        group_id: &str,
+        member: MemberRef<'_>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
+        self.ready().await?;
+        let result = {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+            group.heartbeat(self.now(), member, generation_id)
+        };
+        self.after_change(group_id);
+        result
+    }
+
+    /// LeaveGroup: one result per member, or a group-level error.
+    pub(crate) async fn leave(
+        &self,
+        group_id: &str,
+        members: &[MemberRef<'_>],
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        self.ready().await?;
+        let results = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else {
+                return Ok(members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect());
+            };
+            let now = self.now();
+            members.iter().map(|member| group.leave(now, self.policy(), *member)).collect()
+        };
+        self.after_change(group_id);
+        Ok(results)
+    }
+
+    /// OffsetCommit: checks the member, stores the offsets durably, then applies them. One result
+    /// per entry, in order.
+    pub(crate) async fn commit(
+        &self,
+        group_id: &str,
+        args: &CommitArgs,
+        entries: &[CommitEntry],
+    ) -> Vec<Result<(), ResponseError>> {
+        let all = |error: ResponseError| entries.iter().map(|_| Err(error)).collect();
+        if let Err(error) = self.ready().await {
+            return all(error);
+        }
+        if group_id.is_empty() {
+            return all(ResponseError::InvalidGroupId);
+        }
+        let now = self.now();
+        let checked = {
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(group_id) && args.generation_id < 0 {
+                groups.insert(group_id.to_owned(), Group::new(group_id, now));
+            }
+            match groups.get_mut(group_id) {
+                Some(group) => group.check_commit(
+                    now,
+                    MemberRef { member_id: &args.member_id, group_instance_id: args.group_instance_id.as_deref() },
+                    args.generation_id,
+                ),
+                None => Err(ResponseError::IllegalGeneration),
+            }
+        };
+        if let Err(error) = checked {
+            return all(error);
+        }
+        let mut results: Vec<Result<(), ResponseError>> = entries.iter().map(|entry| self.check_entry(entry)).collect();
+        let mut stored = Vec::new();
+        let mut records = Vec::new();
+        for (entry, _) in entries.iter().zip(&results).filter(|(_, result)| result.is_ok()) {
+            let value = CommittedOffset {
+                offset: entry.offset,
+                leader_epoch: entry.leader_epoch,
+                metadata: entry.metadata.clone().unwrap_or_default(),
+                commit_timestamp_ms: now.unix_ms,
+                expire_timestamp_ms: (args.retention_time_ms >= 0)
+                    .then(|| now.unix_ms.saturating_add(args.retention_time_ms)),
+            };
+            let key = RecordKey::Offset {
+                group: group_id.to_owned(),
+                topic: entry.topic.clone(),
+                partition: entry.partition,
+            };
+            records.push((records::encode_key(&key), Some(records::encode_offset_value(&value))));
+            stored.push(((entry.topic.clone(), entry.partition), value));
+        }
+        let written = self.writes.write(self.group_partition(group_id), records).await;
+        match written {
+            Ok(()) => {
+                if let Some(group) = self.groups.borrow_mut().get_mut(group_id) {
+                    group.apply_commits(stored);
+                }
+            }
+            Err(error) => results.iter_mut().filter(|result| result.is_ok()).for_each(|result| *result = Err(error)),
+        }
+        self.wake.notify(1);
+        results
+    }
+
+    fn check_entry(&self, entry: &CommitEntry) -> Result<(), ResponseError> {
+        if entry.metadata.as_ref().is_some_and(|metadata| metadata.len() > self.config.offset_metadata_bytes_max) {
+            return Err(ResponseError::OffsetMetadataTooLarge);
+        }
+        let exists = self
+            .shared
+            .engine
+            .topic(&entry.topic)
+            .is_some_and(|info| (0..info.partition_count).contains(&entry.partition));
+        if exists { Ok(()) } else { Err(ResponseError::UnknownTopicOrPartition) }
+    }
+
+    /// OffsetFetch: committed offsets of the partitions asked for, or of every partition.
+    pub(crate) async fn fetch(&self, group_id: &str, topics: TopicPartitions) -> Result<FetchedOffsets, ResponseError> {
+        self.ready().await?;
+        let groups = self.groups.borrow();
+        let offsets = groups.get(group_id).map(|group| &group.offsets);
+        let Some(topics) = topics else {
+            let mut all: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+            for ((topic, partition), offset) in offsets.into_iter().flatten() {
+                all.entry(topic.clone()).or_default().push((*partition, Some(offset.clone())));
+            }
+            return Ok(all.into_iter().collect());
+        };
+        let lookup = |topic: &str, partition: i32| {
+            offsets.and_then(|offsets| offsets.get(&(topic.to_owned(), partition))).cloned()
+        };
+        Ok(topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions.into_iter().map(|partition| (partition, lookup(&topic, partition))).collect();
+                (topic, found)
+            })
+            .collect())
+    }
+
+    /// OffsetDelete: removes committed offsets of topics the group does not subscribe to.
+    pub(crate) async fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<(String, Vec<(i32, Result<(), ResponseError>)>)>, ResponseError> {
+        self.ready().await?;
+        let mut records = Vec::new();
+        let mut removed = Vec::new();
+        let results = {
+            let groups = self.groups.borrow();
+            let group = groups
+                .get(group_id)
+                .filter(|group| group.state != GroupState::Dead)
+                .ok_or(ResponseError::GroupIdNotFound)?;
+            let consumer = group
+                .protocol_type
+                .as_deref()
+                .is_none_or(|name| name.is_empty() || name == super::offsets::CONSUMER_PROTOCOL_TYPE);
+            if group.has_members() && !consumer {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let allowed = group.may_delete_offsets_of(&topic);
+                    let exists = self.shared.engine.topic(&topic).is_some();
+                    let results = partitions
+                        .into_iter()
+                        .map(|partition| {
+                            if !exists {
+                                return (partition, Err(ResponseError::UnknownTopicOrPartition));
+                            }
+                            if !allowed {
+                                return (partition, Err(ResponseError::GroupSubscribedToTopic));
+                            }
+                            if group.offsets.contains_key(&(topic.clone(), partition)) {
+                                let key =
+                                    RecordKey::Offset { group: group_id.to_owned(), topic: topic.clone(), partition };
+                                records.push((records::encode_key(&key), None));
+                                removed.push((topic.clone(), partition));
+                            }
+                            (partition, Ok(()))
+                        })
+                        .collect();
+                    (topic, results)
+                })
+                .collect::<Vec<_>>()
+        };
+        self.writes.write(self.group_partition(group_id), records).await?;
+        if let Some(group) = self.groups.borrow_mut().get_mut(group_id) {
+            for key in removed {
+                group.offsets.remove(&key);
+            }
+        }
+        Ok(results)
+    }
+
+    /// ListGroups: every live group of this shard.
+    pub(crate) async fn list(&self) -> Result<Vec<ListedGroup>, ResponseError> {
+        self.ready().await?;
+        Ok(self
+            .groups
+            .borrow()
+            .values()
+            .filter(|group| group.state != GroupState::Dead)
+            .map(|group| ListedGroup {
+                group_id: group.id.clone(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                state: group.state,
+            })
+            .collect())
+    }
+
+    /// DescribeGroups for one group; an unknown group is described as Dead, as Kafka does.
+    pub(crate) async fn describe(&self, group_id: &str) -> Result<DescribedGroup, ResponseError> {
+        self.ready().await?;
+        let groups = self.groups.borrow();
+        let Some(group) = groups.get(group_id) else {
+            return Ok(DescribedGroup {
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            });
+        };
+        let stable = group.state == GroupState::Stable;
+        let protocol = if stable { group.protocol_name.clone().unwrap_or_default() } else { String::new() };
+        let members = group
+            .members
+            .values()
+            .map(|member| DescribedMember {
+                member_id: member.member_id.clone(),
+                group_instance_id: member.group_instance_id.clone(),
+                client_id: member.client_id.clone(),
+                client_host: member.client_host.clone(),
+                metadata: if stable { member.metadata(&protocol) } else { bytes::Bytes::new() },
+                assignment: if stable { member.assignment.clone() } else { bytes::Bytes::new() },
+            })
+            .collect();
+        Ok(DescribedGroup {
+            state: group.state,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: protocol,
+            members,
+        })
+    }
+
+    /// DeleteGroups for one group: only an empty group, with its offsets.
+    pub(crate) async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        self.ready().await?;
+        let records = {
+            let groups = self.groups.borrow();
+            let group = groups
+                .get(group_id)
+                .filter(|group| group.state != GroupState::Dead)
+                .ok_or(ResponseError::GroupIdNotFound)?;
+            if group.state != GroupState::Empty {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            tombstones(group, group.offsets.keys())
+        };
+        self.writes.write(self.group_partition(group_id), records).await?;
+        let mut groups = self.groups.borrow_mut();
+        if groups.get(group_id).is_some_and(|group| group.state == GroupState::Empty) {
+            groups.remove(group_id);
+        }
+        Ok(())
+    }
+
+    /// The timer task: applies deadlines as they pass and expires offsets periodically.
+    async fn run_timers(&self) {
+        let mut next_retention_ms = self.now().monotonic_ms + self.config.offsets_retention_check_interval_ms;
+        loop {
+            if self.shared.shutdown.is_started() {
+                return;
+            }
+            let listener = self.wake.listen();
+            let now = self.now();
+            let mut next_ms = now.monotonic_ms + TICK_MS_MAX;
+            let changed: Vec<String> = {
+                let mut groups = self.groups.borrow_mut();
+                let mut changed = Vec::new();
+                for group in groups.values_mut() {
+                    if group.next_deadline_ms().is_some_and(|deadline| deadline <= now.monotonic_ms) {
+                        group.expire(now, self.policy());
+                        changed.push(group.id.clone());
+                    }
+                    if let Some(deadline) = group.next_deadline_ms() {
+                        next_ms = next_ms.min(deadline);
+                    }
+                }
+                changed
+            };
+            for group_id in &changed {
+                self.persist_if_dirty(group_id);
+            }
+            if now.monotonic_ms >= next_retention_ms {
+                self.expire_offsets(now);
+                next_retention_ms = now.monotonic_ms + self.config.offsets_retention_check_interval_ms;
+            }
+            let wait_ms = (next_ms.min(next_retention_ms) - now.monotonic_ms).clamp(1, TICK_MS_MAX);
+            let sleep = std::pin::pin!(clock::sleep(Duration::from_millis(wait_ms as u64)));
+            match select(sleep, listener).await {
+                Either::Left(((), _)) | Either::Right(((), _)) => {}
+            }
+        }
+    }
+
+    fn persist_if_dirty(&self, group_id: &str) {
+        let record = {
+            let mut groups = self.groups.borrow_mut();
+            groups.get_mut(group_id).filter(|group| group.metadata_dirty).map(|group| {
+                group.metadata_dirty = false;
+                group_record(group)
+            })
+        };
+        if let Some(record) = record {
+            self.writes.write_detached(self.group_partition(group_id), vec![record]);
+        }
+    }
+
+    /// Applies `offsets.retention.minutes`: drops expired offsets, and empty groups left with none.
+    fn expire_offsets(&self, now: Now) {
+        let mut groups = self.groups.borrow_mut();
+        let mut dead = Vec::new();
+        for group in groups.values_mut() {
+            let expired = group.expired_offsets(now, self.config.offsets_retention_ms);
+            let mut records = Vec::new();
+            for key in &expired {
+                group.offsets.remove(key);
+                let record_key = RecordKey::Offset { group: group.id.clone(), topic: key.0.clone(), partition: key.1 };
+                records.push((records::encode_key(&record_key), None));
+            }
+            let abandoned =
+                group.state == GroupState::Empty && group.offsets.is_empty() && group.pending_members.is_empty();
+            if abandoned {
+                group.transition(GroupState::Dead, now);
+                records.push((records::encode_key(&RecordKey::Group { group: group.id.clone() }), None));
+                dead.push(group.id.clone());
+            }
+            if !records.is_empty() {
+                tracing::info!(group = %group.id, offsets = expired.len(), removed = abandoned, "offsets expired");
+                let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count);
+                self.writes.write_detached(Self::partition_of(&group.id, count), records);
+            }
+        }
+        for group_id in dead {
+            groups.remove(&group_id);
+        }
+    }
+
+    /// The shard owning a group's offsets partition, once the offsets topic exists.
+    pub(crate) fn coordinator_shard(shared: &Shared, group_id: &str) -> Option<ShardId> {
+        let info = shared.engine.topic(OFFSETS_TOPIC)?;
+        let partition = Self::partition_of(group_id, info.partition_count);
+        shared.engine.shard_of(&TopicPartition::new(OFFSETS_TOPIC, partition))
+    }
+}
+
+/// The group metadata record of a group.
+fn group_record(group: &Group) -> KeyedRecord {
+    let key = records::encode_key(&RecordKey::Group { group: group.id.clone() });
+    (key, Some(records::encode_group_value(&group.to_value())))
+}
+
+/// Tombstones for a group's offsets and its metadata.
+fn tombstones<'a>(group: &Group, offsets: impl Iterator<Item = &'a (String, i32)>) -> Vec<KeyedRecord> {
+    let mut records: Vec<KeyedRecord> = offsets
+        .map(|(topic, partition)| {
+            let key = RecordKey::Offset { group: group.id.clone(), topic: topic.clone(), partition: *partition };
+            (records::encode_key(&key), None)
+        })
+        .collect();
+    records.push((records::encode_key(&RecordKey::Group { group: group.id.clone() }), None));
+    records
+}
+
+/// Applies one stored record while loading: the last record per key wins; a tombstone deletes.
+fn apply_record(groups: &mut BTreeMap<String, Group>, now: Now, key: &[u8], value: Option<&[u8]>) {
+    let decoded = records::decode_key(key);
+    let Ok(key) = decoded else {
+        tracing::warn!(error = ?decoded.err(), "skipping an unreadable offsets record key");
+        return;
+    };
+    match (key, value) {
+        (RecordKey::Offset { group, topic, partition }, Some(value)) => match records::decode_offset_value(value) {
+            Ok(offset) => {
+                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
+                entry.offsets.insert((topic, partition), offset);
+            }
+            Err(error) => tracing::warn!(%group, %error, "skipping an unreadable committed offset"),
+        },
+        (RecordKey::Offset { group, topic, partition }, None) => {
+            if let Some(entry) = groups.get_mut(&group) {
+                entry.offsets.remove(&(topic, partition));
+            }
+        }
+        (RecordKey::Group { group }, Some(value)) => match records::decode_group_value(value) {
+            Ok(stored) => {
+                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
+                entry.restore(stored, now);
+            }
+            Err(error) => tracing::warn!(%group, %error, "skipping unreadable group metadata"),
+        },
+        (RecordKey::Group { group }, None) => {
+            groups.remove(&group);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_partition_matches_java_string_hash() {
+        // "hello".hashCode() == 99162322; Kafka puts group "hello" in partition 22 of 50.
+        assert_eq!(Coordinator::partition_of("hello", 50), 99_162_322 % 50);
+        // A negative hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE maps to 0.
+        assert_eq!(Coordinator::partition_of("polygenelubricants", 50), 0);
+        assert!((0..50).contains(&Coordinator::partition_of("some-group-name", 50)));
+    }
+
+    #[test]
+    fn loading_keeps_the_last_record_per_key_and_honours_tombstones() {
+        let now = Now { monotonic_ms: 0, unix_ms: 1 };
+        let mut groups = BTreeMap::new();
+        let key =
+            records::encode_key(&RecordKey::Offset { group: "g".to_owned(), topic: "t".to_owned(), partition: 0 });
+        let value = |offset| {
+            records::encode_offset_value(&CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 1,
+                expire_timestamp_ms: None,
+            })
+        };
+        apply_record(&mut groups, now, &key, Some(&value(5)));
+        apply_record(&mut groups, now, &key, Some(&value(9)));
+        assert_eq!(groups["g"].offsets[&("t".to_owned(), 0)].offset, 9);
+        apply_record(&mut groups, now, &key, None);
+        assert!(groups["g"].offsets.is_empty());
+        apply_record(&mut groups, now, &records::encode_key(&RecordKey::Group { group: "g".to_owned() }), None);
+        assert!(groups.is_empty());
+    }
+}

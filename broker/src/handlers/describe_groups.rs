@@ -1,0 +1,72 @@
+//! DescribeGroups (v0-v5). Each group is described by its coordinator shard, all at once. An
+//! unknown group is reported as Dead with no error, as Kafka does; member metadata and
+//! assignments are shown only for a Stable group.
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use super::{AUTHORIZED_OPERATIONS_OMITTED, str_bytes};
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::groups::on_coordinator;
+
+/// READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a group without authorization.
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    version: i16,
+    request: DescribeGroupsRequest,
+) -> Outcome<DescribeGroupsResponse> {
+    let answers = join_all(request.groups.iter().map(|group| {
+        let group_id = group.to_string();
+        let target = group_id.clone();
+        let shard = &shard;
+        async move {
+            on_coordinator(shard, &target, move |coordinator| async move { coordinator.describe(&group_id).await })
+                .await
+                .and_then(|answer| answer)
+        }
+    }))
+    .await;
+    let operations = if version >= 3 && request.include_authorized_operations {
+        GROUP_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let groups = request
+        .groups
+        .iter()
+        .zip(answers)
+        .map(|(group_id, answer)| {
+            let described =
+                DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(operations);
+            match answer {
+                Err(error) => described.with_error_code(error.code()).with_group_state(str_bytes("Dead")),
+                Ok(group) => described
+                    .with_group_state(str_bytes(group.state.name()))
+                    .with_protocol_type(str_bytes(&group.protocol_type))
+                    .with_protocol_data(str_bytes(&group.protocol_name))
+                    .with_members(
+                        group
+                            .members
+                            .into_iter()
+                            .map(|member| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(&member.member_id))
+                                    .with_group_instance_id(member.group_instance_id.as_deref().map(str_bytes))
+                                    .with_client_id(str_bytes(&member.client_id))
+                                    .with_client_host(str_bytes(&member.client_host))
+                                    .with_member_metadata(member.metadata)
+                                    .with_member_assignment(member.assignment)
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    Outcome::Respond(DescribeGroupsResponse::default().with_groups(groups))
+}

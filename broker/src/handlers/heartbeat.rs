@@ -1,0 +1,30 @@
+//! Heartbeat (v0-v4). Forwarded to the group's coordinator shard; keeps the member's session
+//! alive and tells it when a rebalance is in progress.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::groups::membership::MemberRef;
+use crate::groups::on_coordinator;
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    _version: i16,
+    request: HeartbeatRequest,
+) -> Outcome<HeartbeatResponse> {
+    let group_id = request.group_id.to_string();
+    let member_id = request.member_id.to_string();
+    let instance = request.group_instance_id.as_ref().map(ToString::to_string);
+    let generation_id = request.generation_id;
+    let target = group_id.clone();
+    let result = on_coordinator(&shard, &target, move |coordinator| async move {
+        let member = MemberRef { member_id: &member_id, group_instance_id: instance.as_deref() };
+        coordinator.heartbeat(&group_id, member, generation_id).await
+    })
+    .await
+    .and_then(|result| result);
+    Outcome::Respond(HeartbeatResponse::default().with_error_code(result.err().map_or(0, |error| error.code())))
+}

@@ -1,0 +1,56 @@
+//! ListGroups (v0-v5). Asks every shard's coordinator at once and gathers their groups; v4+
+//! filter by state and v5+ by group type (every group here is "classic"), case-insensitively.
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use sluice_engine::ShardId;
+
+use super::str_bytes;
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::groups::on_shard;
+
+/// The only group type the classic protocol has.
+const GROUP_TYPE_CLASSIC: &str = "classic";
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    version: i16,
+    request: ListGroupsRequest,
+) -> Outcome<ListGroupsResponse> {
+    let shard_count = shard.engine().shard_count();
+    let answers = join_all(
+        (0..shard_count)
+            .map(|index| on_shard(&shard, ShardId(index), |coordinator| async move { coordinator.list().await })),
+    )
+    .await;
+    let states: Vec<String> = request.states_filter.iter().map(|state| state.to_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|kind| kind.to_lowercase()).collect();
+    let type_matches = types.is_empty() || types.iter().any(|kind| kind == GROUP_TYPE_CLASSIC);
+    let mut error_code = 0;
+    let mut groups = Vec::new();
+    for answer in answers {
+        match answer.and_then(|answer| answer) {
+            Ok(listed) => groups.extend(
+                listed
+                    .into_iter()
+                    .filter(|_| type_matches)
+                    .filter(|group| states.is_empty() || states.contains(&group.state.name().to_lowercase()))
+                    .map(|group| {
+                        let listed = ListedGroup::default()
+                            .with_group_id(GroupId(str_bytes(&group.group_id)))
+                            .with_protocol_type(str_bytes(&group.protocol_type));
+                        let listed =
+                            if version >= 4 { listed.with_group_state(str_bytes(group.state.name())) } else { listed };
+                        if version >= 5 { listed.with_group_type(str_bytes(GROUP_TYPE_CLASSIC)) } else { listed }
+                    }),
+            ),
+            Err(error) => error_code = error.code(),
+        }
+    }
+    groups.sort_by(|left, right| left.group_id.0.cmp(&right.group_id.0));
+    Outcome::Respond(ListGroupsResponse::default().with_error_code(error_code).with_groups(groups))
+}

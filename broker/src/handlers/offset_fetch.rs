@@ -1,0 +1,126 @@
+//! OffsetFetch (v1-v9). v1-v7 ask one group (v2+: all topics when the list is null); v8+ ask
+//! several groups at once, each forwarded to its own coordinator shard in parallel. A partition
+//! without a committed offset answers offset -1 and no error, as Kafka does.
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{str_bytes, topic_name};
+use crate::context::ShardContext;
+use crate::dispatch::Outcome;
+use crate::groups::coordinator::{FetchedOffsets, TopicPartitions};
+use crate::groups::on_coordinator;
+
+/// One group's answer: offsets, or a group-level error with the partitions asked for.
+type GroupAnswer = Result<FetchedOffsets, (ResponseError, FetchedOffsets)>;
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> Outcome<OffsetFetchResponse> {
+    if version >= 8 {
+        let answers = join_all(request.groups.iter().map(|group| {
+            let topics = group.topics.as_ref().map(|topics| {
+                topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect()
+            });
+            fetch_group(&shard, group.group_id.to_string(), topics)
+        }))
+        .await;
+        let groups = request
+            .groups
+            .iter()
+            .zip(answers)
+            .map(|(group, answer)| group_response(version, group.group_id.clone(), answer))
+            .collect();
+        return Outcome::Respond(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let topics = request
+        .topics
+        .as_ref()
+        .map(|topics| topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect());
+    let answer = fetch_group(&shard, request.group_id.to_string(), topics).await;
+    let (error, fetched) = match answer {
+        Ok(fetched) => (None, fetched),
+        Err((error, fetched)) => (Some(error), fetched),
+    };
+    let partition_error = error.map_or(0, |error| error.code());
+    let topics = fetched
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, offset)| {
+                    let (committed, epoch, metadata) = offset_fields(offset.as_ref());
+                    let partition = OffsetFetchResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(committed)
+                        .with_metadata(Some(metadata))
+                        .with_error_code(partition_error);
+                    if version >= 5 { partition.with_committed_leader_epoch(epoch) } else { partition }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(topic_name(&topic)).with_partitions(partitions)
+        })
+        .collect();
+    let response = OffsetFetchResponse::default().with_topics(topics);
+    let response = if version >= 2 { response.with_error_code(partition_error) } else { response };
+    Outcome::Respond(response)
+}
+
+async fn fetch_group(shard: &ShardContext, group_id: String, topics: TopicPartitions) -> GroupAnswer {
+    let asked = topics.clone();
+    let target = group_id.clone();
+    let answer =
+        on_coordinator(shard, &target, move |coordinator| async move { coordinator.fetch(&group_id, topics).await })
+            .await
+            .and_then(|answer| answer);
+    answer.map_err(|error| {
+        let empty = asked
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(topic, partitions)| (topic, partitions.into_iter().map(|index| (index, None)).collect()))
+            .collect();
+        (error, empty)
+    })
+}
+
+fn offset_fields(offset: Option<&crate::groups::group::CommittedOffset>) -> (i64, i32, StrBytes) {
+    match offset {
+        Some(offset) => (offset.offset, offset.leader_epoch, str_bytes(&offset.metadata)),
+        None => (-1, -1, StrBytes::default()),
+    }
+}
+
+fn group_response(_version: i16, group_id: GroupId, answer: GroupAnswer) -> OffsetFetchResponseGroup {
+    let (error, fetched) = match answer {
+        Ok(fetched) => (0, fetched),
+        Err((error, _)) => (error.code(), Vec::new()),
+    };
+    let topics = fetched
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, offset)| {
+                    let (committed, epoch, metadata) = offset_fields(offset.as_ref());
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(committed)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(metadata))
+                })
+                .collect();
+            OffsetFetchResponseTopics::default().with_name(topic_name(&topic)).with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponseGroup::default().with_group_id(group_id).with_topics(topics).with_error_code(error)
+}
