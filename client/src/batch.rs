@@ -432,6 +432,27 @@ mod tests {
     }
 
     #[test]
+    fn steady_state_reuses_the_buffer_once_the_previous_batch_is_dropped() {
+        let mut builder = BatchBuilder::new(BatchOptions::default());
+        let value = [3u8; 100];
+        let record = NewRecord { timestamp_ms: 1, value: Some(&value), ..NewRecord::default() };
+        let mut fill = |builder: &mut BatchBuilder| {
+            for _ in 0..150 {
+                builder.push(&record).expect("fits");
+            }
+            builder.finish().expect("encodes")
+        };
+        let first = fill(&mut builder);
+        let first_address = first.as_ptr();
+        drop(first);
+        // The next batch lands in the same allocation: no per-batch allocation after warm-up.
+        for _ in 0..3 {
+            let batch = fill(&mut builder);
+            assert_eq!(batch.as_ptr(), first_address);
+        }
+    }
+
+    #[test]
     fn producer_fields_are_stamped() {
         let options = BatchOptions {
             compression: Compression::None,
