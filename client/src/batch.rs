@@ -436,7 +436,7 @@ mod tests {
         let mut builder = BatchBuilder::new(BatchOptions::default());
         let value = [3u8; 100];
         let record = NewRecord { timestamp_ms: 1, value: Some(&value), ..NewRecord::default() };
-        let mut fill = |builder: &mut BatchBuilder| {
+        let fill = |builder: &mut BatchBuilder| {
             for _ in 0..150 {
                 builder.push(&record).expect("fits");
             }
