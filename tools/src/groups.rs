@@ -19,7 +19,7 @@ use sluice_client::requests::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use crate::datetime::parse_timestamp_ms;
 use crate::member::{Committed, Committer, commit_offsets, fetch_committed};
 use crate::output::{Output, Table, lines, push_fmt};
-use crate::session::{Session, describe_error};
+use crate::session::{RETRY_BACKOFF, RETRY_COUNT_MAX, Session, describe_error};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupsCommand {
@@ -138,15 +138,23 @@ fn list(session: &mut Session, output: Output) -> Result<()> {
 /// `DescribeGroups` of one group at its coordinator.
 fn describe_group(session: &mut Session, group: &str) -> Result<DescribedGroup> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
-    let response = session.coordinator(group)?.send(&request).context("DescribeGroups request failed")?;
-    let Some(described) = response.groups.into_iter().next() else { bail!("DescribeGroups returned no group") };
-    match described.error_code.err() {
-        None => Ok(described),
-        Some(ResponseError::GroupIdNotFound) => {
-            Ok(DescribedGroup::default().with_group_state(StrBytes::from_static_str("Dead")))
-        }
-        Some(error) => {
-            bail!("cannot describe group {group}: {}", describe_error(error, described.error_message.as_deref()))
+    let mut attempt = 0;
+    loop {
+        let response = session.coordinator(group)?.send(&request).context("DescribeGroups request failed")?;
+        let Some(described) = response.groups.into_iter().next() else { bail!("DescribeGroups returned no group") };
+        match described.error_code.err() {
+            None => return Ok(described),
+            Some(ResponseError::GroupIdNotFound) => {
+                return Ok(DescribedGroup::default().with_group_state(StrBytes::from_static_str("Dead")));
+            }
+            // The coordinator may still be loading its groups, or the group may have moved.
+            Some(error) if error.is_retriable() && attempt < RETRY_COUNT_MAX => {
+                attempt += 1;
+                std::thread::sleep(RETRY_BACKOFF);
+            }
+            Some(error) => {
+                bail!("cannot describe group {group}: {}", describe_error(error, described.error_message.as_deref()))
+            }
         }
     }
 }

@@ -172,7 +172,6 @@ pub(crate) fn commit_offsets(
                 .with_partition_index(*partition)
                 .with_committed_offset(*offset)
                 .with_committed_leader_epoch(-1)
-                .with_committed_metadata(Some(StrBytes::from_static_str("")))
         })
         .collect();
     let request = OffsetCommitRequest::default()
@@ -307,10 +306,13 @@ impl GroupMember {
 
     fn round(&mut self, session: &mut Session) -> Result<Round> {
         let subscription = encode_subscription(&[&self.topic])?;
+        let version = self.coordinator.versions().version_for(ApiKey::JoinGroup)?;
+        // v0 has no rebalance timeout (the session timeout bounds the rebalance).
+        let rebalance_timeout_ms = if version >= 1 { REBALANCE_TIMEOUT_MS } else { -1 };
         let request = JoinGroupRequest::default()
             .with_group_id(GroupId(str_bytes(&self.group)))
             .with_session_timeout_ms(SESSION_TIMEOUT_MS)
-            .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+            .with_rebalance_timeout_ms(rebalance_timeout_ms)
             .with_member_id(str_bytes(&self.member_id))
             .with_protocol_type(str_bytes(PROTOCOL_TYPE))
             .with_protocols(vec![
@@ -367,13 +369,17 @@ impl GroupMember {
     }
 
     fn sync(&mut self, generation_id: i32, assignments: Vec<SyncGroupRequestAssignment>) -> Result<Round> {
-        let request = SyncGroupRequest::default()
+        let mut request = SyncGroupRequest::default()
             .with_group_id(GroupId(str_bytes(&self.group)))
             .with_generation_id(generation_id)
             .with_member_id(str_bytes(&self.member_id))
-            .with_protocol_type(Some(str_bytes(PROTOCOL_TYPE)))
-            .with_protocol_name(Some(str_bytes(ASSIGNOR)))
             .with_assignments(assignments);
+        // v5+ names the protocol; the codec refuses those fields below v5.
+        if self.coordinator.versions().version_for(ApiKey::SyncGroup)? >= 5 {
+            request = request
+                .with_protocol_type(Some(str_bytes(PROTOCOL_TYPE)))
+                .with_protocol_name(Some(str_bytes(ASSIGNOR)));
+        }
         let synced = self.coordinator.send(&request).context("SyncGroup request failed")?;
         match synced.error_code.err() {
             None => {}
@@ -428,13 +434,18 @@ impl GroupMember {
     /// Connection errors; a group error is ignored (the member is gone either way).
     pub(crate) fn leave(mut self) -> Result<()> {
         self.stop_heartbeat();
-        let identity = MemberIdentity::default()
-            .with_member_id(str_bytes(&self.member_id))
-            .with_reason(Some(StrBytes::from_static_str("sluicectl consume ended")));
-        let request = LeaveGroupRequest::default()
-            .with_group_id(GroupId(str_bytes(&self.group)))
-            .with_member_id(str_bytes(&self.member_id))
-            .with_members(vec![identity]);
+        let version = self.coordinator.versions().version_for(ApiKey::LeaveGroup)?;
+        let mut request = LeaveGroupRequest::default().with_group_id(GroupId(str_bytes(&self.group)));
+        // The codec refuses fields a version lacks: v0-2 name one member, v3+ a list, v5+ a reason.
+        if version >= 3 {
+            let mut identity = MemberIdentity::default().with_member_id(str_bytes(&self.member_id));
+            if version >= 5 {
+                identity = identity.with_reason(Some(StrBytes::from_static_str("sluicectl consume ended")));
+            }
+            request = request.with_members(vec![identity]);
+        } else {
+            request = request.with_member_id(str_bytes(&self.member_id));
+        }
         self.coordinator.send(&request).context("LeaveGroup request failed")?;
         Ok(())
     }

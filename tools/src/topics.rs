@@ -13,7 +13,8 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    ApiKey, CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
@@ -396,11 +397,17 @@ fn add_partitions(session: &mut Session, name: &str, partitions: i32, output: Ou
 fn delete(session: &mut Session, names: &[String], if_exists: bool, output: Output) -> Result<()> {
     let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
     let wire_names: Vec<TopicName> = names.iter().map(|name| TopicName(StrBytes::from_string(name.clone()))).collect();
-    // v6 names topics in `topics`, older versions in `topic_names`; fill both.
-    let request = DeleteTopicsRequest::default()
-        .with_topics(wire_names.iter().map(|name| DeleteTopicState::default().with_name(Some(name.clone()))).collect())
-        .with_topic_names(wire_names)
-        .with_timeout_ms(timeout_ms);
+    // v6 names topics in `topics`, older versions in `topic_names`; the codec refuses `topics`
+    // below v6.
+    let version = session.connection().versions().version_for(ApiKey::DeleteTopics)?;
+    let mut request = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
+    if version >= 6 {
+        request = request.with_topics(
+            wire_names.iter().map(|name| DeleteTopicState::default().with_name(Some(name.clone()))).collect(),
+        );
+    } else {
+        request = request.with_topic_names(wire_names);
+    }
     let response = session.connection().send(&request).context("DeleteTopics request failed")?;
     let mut deleted = Vec::new();
     let mut missing = Vec::new();
