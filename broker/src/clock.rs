@@ -18,3 +18,8 @@ pub(crate) fn unix_time_ms() -> i64 {
 pub(crate) async fn sleep(duration: Duration) {
     compio::time::sleep(duration).await;
 }
+
+/// Blocks the calling thread for `duration`; only for startup, never on a shard.
+pub(crate) fn sleep_blocking(duration: Duration) {
+    std::thread::sleep(duration);
+}

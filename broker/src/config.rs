@@ -215,7 +215,7 @@ impl BrokerConfig {
             default_topic_config: TopicConfig::default(),
             limits: Limits::default(),
             pin_shards: true,
-            shutdown_timeout_ms: 30_000,
+            shutdown_timeout_ms: 10_000,
         }
     }
 

@@ -290,3 +290,22 @@ fn huge_array_counts_close_the_connection_without_aborting() {
     assert_eq!(response.error_code, 0);
     harness.stop();
 }
+
+#[test]
+fn frames_larger_than_the_read_buffer_arrive_whole() {
+    let harness = Harness::start();
+    let mut stream = harness.connect();
+    create_topic(&mut stream, "large", 1);
+    let value = vec![7u8; 900_000];
+    let mut burst = request_frame(ApiKey::Produce, 9, 21, &produce_request("large", 0, 1, &[&value]));
+    burst.extend(request_frame(ApiKey::Produce, 9, 22, &produce_request("large", 0, 1, &[&value[..70_000]])));
+    stream.write_all(&burst).expect("write");
+    for (correlation_id, offset) in [(21, 0), (22, 1)] {
+        let produced: ProduceResponse = read_response(&mut stream, ApiKey::Produce, 9, correlation_id);
+        assert_eq!(produced.responses[0].partition_responses[0].base_offset, offset);
+    }
+    let fetched: FetchResponse = call(&mut stream, ApiKey::Fetch, 12, &fetch_request("large", 0, 0, 0));
+    let records = fetched.responses[0].partitions[0].records.clone().expect("records");
+    assert!(records.len() > 900_000);
+    harness.stop();
+}

@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use compio::buf::BufResult;
 use compio::buf::{IntoInner, IoBufMut};
-use compio::io::AsyncReadExt;
+use compio::io::{AsyncRead, AsyncReadExt};
 use compio::net::TcpStream;
 use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
@@ -190,16 +190,15 @@ impl FrameReader {
         let start = self.head + SIZE_PREFIX_BYTES;
         body.extend_from_slice(&self.buffer[start..start + available]);
         self.head = start + available;
-        if available < size {
-            let rest = compio::buf::IoBuf::slice(body.uninit(), ..size - available);
-            let BufResult(result, filled) = self.stream.read_exact(rest).await;
+        while body.len() < size {
+            // Read into the spare capacity, never past the frame's end: the bytes after it
+            // belong to the next frame.
+            let missing = size - body.len();
+            let rest = compio::buf::IoBuf::slice(body.uninit(), ..missing);
+            let BufResult(result, filled) = self.stream.read(rest).await;
             body = filled.into_inner().into_inner();
-            if let Err(error) = result {
-                return Err(if error.kind() == std::io::ErrorKind::UnexpectedEof {
-                    FrameError::Truncated
-                } else {
-                    FrameError::Io(error)
-                });
+            if result? == 0 {
+                return Err(FrameError::Truncated);
             }
         }
         assert_eq!(body.len(), size, "a frame body is read whole");

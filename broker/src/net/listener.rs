@@ -19,6 +19,10 @@ use crate::net::connection;
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 1024;
+/// How long a port still held by a dead process is waited for at startup.
+const PROBE_RETRY_MS_MAX: u64 = 5_000;
+/// Pause between binding attempts.
+const PROBE_RETRY_INTERVAL_MS: u64 = 50;
 
 /// Binds `count` listeners to `address` with SO_REUSEPORT. Port 0 picks one free port for all.
 ///
@@ -28,12 +32,32 @@ const BACKLOG: i32 = 1024;
 /// # Errors
 /// The address is in use or cannot be bound.
 pub(crate) fn bind_all(address: SocketAddr, count: u16) -> io::Result<Vec<TcpListener>> {
-    let probe = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    probe.bind(&address.into())?;
-    let bound = probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("bound address is not IP"))?;
-    drop(probe);
+    let bound = probe(address)?;
     (0..count).map(|_| bind_one(bound)).collect()
+}
+
+/// Binds and releases a plain socket on `address`, returning the address bound (the real port
+/// when 0 was asked for).
+///
+/// An address still in use is retried for up to [`PROBE_RETRY_MS_MAX`]: when a process that
+/// used io_uring dies (a broker killed with SIGKILL and restarted at once), the kernel tears its
+/// ring down asynchronously, and the accept operations it had queued keep the old listening
+/// socket open for a moment after the process is gone.
+fn probe(address: SocketAddr) -> io::Result<SocketAddr> {
+    let deadline = clock::now() + Duration::from_millis(PROBE_RETRY_MS_MAX);
+    loop {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&address.into()) {
+            Ok(()) => {
+                return socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("bound address is not IP"));
+            }
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && clock::now() < deadline => {
+                clock::sleep_blocking(Duration::from_millis(PROBE_RETRY_INTERVAL_MS));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
