@@ -43,8 +43,8 @@ pub(crate) struct ConsumeArgs {
     /// Start at the log start offset (with --group: where the group has no committed offset).
     #[arg(long, conflicts_with_all = ["offset", "timestamp"])]
     from_beginning: bool,
-    /// Start at this offset (needs --partition or applies to every partition).
-    #[arg(long, conflicts_with_all = ["timestamp", "group"])]
+    /// Start at this offset in every consumed partition (pick one with --partition).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..), conflicts_with_all = ["timestamp", "group"])]
     offset: Option<i64>,
     /// Start at the first record with a timestamp at or after T (milliseconds or ISO-8601, e.g.
     /// 2024-05-01T12:00:00Z).

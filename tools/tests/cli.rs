@@ -220,3 +220,70 @@ fn group_half(broker: &support::Broker, topic: &str, group: &str) {
     broker.run(&["groups", "delete", group]).ok();
     assert!(broker.run(&["groups", "describe", group]).error().contains("unknown group"));
 }
+
+fn spawn_consumer(broker: &support::Broker, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(support::sluicectl_path())
+        .args(["--bootstrap-server", &broker.address, "consume"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("consume starts")
+}
+
+fn interrupt(child: std::process::Child) -> (String, String) {
+    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(interrupted.expect("kill runs").success());
+    let output = child.wait_with_output().expect("consume exits");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "consume failed: {stderr}");
+    (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
+
+/// Two `consume --group` members share the partitions (range assignment by the leader, a
+/// rebalance when the second joins), and Ctrl-C commits their positions and leaves the group.
+#[test]
+fn group_members_split_partitions_and_commit_on_ctrl_c() {
+    let broker = broker_or_skip!();
+    if !broker.supports_groups() {
+        eprintln!("!!!!! SKIPPED group_members_split_partitions_and_commit_on_ctrl_c: no group APIs in the broker");
+        return;
+    }
+    let topic = support::unique("members");
+    let group = support::unique("members-group");
+    broker.run(&["topics", "create", &topic, "--partitions", "4"]).ok();
+    let input: Vec<String> = (0..200).map(|index| format!("k{index}:v{index}")).collect();
+    broker.run_with_input(&["produce", &topic, "--key-separator", ":"], input.join("\n").as_bytes()).ok();
+
+    let args = [topic.as_str(), "--group", group.as_str(), "--from-beginning", "-f", "%v"];
+    let first = spawn_consumer(&broker, &args);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let second = spawn_consumer(&broker, &args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let described = broker.run(&["groups", "describe", &group, "-o", "json"]).json();
+        let members = described["members"].as_array().cloned().unwrap_or_default();
+        let assigned: usize =
+            members.iter().map(|member| member["assignment"][topic.as_str()].as_array().map_or(0, Vec::len)).sum();
+        let every_member_has_some =
+            members.iter().all(|member| member["assignment"][topic.as_str()].as_array().is_some_and(|p| !p.is_empty()));
+        if described["state"] == "Stable" && members.len() == 2 && assigned == 4 && every_member_has_some {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the group never settled with two members: {described}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (first_out, _) = interrupt(first);
+    let (second_out, _) = interrupt(second);
+    let mut seen: Vec<&str> = first_out.lines().chain(second_out.lines()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let mut expected: Vec<String> = (0..200).map(|index| format!("v{index}")).collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected);
+
+    let described = broker.run(&["groups", "describe", &group, "-o", "json"]).json();
+    assert_eq!(described["total_lag"], 0, "{described}");
+    assert_eq!(described["members"].as_array().map(Vec::len), Some(0), "members left: {described}");
+}
