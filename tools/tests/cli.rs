@@ -126,6 +126,27 @@ fn consume_starts_at_partition_offset_or_timestamp() {
 }
 
 #[test]
+fn every_acks_setting_delivers() {
+    let broker = broker_or_skip!();
+    let topic = support::unique("acks");
+    broker.run(&["topics", "create", &topic]).ok();
+    for acks in ["all", "1", "0"] {
+        broker.run_with_input(&["produce", &topic, "--acks", acks], format!("acks={acks}\n").as_bytes()).ok();
+    }
+    // acks=0 gets no answer: poll until the broker has appended it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let consumed = broker.run(&["consume", &topic, "--from-beginning", "-e"]).ok().to_owned();
+        if consumed.lines().count() == 3 {
+            assert_eq!(consumed, "acks=all\nacks=1\nacks=0\n");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "acks=0 record never arrived: {consumed:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn errors_are_one_line_and_non_zero() {
     let broker = broker_or_skip!();
     let unreachable = support::run_raw(&["--bootstrap-server", "127.0.0.1:1", "topics", "list"], b"");
@@ -211,6 +232,10 @@ fn group_half(broker: &support::Broker, topic: &str, group: &str) {
     assert_eq!(dry.json()["offsets"][0]["new_offset"], 0);
     assert_eq!(lag_of(&broker.run(&["groups", "describe", group, "-o", "json"]).json()), 600);
     broker.run(&["groups", "reset-offsets", group, "--topic", topic, "--to-earliest"]).ok();
+    assert_eq!(lag_of(&broker.run(&["groups", "describe", group, "-o", "json"]).json()), 1000);
+    broker.run(&["groups", "reset-offsets", group, "--topic", topic, "--to-latest"]).ok();
+    assert_eq!(lag_of(&broker.run(&["groups", "describe", group, "-o", "json"]).json()), 0);
+    broker.run(&["groups", "reset-offsets", group, "--topic", topic, "--to-datetime", "2000-01-01T00:00:00Z"]).ok();
     assert_eq!(lag_of(&broker.run(&["groups", "describe", group, "-o", "json"]).json()), 1000);
     broker.run(&["groups", "reset-offsets", group, "--topic", topic, "--to-offset", "990", "-p", "0"]).ok();
     let resumed = broker.run(&["consume", topic, "--group", group, "--exit-at-end"]);
