@@ -206,6 +206,38 @@ fn describe(session: &mut Session, group: &str, output: Output) -> Result<()> {
         keys.extend(partitions.keys().map(|partition| (topic.clone(), *partition)));
     }
     let ends = log_ends(session, &keys)?;
+    let (rows, table) = lag_rows(&keys, &committed, &ends, &owners);
+    let total_lag: i64 = rows.iter().filter_map(|row| row["lag"].as_i64()).sum();
+    let member_json: Vec<Value> = members
+        .iter()
+        .map(|member| {
+            let assignment: BTreeMap<&str, &Vec<i32>> =
+                member.assignment.iter().map(|(topic, partitions)| (topic.as_str(), partitions)).collect();
+            json!({"member_id": member.member_id, "client_id": member.client_id, "host": member.host, "assignment": assignment})
+        })
+        .collect();
+    let json = json!({
+        "group": group, "state": state, "protocol_type": described.protocol_type.to_string(),
+        "protocol": described.protocol_data.to_string(), "members": member_json, "offsets": rows, "total_lag": total_lag,
+    });
+    output.emit(&json, || {
+        format!(
+            "Group: {group}  State: {state}  Protocol: {}  Members: {}  Total lag: {total_lag}\n{}",
+            if described.protocol_data.is_empty() { "-" } else { described.protocol_data.as_str() },
+            members.len(),
+            table.render()
+        )
+    });
+    Ok(())
+}
+
+/// One row per (topic, partition): committed offset, log end, lag and owner, as JSON and table.
+fn lag_rows(
+    keys: &BTreeSet<(String, i32)>,
+    committed: &Committed,
+    ends: &BTreeMap<(String, i32), i64>,
+    owners: &BTreeMap<(String, i32), &MemberView>,
+) -> (Vec<Value>, Table) {
     let mut rows = Vec::new();
     let mut table = Table::new(&[
         "TOPIC",
@@ -217,7 +249,7 @@ fn describe(session: &mut Session, group: &str, output: Output) -> Result<()> {
         "HOST",
         "CLIENT-ID",
     ]);
-    for key in &keys {
+    for key in keys {
         let current = committed.get(&key.0).and_then(|partitions| partitions.get(&key.1)).copied().filter(|o| *o >= 0);
         let end = ends.get(key).copied();
         let lag = match (current, end) {
@@ -241,28 +273,7 @@ fn describe(session: &mut Session, group: &str, output: Output) -> Result<()> {
             owner.map_or_else(dash, |member| member.client_id.clone()),
         ]);
     }
-    let total_lag: i64 = rows.iter().filter_map(|row| row["lag"].as_i64()).sum();
-    let member_json: Vec<Value> = members
-        .iter()
-        .map(|member| {
-            let assignment: BTreeMap<&str, &Vec<i32>> =
-                member.assignment.iter().map(|(topic, partitions)| (topic.as_str(), partitions)).collect();
-            json!({"member_id": member.member_id, "client_id": member.client_id, "host": member.host, "assignment": assignment})
-        })
-        .collect();
-    let json = json!({
-        "group": group, "state": state, "protocol_type": described.protocol_type.to_string(),
-        "protocol": described.protocol_data.to_string(), "members": member_json, "offsets": rows, "total_lag": total_lag,
-    });
-    output.emit(&json, || {
-        format!(
-            "Group: {group}  State: {state}  Protocol: {}  Members: {}  Total lag: {total_lag}\n{}",
-            if described.protocol_data.is_empty() { "-" } else { described.protocol_data.as_str() },
-            members.len(),
-            table.render()
-        )
-    });
-    Ok(())
+    (rows, table)
 }
 
 /// Log end offsets of `keys` ((topic, partition) pairs); topics that no longer exist are skipped.
