@@ -48,7 +48,18 @@ def base_conf(broker, **extra) -> dict:
 
 
 def admin(broker, **extra) -> AdminClient:
-    return AdminClient(base_conf(broker, **extra))
+    """An AdminClient for this broker, cached on it.
+
+    The client must outlive its futures: a temporary AdminClient destroyed while a request is in
+    flight fails it with _DESTROY. librdkafka reconnects by itself after a restart.
+    """
+    if extra:
+        client = AdminClient(base_conf(broker, **extra))
+        broker.keep_alive.append(client)
+        return client
+    if broker.admin_client is None:
+        broker.admin_client = AdminClient(base_conf(broker))
+    return broker.admin_client
 
 
 def wait_all(futures: dict, timeout_s: float = OP_TIMEOUT_S) -> dict:
@@ -110,11 +121,14 @@ class Rec:
 
 
 def make_records(count: int, tag: str, timestamp_base_ms: int, value_size: int = 100,
-                 headers: bool = True, null_headers: bool = True, key_space: int = 1000) -> list[Rec]:
+                 headers: bool = True, null_headers: bool = True, key_space: int = 1000,
+                 seq_base: int = 0) -> list[Rec]:
     """Deterministic keyed records: distinct values, repeating keys, a few null values and headers.
 
     Values are a readable prefix plus hash-derived filler, so they compress somewhat but not to
     nothing; every 97th record has a null value (a tombstone) and every 89th an empty one.
+    `seq_base` numbers the records after those of an earlier call, for checks of produce order
+    across calls.
     """
     out = []
     for i in range(count):
@@ -134,7 +148,7 @@ def make_records(count: int, tag: str, timestamp_base_ms: int, value_size: int =
                 hdrs.append(("null-header", None))
             if i % 7 == 0:
                 hdrs.append(("bin", bytes([i % 256, 0, 255])))
-        out.append(Rec(i, key, value, hdrs, timestamp_base_ms + i))
+        out.append(Rec(seq_base + i, key, value, hdrs, timestamp_base_ms + i))
     return out
 
 

@@ -70,6 +70,8 @@ class Broker:
         self.starts = 0
         self.killed_by_test = False
         self.api_versions: dict[int, kafka_wire.VersionRange] = {}
+        self.admin_client = None  # cached by clients.admin()
+        self.keep_alive: list = []  # clients that must outlive their pending requests
 
     # ------------------------------------------------------------ addresses
 
@@ -182,12 +184,21 @@ class Broker:
             raise BrokerError(f"{self.name}: sluice died with status {self.proc.returncode}\n{self.log_tail()}")
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """Panic messages first (a backtrace can push them out of the tail), then the last lines."""
         try:
             text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return "(no broker log)"
-        tail = text.splitlines()[-lines:]
-        return "----- broker log tail -----\n" + "\n".join(tail)
+        all_lines = text.splitlines()
+        panics = []
+        for i, line in enumerate(all_lines):
+            if "panicked at" in line and len(panics) < 20:
+                panics += all_lines[i:i + 2]
+        tail = [line for line in all_lines if not line.lstrip().startswith(("at /", "at ./"))][-lines:]
+        out = ""
+        if panics:
+            out += "----- broker panics -----\n" + "\n".join(panics) + "\n"
+        return out + "----- broker log tail -----\n" + "\n".join(tail)
 
     def __repr__(self) -> str:
         return f"Broker({self.bootstrap}, data_dir={self.data_dir})"

@@ -107,7 +107,7 @@ def test_kafka_python_admin_sees_created_topic(broker):
         assert topic in client.list_topics()
         (desc,) = client.describe_topics([topic])
         assert desc["error_code"] == 0
-        assert sorted(p["partition"] for p in desc["partitions"]) == list(range(5))
+        assert sorted(p.get("partition_index", p.get("partition")) for p in desc["partitions"]) == list(range(5))
     finally:
         client.close()
 

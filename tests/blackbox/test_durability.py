@@ -58,7 +58,8 @@ def test_offsets_continue_after_restart(own_broker):
     create_topic(broker, topic, 1)
     first = produce(confluent_producer(broker, acks="all"), topic, make_records(500, "a", now_ms()), partition=0)
     broker.restart()
-    second = produce(confluent_producer(broker, acks="all"), topic, make_records(500, "b", now_ms()), partition=0)
+    second = produce(confluent_producer(broker, acks="all"), topic, make_records(500, "b", now_ms(), seq_base=500),
+                     partition=0)
     assert [r.offset for r in first + second] == list(range(1_000))
     got = read_all(broker, topic, 1)
     assert_matches(first + second, got)
@@ -176,7 +177,7 @@ def test_acks_all_records_survive_repeated_kill9(own_broker):
     create_topic(broker, topic, 2)
     acked: list[Rec] = []
     for round_index in range(3):
-        records = make_records(2_000, f"round{round_index}", now_ms())
+        records = make_records(2_000, f"round{round_index}", now_ms(), seq_base=2_000 * round_index)
         acked += produce(confluent_producer(broker, acks="all", **{"compression.type": "snappy"}), topic, records)
         broker.kill9()
         broker.start()

@@ -6,6 +6,9 @@
 //            {results: [{partition, offset}]} in record order.
 //   admin:   {brokers, topic, partitions, grownPartitions} runs create, metadata, offsets,
 //            create partitions, describe configs and delete, and answers what each returned.
+//   group:   {brokers, topic, groupId, consumers, expected} runs `consumers` group members on the
+//            topic until `expected` values arrived and the members' assignments cover every
+//            partition, then disconnects them (committing); answers {assignments, values}.
 //
 // kafkajs ships gzip; snappy, lz4 and zstd codecs are registered here from pure JS/WASM or
 // prebuilt packages. Every call is bounded by kafkajs timeouts and a global watchdog.
@@ -121,11 +124,52 @@ async function admin(req) {
   return out;
 }
 
+async function group(req) {
+  const kafka = client(req.brokers);
+  const admin = kafka.admin();
+  await admin.connect();
+  const partitionCount = (await admin.fetchTopicMetadata({ topics: [req.topic] })).topics[0].partitions.length;
+  await admin.disconnect();
+  const values = [];
+  const assignments = new Array(req.consumers).fill(null).map(() => []);
+  const consumers = [];
+  for (let i = 0; i < req.consumers; i++) {
+    const consumer = kafka.consumer({
+      groupId: req.groupId, sessionTimeout: 10000, rebalanceTimeout: 20000, heartbeatInterval: 500, maxWaitTimeInMs: 100,
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      assignments[i] = (event.payload.memberAssignment[req.topic] || []).slice().sort((a, b) => a - b);
+    });
+    consumers.push(consumer);
+  }
+  try {
+    for (const consumer of consumers) {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [req.topic], fromBeginning: true });
+      await consumer.run({ eachMessage: async ({ message }) => { values.push(message.value.toString()); } });
+    }
+    const covered = () => {
+      const all = assignments.flat();
+      return assignments.every((a) => a.length > 0) && all.length === partitionCount && new Set(all).size === partitionCount;
+    };
+    const deadline = Date.now() + 90000;
+    while (Date.now() < deadline && !(values.length >= req.expected && covered())) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (!(values.length >= req.expected && covered())) {
+      throw new Error(`group not done: ${values.length}/${req.expected} values, assignments ${JSON.stringify(assignments)}`);
+    }
+  } finally {
+    for (const consumer of consumers) await consumer.disconnect();
+  }
+  return { assignments, values };
+}
+
 async function main() {
   const [command, file] = process.argv.slice(2);
   const req = JSON.parse(fs.readFileSync(file, 'utf8'));
   registerCodecs();
-  const handlers = { produce, admin };
+  const handlers = { produce, admin, group };
   if (!handlers[command]) throw new Error(`unknown command ${command}`);
   const answer = await handlers[command](req);
   process.stdout.write(JSON.stringify(answer));
