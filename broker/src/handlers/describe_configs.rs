@@ -59,7 +59,7 @@ pub(crate) async fn handle(
                     let configs = entries
                         .into_iter()
                         .filter(|(name, _, _)| keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name)))
-                        .map(|(name, value, source)| entry(version, &name, value, source))
+                        .map(|(name, value, source)| entry(version, resource.resource_type, &name, value, source))
                         .collect();
                     result.with_configs(configs)
                 }
@@ -98,12 +98,14 @@ fn describe(shard: &ShardContext, resource_type: i8, name: &str) -> Result<Vec<E
     }
 }
 
-fn entry(version: i16, name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
+/// One config as DescribeConfigs reports it. Broker settings are read-only (static: they change
+/// with a restart); topic configs are alterable.
+fn entry(version: i16, resource_type: i8, name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
     let result = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(Some(StrBytes::from_string(value)))
         .with_config_source(source)
-        .with_read_only(source == SOURCE_STATIC_BROKER && !name.starts_with("log.") && name != "message.max.bytes");
+        .with_read_only(resource_type == RESOURCE_TYPE_BROKER);
     if version >= 3 { result.with_config_type(config_type(name)) } else { result }
 }
 
