@@ -41,12 +41,14 @@ def test_one_mebibyte_records_round_trip_when_topic_allows_them(broker, codec):
     topic = unique_topic(f"big-{codec}")
     create_topic(broker, topic, 2, {"max.message.bytes": str(4 * MIB)})
     records = with_digests(big_records(12, MIB, f"big-{codec}"))
+    # batch.size 2 MiB keeps each (incompressible) batch to one record, under the topic's 4 MiB.
     producer = confluent_producer(broker, acks="all", **{"compression.type": codec,
                                                          "message.max.bytes": 5 * MIB,
-                                                         "batch.size": 5 * MIB})
+                                                         "batch.size": 2 * MIB})
     produce(producer, topic, records)
     # Fetch limits below one record: Kafka still returns the first batch whole.
-    got = read_all(broker, topic, 2, **{"fetch.max.bytes": 64 * 1024, "max.partition.fetch.bytes": 64 * 1024})
+    got = read_all(broker, topic, 2, **{"fetch.max.bytes": 64 * 1024, "max.partition.fetch.bytes": 64 * 1024,
+                                        "message.max.bytes": 64 * 1024})
     assert_matches(records, got)
     for gs in got.values():
         for g in gs:
