@@ -267,8 +267,9 @@ def test_committed_offsets_and_groups_survive_a_broker_restart(own_broker):
     finally:
         after.close()
     assert sorted(got + rest) == sorted(values)
-    listed = AdminClient(base_conf(broker)).list_consumer_groups(request_timeout=30).result(timeout=30)
-    assert group in {g.group_id for g in listed.valid}, "the group did not survive the restart"
+    admin = AdminClient(base_conf(broker))
+    listed = admin.list_consumer_groups(request_timeout=30).result(timeout=30)
+    assert group in {g.group_id for g in listed.valid}, f"the group did not survive the restart: {listed.errors}"
 
 
 def test_two_groups_on_one_topic_each_get_every_record(broker):

@@ -37,6 +37,8 @@ use crate::context::Shared;
 
 /// How long the timer task sleeps at most between looks at the groups.
 const TICK_MS_MAX: i64 = 1000;
+/// Loading is retried this many times (50 ms apart) before the shard gives up coordinating.
+const LOAD_ATTEMPT_COUNT_MAX: u32 = 200;
 
 /// Whether the shard's offsets partitions are loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,11 +168,26 @@ impl Coordinator {
     async fn start(self: Rc<Self>) {
         let writer = self.clone();
         compio::runtime::spawn(async move { writer.writes.run(&writer.shared.engine).await }).detach();
-        match self.load().await {
-            Ok(()) => self.load_state.set(LoadState::Ready),
-            Err(reason) => {
-                tracing::error!(shard = self.shard.0, %reason, "group coordinator failed to load");
-                self.load_state.set(LoadState::Failed);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.load().await {
+                Ok(()) => {
+                    self.load_state.set(LoadState::Ready);
+                    break;
+                }
+                // Another shard may have created the topic a moment ago, and this shard's
+                // partitions may not be open yet: try again shortly.
+                Err(reason) if attempt < LOAD_ATTEMPT_COUNT_MAX => {
+                    tracing::debug!(shard = self.shard.0, %reason, attempt, "group coordinator load retried");
+                    self.groups.borrow_mut().clear();
+                    clock::sleep(Duration::from_millis(50)).await;
+                }
+                Err(reason) => {
+                    tracing::error!(shard = self.shard.0, %reason, "group coordinator failed to load");
+                    self.load_state.set(LoadState::Failed);
+                    break;
+                }
             }
         }
         self.loaded.notify(usize::MAX);
