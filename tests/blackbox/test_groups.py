@@ -432,3 +432,76 @@ def test_kafkajs_group_splits_partitions_and_resumes_from_commits(broker, tmp_pa
     answer = run_driver(tmp_path, "group", {"brokers": [broker.bootstrap], "topic": topic, "groupId": group,
                                             "consumers": 1, "expected": len(second_values)})
     assert {v.encode() for v in answer["values"]} == set(second_values), "kafkajs did not resume from its commits"
+
+
+def test_kafka_python_admin_manages_groups_and_offsets(broker):
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KpTopicPartition
+    from kafka.admin import KafkaAdminClient, MemberToRemove
+    from kafka.structs import OffsetAndMetadata
+
+    topic = unique_topic("kp-admin")
+    create_topic(broker, topic, 2)
+    produce_values(broker, topic, 2, 20, "kp-admin")
+    group = unique_group("kp-admin")
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30_000)
+    member = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group, group_instance_id="kp-static",
+                           auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=30_000,
+                           heartbeat_interval_ms=HEARTBEAT_MS, fetch_max_wait_ms=100)
+    try:
+        got = 0
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and got < 20:
+            got += sum(len(records) for records in member.poll(timeout_ms=200).values())
+        assert got == 20
+        member.commit()
+        stable = admin.list_groups(states_filter=["Stable"])
+        assert group in [entry["group_id"] if isinstance(entry, dict) else entry[0] for entry in stable], stable
+        described = admin.describe_groups([group])
+        assert described, described
+        offsets = admin.list_group_offsets({group: None})[group]
+        assert {tp.partition: meta.offset for tp, meta in offsets.items()} == {0: 10, 1: 10}
+        removed = admin.remove_group_members(group, [MemberToRemove(group_instance_id="kp-static")])
+        assert all(error.errno == 0 for error in removed.values()), removed
+    finally:
+        member.close()
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        empty = admin.list_groups(states_filter=["Empty"])
+        if group in [entry["group_id"] if isinstance(entry, dict) else entry[0] for entry in empty]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the group never became Empty after its static member was removed")
+    altered = admin.alter_group_offsets(group, {KpTopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+    assert all(error.errno == 0 for error in altered.values()), altered
+    deleted = admin.delete_group_offsets(group, [KpTopicPartition(topic, 1)])
+    assert all(error.errno == 0 for error in deleted.values()), deleted
+    offsets = admin.list_group_offsets({group: None})[group]
+    assert {tp.partition: meta.offset for tp, meta in offsets.items()} == {0: 3}
+    admin.delete_groups([group])
+    assert group not in [entry["group_id"] if isinstance(entry, dict) else entry[0] for entry in admin.list_groups()]
+    admin.close()
+
+
+def test_a_stable_group_keeps_its_generation_across_a_broker_restart(own_broker):
+    broker = own_broker
+    topic = unique_topic("restart-live")
+    create_topic(broker, topic, 4)
+    group = unique_group("restart-live")
+    assigned = {0: 0, 1: 0}
+    consumers = []
+    for index in range(2):
+        consumer = group_consumer(broker, group, **{"session.timeout.ms": 30_000})
+        consumer.subscribe([topic], on_assign=lambda _c, _p, index=index: assigned.__setitem__(index, assigned[index] + 1))
+        consumers.append(consumer)
+    try:
+        poll_until(consumers, lambda: balanced_cover(consumers, 4))
+        before = (dict(assigned), assignments(consumers))
+        broker.restart()
+        values = produce_values(broker, topic, 4, 80, "after-restart")
+        got = consume_values(consumers, len(values))
+        assert sorted(got) == sorted(values)
+        assert (assigned, assignments(consumers)) == before, "the restart caused a rebalance"
+    finally:
+        close_all(consumers)

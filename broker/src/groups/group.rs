@@ -241,10 +241,12 @@ impl Group {
 
     /// The earliest deadline of anything in the group.
     pub(crate) fn next_deadline_ms(&self) -> Option<i64> {
+        // Members waiting for a JoinGroup or SyncGroup answer are bounded by the phase deadline,
+        // not by their session (the same rule `expire` applies).
         let heartbeats = self
             .members
             .values()
-            .filter(|member| member.join_waiter.is_none())
+            .filter(|member| member.join_waiter.is_none() && member.sync_waiter.is_none())
             .map(|member| member.heartbeat_deadline_ms);
         heartbeats
             .chain(self.pending_members.values().copied())

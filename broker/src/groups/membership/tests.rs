@@ -259,3 +259,24 @@ fn commits_need_a_current_member_except_standalone_ones() {
     assert!(matches!(group.check_commit(at(5), member("a"), 1), Err(ResponseError::IllegalGeneration)));
     assert!(matches!(group.check_commit(at(5), member(""), -1), Err(ResponseError::UnknownMemberId)));
 }
+
+#[test]
+fn members_waiting_for_the_leader_do_not_expire_while_the_sync_phase_lasts() {
+    let mut group = Group::new("g", at(0));
+    let a = join_dynamic(&mut group, at(0), "a");
+    assert!(a.try_recv().is_ok());
+    let b = join_dynamic(&mut group, at(1), "b");
+    let a = join(&mut group, at(2), no_delay(), join_args("a", "unused", None));
+    assert!(a.try_recv().is_ok() && b.try_recv().is_ok());
+    let waiting = sync(&mut group, at(3), "b", 2, &[]);
+    let late = at(3 + i64::from(SESSION_MS));
+    assert!(group.heartbeat(at(9_000), member("a"), 2).is_ok());
+    assert!(group.next_deadline_ms().is_some_and(|deadline| deadline > late.monotonic_ms), "no busy deadline");
+    group.expire(late, no_delay());
+    assert!(group.members.contains_key("b"));
+    assert!(group.heartbeat(at(18_000), member("a"), 2).is_ok());
+    assert!(group.heartbeat(at(27_000), member("a"), 2).is_ok());
+    group.expire(at(2 + i64::from(REBALANCE_MS)), no_delay());
+    assert_eq!(waiting.try_recv().expect("answered").error, Some(ResponseError::RebalanceInProgress));
+    assert!(!group.members.contains_key("a"), "the leader never synced");
+}
