@@ -118,16 +118,15 @@ def test_three_members_split_twelve_partitions(broker, strategy):
         close_all(consumers)
 
 
-def test_member_killed_without_leaving_is_expired_and_its_partitions_move(broker, tmp_path):
-    topic = unique_topic("expire")
-    create_topic(broker, topic, 12)
-    group = unique_group("expire")
-    script = tmp_path / "member.py"
+def start_member_process(broker, tmp_path: Path, group: str, topic: str, session_ms: int) -> subprocess.Popen:
+    """A group member in a child process (its own session), which prints `assigned N` once it
+    holds partitions and then keeps polling, so that the test can SIGKILL it: no LeaveGroup."""
+    script = tmp_path / f"member-{uuid.uuid4().hex[:6]}.py"
     script.write_text(
         "import sys, time\n"
         "from confluent_kafka import Consumer\n"
         f"c = Consumer({{'bootstrap.servers': '{broker.bootstrap}', 'group.id': '{group}',\n"
-        f"  'session.timeout.ms': {SESSION_MS}, 'heartbeat.interval.ms': {HEARTBEAT_MS},\n"
+        f"  'session.timeout.ms': {session_ms}, 'heartbeat.interval.ms': {HEARTBEAT_MS},\n"
         "  'broker.address.family': 'v4', 'auto.offset.reset': 'earliest'})\n"
         f"c.subscribe(['{topic}'])\n"
         "deadline = time.monotonic() + 120\n"
@@ -138,32 +137,46 @@ def test_member_killed_without_leaving_is_expired_and_its_partitions_move(broker
         "        break\n"
         "while time.monotonic() < deadline:\n"
         "    c.poll(0.1)\n")
-    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def wait_assigned(child: subprocess.Popen, others: list[Consumer], timeout_s: float = WAIT_S) -> None:
+    """Poll `others` until the child member reports its assignment."""
+    os.set_blocking(child.stdout.fileno(), False)
+    deadline = time.monotonic() + timeout_s
+    line = b""
+    while time.monotonic() < deadline and not line.startswith(b"assigned"):
+        _poll_for(others, 0.1)
+        line += child.stdout.read() or b""
+        assert child.poll() is None, f"member exited: {child.stderr.read().decode(errors='replace')}"
+    assert line.startswith(b"assigned"), "the child member never got partitions"
+
+
+def kill_member(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+
+
+def test_member_killed_without_leaving_is_expired_and_its_partitions_move(broker, tmp_path):
+    topic = unique_topic("expire")
+    create_topic(broker, topic, 12)
+    group = unique_group("expire")
+    child = start_member_process(broker, tmp_path, group, topic, SESSION_MS)
     survivor = group_consumer(broker, group)
     try:
         survivor.subscribe([topic])
-        deadline = time.monotonic() + WAIT_S
-        line = b""
-        # Wait for the child to hold partitions while the survivor keeps polling.
-        os.set_blocking(child.stdout.fileno(), False)
-        while time.monotonic() < deadline and not line.startswith(b"assigned"):
-            survivor.poll(0.1)
-            line += child.stdout.read() or b""
-            assert child.poll() is None, f"member exited: {child.stderr.read().decode(errors='replace')}"
-        assert line.startswith(b"assigned"), "the child member never got partitions"
+        wait_assigned(child, [survivor])
         poll_until([survivor], lambda: 0 < len(survivor.assignment()) < 12)
         killed_at = time.monotonic()
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
+        kill_member(child)
         poll_until([survivor], lambda: len(survivor.assignment()) == 12, timeout_s=SESSION_MS / 1000 + 30)
         elapsed = time.monotonic() - killed_at
         # Not before the session timeout could have run out (minus the child's last heartbeat).
         assert elapsed > SESSION_MS / 1000 - 2 * HEARTBEAT_MS / 1000, f"reassigned after {elapsed:.1f}s"
     finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait(timeout=10)
+        kill_member(child)
         survivor.close()
 
 
@@ -505,3 +518,27 @@ def test_a_stable_group_keeps_its_generation_across_a_broker_restart(own_broker)
         assert (assigned, assignments(consumers)) == before, "the restart caused a rebalance"
     finally:
         close_all(consumers)
+
+
+def test_broker_restart_during_a_pending_rebalance_stops_promptly_and_the_group_recovers(own_broker, tmp_path):
+    broker = own_broker
+    topic = unique_topic("restart-pending")
+    create_topic(broker, topic, 4)
+    group = unique_group("restart-pending")
+    member_session_ms = 8_000
+    child = start_member_process(broker, tmp_path, group, topic, member_session_ms)
+    joiner = group_consumer(broker, group)
+    try:
+        wait_assigned(child, [])
+        kill_member(child)
+        # The joiner's JoinGroup now waits for the dead member to rejoin (until its session ends).
+        joiner.subscribe([topic])
+        _poll_for([joiner], 1.5)
+        started = time.monotonic()
+        status = broker.stop()
+        assert status == 0 and time.monotonic() - started < 10, "shutdown waited for a pending JoinGroup"
+        broker.start()
+        poll_until([joiner], lambda: len(joiner.assignment()) == 4, timeout_s=member_session_ms / 1000 + 40)
+    finally:
+        kill_member(child)
+        joiner.close()

@@ -291,6 +291,7 @@ impl Coordinator {
         if !session_range.contains(&args.session_timeout_ms) {
             return JoinOutcome::failed(ResponseError::InvalidSessionTimeout, &args.member_id);
         }
+        let args_member_id = args.member_id.clone();
         let prefix = args.group_instance_id.clone().unwrap_or_else(|| args.client_id.clone());
         args.new_member_id = self.new_member_id(&prefix);
         let (sender, receiver) = async_channel::bounded(1);
@@ -307,7 +308,20 @@ impl Coordinator {
             group.join(now, self.policy(), args, sender);
         }
         self.after_change(group_id);
-        receiver.recv().await.unwrap_or_else(|_closed| JoinOutcome::failed(ResponseError::CoordinatorNotAvailable, ""))
+        let member_id = args_member_id;
+        self.until_shutdown(receiver).await.unwrap_or_else(|error| JoinOutcome::failed(error, &member_id))
+    }
+
+    /// Waits for a delayed answer, but not past the start of shutdown (which waits for every
+    /// connection's in-flight requests): then the client is told to find its coordinator again.
+    async fn until_shutdown<T>(&self, receiver: async_channel::Receiver<T>) -> Result<T, ResponseError> {
+        let answer = std::pin::pin!(receiver.recv());
+        let shutdown = std::pin::pin!(self.shared.shutdown.wait());
+        match select(answer, shutdown).await {
+            Either::Left((Ok(outcome), _)) => Ok(outcome),
+            Either::Left((Err(_closed), _)) => Err(ResponseError::CoordinatorNotAvailable),
+            Either::Right(((), _)) => Err(ResponseError::NotCoordinator),
+        }
     }
 
     /// SyncGroup: answers once the leader's assignment is in (or at once).
@@ -324,7 +338,7 @@ impl Coordinator {
             group.sync(self.now(), args, sender);
         }
         self.after_change(group_id);
-        receiver.recv().await.unwrap_or_else(|_closed| SyncOutcome::failed(ResponseError::CoordinatorNotAvailable))
+        self.until_shutdown(receiver).await.unwrap_or_else(SyncOutcome::failed)
     }
 
     /// Heartbeat.
