@@ -393,6 +393,12 @@ impl Coordinator {
             return all(ResponseError::InvalidGroupId);
         }
         let now = self.now();
+        let mut results: Vec<Result<(), ResponseError>> = entries.iter().map(|entry| self.check_entry(entry)).collect();
+        if results.iter().all(Result::is_err) {
+            // Nothing to store: no group is created for it, as Kafka answers such a request
+            // without reaching its coordinator.
+            return results;
+        }
         let checked = {
             let mut groups = self.groups.borrow_mut();
             if !groups.contains_key(group_id) && args.generation_id < 0 {
@@ -410,7 +416,6 @@ impl Coordinator {
         if let Err(error) = checked {
             return all(error);
         }
-        let mut results: Vec<Result<(), ResponseError>> = entries.iter().map(|entry| self.check_entry(entry)).collect();
         let mut stored = Vec::new();
         let mut records = Vec::new();
         for (entry, _) in entries.iter().zip(&results).filter(|(_, result)| result.is_ok()) {
