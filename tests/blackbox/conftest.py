@@ -28,7 +28,7 @@ import pytest
 import kafka_wire
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SLUICE_BIN = Path(os.environ.get("SLUICE_BIN", REPO_ROOT / "target" / "release" / "sluice"))
+SLUICE_BIN = Path(os.environ.get("SLUICE_BIN", REPO_ROOT / "target" / "release" / "sluice")).absolute()
 START_TIMEOUT_S = float(os.environ.get("SLUICE_START_TIMEOUT_S", "30"))
 STOP_TIMEOUT_S = 15.0
 LOG_TAIL_LINES = 60
