@@ -5,9 +5,11 @@
 //!    each batch's base offset, reserve the byte range, update indexes and producer state, and
 //!    queue the write in offset order. Offsets are therefore dense and assigned in call order.
 //! 3. Write the buffer at its reserved position; several writes may be in flight at once.
-//! 4. Mark the write done; the high watermark advances over the done prefix of the queue.
-//! 5. For durable appends (or when `flush.messages` is reached), fsync. One fsync at a time per
-//!    partition; appends arriving while it runs share the next one (group commit).
+//! 4. Mark the write done. The high watermark advances over the prefix of the queue whose writes
+//!    are done and, for durable appends, fsynced: nothing is visible before it is durable.
+//! 5. For durable appends (or when `flush.messages` is reached), fsync once every earlier write
+//!    is done. One fsync at a time per partition; appends arriving while it runs share the next
+//!    one (group commit). The fsync's completion makes the durable appends it covered visible.
 
 use compio::io::AsyncWriteAtExt;
 
@@ -20,6 +22,25 @@ use crate::io::FaultKind;
 use crate::segment::Segment;
 use crate::types::Offset;
 use crate::{AppendOptions, AppendResult};
+
+/// Marks a partition's fsync as running for as long as it lives.
+struct SyncingGuard<'a> {
+    partition: &'a Partition,
+}
+
+impl<'a> SyncingGuard<'a> {
+    fn start(partition: &'a Partition) -> Self {
+        assert!(!partition.syncing.replace(true), "one fsync at a time per partition");
+        Self { partition }
+    }
+}
+
+impl Drop for SyncingGuard<'_> {
+    fn drop(&mut self) {
+        self.partition.syncing.set(false);
+        self.partition.sync_event.notify(usize::MAX);
+    }
+}
 
 /// Where an assigned write goes.
 struct Reservation {
@@ -36,28 +57,28 @@ impl Partition {
             return Err(AppendError::StorageFailed { partition: self.id.clone() });
         }
         let headers = self.validate(&bytes)?;
-        let reservation = match self.reserve(&mut bytes, &headers)? {
+        let reservation = match self.reserve(&mut bytes, &headers, options.durable)? {
             Ok(reservation) => reservation,
             Err(duplicate) => return Ok(duplicate),
         };
         let written = self.write(reservation.file, bytes, reservation.position).await;
-        self.complete(reservation.sequence);
         if let Err(source) = written {
             self.fail(&source);
             return Err(AppendError::Io { partition: self.id.clone(), source });
         }
-        self.wait_visible(reservation.result.last_offset.0).await?;
         let flush_messages = self.config.borrow().flush_messages;
         let unflushed = {
             let mut log = self.log.borrow_mut();
             log.unflushed_messages += reservation.record_count;
             log.unflushed_messages
         };
+        self.complete(reservation.sequence);
         if options.durable || unflushed >= flush_messages {
             self.sync_up_to(reservation.sequence)
                 .await
                 .map_err(|source| AppendError::Io { partition: self.id.clone(), source })?;
         }
+        self.wait_visible(reservation.result.last_offset.0).await?;
         Ok(reservation.result)
     }
 
@@ -84,6 +105,7 @@ impl Partition {
         &self,
         bytes: &mut [u8],
         headers: &[BatchHeader],
+        durable: bool,
     ) -> Result<Result<Reservation, AppendResult>, AppendError> {
         let config = self.config.borrow();
         let mut log = self.log.borrow_mut();
@@ -163,6 +185,7 @@ impl Partition {
             segment_base,
             end_position: position + total_bytes,
             done: false,
+            durable,
         });
         let file = log.active().file.clone();
         let result = AppendResult {
@@ -182,20 +205,35 @@ impl Partition {
         result
     }
 
-    /// Step 4: marks write `sequence` done and advances the high watermark over the done prefix.
+    /// Step 4: marks write `sequence` done, then advances.
     fn complete(&self, sequence: u64) {
-        let mut log = self.log.borrow_mut();
-        if let Some(entry) = log.in_flight.iter_mut().find(|entry| entry.sequence == sequence) {
+        if let Some(entry) = self.log.borrow_mut().in_flight.iter_mut().find(|entry| entry.sequence == sequence) {
             entry.done = true;
         }
+        self.advance();
+    }
+
+    /// Moves the written sequence over the done prefix of the queue, and the high watermark over
+    /// the prefix that is done and, where durable, fsynced. Wakes readers and sync waiters.
+    fn advance(&self) {
+        let mut log = self.log.borrow_mut();
+        let mut written = log.written_sequence;
+        for entry in &log.in_flight {
+            if !entry.done {
+                break;
+            }
+            written = entry.sequence;
+        }
+        let wrote_more = written > log.written_sequence;
+        log.written_sequence = written;
+        let synced = log.synced_sequence;
         let mut advanced = false;
-        while log.in_flight.front().is_some_and(|entry| entry.done) {
+        while log.in_flight.front().is_some_and(|entry| entry.done && (!entry.durable || entry.sequence <= synced)) {
             let entry = log.in_flight.pop_front().expect("checked above");
             if self.failed.get() {
                 continue;
             }
             log.high_watermark = entry.last_offset + 1;
-            log.completed_sequence = entry.sequence;
             if let Some(segment) = log.segments.get_mut(&entry.segment_base) {
                 segment.readable_size_bytes = segment.readable_size_bytes.max(entry.end_position);
             }
@@ -205,6 +243,9 @@ impl Partition {
         drop(log);
         if advanced {
             self.event.notify(usize::MAX);
+        }
+        if wrote_more {
+            self.sync_event.notify(usize::MAX);
         }
     }
 
@@ -232,12 +273,18 @@ impl Partition {
             if self.failed.get() {
                 return Err(std::io::Error::other("partition failed on an earlier storage error"));
             }
-            if self.log.borrow().synced_sequence >= sequence {
+            let (synced, written) = {
+                let log = self.log.borrow();
+                (log.synced_sequence, log.written_sequence)
+            };
+            if synced >= sequence {
                 return Ok(());
             }
-            if self.syncing.get() {
+            // An fsync covers only completed writes: wait for the earlier ones, or one is running.
+            if self.syncing.get() || written < sequence {
                 let listener = self.sync_event.listen();
-                if self.syncing.get() {
+                let written_now = self.log.borrow().written_sequence;
+                if self.syncing.get() || written_now < sequence {
                     listener.await;
                 }
                 continue;
@@ -247,11 +294,13 @@ impl Partition {
     }
 
     async fn run_sync(&self) -> std::io::Result<()> {
-        self.syncing.set(true);
+        // The guard clears `syncing` even when this future is dropped mid-fsync (a cancelled
+        // task), so later syncs never wait for one that will not finish.
+        let syncing_guard = SyncingGuard::start(self);
         let (target, files, active) = {
             let mut log = self.log.borrow_mut();
             let files = std::mem::take(&mut log.unsynced_files);
-            (log.completed_sequence, files, log.active().file.clone())
+            (log.written_sequence, files, log.active().file.clone())
         };
         let started = crate::clock::monotonic();
         let mut outcome = Ok(());
@@ -264,7 +313,7 @@ impl Partition {
                 break;
             }
         }
-        self.syncing.set(false);
+        drop(syncing_guard);
         match outcome {
             Ok(()) => {
                 let mut log = self.log.borrow_mut();
@@ -274,6 +323,7 @@ impl Partition {
                 drop(log);
                 tracing::trace!(partition = %self.id, elapsed_us = started.elapsed().as_micros() as u64, "fsync");
                 self.sync_event.notify(usize::MAX);
+                self.advance();
                 Ok(())
             }
             Err(error) => {

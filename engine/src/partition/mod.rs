@@ -3,7 +3,8 @@
 //! A `Partition` lives on its owning shard's thread (`Rc`, interior mutability through
 //! `RefCell`/`Cell`); every method runs there. Invariants:
 //! - `log_start_offset <= high_watermark <= next_offset`;
-//! - offsets below `high_watermark` are written completely and may be read;
+//! - offsets below `high_watermark` are written completely and may be read, and those of
+//!   durable (acks=all) appends are fsynced too: nothing is visible before it is durable;
 //! - writes in flight are tracked in assignment order and the high watermark only moves over a
 //!   prefix of completed writes;
 //! - once a write or fsync fails the partition is latched failed and accepts nothing more.
@@ -53,7 +54,10 @@ struct InFlight {
     last_offset: i64,
     segment_base: i64,
     end_position: u64,
+    /// The write completed.
     done: bool,
+    /// Visible only once fsynced (an acks=all append).
+    durable: bool,
 }
 
 /// Mutable log state, borrowed only between awaits.
@@ -65,8 +69,8 @@ struct Log {
     log_start_offset: i64,
     in_flight: VecDeque<InFlight>,
     next_write_sequence: u64,
-    /// Every write with a sequence up to this one has completed.
-    completed_sequence: u64,
+    /// Every write with a sequence up to this one has completed (visible or not).
+    written_sequence: u64,
     /// Every write with a sequence up to this one is fsynced.
     synced_sequence: u64,
     /// Files of rolled segments not yet fsynced.
@@ -173,7 +177,7 @@ impl Partition {
             log.unflushed_messages > 0 && now_ms.saturating_sub(log.last_flush_ms) >= flush_ms
         };
         if due && !self.failed.get() {
-            let target = self.log.borrow().completed_sequence;
+            let target = self.log.borrow().written_sequence;
             let _latched_on_failure = self.sync_up_to(target).await;
         }
     }
@@ -206,7 +210,7 @@ impl Partition {
         }
         let (target, recovery_point) = {
             let log = self.log.borrow();
-            (log.completed_sequence, log.high_watermark)
+            (log.written_sequence, log.high_watermark)
         };
         if self.sync_up_to(target).await.is_err() {
             return;
@@ -320,7 +324,7 @@ impl Partition {
         }
         let (target, recovery_point) = {
             let log = self.log.borrow();
-            (log.completed_sequence, log.high_watermark)
+            (log.written_sequence, log.high_watermark)
         };
         if self.sync_up_to(target).await.is_err() {
             return;

@@ -192,7 +192,7 @@ impl Partition {
             log_start_offset,
             in_flight: VecDeque::new(),
             next_write_sequence: 1,
-            completed_sequence: 0,
+            written_sequence: 0,
             synced_sequence: 0,
             unsynced_files: Vec::new(),
             unflushed_messages: 0,
