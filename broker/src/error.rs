@@ -48,24 +48,18 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Append(AppendError::InvalidBatch { source: BatchError::CountMismatch { .. }, .. }) => {
             ResponseError::InvalidRecord
         }
-        // Required by `#[non_exhaustive]` on `BatchError`; every known variant is listed above.
-        EngineError::Append(AppendError::InvalidBatch { .. }) => ResponseError::CorruptMessage,
         EngineError::Append(AppendError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         EngineError::Append(AppendError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
         EngineError::Append(AppendError::ProducerFenced { .. }) => ResponseError::InvalidProducerEpoch,
         EngineError::Append(AppendError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
         EngineError::Append(AppendError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Append(AppendError::ShuttingDown) => ResponseError::NotLeaderOrFollower,
-        // Required by `#[non_exhaustive]` on `AppendError`; every known variant is listed above.
-        EngineError::Append(_) => ResponseError::UnknownServerError,
         EngineError::Read(ReadError::UnknownPartition { .. }) => ResponseError::UnknownTopicOrPartition,
         EngineError::Read(ReadError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
         EngineError::Read(ReadError::Corrupt { .. }) => ResponseError::CorruptMessage,
         EngineError::Read(ReadError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
         EngineError::Read(ReadError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Read(ReadError::ShuttingDown) => ResponseError::NotLeaderOrFollower,
-        // Required by `#[non_exhaustive]` on `ReadError`; every known variant is listed above.
-        EngineError::Read(_) => ResponseError::UnknownServerError,
         EngineError::Topic(TopicError::AlreadyExists { .. }) => ResponseError::TopicAlreadyExists,
         EngineError::Topic(TopicError::UnknownTopic { .. }) => ResponseError::UnknownTopicOrPartition,
         EngineError::Topic(TopicError::InvalidName { .. }) => ResponseError::InvalidTopicException,
@@ -73,12 +67,8 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Topic(TopicError::InvalidConfig { .. }) => ResponseError::InvalidConfig,
         EngineError::Topic(TopicError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Topic(TopicError::ShuttingDown) => ResponseError::NotController,
-        // Required by `#[non_exhaustive]` on `TopicError`; every known variant is listed above.
-        EngineError::Topic(_) => ResponseError::UnknownServerError,
         EngineError::Config(ConfigError::UnknownName { .. }) => ResponseError::InvalidConfig,
         EngineError::Config(ConfigError::InvalidValue { .. }) => ResponseError::InvalidConfig,
-        // Required by `#[non_exhaustive]` on `ConfigError`; every known variant is listed above.
-        EngineError::Config(_) => ResponseError::InvalidConfig,
     }
 }
 

@@ -34,7 +34,6 @@ const ATTRIBUTE_CONTROL: i16 = 0x20;
 
 /// Why a batch was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum BatchError {
     /// Fewer bytes than a header, or than the header's length field claims.
     #[error("batch truncated: need {needed_bytes} bytes, have {available_bytes}")]

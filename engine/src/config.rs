@@ -32,7 +32,6 @@ pub struct CleanupPolicy {
 
 /// A rejected config entry.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum ConfigError {
     /// Not a topic config this engine knows.
     #[error("unknown topic config {name}")]

@@ -11,7 +11,6 @@ use crate::types::{Offset, TopicPartition};
 
 /// Why [`crate::Engine::open`] failed.
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum OpenError {
     /// The data directory could not be created, locked or read.
     #[error("data directory {path}: {source}")]
@@ -65,7 +64,6 @@ pub enum OpenError {
 /// Why a partition could not be recovered (the log itself is never the reason: a corrupt tail is
 /// truncated; only I/O on the directory fails recovery).
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum RecoveryError {
     /// Reading, truncating or creating a file failed.
     #[error("{path}: {source}")]
@@ -80,7 +78,6 @@ pub enum RecoveryError {
 
 /// Why an append failed.
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum AppendError {
     /// The partition does not exist.
     #[error("unknown partition {partition}")]
@@ -153,7 +150,6 @@ pub enum AppendError {
 
 /// Why a read, offset lookup or record deletion failed.
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum ReadError {
     /// The partition does not exist.
     #[error("unknown partition {partition}")]
@@ -205,7 +201,6 @@ pub enum ReadError {
 
 /// Why a topic administration call failed.
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum TopicError {
     /// A topic with that name exists.
     #[error("topic {topic} already exists")]

@@ -65,6 +65,7 @@ pub use catalog::TopicInfo;
 pub use config::{CleanupPolicy, ConfigError, EngineConfig, TimestampType, TopicConfig};
 pub use error::{AppendError, OpenError, ReadError, RecoveryError, TopicError};
 pub use event_listener::EventListener;
+pub use shard::admin::is_valid_topic_name;
 pub use shard::block_on;
 pub use types::{Offset, PartitionId, ShardId, TopicId, TopicPartition};
 

@@ -43,8 +43,6 @@ use uuid::Uuid;
 pub(crate) const LEADER_EPOCH: i32 = 0;
 /// Kafka's "authorized operations not requested" marker.
 pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-/// Longest topic name Kafka accepts.
-const TOPIC_NAME_LENGTH_MAX: usize = 249;
 
 /// Resource types of the config APIs.
 pub(crate) const RESOURCE_TYPE_TOPIC: i8 = 2;
@@ -69,15 +67,7 @@ pub(crate) fn topic_id_of(uuid: Uuid) -> TopicId {
     TopicId(uuid.into_bytes())
 }
 
-/// Whether a name is a legal Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-/// (The engine applies the same rule on create; the broker needs it for validate-only requests.)
-pub(crate) fn is_valid_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= TOPIC_NAME_LENGTH_MAX
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
-}
+pub(crate) use sluice_engine::is_valid_topic_name;
 
 /// Whether Kafka treats the topic as internal.
 pub(crate) fn is_internal_topic(name: &str) -> bool {

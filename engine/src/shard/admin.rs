@@ -45,8 +45,8 @@ fn new_topic_id(name: &str) -> TopicId {
     TopicId(id)
 }
 
-/// Whether `name` is a legal Kafka topic name.
-pub(crate) fn is_valid_topic_name(name: &str) -> bool {
+/// Whether `name` is a legal Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn is_valid_topic_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= TOPIC_NAME_LENGTH_MAX
         && name != "."

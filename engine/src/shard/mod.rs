@@ -11,7 +11,7 @@
 //! 3. otherwise send a job through the owner's mailbox (waiting when it is full) and await the
 //!    answer on a oneshot channel.
 
-mod admin;
+pub(crate) mod admin;
 mod maintenance;
 
 use std::cell::RefCell;
