@@ -3,7 +3,7 @@
 //!
 //! Each shard writes only its own `ShardMetrics` (relaxed atomics on memory no other thread
 //! writes, so they are never contended); the metrics thread reads every shard's when scraped.
-//! The engine does not report fsync latency yet, so none is exported.
+//! Storage figures (fsync latency, bytes appended) come from the engine's per-shard counters.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -205,10 +205,33 @@ pub(crate) fn render(shared: &Shared) -> String {
         }
     }
     render_family(&mut out, "sluice_partitions", "gauge", partitions.iter().map(ToString::to_string));
+    render_storage(&mut out, &shared.engine);
     out
 }
 
+/// Writes the engine's per-shard storage counters: fsync latency histogram and bytes appended.
+fn render_storage(out: &mut String, engine: &sluice_engine::Engine) {
+    let stats: Vec<_> =
+        (0..engine.shard_count()).filter_map(|shard| engine.storage_stats(sluice_engine::ShardId(shard))).collect();
+    out.push_str("# TYPE sluice_fsync_latency_seconds histogram\n");
+    for (shard, shard_stats) in stats.iter().enumerate() {
+        let mut cumulative = 0;
+        let bounds = sluice_engine::stats::FSYNC_LATENCY_BOUNDS_US.iter().map(Some).chain([None]);
+        for (count, bound) in shard_stats.fsync_latency_buckets.iter().zip(bounds) {
+            cumulative += count;
+            let le = bound.map_or_else(|| "+Inf".to_owned(), |bound| format!("{}", *bound as f64 / 1e6));
+            let _ = writeln!(out, "sluice_fsync_latency_seconds_bucket{{shard=\"{shard}\",le=\"{le}\"}} {cumulative}");
+        }
+        let sum_seconds = shard_stats.fsync_latency_us_sum as f64 / 1e6;
+        let _ = writeln!(out, "sluice_fsync_latency_seconds_sum{{shard=\"{shard}\"}} {sum_seconds}");
+        let _ = writeln!(out, "sluice_fsync_latency_seconds_count{{shard=\"{shard}\"}} {}", shard_stats.fsync_count);
+    }
+    let appended = stats.iter().map(|shard_stats| shard_stats.appended_bytes.to_string());
+    render_family(out, "sluice_storage_appended_bytes_total", "counter", appended);
+}
+
 /// Serves `GET /metrics` (any path) on `listener` until the process exits, one scrape at a time.
+/// With fault injection enabled, `/faults/` requests arm faults instead (see `crate::faults`).
 pub(crate) fn serve(listener: &TcpListener, shared: &Shared) {
     for stream in listener.incoming() {
         match stream {
@@ -237,6 +260,17 @@ fn answer_scrape(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> 
         if head[..filled].windows(4).any(|window| window == b"\r\n\r\n") {
             break;
         }
+    }
+    if let Some(faults) = &shared.faults
+        && let Some(answer) = crate::faults::control(faults, &head[..filled], stream.peer_addr()?)
+    {
+        let reply = format!(
+            "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            answer.status,
+            answer.body.len(),
+            answer.body
+        );
+        return stream.write_all(reply.as_bytes());
     }
     let body = render(shared);
     let header = format!(

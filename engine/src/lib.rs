@@ -56,6 +56,7 @@ mod partition;
 pub mod placement;
 mod segment;
 mod shard;
+pub mod stats;
 mod types;
 
 use std::future::Future;
@@ -307,6 +308,19 @@ impl Engine {
     /// [`ReadError::OffsetOutOfRange`] above the high watermark, or a storage error.
     pub async fn delete_records(&self, partition: &TopicPartition, offset: Offset) -> Result<Offset, ReadError> {
         self.shared.delete_records(partition, offset).await
+    }
+
+    /// Storage counters of one shard (fsync latency, bytes appended), `None` for an unknown shard.
+    pub fn storage_stats(&self, shard: ShardId) -> Option<stats::StorageStats> {
+        self.shared.storage_stats(shard)
+    }
+
+    /// Bytes of log a partition holds on disk (all its segments).
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`].
+    pub async fn size_bytes(&self, partition: &TopicPartition) -> Result<u64, ReadError> {
+        self.shared.size_bytes(partition).await
     }
 
     /// Flushes every partition, writes checkpoints, and stops the shard threads. Idempotent;

@@ -188,6 +188,7 @@ impl Partition {
             durable,
         });
         let file = log.active().file.clone();
+        self.stats.record_append(total_bytes, headers.len() as u64);
         let result = AppendResult {
             base_offset: Offset(base_offset),
             last_offset: Offset(last_offset),
@@ -321,7 +322,9 @@ impl Partition {
                 log.unflushed_messages = 0;
                 log.last_flush_ms = crate::clock::now_ms();
                 drop(log);
-                tracing::trace!(partition = %self.id, elapsed_us = started.elapsed().as_micros() as u64, "fsync");
+                let elapsed_us = started.elapsed().as_micros() as u64;
+                self.stats.record_fsync(elapsed_us);
+                tracing::trace!(partition = %self.id, elapsed_us, "fsync");
                 self.sync_event.notify(usize::MAX);
                 self.advance();
                 Ok(())

@@ -117,6 +117,8 @@ pub(crate) struct Partition {
     /// High watermark at the end of the last compaction pass.
     compacted_up_to: Cell<i64>,
     faults: Option<Arc<FaultInjector>>,
+    /// The owning shard's storage counters.
+    stats: Arc<crate::stats::ShardStats>,
 }
 
 impl Partition {
@@ -126,6 +128,11 @@ impl Partition {
 
     pub(crate) fn offsets(&self) -> PartitionOffsets {
         self.log.borrow().offsets()
+    }
+
+    /// Bytes of log held in all segments.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.log.borrow().segments.values().map(|segment| segment.summary.size_bytes).sum()
     }
 
     pub(crate) fn set_config(&self, config: TopicConfig) {

@@ -24,6 +24,13 @@ use crate::io::FaultInjector;
 use crate::segment::{self, Segment, SegmentSummary, scan};
 use crate::types::TopicPartition;
 
+/// What a partition shares with the rest of the engine.
+struct Shared {
+    event: Arc<Event>,
+    faults: Option<Arc<FaultInjector>>,
+    stats: Arc<crate::stats::ShardStats>,
+}
+
 fn read_checkpoint(dir: &Path) -> Checkpoint {
     let path = dir.join(CHECKPOINT_FILE_NAME);
     match std::fs::read(&path) {
@@ -93,6 +100,7 @@ impl Partition {
         config: TopicConfig,
         event: Arc<Event>,
         faults: Option<Arc<FaultInjector>>,
+        stats: Arc<crate::stats::ShardStats>,
     ) -> std::io::Result<Rc<Partition>> {
         if !dir.exists() {
             std::fs::create_dir_all(&dir)?;
@@ -160,16 +168,14 @@ impl Partition {
             crate::io::sync_dir(&dir)?;
             summaries.insert(base, SegmentSummary::empty(base));
         }
-        Self::assemble(id, dir, config, event, faults, summaries, &checkpoint, producers)
+        Self::assemble(id, dir, config, Shared { event, faults, stats }, summaries, &checkpoint, producers)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn assemble(
         id: TopicPartition,
         dir: PathBuf,
         config: TopicConfig,
-        event: Arc<Event>,
-        faults: Option<Arc<FaultInjector>>,
+        shared: Shared,
         summaries: BTreeMap<i64, SegmentSummary>,
         checkpoint: &Checkpoint,
         producers: super::producer::ProducerStates,
@@ -205,12 +211,13 @@ impl Partition {
             dir,
             config: RefCell::new(config),
             log: RefCell::new(log),
-            event,
+            event: shared.event,
             sync_event: Event::new(),
             syncing: Cell::new(false),
             failed: Cell::new(false),
             compacted_up_to: Cell::new(-1),
-            faults,
+            faults: shared.faults,
+            stats: shared.stats,
         }))
     }
 }

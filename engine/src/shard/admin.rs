@@ -100,7 +100,7 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let key = partition.clone();
     let opened = shared
         .on_shard(shard, move |state: Rc<ShardState>| async move {
-            let log = Partition::open(key.clone(), dir, config, event, faults)?;
+            let log = Partition::open(key.clone(), dir, config, event, faults, state.stats.clone())?;
             state.partitions.borrow_mut().insert(key, log);
             Ok::<(), std::io::Error>(())
         })

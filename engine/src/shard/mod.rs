@@ -54,6 +54,7 @@ thread_local! {
 pub(crate) struct ShardState {
     engine_id: u64,
     pub(crate) id: ShardId,
+    pub(crate) stats: Arc<crate::stats::ShardStats>,
     pub(crate) partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
 }
 
@@ -80,6 +81,7 @@ pub(crate) struct Shared {
     mailboxes: Vec<async_channel::Sender<Job>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutting_down: AtomicBool,
+    stats: Vec<Arc<crate::stats::ShardStats>>,
     /// Held from open until the shard threads have stopped.
     dir_lock: Mutex<Option<DirLock>>,
 }
@@ -129,6 +131,7 @@ impl Shared {
             mailboxes: senders,
             threads: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            stats: (0..shard_count).map(|_| Arc::new(crate::stats::ShardStats::default())).collect(),
             dir_lock: Mutex::new(Some(dir_lock)),
         });
         shared.start_threads(receivers)?;
@@ -149,10 +152,10 @@ impl Shared {
             let core = (!core_ids.is_empty()).then(|| core_ids[index % core_ids.len()]);
             let ready = ready_sender.clone();
             let shared = Arc::downgrade(self);
-            let engine_id = self.engine_id;
+            let identity = ShardIdentity { engine_id: self.engine_id, shard, stats: self.stats[index].clone() };
             let handle = thread::Builder::new()
                 .name(format!("sluice-shard-{index}"))
-                .spawn(move || run_shard(engine_id, shard, core, receiver, ready, shared))
+                .spawn(move || run_shard(identity, core, receiver, ready, shared))
                 .map_err(|source| OpenError::Shard { shard: shard.0, source })?;
             threads.push(handle);
         }
@@ -309,6 +312,15 @@ impl Shared {
         flatten_read(partition, routed)
     }
 
+    pub(crate) fn storage_stats(&self, shard: ShardId) -> Option<crate::stats::StorageStats> {
+        self.stats.get(usize::from(shard.0)).map(|stats| stats.snapshot())
+    }
+
+    pub(crate) async fn size_bytes(&self, partition: &TopicPartition) -> Result<u64, ReadError> {
+        let routed = self.on_partition(partition, |log| async move { Ok(log.size_bytes()) }).await;
+        flatten_read(partition, routed)
+    }
+
     pub(crate) fn shutdown(&self) {
         if self.shutting_down.swap(true, Ordering::AcqRel) {
             return;
@@ -358,9 +370,15 @@ fn flatten_read<T>(
 
 type ReadySender = std::sync::mpsc::Sender<Result<(), (u16, std::io::Error)>>;
 
-fn run_shard(
+/// What a shard thread is told about itself.
+struct ShardIdentity {
     engine_id: u64,
     shard: ShardId,
+    stats: Arc<crate::stats::ShardStats>,
+}
+
+fn run_shard(
+    identity: ShardIdentity,
     core: Option<core_affinity::CoreId>,
     mailbox: async_channel::Receiver<Job>,
     ready: ReadySender,
@@ -373,12 +391,17 @@ fn run_shard(
     let runtime = match compio::runtime::RuntimeBuilder::new().build() {
         Ok(runtime) => runtime,
         Err(source) => {
-            let _receiver_may_be_gone = ready.send(Err((shard.0, source)));
+            let _receiver_may_be_gone = ready.send(Err((identity.shard.0, source)));
             return;
         }
     };
     runtime.block_on(async move {
-        let state = Rc::new(ShardState { engine_id, id: shard, partitions: RefCell::new(HashMap::new()) });
+        let state = Rc::new(ShardState {
+            engine_id: identity.engine_id,
+            id: identity.shard,
+            stats: identity.stats,
+            partitions: RefCell::new(HashMap::new()),
+        });
         CURRENT.with(|current| *current.borrow_mut() = Some(state.clone()));
         let _receiver_may_be_gone = ready.send(Ok(()));
         drop(ready);
