@@ -117,6 +117,43 @@ pub struct ReadResult {
     pub offsets: PartitionOffsets,
 }
 
+/// A byte range of a segment file holding whole batches (and possibly a partial last one), for
+/// sending without copying (`sendfile`, `splice`) or reading with `pread` on any thread.
+///
+/// The file stays readable for as long as the range lives, even if retention deletes the
+/// segment meanwhile (the descriptor keeps the inode).
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    /// A read-only handle of the segment file.
+    pub file: Arc<std::fs::File>,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Bytes in the range.
+    pub size_bytes: u32,
+}
+
+impl FileRange {
+    /// Reads the range into memory with positional reads (blocking; page-cache fast).
+    ///
+    /// # Errors
+    /// An I/O error from `pread`.
+    pub fn read_to_vec(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt as _;
+        let mut bytes = vec![0u8; self.size_bytes as usize];
+        self.file.read_exact_at(&mut bytes, self.position)?;
+        Ok(bytes)
+    }
+}
+
+/// A read answered as a file range, see [`Engine::read_range`].
+#[derive(Debug, Clone)]
+pub struct RangeRead {
+    /// The bytes to send, `None` when the offset is at the high watermark.
+    pub range: Option<FileRange>,
+    /// The partition's offsets at the time of the read.
+    pub offsets: PartitionOffsets,
+}
+
 /// Which offset [`Engine::list_offsets`] looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetQuery {
@@ -278,6 +315,23 @@ impl Engine {
         size_bytes_max: u32,
     ) -> Result<ReadResult, ReadError> {
         self.shared.read(partition, offset, size_bytes_max).await
+    }
+
+    /// Like [`Engine::read`], but answers with a file range for zero-copy sends instead of bytes,
+    /// as Kafka's fetch does: the range starts at the batch holding `offset`, holds at least that
+    /// whole batch, and otherwise ends at `size_bytes_max` or the high watermark, so its last
+    /// batch may be partial (Kafka clients discard a partial last batch). Only batch headers are
+    /// read to find the start; CRCs are not checked (clients check them).
+    ///
+    /// # Errors
+    /// As [`Engine::read`].
+    pub async fn read_range(
+        &self,
+        partition: &TopicPartition,
+        offset: Offset,
+        size_bytes_max: u32,
+    ) -> Result<RangeRead, ReadError> {
+        self.shared.read_range(partition, offset, size_bytes_max).await
     }
 
     /// The partition's log start, high watermark, last stable and log end offsets.

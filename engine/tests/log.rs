@@ -420,3 +420,35 @@ fn compaction_keeps_the_last_record_per_key() {
     assert_eq!(block_on(engine.offsets(&partition)).expect("offsets").log_end_offset, Offset(201));
     engine.shutdown();
 }
+
+#[test]
+fn file_ranges_start_at_the_holding_batch_and_match_byte_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 2);
+    let partition = TopicPartition::new("ranges", 0);
+    block_on(async {
+        engine.create_topic("ranges", 1, small_segments(2048)).await.expect("create");
+        for index in 0..60i64 {
+            let values: Vec<Vec<u8>> = (0..3).map(|record| format!("r{index}-{record}").into_bytes()).collect();
+            let views: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            engine.append(&partition, sluice_engine::batch::build_batch(&views, index), FAST).await.expect("append");
+        }
+    });
+    for offset in [0i64, 1, 2, 3, 50, 100, 179] {
+        let ranged = block_on(engine.read_range(&partition, Offset(offset), 300)).expect("range read");
+        let range = ranged.range.expect("data below the high watermark");
+        let bytes = range.read_to_vec().expect("pread");
+        assert_eq!(bytes.len(), range.size_bytes as usize);
+        let whole = sluice_engine::batch::validate(&bytes, false).expect("the first batch is whole");
+        assert!(whole.base_offset <= offset && whole.last_offset() >= offset, "starts at the holding batch");
+        let read = block_on(engine.read(&partition, Offset(offset), 300)).expect("byte read");
+        assert!(bytes.starts_with(&read.records), "whole batches agree with byte reads");
+    }
+    let at_end = block_on(engine.read_range(&partition, Offset(180), 300)).expect("range read at hw");
+    assert!(at_end.range.is_none());
+    assert!(matches!(
+        block_on(engine.read_range(&partition, Offset(181), 300)),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    engine.shutdown();
+}

@@ -346,7 +346,7 @@ impl Partition {
         let previous = log.active().file.clone();
         log.unsynced_files.push(previous);
         let summary = crate::segment::SegmentSummary::empty(base);
-        log.segments.insert(base, Segment::new(base, &self.dir, file, summary, now_ms));
+        log.segments.insert(base, Segment::new(base, &self.dir, file, summary, now_ms)?);
         Ok(())
     }
 }

@@ -118,7 +118,7 @@ impl Partition {
         let mut summary = outcome.summary;
         // Offsets dropped at the end of the segment still belong to it.
         summary.next_offset = summary.next_offset.max(next_offset);
-        let mut replacement = Segment::new(base_offset, &self.dir, file, summary, created_ms);
+        let mut replacement = Segment::new(base_offset, &self.dir, file, summary, created_ms)?;
         replacement.index_dirty = true;
         log.segments.insert(base_offset, replacement);
         Ok(())

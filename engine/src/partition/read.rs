@@ -20,6 +20,7 @@ const SCAN_WINDOW_BYTES: u64 = 64 * 1024;
 /// A segment located for a read, detached from the log borrow.
 struct Located {
     file: compio::fs::File,
+    reader: std::sync::Arc<std::fs::File>,
     path: std::path::PathBuf,
     start_position: u64,
     end_position: u64,
@@ -73,6 +74,7 @@ impl Partition {
             })?;
         Ok(Some(Located {
             file: segment.file.clone(),
+            reader: segment.reader.clone(),
             path: segment.log_path(),
             start_position: segment.lookup(offset),
             end_position: segment.readable_size_bytes,
@@ -97,6 +99,53 @@ impl Partition {
             assert!(located.next_offset > target, "segments are visited in increasing order");
             target = located.next_offset;
         }
+    }
+
+    pub(crate) async fn read_range(&self, offset: Offset, size_bytes_max: u32) -> Result<crate::RangeRead, ReadError> {
+        if self.failed.get() {
+            return Err(ReadError::StorageFailed { partition: self.id.clone() });
+        }
+        let mut target = offset.0;
+        loop {
+            let Some(located) = self.locate(target)? else {
+                return Ok(crate::RangeRead { range: None, offsets: self.offsets() });
+            };
+            if let Some(range) = self.range_in_segment(&located, target, size_bytes_max).await? {
+                return Ok(crate::RangeRead { range: Some(range), offsets: self.offsets() });
+            }
+            assert!(located.next_offset > target, "segments are visited in increasing order");
+            target = located.next_offset;
+        }
+    }
+
+    /// Finds the batch holding `target` by reading headers only, and sizes the range after it.
+    async fn range_in_segment(
+        &self,
+        located: &Located,
+        target: i64,
+        size_bytes_max: u32,
+    ) -> Result<Option<crate::FileRange>, ReadError> {
+        let mut position = located.start_position;
+        while position + LOG_OVERHEAD_BYTES as u64 <= located.end_position {
+            let header_size = (batch::HEADER_SIZE_BYTES as u64).min(located.end_position - position);
+            let bytes = read_range(&located.file, position, header_size).await.map_err(|error| self.io_error(error))?;
+            let header = batch::parse_header(&bytes).map_err(|_| self.corrupt(located, position))?;
+            let size = header.size_bytes() as u64;
+            if position + size > located.end_position {
+                return Err(self.corrupt(located, position));
+            }
+            if header.last_offset() >= target {
+                let available = located.end_position - position;
+                let size_bytes = available.min(u64::from(size_bytes_max).max(size)).min(u64::from(u32::MAX));
+                return Ok(Some(crate::FileRange {
+                    file: located.reader.clone(),
+                    position,
+                    size_bytes: size_bytes as u32,
+                }));
+            }
+            position += size;
+        }
+        Ok(None)
     }
 
     /// Reads from the segment holding `target`; `None` when it has no batch reaching `target`.
@@ -207,6 +256,7 @@ impl Partition {
                 .filter(|segment| segment.summary.max_timestamp_ms >= timestamp_ms)
                 .map(|segment| Located {
                     file: segment.file.clone(),
+                    reader: segment.reader.clone(),
                     path: segment.log_path(),
                     start_position: segment.lookup_time(timestamp_ms),
                     end_position: segment.readable_size_bytes,

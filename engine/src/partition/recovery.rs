@@ -184,7 +184,7 @@ impl Partition {
         let mut segments = BTreeMap::new();
         for (base, summary) in summaries {
             let file = crate::io::open_rw(&segment::log_path(&dir, base), false)?;
-            let mut opened = Segment::new(base, &dir, file, summary, now_ms);
+            let mut opened = Segment::new(base, &dir, file, summary, now_ms)?;
             opened.index_dirty = false;
             segments.insert(base, opened);
         }

@@ -120,6 +120,8 @@ pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) dir: PathBuf,
     pub(crate) file: compio::fs::File,
+    /// A second descriptor of the same file for readers on any thread (zero-copy sends).
+    pub(crate) reader: std::sync::Arc<std::fs::File>,
     pub(crate) summary: SegmentSummary,
     /// End of the last batch whose write completed and that readers may see.
     pub(crate) readable_size_bytes: u64,
@@ -138,18 +140,21 @@ impl Segment {
         file: compio::fs::File,
         summary: SegmentSummary,
         created_ms: i64,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        use std::os::fd::AsFd as _;
+        let reader = std::sync::Arc::new(std::fs::File::from(file.as_fd().try_clone_to_owned()?));
         let readable_size_bytes = summary.size_bytes;
-        Self {
+        Ok(Self {
             base_offset,
             dir: dir.to_path_buf(),
             file,
+            reader,
             summary,
             readable_size_bytes,
             bytes_since_index: 0,
             created_ms,
             index_dirty: true,
-        }
+        })
     }
 
     pub(crate) fn log_path(&self) -> PathBuf {

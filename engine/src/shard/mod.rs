@@ -293,6 +293,17 @@ impl Shared {
         flatten_read(partition, routed)
     }
 
+    pub(crate) async fn read_range(
+        &self,
+        partition: &TopicPartition,
+        offset: Offset,
+        size_bytes_max: u32,
+    ) -> Result<crate::RangeRead, ReadError> {
+        let routed =
+            self.on_partition(partition, move |log| async move { log.read_range(offset, size_bytes_max).await }).await;
+        flatten_read(partition, routed)
+    }
+
     pub(crate) async fn offsets(&self, partition: &TopicPartition) -> Result<PartitionOffsets, ReadError> {
         let routed = self.on_partition(partition, |log| async move { Ok(log.offsets()) }).await;
         flatten_read(partition, routed)
