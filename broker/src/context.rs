@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use event_listener::Event;
+use sluice_engine::io::FaultInjector;
 use sluice_engine::{Engine, ShardId};
 
 use crate::config::BrokerConfig;
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<ConnectionCounter>,
     /// Metrics, indexed by shard.
     pub(crate) metrics: Vec<ShardMetrics>,
+    /// The storage fault injector, only when `SLUICE_FAULT_INJECTION=1` (see `faults`).
+    pub(crate) faults: Option<Arc<FaultInjector>>,
 }
 
 /// Everything a handler running on one shard can reach.

@@ -36,6 +36,9 @@ pub mod config;
 mod context;
 mod dispatch;
 mod error;
+mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod handlers;
 pub mod memory;
@@ -51,6 +54,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_engine::io::FaultInjector;
 use sluice_engine::{Engine, EngineConfig, OpenError, ShardId};
 use thiserror::Error;
 
@@ -142,8 +146,13 @@ impl Broker {
         engine_config.shard_count = Some(shard_count);
         engine_config.pin_shards = config.pin_shards;
         engine_config.default_topic_config = config.default_topic_config.clone();
+        let faults = faults::enabled_by_environment().then(|| Arc::new(FaultInjector::new()));
+        if faults.is_some() {
+            tracing::warn!("{}=1: storage fault injection is armed through the metrics listener", faults::ENV_VAR);
+        }
+        engine_config.faults.clone_from(&faults);
         let engine = Engine::open(engine_config)?;
-        let shared = match shared_state(config, engine.clone(), local_addr) {
+        let shared = match shared_state(config, engine.clone(), local_addr, faults) {
             Ok(shared) => Arc::new(shared),
             Err(error) => {
                 engine.shutdown();
@@ -203,7 +212,12 @@ impl Broker {
     }
 }
 
-fn shared_state(config: BrokerConfig, engine: Engine, local_addr: SocketAddr) -> Result<Shared, StartError> {
+fn shared_state(
+    config: BrokerConfig,
+    engine: Engine,
+    local_addr: SocketAddr,
+    faults: Option<Arc<FaultInjector>>,
+) -> Result<Shared, StartError> {
     let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
     let producer_ids = ProducerIdAllocator::open(&config.data_dir)
         .map_err(|source| StartError::State { path: config.data_dir.join(producer_ids::FILE_NAME), source })?;
@@ -218,6 +232,7 @@ fn shared_state(config: BrokerConfig, engine: Engine, local_addr: SocketAddr) ->
         producer_ids,
         shutdown: Shutdown::default(),
         metrics: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
+        faults,
     })
 }
 

@@ -72,6 +72,8 @@ class Broker:
         self.api_versions: dict[int, kafka_wire.VersionRange] = {}
         self.admin_client = None  # cached by clients.admin()
         self.keep_alive: list = []  # clients that must outlive their pending requests
+        self.extra_env: dict[str, str] = {}  # added to the broker's environment at each start
+        self.extra_args: list[str] = []  # appended to the command line at each start
 
     # ------------------------------------------------------------ addresses
 
@@ -93,6 +95,7 @@ class Broker:
             "--listen", self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--metrics-listen", f"{HOST}:{self.metrics_port}",
+            *self.extra_args,
         ]
 
     # ------------------------------------------------------------ lifecycle
@@ -107,6 +110,7 @@ class Broker:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", os.environ.get("SLUICE_LOG", "info"))
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()
