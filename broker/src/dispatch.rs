@@ -108,24 +108,85 @@ pub(crate) enum Outcome<T> {
 
 /// Starts handling one request frame. The future decodes, runs the handler and encodes.
 pub(crate) fn dispatch(shard: Rc<ShardContext>, prefix: HeaderPrefix, frame: Bytes) -> LocalBoxFuture<'static, Reply> {
-    let Ok(key) = ApiKey::try_from(prefix.api_key) else {
-        return Box::pin(std::future::ready(Reply::Close(format!("unknown api key {}", prefix.api_key))));
-    };
     let version = prefix.api_version;
-    if key == ApiKey::ApiVersions && version > APIS[4].max {
+    if prefix.api_key == ApiKey::ApiVersions as i16 && version > APIS[4].max {
         return Box::pin(std::future::ready(api_versions_fallback(prefix.correlation_id)));
     }
-    let in_range = supported(key).is_some_and(|api| (api.min..=api.max).contains(&version));
-    if !in_range || (key == ApiKey::Produce && version < PRODUCE_VERSION_MIN_SERVED) {
-        return Box::pin(std::future::ready(Reply::Close(format!("unsupported {key:?} version {version}"))));
-    }
+    let key = match served(prefix) {
+        Ok(key) => key,
+        Err(reason) => return Box::pin(std::future::ready(Reply::Close(reason))),
+    };
     let mut body = frame;
-    let header_version = key.request_header_version(version);
-    let header = match guarded_decode(|| RequestHeader::decode(&mut body, header_version)) {
+    let header = match decode_header(key, version, &mut body) {
         Ok(header) => header,
-        Err(reason) => return Box::pin(std::future::ready(Reply::Close(format!("bad {key:?} header: {reason}")))),
+        Err(reason) => return Box::pin(std::future::ready(Reply::Close(reason))),
     };
     route(shard, key, &header, body)
+}
+
+/// Step 1's checks without the ApiVersions fallback: the API and version this broker decodes.
+fn served(prefix: HeaderPrefix) -> Result<ApiKey, String> {
+    let key = ApiKey::try_from(prefix.api_key).map_err(|()| format!("unknown api key {}", prefix.api_key))?;
+    let version = prefix.api_version;
+    let in_range = supported(key).is_some_and(|api| (api.min..=api.max).contains(&version));
+    if !in_range || (key == ApiKey::Produce && version < PRODUCE_VERSION_MIN_SERVED) {
+        return Err(format!("unsupported {key:?} version {version}"));
+    }
+    Ok(key)
+}
+
+/// Decodes the request header at the start of `body`, leaving the request body in it.
+fn decode_header(key: ApiKey, version: i16, body: &mut Bytes) -> Result<RequestHeader, String> {
+    let header_version = key.request_header_version(version);
+    guarded_decode(|| RequestHeader::decode(body, header_version))
+        .map_err(|reason| format!("bad {key:?} header: {reason}"))
+}
+
+/// Steps 1 and 2 of [`dispatch`] alone, for the request fuzz target: checks the API and version,
+/// decodes the header, then the body with the same decoder the API's handler gets. Unlike
+/// [`dispatch`] it does not catch decoder panics, so that a fuzzer sees them.
+pub(crate) fn decode_request(frame: Bytes) -> Result<ApiKey, String> {
+    let prefix = crate::net::framing::header_prefix(&frame).ok_or_else(|| "frame shorter than a header".to_owned())?;
+    let key = served(prefix)?;
+    let mut body = frame;
+    let header_version = key.request_header_version(prefix.api_version);
+    let header = RequestHeader::decode(&mut body, header_version).map_err(|error| error.to_string())?;
+    let version = header.request_api_version;
+    let decoded = match key {
+        ApiKey::ApiVersions => decode_body::<ApiVersionsRequest>(body, version),
+        ApiKey::Metadata => decode_body::<MetadataRequest>(body, version),
+        ApiKey::Produce => decode_body::<ProduceRequest>(body, version),
+        ApiKey::Fetch => decode_body::<FetchRequest>(body, version),
+        ApiKey::ListOffsets => decode_body::<ListOffsetsRequest>(body, version),
+        ApiKey::OffsetForLeaderEpoch => decode_body::<OffsetForLeaderEpochRequest>(body, version),
+        ApiKey::CreateTopics => decode_body::<CreateTopicsRequest>(body, version),
+        ApiKey::DeleteTopics => decode_body::<DeleteTopicsRequest>(body, version),
+        ApiKey::CreatePartitions => decode_body::<CreatePartitionsRequest>(body, version),
+        ApiKey::DeleteRecords => decode_body::<DeleteRecordsRequest>(body, version),
+        ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(body, version),
+        ApiKey::AlterConfigs => decode_body::<AlterConfigsRequest>(body, version),
+        ApiKey::IncrementalAlterConfigs => decode_body::<IncrementalAlterConfigsRequest>(body, version),
+        ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(body, version),
+        ApiKey::DescribeLogDirs => decode_body::<DescribeLogDirsRequest>(body, version),
+        ApiKey::InitProducerId => decode_body::<InitProducerIdRequest>(body, version),
+        ApiKey::FindCoordinator => decode_body::<FindCoordinatorRequest>(body, version),
+        ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(body, version),
+        ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(body, version),
+        ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(body, version),
+        ApiKey::LeaveGroup => decode_body::<LeaveGroupRequest>(body, version),
+        ApiKey::OffsetCommit => decode_body::<OffsetCommitRequest>(body, version),
+        ApiKey::OffsetFetch => decode_body::<OffsetFetchRequest>(body, version),
+        ApiKey::OffsetDelete => decode_body::<OffsetDeleteRequest>(body, version),
+        ApiKey::ListGroups => decode_body::<ListGroupsRequest>(body, version),
+        ApiKey::DescribeGroups => decode_body::<DescribeGroupsRequest>(body, version),
+        ApiKey::DeleteGroups => decode_body::<DeleteGroupsRequest>(body, version),
+        other => Err(format!("{other:?} is advertised but has no handler")),
+    };
+    decoded.map(|()| key)
+}
+
+fn decode_body<R: Request>(mut body: Bytes, version: i16) -> Result<(), String> {
+    R::decode(&mut body, version).map(drop).map_err(|error| error.to_string())
 }
 
 /// The one place that maps an API to its handler. Group APIs get their arms here.

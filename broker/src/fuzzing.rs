@@ -1,0 +1,24 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/`: not part of the broker's API.
+//!
+//! They run the same code over untrusted bytes that a connection runs, without sockets or
+//! shards, so a fuzzer can drive it in-process. Any thread may call them.
+
+use bytes::Bytes;
+
+/// Decodes one request frame (the bytes after the size prefix) as the dispatcher does: checks
+/// the API key and version, decodes the request header, then the body with the API's decoder.
+/// Returns the API key on success.
+///
+/// # Errors
+/// A description of why the dispatcher would close the connection.
+pub fn decode_request(frame: &[u8]) -> Result<i16, String> {
+    crate::dispatch::decode_request(Bytes::copy_from_slice(frame)).map(|key| key as i16)
+}
+
+/// Validates a frame's size prefix against `size_max` as a connection does; returns the body size.
+///
+/// # Errors
+/// A description of why the connection would be closed.
+pub fn frame_size(prefix: [u8; 4], size_max: u32) -> Result<usize, String> {
+    crate::net::framing::frame_size(prefix, size_max).map_err(|error| error.to_string())
+}
