@@ -311,21 +311,7 @@ pub fn build_batch(values: &[&[u8]], timestamp_ms: i64) -> Vec<u8> {
 /// silently at the first malformed record, so corrupt bytes yield fewer items, never a panic.
 pub fn record_timestamps(bytes: &[u8]) -> impl Iterator<Item = (i32, i64)> + '_ {
     let base_timestamp = if bytes.len() >= HEADER_SIZE_BYTES { be_i64(bytes, BASE_TIMESTAMP_POSITION) } else { 0 };
-    let end = parse_header(bytes).map_or(0, |header| header.size_bytes().min(bytes.len()));
-    let mut position = HEADER_SIZE_BYTES.min(end);
-    std::iter::from_fn(move || {
-        let (length, length_size) = get_varint(&bytes[position..end])?;
-        let body_start = position + length_size;
-        let body_end = body_start.checked_add(usize::try_from(length).ok()?)?;
-        if body_end > end || body_start >= body_end {
-            return None;
-        }
-        let body = &bytes[body_start + 1..body_end]; // skip the record attributes byte
-        let (timestamp_delta, delta_size) = get_varint(body)?;
-        let (offset_delta, _) = get_varint(&body[delta_size..])?;
-        position = body_end;
-        Some((i32::try_from(offset_delta).ok()?, base_timestamp.wrapping_add(timestamp_delta)))
-    })
+    records(bytes).map(move |record| (record.offset_delta, base_timestamp.wrapping_add(record.timestamp_delta)))
 }
 
 /// One record of an uncompressed batch, borrowed from the batch bytes.
