@@ -452,3 +452,21 @@ fn file_ranges_start_at_the_holding_batch_and_match_byte_reads() {
     ));
     engine.shutdown();
 }
+
+#[test]
+fn spawn_on_from_a_shard_reaches_another_shard() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 2);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let inner = engine.clone();
+    assert!(engine.spawn_on(sluice_engine::ShardId(0), move || async move {
+        let from = inner.current_shard();
+        let target = inner.clone();
+        assert!(inner.spawn_on(sluice_engine::ShardId(1), move || async move {
+            sender.send((from, target.current_shard())).expect("test waits");
+        }));
+    }));
+    let hops = receiver.recv_timeout(std::time::Duration::from_secs(10)).expect("task ran on shard 1");
+    assert_eq!(hops, (Some(sluice_engine::ShardId(0)), Some(sluice_engine::ShardId(1))));
+    engine.shutdown();
+}

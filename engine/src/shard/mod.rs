@@ -213,6 +213,16 @@ impl Shared {
             return false;
         }
         let job = Job::Run(Box::new(move |_state: &Rc<ShardState>| compio::runtime::spawn(task()).detach()));
+        if self.current_shard().is_some() {
+            // On a shard thread a full mailbox must not block the thread (its owner may be
+            // waiting on this shard): queue the send as a task instead.
+            let mailbox = mailbox.clone();
+            compio::runtime::spawn(async move {
+                let _dropped_when_stopping = mailbox.send(job).await;
+            })
+            .detach();
+            return true;
+        }
         mailbox.send_blocking(job).is_ok()
     }
 
