@@ -18,8 +18,8 @@
 //!
 //! Module map: `config` (flags, environment, TOML), `net` (listeners, connections, framing,
 //! limits), `dispatch` (API key to handler), `handlers` (one file per API), `error` (engine
-//! errors to Kafka codes), `metrics` (Prometheus), `groups` (the consumer group coordinator's
-//! place, not built yet).
+//! errors to Kafka codes), `metrics` (Prometheus), `groups` (the consumer group
+//! coordinator and committed offsets).
 //!
 //! ## Example
 //! ```no_run
