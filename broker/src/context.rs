@@ -17,6 +17,7 @@ use crate::config::BrokerConfig;
 use crate::groups::GroupShard;
 use crate::metrics::ShardMetrics;
 use crate::net::limits::ConnectionCounter;
+use crate::net::send::PipePool;
 use crate::producer_ids::ProducerIdAllocator;
 
 /// How clients see this broker.
@@ -96,12 +97,14 @@ pub(crate) struct ShardContext {
     pub(crate) shard: ShardId,
     /// This shard's part of the group coordinator.
     pub(crate) groups: GroupShard,
+    /// Pipes for sending file ranges with `splice`.
+    pub(crate) pipes: PipePool,
 }
 
 impl ShardContext {
     pub(crate) fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
         let groups = GroupShard::new(&shared, shard);
-        Self { shared, shard, groups }
+        Self { shared, shard, groups, pipes: PipePool::default() }
     }
 
     /// The engine handle.

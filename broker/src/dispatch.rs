@@ -27,11 +27,13 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
-use kafka_protocol::protocol::{Decodable, Request};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 
 use crate::context::ShardContext;
 use crate::handlers;
+use crate::handlers::fetch::FetchAnswer;
 use crate::net::framing::{HeaderPrefix, encode_response};
+use crate::net::send::Chunk;
 
 /// The versions of one API the broker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,8 @@ fn supported(key: ApiKey) -> Option<ApiRange> {
 pub(crate) enum Reply {
     /// Write this response frame.
     Frame(Bytes),
+    /// Write this response frame, made of memory and file chunks (Fetch).
+    Chunks(Vec<Chunk>),
     /// Write nothing (acks=0 produce).
     Silent,
     /// Close the connection after the replies before this one.
@@ -104,6 +108,24 @@ pub(crate) enum Outcome<T> {
     Silent,
     /// Close the connection (for example an acks=0 produce that failed, as Kafka does).
     Close(&'static str),
+}
+
+/// A handler's response, encoded as the reply to one request.
+pub(crate) trait Respond {
+    /// Encodes the frame answering request `correlation_id` at `version`.
+    fn reply(self, correlation_id: i32, version: i16) -> anyhow::Result<Reply>;
+}
+
+impl<R: Encodable + HeaderVersion> Respond for R {
+    fn reply(self, correlation_id: i32, version: i16) -> anyhow::Result<Reply> {
+        encode_response(correlation_id, version, &self).map(Reply::Frame)
+    }
+}
+
+impl Respond for FetchAnswer {
+    fn reply(self, correlation_id: i32, version: i16) -> anyhow::Result<Reply> {
+        Ok(Reply::Chunks(handlers::fetch::encode(correlation_id, version, self)))
+    }
 }
 
 /// Starts handling one request frame. The future decodes, runs the handler and encodes.
@@ -193,56 +215,61 @@ fn decode_body<R: Request>(mut body: Bytes, version: i16) -> Result<(), String> 
 fn route(shard: Rc<ShardContext>, key: ApiKey, header: &RequestHeader, body: Bytes) -> LocalBoxFuture<'static, Reply> {
     let call = Call { version: header.request_api_version, correlation_id: header.correlation_id };
     match key {
-        ApiKey::ApiVersions => run::<ApiVersionsRequest, _, _>(shard, call, body, handlers::api_versions::handle),
-        ApiKey::Metadata => run::<MetadataRequest, _, _>(shard, call, body, handlers::metadata::handle),
-        ApiKey::Produce => run::<ProduceRequest, _, _>(shard, call, body, handlers::produce::handle),
-        ApiKey::Fetch => run::<FetchRequest, _, _>(shard, call, body, handlers::fetch::handle),
-        ApiKey::ListOffsets => run::<ListOffsetsRequest, _, _>(shard, call, body, handlers::list_offsets::handle),
+        ApiKey::ApiVersions => run::<ApiVersionsRequest, _, _, _>(shard, call, body, handlers::api_versions::handle),
+        ApiKey::Metadata => run::<MetadataRequest, _, _, _>(shard, call, body, handlers::metadata::handle),
+        ApiKey::Produce => run::<ProduceRequest, _, _, _>(shard, call, body, handlers::produce::handle),
+        ApiKey::Fetch => run::<FetchRequest, _, _, _>(shard, call, body, handlers::fetch::handle),
+        ApiKey::ListOffsets => run::<ListOffsetsRequest, _, _, _>(shard, call, body, handlers::list_offsets::handle),
         ApiKey::OffsetForLeaderEpoch => {
-            run::<OffsetForLeaderEpochRequest, _, _>(shard, call, body, handlers::offset_for_leader_epoch::handle)
+            run::<OffsetForLeaderEpochRequest, _, _, _>(shard, call, body, handlers::offset_for_leader_epoch::handle)
         }
-        ApiKey::CreateTopics => run::<CreateTopicsRequest, _, _>(shard, call, body, handlers::create_topics::handle),
-        ApiKey::DeleteTopics => run::<DeleteTopicsRequest, _, _>(shard, call, body, handlers::delete_topics::handle),
+        ApiKey::CreateTopics => run::<CreateTopicsRequest, _, _, _>(shard, call, body, handlers::create_topics::handle),
+        ApiKey::DeleteTopics => run::<DeleteTopicsRequest, _, _, _>(shard, call, body, handlers::delete_topics::handle),
         ApiKey::CreatePartitions => {
-            run::<CreatePartitionsRequest, _, _>(shard, call, body, handlers::create_partitions::handle)
+            run::<CreatePartitionsRequest, _, _, _>(shard, call, body, handlers::create_partitions::handle)
         }
-        ApiKey::DeleteRecords => run::<DeleteRecordsRequest, _, _>(shard, call, body, handlers::delete_records::handle),
+        ApiKey::DeleteRecords => {
+            run::<DeleteRecordsRequest, _, _, _>(shard, call, body, handlers::delete_records::handle)
+        }
         ApiKey::DescribeConfigs => {
-            run::<DescribeConfigsRequest, _, _>(shard, call, body, handlers::describe_configs::handle)
+            run::<DescribeConfigsRequest, _, _, _>(shard, call, body, handlers::describe_configs::handle)
         }
-        ApiKey::AlterConfigs => run::<AlterConfigsRequest, _, _>(shard, call, body, handlers::alter_configs::handle),
-        ApiKey::IncrementalAlterConfigs => {
-            run::<IncrementalAlterConfigsRequest, _, _>(shard, call, body, handlers::incremental_alter_configs::handle)
-        }
+        ApiKey::AlterConfigs => run::<AlterConfigsRequest, _, _, _>(shard, call, body, handlers::alter_configs::handle),
+        ApiKey::IncrementalAlterConfigs => run::<IncrementalAlterConfigsRequest, _, _, _>(
+            shard,
+            call,
+            body,
+            handlers::incremental_alter_configs::handle,
+        ),
         ApiKey::DescribeCluster => {
-            run::<DescribeClusterRequest, _, _>(shard, call, body, handlers::describe_cluster::handle)
+            run::<DescribeClusterRequest, _, _, _>(shard, call, body, handlers::describe_cluster::handle)
         }
         ApiKey::DescribeLogDirs => {
-            run::<DescribeLogDirsRequest, _, _>(shard, call, body, handlers::describe_log_dirs::handle)
+            run::<DescribeLogDirsRequest, _, _, _>(shard, call, body, handlers::describe_log_dirs::handle)
         }
         ApiKey::InitProducerId => {
-            run::<InitProducerIdRequest, _, _>(shard, call, body, handlers::init_producer_id::handle)
+            run::<InitProducerIdRequest, _, _, _>(shard, call, body, handlers::init_producer_id::handle)
         }
         ApiKey::FindCoordinator => {
-            run::<FindCoordinatorRequest, _, _>(shard, call, body, handlers::find_coordinator::handle)
+            run::<FindCoordinatorRequest, _, _, _>(shard, call, body, handlers::find_coordinator::handle)
         }
         ApiKey::JoinGroup => {
             let client_id = header.client_id.as_ref().map(ToString::to_string).unwrap_or_default();
-            run::<JoinGroupRequest, _, _>(shard, call, body, move |shard, version, request| {
+            run::<JoinGroupRequest, _, _, _>(shard, call, body, move |shard, version, request| {
                 handlers::join_group::handle(shard, version, request, client_id)
             })
         }
-        ApiKey::SyncGroup => run::<SyncGroupRequest, _, _>(shard, call, body, handlers::sync_group::handle),
-        ApiKey::Heartbeat => run::<HeartbeatRequest, _, _>(shard, call, body, handlers::heartbeat::handle),
-        ApiKey::LeaveGroup => run::<LeaveGroupRequest, _, _>(shard, call, body, handlers::leave_group::handle),
-        ApiKey::OffsetCommit => run::<OffsetCommitRequest, _, _>(shard, call, body, handlers::offset_commit::handle),
-        ApiKey::OffsetFetch => run::<OffsetFetchRequest, _, _>(shard, call, body, handlers::offset_fetch::handle),
-        ApiKey::OffsetDelete => run::<OffsetDeleteRequest, _, _>(shard, call, body, handlers::offset_delete::handle),
-        ApiKey::ListGroups => run::<ListGroupsRequest, _, _>(shard, call, body, handlers::list_groups::handle),
+        ApiKey::SyncGroup => run::<SyncGroupRequest, _, _, _>(shard, call, body, handlers::sync_group::handle),
+        ApiKey::Heartbeat => run::<HeartbeatRequest, _, _, _>(shard, call, body, handlers::heartbeat::handle),
+        ApiKey::LeaveGroup => run::<LeaveGroupRequest, _, _, _>(shard, call, body, handlers::leave_group::handle),
+        ApiKey::OffsetCommit => run::<OffsetCommitRequest, _, _, _>(shard, call, body, handlers::offset_commit::handle),
+        ApiKey::OffsetFetch => run::<OffsetFetchRequest, _, _, _>(shard, call, body, handlers::offset_fetch::handle),
+        ApiKey::OffsetDelete => run::<OffsetDeleteRequest, _, _, _>(shard, call, body, handlers::offset_delete::handle),
+        ApiKey::ListGroups => run::<ListGroupsRequest, _, _, _>(shard, call, body, handlers::list_groups::handle),
         ApiKey::DescribeGroups => {
-            run::<DescribeGroupsRequest, _, _>(shard, call, body, handlers::describe_groups::handle)
+            run::<DescribeGroupsRequest, _, _, _>(shard, call, body, handlers::describe_groups::handle)
         }
-        ApiKey::DeleteGroups => run::<DeleteGroupsRequest, _, _>(shard, call, body, handlers::delete_groups::handle),
+        ApiKey::DeleteGroups => run::<DeleteGroupsRequest, _, _, _>(shard, call, body, handlers::delete_groups::handle),
         other => Box::pin(std::future::ready(Reply::Close(format!("{other:?} is advertised but has no handler")))),
     }
 }
@@ -254,12 +281,14 @@ struct Call {
     correlation_id: i32,
 }
 
-/// Decodes, runs and encodes one request of type `R`.
-fn run<R, F, Fut>(shard: Rc<ShardContext>, call: Call, mut body: Bytes, handler: F) -> LocalBoxFuture<'static, Reply>
+/// Decodes, runs and encodes one request of type `R`; the handler answers with `T`, the
+/// codec's response type except for Fetch.
+fn run<R, F, Fut, T>(shard: Rc<ShardContext>, call: Call, mut body: Bytes, handler: F) -> LocalBoxFuture<'static, Reply>
 where
     R: Request + 'static,
     F: FnOnce(Rc<ShardContext>, i16, R) -> Fut + 'static,
-    Fut: Future<Output = Outcome<R::Response>> + 'static,
+    Fut: Future<Output = Outcome<T>> + 'static,
+    T: Respond,
 {
     Box::pin(async move {
         let version = call.version;
@@ -268,8 +297,8 @@ where
             Err(reason) => return Reply::Close(format!("bad request body (api {}): {reason}", R::KEY)),
         };
         match handler(shard, version, request).await {
-            Outcome::Respond(response) => match encode_response(call.correlation_id, version, &response) {
-                Ok(frame) => Reply::Frame(frame),
+            Outcome::Respond(response) => match response.reply(call.correlation_id, version) {
+                Ok(reply) => reply,
                 Err(error) => {
                     tracing::error!(api = R::KEY, version, %error, "response does not encode");
                     Reply::Close("response does not encode".to_owned())

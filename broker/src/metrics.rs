@@ -34,7 +34,8 @@ pub(crate) struct ShardMetrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     batches_in: AtomicU64,
-    batches_out: AtomicU64,
+    /// Partition record sets sent in Fetch responses (each one file range, sent zero-copy).
+    record_sets_out: AtomicU64,
     connections_open: AtomicI64,
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
@@ -54,7 +55,7 @@ impl ShardMetrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             batches_in: AtomicU64::new(0),
-            batches_out: AtomicU64::new(0),
+            record_sets_out: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
@@ -90,9 +91,10 @@ impl ShardMetrics {
         self.batches_in.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Counts fetched batches.
-    pub(crate) fn add_batches_out(&self, count: u64) {
-        self.batches_out.fetch_add(count, Ordering::Relaxed);
+    /// Counts partition record sets sent in Fetch responses. Batches are not counted on the way
+    /// out: the broker never reads the bytes it sends.
+    pub(crate) fn add_record_sets_out(&self, count: u64) {
+        self.record_sets_out.fetch_add(count, Ordering::Relaxed);
     }
 
     /// A connection was accepted and is being served.
@@ -185,7 +187,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         ("sluice_bytes_in_total", |metrics| &metrics.bytes_in),
         ("sluice_bytes_out_total", |metrics| &metrics.bytes_out),
         ("sluice_batches_in_total", |metrics| &metrics.batches_in),
-        ("sluice_batches_out_total", |metrics| &metrics.batches_out),
+        ("sluice_fetch_record_sets_total", |metrics| &metrics.record_sets_out),
         ("sluice_connections_accepted_total", |metrics| &metrics.connections_accepted),
         ("sluice_connections_refused_total", |metrics| &metrics.connections_refused),
         ("sluice_frames_rejected_total", |metrics| &metrics.frames_rejected),

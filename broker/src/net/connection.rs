@@ -18,9 +18,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use compio::buf::BufResult;
-use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use futures_util::future::{Either, select};
@@ -30,6 +27,7 @@ use crate::context::ShardContext;
 use crate::dispatch::{self, Reply};
 use crate::net::framing::{self, FrameError, FrameReader, SIZE_PREFIX_BYTES};
 use crate::net::limits::{ConnectionSlot, MemoryBudget};
+use crate::net::send::{self, Chunk};
 
 /// A request read and being handled.
 struct InFlight {
@@ -110,7 +108,8 @@ const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 ///
 /// Replies of pipelined requests that are already finished when one is written go out with it
 /// in a single vectored write, so a client with several requests in flight costs one send per
-/// burst rather than one per request.
+/// burst rather than one per request. Fetch replies carry file ranges, which go out with
+/// `splice` between the memory parts (see `net::send`).
 async fn write_loop(
     mut stream: TcpStream,
     receiver: async_channel::Receiver<InFlight>,
@@ -126,13 +125,13 @@ async fn write_loop(
                 Err(_closed) => break,
             },
         };
-        let mut frames = Vec::new();
+        let mut chunks = Vec::new();
         let mut held_bytes = 0;
         let mut keep_open;
         loop {
             held_bytes += current.size_bytes;
-            keep_open = collect_reply(&shard, current, &mut frames).await;
-            let batch_bytes: usize = frames.iter().map(Bytes::len).sum();
+            keep_open = collect_reply(&shard, current, &mut chunks).await;
+            let batch_bytes: usize = chunks.iter().map(Chunk::len).sum();
             if !keep_open || batch_bytes >= WRITE_BATCH_BYTES_MAX {
                 break;
             }
@@ -145,12 +144,9 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if !frames.is_empty() {
-            let BufResult(written, _frames) = stream.write_vectored_all(frames).await;
-            if let Err(error) = written {
-                tracing::debug!(%error, "write failed");
-                keep_open = false;
-            }
+        if let Err(error) = send::write_chunks(&mut stream, chunks, &shard.pipes).await {
+            tracing::debug!(%error, "write failed");
+            keep_open = false;
         }
         budget.release(held_bytes);
         if !keep_open {
@@ -168,15 +164,20 @@ async fn write_loop(
     close_socket(&stream);
 }
 
-/// Waits for one reply and adds its frame to `frames`. Returns whether the connection stays open.
-async fn collect_reply(shard: &ShardContext, in_flight: InFlight, frames: &mut Vec<Bytes>) -> bool {
+/// Waits for one reply and adds its frame to `chunks`. Returns whether the connection stays open.
+async fn collect_reply(shard: &ShardContext, in_flight: InFlight, chunks: &mut Vec<Chunk>) -> bool {
     let reply = in_flight.reply.await;
     let metrics = shard.metrics();
     metrics.record_request(in_flight.api_key, in_flight.started.elapsed());
     match reply {
         Ok(Reply::Frame(frame)) => {
             metrics.add_bytes_out(frame.len() as u64);
-            frames.push(frame);
+            chunks.push(Chunk::Memory(frame));
+            true
+        }
+        Ok(Reply::Chunks(frame)) => {
+            metrics.add_bytes_out(frame.iter().map(|chunk| chunk.len() as u64).sum());
+            chunks.extend(frame);
             true
         }
         Ok(Reply::Silent) => true,

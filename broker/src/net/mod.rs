@@ -5,3 +5,4 @@ pub(crate) mod connection;
 pub(crate) mod framing;
 pub(crate) mod limits;
 pub(crate) mod listener;
+pub(crate) mod send;

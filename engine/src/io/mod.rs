@@ -150,9 +150,36 @@ pub(crate) fn lock_dir(dir: &Path) -> io::Result<Option<DirLock>> {
     Err(error)
 }
 
+/// Asks for a pipe buffer of `bytes` (`F_SETPIPE_SZ`) and returns the capacity the pipe has
+/// afterwards, which stays as it was when the kernel refuses the size (for example above
+/// `/proc/sys/fs/pipe-max-size` without CAP_SYS_RESOURCE). Used to size the pipes that carry
+/// [`FileRange`](crate::FileRange)s to sockets with `splice`.
+///
+/// # Errors
+/// When `pipe` is not a pipe.
+pub fn resize_pipe(pipe: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of this process; the
+    // descriptor is borrowed, so it stays open for the call. Its failure is not an error here.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, wanted) };
+    // SAFETY: as above; F_GETPIPE_SZ takes no argument.
+    let capacity = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    usize::try_from(capacity).map_err(|_| io::Error::last_os_error())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipes_are_resized_and_other_descriptors_refused() {
+        use std::os::fd::AsFd as _;
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        let capacity = resize_pipe(reader.as_fd(), 256 * 1024).expect("a pipe");
+        assert!(capacity >= 4096, "capacity {capacity}");
+        let file = tempfile::tempfile().expect("temp file");
+        assert!(resize_pipe(file.as_fd(), 65536).is_err(), "a regular file is not a pipe");
+    }
 
     #[test]
     fn countdown_fails_after_n_writes() {

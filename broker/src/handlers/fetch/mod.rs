@@ -10,28 +10,33 @@
 //! 4. answer when at least `min_bytes` were found, on any partition error, at `max_wait_ms`, or on
 //!    shutdown; otherwise wait for a listener to fire and go back to step 2.
 //!
-//! Records are copied from the engine's buffer into the response frame by the codec. This is
-//! where zero-copy belongs: a hand-written Fetch response encoder would write the frame header
-//! and per-partition headers, then hand the segment file ranges to `splice`/`sendfile` (or the
-//! engine's pool buffers to a vectored send) instead of copying them.
+//! Record bytes are never read by the broker: the engine answers each partition with a segment
+//! file range ([`Engine::read_range`](sluice_engine::Engine::read_range)), and the response
+//! encoder in [`response`] puts those ranges in the reply for the connection to `splice` from
+//! the page cache to the socket. As in Kafka, a range may end inside a batch (clients drop a
+//! partial last batch), and CRCs are not checked on this path: appends and recovery check them,
+//! clients check them again.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
+mod response;
+
+pub(crate) use response::encode;
+
 use futures_util::future::{LocalBoxFuture, join_all, select_all};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use sluice_engine::{Offset, PartitionOffsets, ReadError, TopicPartition};
+use kafka_protocol::messages::FetchRequest;
+use sluice_engine::{FileRange, Offset, PartitionOffsets, ReadError, TopicPartition};
 use uuid::Uuid;
 
-use super::{LEADER_EPOCH, code, topic_id_of, topic_name};
+use super::{LEADER_EPOCH, code, topic_id_of};
 use crate::clock;
 use crate::context::ShardContext;
 use crate::dispatch::Outcome;
 use crate::error::read_error_code;
-use crate::metrics::batch_count;
+pub(crate) use response::FetchAnswer;
+use response::{PartitionAnswer, TopicAnswer};
 
 /// `isolation_level` of read_committed.
 const READ_COMMITTED: i8 = 1;
@@ -51,7 +56,7 @@ struct Target {
 /// One topic of the request, resolved.
 #[derive(Debug)]
 struct TopicTargets {
-    name: Option<String>,
+    name: String,
     id: Uuid,
     partitions: Vec<Target>,
 }
@@ -60,14 +65,20 @@ struct TopicTargets {
 struct PartitionRead {
     error_code: i16,
     offsets: Option<PartitionOffsets>,
-    records: Vec<u8>,
+    records: Option<FileRange>,
 }
 
-pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: FetchRequest) -> Outcome<FetchResponse> {
+impl PartitionRead {
+    fn size_bytes(&self) -> usize {
+        self.records.as_ref().map_or(0, |range| range.size_bytes as usize)
+    }
+}
+
+pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: FetchRequest) -> Outcome<FetchAnswer> {
     // A positive epoch continues a session; none exists, since the broker never creates one.
     if request.session_epoch > 0 {
         let error_code = code(ResponseError::FetchSessionIdNotFound);
-        return Outcome::Respond(FetchResponse::default().with_error_code(error_code));
+        return Outcome::Respond(FetchAnswer { error_code, topics: Vec::new() });
     }
     let targets = resolve(&shard, version, &request);
     let deadline = clock::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
@@ -81,7 +92,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Fetch
             .filter_map(|target| target.partition.as_ref().and_then(|partition| shard.engine().listen(partition)))
             .collect();
         let reads = read_all(&shard, &targets).await;
-        let (response, found_bytes, failed) = assemble(&shard, version, &targets, reads, bytes_max, committed);
+        let (response, found_bytes, failed) = assemble(&shard, &targets, reads, bytes_max, committed);
         let now = clock::now();
         if found_bytes >= bytes_min || failed || now >= deadline || shard.shared.shutdown.is_started() {
             return Outcome::Respond(response);
@@ -125,7 +136,7 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
                 })
                 .collect();
             let name = info.as_ref().map_or_else(|| topic.topic.as_str().to_owned(), |info| info.name.to_string());
-            TopicTargets { name: Some(name), id: topic.topic_id, partitions }
+            TopicTargets { name, id: topic.topic_id, partitions }
         })
         .collect()
 }
@@ -137,11 +148,11 @@ async fn read_all(shard: &ShardContext, targets: &[TopicTargets]) -> Vec<Partiti
         let target = target.clone();
         async move {
             if let Some(error) = target.error {
-                return PartitionRead { error_code: code(error), offsets: None, records: Vec::new() };
+                return PartitionRead { error_code: code(error), offsets: None, records: None };
             }
             let Some(partition) = target.partition else {
                 let error_code = code(ResponseError::UnknownTopicOrPartition);
-                return PartitionRead { error_code, offsets: None, records: Vec::new() };
+                return PartitionRead { error_code, offsets: None, records: None };
             };
             read_one(&engine, &partition, target.fetch_offset, target.size_bytes_max).await
         }
@@ -156,9 +167,9 @@ async fn read_one(
     size_bytes_max: i32,
 ) -> PartitionRead {
     let result = if size_bytes_max <= 0 {
-        engine.offsets(partition).await.map(|offsets| (offsets, Vec::new()))
+        engine.offsets(partition).await.map(|offsets| (offsets, None))
     } else {
-        engine.read(partition, Offset(offset), size_bytes_max as u32).await.map(|read| (read.offsets, read.records))
+        engine.read_range(partition, Offset(offset), size_bytes_max as u32).await.map(|read| (read.offsets, read.range))
     };
     match result {
         Ok((offsets, records)) => PartitionRead { error_code: 0, offsets: Some(offsets), records },
@@ -172,37 +183,37 @@ async fn read_one(
                 }),
                 _ => None,
             };
-            PartitionRead { error_code: read_error_code(&error), offsets, records: Vec::new() }
+            PartitionRead { error_code: read_error_code(&error), offsets, records: None }
         }
     }
 }
 
-/// Builds the response from the reads, in request order, keeping the total under `bytes_max`.
-/// Returns the response, the record bytes it holds, and whether any partition failed.
+/// Builds the answer from the reads, in request order, keeping the total under `bytes_max`.
+/// Returns the answer, the record bytes it holds, and whether any partition failed.
 fn assemble(
     shard: &ShardContext,
-    version: i16,
     targets: &[TopicTargets],
     reads: Vec<PartitionRead>,
     bytes_max: usize,
-    committed: bool,
-) -> (FetchResponse, usize, bool) {
+    read_committed: bool,
+) -> (FetchAnswer, usize, bool) {
     let mut reads = reads.into_iter();
     let mut total_bytes = 0usize;
     let mut failed = false;
-    let mut batches = 0u64;
+    let mut ranges = 0u64;
     let mut topics = Vec::with_capacity(targets.len());
     for topic in targets {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for (target, read) in topic.partitions.iter().zip(reads.by_ref()) {
             failed |= read.error_code != 0;
-            let keep = total_bytes == 0 || total_bytes + read.records.len() <= bytes_max;
-            let records = if keep && !read.records.is_empty() {
-                total_bytes += read.records.len();
-                batches += batch_count(&read.records);
-                Bytes::from(read.records)
+            let size_bytes = read.size_bytes();
+            let keep = total_bytes == 0 || total_bytes + size_bytes <= bytes_max;
+            let records = if keep && size_bytes > 0 {
+                total_bytes += size_bytes;
+                ranges += 1;
+                read.records
             } else {
-                Bytes::new()
+                None
             };
             let offsets = read.offsets.unwrap_or(PartitionOffsets {
                 log_start_offset: Offset(-1),
@@ -210,22 +221,19 @@ fn assemble(
                 last_stable_offset: Offset(-1),
                 log_end_offset: Offset(-1),
             });
-            let partition = PartitionData::default()
-                .with_partition_index(target.index)
-                .with_error_code(read.error_code)
-                .with_high_watermark(offsets.high_watermark.0)
-                .with_last_stable_offset(offsets.last_stable_offset.0)
-                .with_log_start_offset(offsets.log_start_offset.0)
-                .with_aborted_transactions(committed.then(Vec::new))
-                .with_records(Some(records));
-            partitions.push(partition);
+            partitions.push(PartitionAnswer {
+                index: target.index,
+                error_code: read.error_code,
+                high_watermark: offsets.high_watermark.0,
+                last_stable_offset: offsets.last_stable_offset.0,
+                log_start_offset: offsets.log_start_offset.0,
+                read_committed,
+                records,
+            });
         }
-        let name =
-            if version < 13 { topic.name.as_deref().map(topic_name).unwrap_or_default() } else { TopicName::default() };
-        topics.push(
-            FetchableTopicResponse::default().with_topic(name).with_topic_id(topic.id).with_partitions(partitions),
-        );
+        let name = topic.name.clone();
+        topics.push(TopicAnswer { name, id: topic.id, partitions });
     }
-    shard.metrics().add_batches_out(batches);
-    (FetchResponse::default().with_session_id(0).with_responses(topics), total_bytes, failed)
+    shard.metrics().add_record_sets_out(ranges);
+    (FetchAnswer { error_code: 0, topics }, total_bytes, failed)
 }
