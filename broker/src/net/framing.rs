@@ -6,7 +6,7 @@
 //! request header's fixed part; a size that breaks either closes the connection before its body
 //! is read. Used by one connection's reader task, on its shard thread.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use compio::buf::BufResult;
 use compio::buf::{IntoInner, IoBufMut};
 use compio::io::{AsyncRead, AsyncReadExt};
@@ -117,33 +117,32 @@ pub(crate) fn encode_response<R: Encodable + HeaderVersion>(
 
 /// Reads size-prefixed frames from one socket.
 ///
-/// Small frames are cut from a reused 64 KiB buffer (one `recv` often brings several pipelined
-/// requests); a frame larger than the buffer is read straight into a buffer of its own size, so
-/// its body is copied only once.
+/// Small frames are split off a 64 KiB receive buffer without copying (one `recv` often brings
+/// several pipelined requests): a request's body shares the allocation it was received into,
+/// which stays alive until the last request cut from it is done, and the next receive goes to a
+/// fresh buffer meanwhile. A frame larger than the buffer is read straight into a buffer of its
+/// own size. Either way the body reaches the handler without a copy in user space.
 pub(crate) struct FrameReader {
     stream: TcpStream,
-    buffer: Vec<u8>,
-    /// Start of the unconsumed bytes in `buffer`.
-    head: usize,
+    /// Received bytes not yet cut into frames.
+    buffer: BytesMut,
     size_max: u32,
 }
 
 impl FrameReader {
     pub(crate) fn new(stream: TcpStream, size_max: u32) -> Self {
-        Self { stream, buffer: Vec::with_capacity(READ_BUFFER_BYTES), head: 0, size_max }
+        Self { stream, buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), size_max }
     }
 
     fn buffered(&self) -> &[u8] {
-        &self.buffer[self.head..]
+        &self.buffer
     }
 
-    /// Reads more bytes into the buffer, compacting it first. Returns `false` at end of stream.
+    /// Reads more bytes into the buffer. Returns `false` at end of stream.
     async fn fill(&mut self) -> Result<bool, FrameError> {
-        if self.head > 0 {
-            self.buffer.drain(..self.head);
-            self.head = 0;
-        }
         if self.buffer.capacity() - self.buffer.len() < READ_BUFFER_BYTES / 4 {
+            // Reuses the allocation when no frame cut from it is alive (moving the few bytes of
+            // a partial frame to its start), or allocates a new one.
             self.buffer.reserve(READ_BUFFER_BYTES);
         }
         let buffer = std::mem::take(&mut self.buffer);
@@ -180,16 +179,13 @@ impl FrameReader {
                     return Err(FrameError::Truncated);
                 }
             }
-            let start = self.head + SIZE_PREFIX_BYTES;
-            let frame = Bytes::copy_from_slice(&self.buffer[start..start + size]);
-            self.head += total;
-            return Ok(frame);
+            self.buffer.advance(SIZE_PREFIX_BYTES);
+            return Ok(self.buffer.split_to(size).freeze());
         }
         let mut body = Vec::with_capacity(size);
-        let available = (self.buffered().len() - SIZE_PREFIX_BYTES).min(size);
-        let start = self.head + SIZE_PREFIX_BYTES;
-        body.extend_from_slice(&self.buffer[start..start + available]);
-        self.head = start + available;
+        self.buffer.advance(SIZE_PREFIX_BYTES);
+        let available = self.buffered().len().min(size);
+        body.extend_from_slice(&self.buffer.split_to(available));
         while body.len() < size {
             // Read into the spare capacity, never past the frame's end: the bytes after it
             // belong to the next frame.
