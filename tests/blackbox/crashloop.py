@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from array import array
 import threading
 import time
 import uuid
@@ -35,6 +36,8 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, KafkaException, Pro
 from clients import base_conf, consume_range, create_topic, watermarks
 
 TIMESTAMP_BASE_MS = 1_700_000_000_000
+# Records read per consumer in a full check: bounds the check's memory.
+FULL_CHECK_WINDOW = 250_000
 
 
 def record_bytes(seq: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -63,6 +66,34 @@ class CommitState:
     attempted: dict[int, int] = field(default_factory=dict)
 
 
+class AckedOffsets:
+    """Per partition, the seq acknowledged at each offset (-1 where none was), in flat arrays.
+
+    Eight bytes per offset, so a 1,000-cycle run (tens of millions of records) stays a few
+    hundred MB where a dict of tuples would take tens of GB.
+    """
+
+    NONE = -1
+
+    def __init__(self, partitions: int):
+        self.seqs = [array("q") for _ in range(partitions)]
+        self.max_offset = [-1] * partitions
+
+    def add(self, partition: int, offset: int, seq: int) -> None:
+        seqs = self.seqs[partition]
+        if offset >= len(seqs):
+            seqs.extend(array("q", [self.NONE]) * (offset + 1 - len(seqs)))
+        assert seqs[offset] == self.NONE, \
+            f"offset {partition}/{offset} acknowledged twice (seq {seqs[offset]} and {seq})"
+        seqs[offset] = seq
+        self.max_offset[partition] = max(self.max_offset[partition], offset)
+
+    def get(self, partition: int, offset: int) -> int | None:
+        seqs = self.seqs[partition]
+        seq = seqs[offset] if 0 <= offset < len(seqs) else self.NONE
+        return None if seq == self.NONE else seq
+
+
 class CrashLoop:
     def __init__(self, broker, partitions: int = 3, seed: int = 1, kill_after_s: tuple[float, float] = (0.3, 1.5),
                  full_check_every: int = 10, log=print):
@@ -75,17 +106,22 @@ class CrashLoop:
         self.log = log
         self.topic = f"crash-loop-{uuid.uuid4().hex[:8]}"
         self.group = f"crash-loop-group-{uuid.uuid4().hex[:8]}"
-        self.acked: dict[tuple[int, int], int] = {}  # (partition, offset) -> seq
+        self.acked = AckedOffsets(partitions)
         self.next_seq = 0
         self.commits = CommitState()
         self.stats = Stats()
 
     # ------------------------------------------------------------ one cycle
 
-    def run(self, cycles: int) -> Stats:
+    def run(self, cycles: int, seconds_max: float | None = None) -> Stats:
+        """Runs `cycles` cycles, or fewer when `seconds_max` passes first (then a last full check)."""
         start = time.monotonic()
         create_topic(self.broker, self.topic, self.partitions)
         for cycle in range(cycles):
+            if seconds_max is not None and time.monotonic() - start > seconds_max:
+                self.log(f"time bound of {seconds_max:.0f} s reached after {cycle} cycles")
+                self._check_everything()
+                break
             new = self._produce_and_crash()
             self.broker.start()
             self._check_cycle(new)
@@ -144,9 +180,7 @@ class CrashLoop:
         producer.flush(10)  # everything not yet reported fails: the broker is down
         with lock:
             for partition, offset, seq in new:
-                assert (partition, offset) not in self.acked, \
-                    f"offset {partition}/{offset} acknowledged twice (seq {self.acked[(partition, offset)]} and {seq})"
-                self.acked[(partition, offset)] = seq
+                self.acked.add(partition, offset, seq)
             self.stats.acked += len(new)
             return list(new)
 
@@ -180,10 +214,10 @@ class CrashLoop:
 
     def _check_cycle(self, new: list[tuple[int, int, int]]) -> None:
         marks = watermarks(self.broker, self.topic, list(range(self.partitions)))
-        for (partition, offset) in self.acked:
-            low, high = marks[partition]
+        for partition, (low, high) in marks.items():
             assert low == 0, f"partition {partition}: log start moved to {low}"
-            assert offset < high, f"acknowledged {partition}/{offset} is at or past the high watermark {high}"
+            last = self.acked.max_offset[partition]
+            assert last < high, f"acknowledged {partition}/{last} is at or past the high watermark {high}"
         if new:
             ranges = {}
             for partition, offset, _ in new:
@@ -193,11 +227,14 @@ class CrashLoop:
         self._check_commits()
 
     def _check_everything(self) -> None:
+        """Reads every partition from its start, in windows so that memory stays bounded."""
         marks = watermarks(self.broker, self.topic, list(range(self.partitions)))
-        got = consume_range(self.broker, self.topic, marks, timeout_s=300)
-        self._compare(got, marks, dense=True)
-        missing = [key for key in self.acked if key[1] >= marks[key[0]][1]]
-        assert not missing, f"{len(missing)} acknowledged records past the high watermark, first {missing[0]}"
+        for partition, (low, high) in marks.items():
+            last = self.acked.max_offset[partition]
+            assert last < high, f"acknowledged {partition}/{last} is past the high watermark {high}"
+            for start in range(low, high, FULL_CHECK_WINDOW):
+                window = {partition: (start, min(start + FULL_CHECK_WINDOW, high))}
+                self._compare(consume_range(self.broker, self.topic, window, timeout_s=300), window, dense=True)
 
     def _compare(self, got, ranges, dense: bool) -> None:
         for partition, records in got.items():
@@ -208,7 +245,7 @@ class CrashLoop:
                     f"partition {partition}: offsets are not dense from {start} to {end - 1} " \
                     f"({len(offsets)} read, first {offsets[:3]}, last {offsets[-3:]})"
             for g in records:
-                seq = self.acked.get((partition, g.offset))
+                seq = self.acked.get(partition, g.offset)
                 if seq is None:
                     continue  # written but never acknowledged: allowed to survive
                 key, value, headers = record_bytes(seq)
@@ -221,7 +258,7 @@ class CrashLoop:
                 self.stats.verified_reads += 1
         for partition, (start, end) in ranges.items():
             present = {g.offset for g in got.get(partition, [])}
-            lost = [o for o in range(start, end) if (partition, o) in self.acked and o not in present]
+            lost = [o for o in range(start, end) if self.acked.get(partition, o) is not None and o not in present]
             assert not lost, f"partition {partition}: acknowledged offsets {lost[:5]} are missing"
 
     def _check_commits(self) -> None:

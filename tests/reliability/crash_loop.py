@@ -31,6 +31,8 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--full-check-every", type=int, default=25)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop after this many minutes (at a cycle boundary, after a full check)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sluice-crash-loop-"))
     broker = Broker(workdir, "crash-loop")
@@ -39,7 +41,8 @@ def main() -> int:
     loop = CrashLoop(broker, partitions=args.partitions, seed=args.seed, full_check_every=args.full_check_every,
                      log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
     try:
-        stats = loop.run(args.cycles)
+        seconds_max = None if args.max_minutes is None else args.max_minutes * 60
+        stats = loop.run(args.cycles, seconds_max)
     except AssertionError as error:
         print(f"FAILED after {loop.stats.cycles} cycles (seed {args.seed}): {error}", flush=True)
         return 1
