@@ -219,6 +219,40 @@ def test_configs_given_at_creation_are_described_as_topic_overrides(broker):
         assert source_of(configs[name]) == ConfigSource.DYNAMIC_TOPIC_CONFIG
 
 
+def test_describe_configs_reports_synonyms_in_precedence_order(broker):
+    """librdkafka asks for synonyms: an override lists itself first, then Kafka's default under
+    the broker's name for the setting; a config left alone lists only that default."""
+    topic = unique_topic("synonyms")
+    create_topic(broker, topic, 1, {"retention.ms": "123456"})
+    configs = describe(broker, topic)
+    chain = [(name, syn.value, source_of(syn)) for name, syn in configs["retention.ms"].synonyms.items()]
+    assert chain[0] == ("retention.ms", "123456", ConfigSource.DYNAMIC_TOPIC_CONFIG), chain
+    assert ("log.retention.ms", "604800000", ConfigSource.DEFAULT_CONFIG) in chain, chain
+    defaults = [(name, source_of(syn)) for name, syn in configs["segment.bytes"].synonyms.items()]
+    assert defaults == [("log.segment.bytes", ConfigSource.DEFAULT_CONFIG)], defaults
+
+
+def test_kafka_python_describe_configs_with_synonyms(broker):
+    from kafka.admin import ConfigResource as KpConfigResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+
+    topic = unique_topic("kp-synonyms")
+    create_topic(broker, topic, 1, {"cleanup.policy": "compact"})
+    client = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15_000)
+    try:
+        described = client.describe_configs([KpConfigResource(ConfigResourceType.TOPIC, topic)],
+                                            include_synonyms=True, config_filter="all")
+    finally:
+        client.close()
+    (by_name,) = [names for names in described.values()]
+    entry = by_name[topic]["cleanup.policy"]
+    assert (entry["value"], entry["config_source"]) == ("compact", "DYNAMIC_TOPIC_CONFIG"), entry
+    assert entry["synonyms"] == [
+        {"name": "cleanup.policy", "value": "compact", "source": "DYNAMIC_TOPIC_CONFIG"},
+        {"name": "log.cleanup.policy", "value": "delete", "source": "DEFAULT_CONFIG"},
+    ], entry
+
+
 def test_incremental_alter_configs_sets_and_deletes_overrides(broker):
     topic = unique_topic("incremental")
     create_topic(broker, topic, 1)

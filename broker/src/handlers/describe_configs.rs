@@ -1,11 +1,15 @@
 //! DescribeConfigs (v1-v4) for topics (every config with its value and source) and for this
 //! broker (its static settings, and the topic defaults under Kafka's broker names). Broker
-//! loggers have no configs to show. Synonyms and documentation are not reported.
+//! loggers have no configs to show. With `include_synonyms`, each config lists where its value
+//! could come from, highest precedence first, as Kafka does: the topic's own setting, the
+//! broker's setting under its broker name, and Kafka's default. Documentation is not reported.
 
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::TopicConfig;
@@ -59,7 +63,14 @@ pub(crate) async fn handle(
                     let configs = entries
                         .into_iter()
                         .filter(|(name, _, _)| keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name)))
-                        .map(|(name, value, source)| entry(version, resource.resource_type, &name, value, source))
+                        .map(|(name, value, source)| {
+                            let synonyms = if request.include_synonyms {
+                                synonyms(&shard, resource.resource_type, &name, &value, source)
+                            } else {
+                                Vec::new()
+                            };
+                            entry(version, resource.resource_type, &name, value, source).with_synonyms(synonyms)
+                        })
                         .collect();
                     result.with_configs(configs)
                 }
@@ -107,6 +118,48 @@ fn entry(version: i16, resource_type: i8, name: &str, value: String, source: i8)
         .with_config_source(source)
         .with_read_only(resource_type == RESOURCE_TYPE_BROKER);
     if version >= 3 { result.with_config_type(config_type(name)) } else { result }
+}
+
+fn synonym(name: &str, value: String, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(StrBytes::from_string(value)))
+        .with_source(source)
+}
+
+/// The synonyms of one config, highest precedence first. A topic config: its own setting when
+/// the topic overrides it, the broker's setting when it differs from Kafka's default, then
+/// Kafka's default (both under the broker name, for configs that have one). A broker setting:
+/// itself.
+fn synonyms(
+    shard: &ShardContext,
+    resource_type: i8,
+    name: &str,
+    value: &str,
+    source: i8,
+) -> Vec<DescribeConfigsSynonym> {
+    if resource_type != RESOURCE_TYPE_TOPIC {
+        return vec![synonym(name, value.to_owned(), source)];
+    }
+    let value_of =
+        |config: &TopicConfig| config.entries().into_iter().find(|(key, _)| key == name).map(|(_, value)| value);
+    let mut synonyms = Vec::new();
+    if source == SOURCE_TOPIC {
+        synonyms.push(synonym(name, value.to_owned(), SOURCE_TOPIC));
+    }
+    if let Some((_, broker_name)) = BROKER_NAMES.iter().find(|(topic_name, _)| *topic_name == name) {
+        let broker_value = value_of(&shard.config().default_topic_config);
+        let kafka_default = value_of(&TopicConfig::default());
+        if let Some(broker_value) = broker_value.clone().filter(|_| broker_value != kafka_default) {
+            synonyms.push(synonym(broker_name, broker_value, SOURCE_STATIC_BROKER));
+        }
+        if let Some(kafka_default) = kafka_default {
+            synonyms.push(synonym(broker_name, kafka_default, SOURCE_DEFAULT));
+        }
+    } else if source != SOURCE_TOPIC {
+        synonyms.push(synonym(name, value.to_owned(), source));
+    }
+    synonyms
 }
 
 /// Every config of a topic, by Kafka name.
