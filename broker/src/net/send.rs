@@ -11,6 +11,12 @@
 //! While a write holds a file range the socket is corked (`TCP_CORK`), so the response header
 //! written from memory and the records spliced after it leave in full segments; the cork is
 //! removed when the write ends, which pushes out what remains.
+//!
+//! io_uring runs splices on its worker threads, and a splice into a full socket would keep its
+//! worker waiting for as long as the client does not read: a slow consumer would hold a kernel
+//! thread. So a pipe -> socket splice moves at most the room the socket has (its send buffer
+//! less what is queued, from `SO_MEMINFO`), and when there is little room the connection waits
+//! for the socket to become writable with an io_uring poll, which holds no thread.
 
 use std::cell::RefCell;
 use std::io;
@@ -19,7 +25,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use compio::buf::BufResult;
-use compio::driver::SharedFd;
+use compio::driver::op::{Interest, PollOnce};
+use compio::driver::{SharedFd, ToSharedFd};
 use compio::fs::pipe::{Receiver, Sender, anonymous};
 use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
@@ -147,7 +154,15 @@ async fn send_range(stream: &TcpStream, range: &FileRange, pipes: &PipePool) -> 
         }
         let mut in_pipe = moved;
         while in_pipe > 0 {
-            let sent = compio::fs::pipe::splice(&pipe.reader, stream, in_pipe).await?;
+            let room = match socket_room(stream) {
+                Some(room) if room < in_pipe.min(ROOM_MIN_BYTES) => {
+                    wait_writable(stream).await?;
+                    continue;
+                }
+                Some(room) => room.min(in_pipe),
+                None => in_pipe,
+            };
+            let sent = compio::fs::pipe::splice(&pipe.reader, stream, room).await?;
             if sent == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -158,6 +173,29 @@ async fn send_range(stream: &TcpStream, range: &FileRange, pipes: &PipePool) -> 
     }
     pipes.put(pipe);
     Ok(())
+}
+
+/// Below this much room in the socket (or the bytes left, if fewer), wait for writability
+/// rather than splice a sliver.
+const ROOM_MIN_BYTES: usize = 16 * 1024;
+
+/// Bytes the socket can queue now without blocking: its send buffer less what is queued, both
+/// counted as the kernel counts them (`SO_MEMINFO`), less a margin for per-packet overhead.
+/// `None` when the kernel does not say.
+fn socket_room(stream: &TcpStream) -> Option<usize> {
+    let meminfo = sluice_engine::io::socket_meminfo(stream.as_fd()).ok()?;
+    let send_buffer = meminfo.get(libc::SK_MEMINFO_SNDBUF as usize)?;
+    let queued = meminfo.get(libc::SK_MEMINFO_WMEM_QUEUED as usize)?;
+    // Each packet costs its header's memory on top of the bytes: keep a quarter in hand.
+    let room = send_buffer.saturating_sub(*queued) as usize;
+    Some(room - room / 4)
+}
+
+/// Waits until the socket is writable (an io_uring poll: no thread waits).
+async fn wait_writable(stream: &TcpStream) -> io::Result<()> {
+    let poll = PollOnce::new(stream.to_shared_fd(), Interest::Writable);
+    let BufResult(result, _) = compio::runtime::submit(poll).await;
+    result.map(drop)
 }
 
 fn set_cork(stream: &TcpStream, cork: bool) {
@@ -176,6 +214,17 @@ mod tests {
     /// order, including a range larger than any pipe and one starting mid-page.
     #[test]
     fn memory_and_file_chunks_arrive_in_order() {
+        send_and_check(std::time::Duration::ZERO);
+    }
+
+    /// A reader that waits before reading fills the socket: the sender must wait for room (in
+    /// an io_uring poll) and still deliver every byte in order.
+    #[test]
+    fn a_slow_reader_gets_every_byte() {
+        send_and_check(std::time::Duration::from_millis(300));
+    }
+
+    fn send_and_check(reader_delay: std::time::Duration) {
         let mut file = tempfile::tempfile().expect("temp file");
         let contents: Vec<u8> =
             (0..3_000_000u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
@@ -201,6 +250,7 @@ mod tests {
         expected.extend_from_slice(b"end");
         let reader = std::thread::spawn(move || {
             let (mut socket, _) = listener.accept().expect("accept");
+            std::thread::sleep(reader_delay);
             let mut received = Vec::new();
             socket.read_to_end(&mut received).expect("read");
             received

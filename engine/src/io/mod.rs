@@ -167,6 +167,33 @@ pub fn resize_pipe(pipe: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Resul
     usize::try_from(capacity).map_err(|_| io::Error::last_os_error())
 }
 
+/// Counters `SO_MEMINFO` reports (`SK_MEMINFO_VARS` in linux/sock_diag.h; the kernel writes no
+/// more than the buffer given).
+pub const SK_MEMINFO_VARS: usize = 9;
+
+/// The socket's memory counters (`SO_MEMINFO`, indexed by `libc::SK_MEMINFO_*`): send buffer
+/// size, bytes queued for sending, and so on. Used to size sends from pipes so that they never
+/// wait for a slow reader.
+///
+/// # Errors
+/// When `socket` is not a socket.
+pub fn socket_meminfo(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<[u32; SK_MEMINFO_VARS]> {
+    let mut meminfo = [0u32; SK_MEMINFO_VARS];
+    let mut length = libc::socklen_t::try_from(std::mem::size_of_val(&meminfo)).unwrap_or(libc::socklen_t::MAX);
+    // SAFETY: the kernel writes at most `length` bytes into `meminfo`, which is that long, and
+    // stores the length it wrote in `length`; the descriptor is borrowed for the call.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            meminfo.as_mut_ptr().cast(),
+            &raw mut length,
+        )
+    };
+    if result == 0 { Ok(meminfo) } else { Err(io::Error::last_os_error()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +206,17 @@ mod tests {
         assert!(capacity >= 4096, "capacity {capacity}");
         let file = tempfile::tempfile().expect("temp file");
         assert!(resize_pipe(file.as_fd(), 65536).is_err(), "a regular file is not a pipe");
+    }
+
+    #[test]
+    fn socket_meminfo_reports_a_send_buffer() {
+        use std::os::fd::AsFd as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let socket = std::net::TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let meminfo = socket_meminfo(socket.as_fd()).expect("a socket");
+        assert!(meminfo[libc::SK_MEMINFO_SNDBUF as usize] > 0, "{meminfo:?}");
+        let file = tempfile::tempfile().expect("temp file");
+        assert!(socket_meminfo(file.as_fd()).is_err(), "a regular file is not a socket");
     }
 
     #[test]
