@@ -116,7 +116,10 @@ class CrashLoop:
     def run(self, cycles: int, seconds_max: float | None = None) -> Stats:
         """Runs `cycles` cycles, or fewer when `seconds_max` passes first (then a last full check)."""
         start = time.monotonic()
-        create_topic(self.broker, self.topic, self.partitions)
+        # Records carry timestamps from 2023 (TIMESTAMP_BASE_MS): with the default retention.ms
+        # of 7 days, the first segment to roll (at 1 GiB, around cycle 390) would be deleted by
+        # retention, as Kafka would, and the log start would move. Keep everything.
+        create_topic(self.broker, self.topic, self.partitions, {"retention.ms": "-1", "retention.bytes": "-1"})
         for cycle in range(cycles):
             if seconds_max is not None and time.monotonic() - start > seconds_max:
                 self.log(f"time bound of {seconds_max:.0f} s reached after {cycle} cycles")
