@@ -141,8 +141,7 @@ fn synonyms(
     if resource_type != RESOURCE_TYPE_TOPIC {
         return vec![synonym(name, value.to_owned(), source)];
     }
-    let value_of =
-        |config: &TopicConfig| config.entries().into_iter().find(|(key, _)| key == name).map(|(_, value)| value);
+    let value_of = |config: &TopicConfig| config_value(config, name);
     let mut synonyms = Vec::new();
     if source == SOURCE_TOPIC {
         synonyms.push(synonym(name, value.to_owned(), SOURCE_TOPIC));
@@ -162,6 +161,11 @@ fn synonyms(
     synonyms
 }
 
+/// The value `config` has for the topic config `name`.
+fn config_value(config: &TopicConfig, name: &str) -> Option<String> {
+    config.entries().into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
+}
+
 /// Every config of a topic, by Kafka name.
 pub(crate) fn describe_topic_config(config: &TopicConfig) -> Vec<(String, String)> {
     config.entries()
@@ -169,8 +173,7 @@ pub(crate) fn describe_topic_config(config: &TopicConfig) -> Vec<(String, String
 
 /// Where a topic config's value comes from: set on the topic, a broker default, or Kafka's.
 pub(crate) fn config_source(shard: &ShardContext, name: &str, value: &str) -> i8 {
-    let value_of =
-        |config: &TopicConfig| config.entries().into_iter().find(|(key, _)| key == name).map(|(_, value)| value);
+    let value_of = |config: &TopicConfig| config_value(config, name);
     let broker_default = value_of(&shard.config().default_topic_config);
     if broker_default.as_deref() != Some(value) {
         SOURCE_TOPIC
