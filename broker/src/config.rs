@@ -116,6 +116,10 @@ pub struct Args {
     /// Pin each shard thread to a core [default: true].
     #[arg(long, env = "SLUICE_PIN_SHARDS", value_name = "BOOL")]
     pub pin_shards: Option<bool>,
+    /// How far ahead of acks=all appends a partition keeps its active segment written with
+    /// synced zeros, so that each fsync writes data only; 0 turns it off [default: 2097152].
+    #[arg(long, env = "SLUICE_PREALLOCATE_BYTES", value_name = "BYTES")]
+    pub preallocate_bytes: Option<u64>,
 }
 
 /// The TOML file's contents.
@@ -141,6 +145,7 @@ struct FileConfig {
     max_in_flight_requests: Option<u32>,
     connection_memory_bytes_max: Option<u64>,
     pin_shards: Option<bool>,
+    preallocate_bytes: Option<u64>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -196,6 +201,8 @@ pub struct BrokerConfig {
     pub limits: Limits,
     /// Pin shard threads to cores.
     pub pin_shards: bool,
+    /// Zero-filled space kept ahead of durable appends (`EngineConfig::preallocate_bytes`).
+    pub preallocate_bytes: u64,
     /// How long shutdown waits for in-flight requests before closing connections, in ms.
     pub shutdown_timeout_ms: u64,
 }
@@ -215,6 +222,7 @@ impl BrokerConfig {
             default_topic_config: TopicConfig::default(),
             limits: Limits::default(),
             pin_shards: true,
+            preallocate_bytes: sluice_engine::config::PREALLOCATE_BYTES_DEFAULT,
             shutdown_timeout_ms: 10_000,
         }
     }
@@ -242,6 +250,8 @@ impl BrokerConfig {
         config.auto_create_topics = args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true);
         config.num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
         config.pin_shards = args.pin_shards.or(file.pin_shards).unwrap_or(true);
+        config.preallocate_bytes =
+            args.preallocate_bytes.or(file.preallocate_bytes).unwrap_or(config.preallocate_bytes);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);
@@ -327,19 +337,21 @@ mod tests {
         assert!(config.auto_create_topics);
         assert_eq!(config.num_partitions, 1);
         assert_eq!(config.limits.request_size_bytes_max, 100 * 1024 * 1024);
+        assert_eq!(config.preallocate_bytes, sluice_engine::config::PREALLOCATE_BYTES_DEFAULT);
     }
 
     #[test]
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sluice.toml");
-        let text = "\"num.partitions\" = 3\nlisten = \"127.0.0.1:1\"\n[topic_defaults]\n\"retention.ms\" = 5000\n";
+        let text = "\"num.partitions\" = 3\nlisten = \"127.0.0.1:1\"\npreallocate_bytes = 0\n[topic_defaults]\n\"retention.ms\" = 5000\n";
         std::fs::write(&path, text).expect("write");
         let args = Args { config: Some(path), listen: Some("127.0.0.1:2".to_owned()), ..Args::default() };
         let config = BrokerConfig::from_args(args).expect("valid");
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.default_topic_config.retention_ms, 5000);
+        assert_eq!(config.preallocate_bytes, 0, "from the file");
     }
 
     #[test]

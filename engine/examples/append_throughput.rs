@@ -1,9 +1,11 @@
 //! Measures append throughput of 16 KiB batches with several appends in flight, buffered
 //! (acks=1) and durable (acks=all, group-committed fdatasync), on one partition.
 //!
-//! `cargo run --release -p sluice-engine --example append_throughput -- [DIR] [MIB] [IN_FLIGHT]`
+//! `cargo run --release -p sluice-engine --example append_throughput -- [DIR] [MIB] [IN_FLIGHT] [PREALLOCATE_KIB]`
 //! DIR defaults to a temp dir (use one on the disk you want to measure), MIB to 1024,
-//! IN_FLIGHT to 32. Prints one line per mode with MiB/s and appends/s.
+//! IN_FLIGHT to 32, PREALLOCATE_KIB to the engine's default (`EngineConfig::preallocate_bytes`;
+//! 0 turns zero-filling ahead of durable appends off). Prints one line per mode with MiB/s and
+//! appends/s.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -61,6 +63,9 @@ fn main() {
     let in_flight: usize = args.next().and_then(|value| value.parse().ok()).unwrap_or(32);
     let mut config = EngineConfig::new(&dir);
     config.shard_count = Some(1);
+    if let Some(kib) = args.next().and_then(|value| value.parse::<u64>().ok()) {
+        config.preallocate_bytes = kib << 10;
+    }
     let engine = Engine::open(config).expect("open");
     for (topic, durable) in [("buffered", false), ("durable", true)] {
         if engine.topic(topic).is_none() {

@@ -227,6 +227,9 @@ impl TopicConfig {
     }
 }
 
+/// The default of [`EngineConfig::preallocate_bytes`]: 2 MiB.
+pub const PREALLOCATE_BYTES_DEFAULT: u64 = 2 << 20;
+
 /// Everything needed to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -244,6 +247,11 @@ pub struct EngineConfig {
     pub default_topic_config: TopicConfig,
     /// How often each shard checks retention and time-based rolls, in milliseconds.
     pub retention_check_interval_ms: u64,
+    /// How far ahead of durable appends a partition keeps its active segment written with
+    /// synced zeros, so that the fdatasync of an acks=all append writes data only, not the
+    /// file's size and block allocation. Zero turns it off. Partitions taking only non-durable
+    /// appends never preallocate.
+    pub preallocate_bytes: u64,
     /// Faults to inject into storage I/O (tests only; `None` in production).
     pub faults: Option<Arc<FaultInjector>>,
 }
@@ -259,6 +267,7 @@ impl EngineConfig {
             ring_entries: 1024,
             default_topic_config: TopicConfig::default(),
             retention_check_interval_ms: 30_000,
+            preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
             faults: None,
         }
     }

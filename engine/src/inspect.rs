@@ -18,14 +18,19 @@ pub struct LogReport {
     pub batches: Vec<(u64, BatchHeader)>,
     /// Bytes of valid batches (a prefix of the file).
     pub valid_size_bytes: u64,
-    /// The file's size; larger than `valid_size_bytes` when the tail is torn or corrupt.
+    /// The file's size; larger than `valid_size_bytes` when the tail is torn or corrupt, or
+    /// zero-filled.
     pub file_size_bytes: u64,
+    /// Every byte past the valid prefix is zero: space a broker zero-filled ahead of its
+    /// appends (left in place when it stopped without closing the segment), which its recovery
+    /// truncates. Such a tail is not corruption.
+    pub zero_tail: bool,
 }
 
 impl LogReport {
-    /// Whether every byte of the file belongs to a valid batch.
+    /// Whether every byte of the file belongs to a valid batch, or to a zero-filled tail.
     pub fn is_clean(&self) -> bool {
-        self.valid_size_bytes == self.file_size_bytes
+        self.valid_size_bytes == self.file_size_bytes || self.zero_tail
     }
 }
 
@@ -65,6 +70,7 @@ pub fn scan_log(path: &Path) -> io::Result<LogReport> {
         batches,
         valid_size_bytes: outcome.summary.size_bytes,
         file_size_bytes: outcome.file_size_bytes,
+        zero_tail: outcome.zero_tail,
     })
 }
 

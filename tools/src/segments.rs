@@ -204,6 +204,17 @@ fn dump_log(path: &Path, with_records: bool, output: Output) -> Result<(Value, b
         }
         batches.push(document);
     }
+    if report.zero_tail && report.valid_size_bytes < report.file_size_bytes {
+        push_fmt(
+            &mut text,
+            format_args!(
+                "bytes {}..{} of {} are zero-filled space past the last batch (preallocated; recovery truncates it)\n",
+                report.valid_size_bytes,
+                report.file_size_bytes,
+                path.display()
+            ),
+        );
+    }
     if !report.is_clean() {
         push_fmt(
             &mut text,
@@ -220,7 +231,8 @@ fn dump_log(path: &Path, with_records: bool, output: Output) -> Result<(Value, b
     }
     let document = json!({
         "file": path.display().to_string(), "base_offset": report.base_offset, "file_size_bytes": report.file_size_bytes,
-        "valid_size_bytes": report.valid_size_bytes, "clean": report.is_clean(), "batches": batches,
+        "valid_size_bytes": report.valid_size_bytes, "zero_tail": report.zero_tail, "clean": report.is_clean(),
+        "batches": batches,
     });
     Ok((document, report.is_clean()))
 }

@@ -11,6 +11,8 @@
 //!    is done. One fsync at a time per partition; appends arriving while it runs share the next
 //!    one (group commit). The fsync's completion makes the durable appends it covered visible.
 
+use std::rc::Rc;
+
 use compio::io::AsyncWriteAtExt;
 
 use super::producer::{SequenceCheck, SequenceError};
@@ -45,6 +47,7 @@ impl Drop for SyncingGuard<'_> {
 /// Where an assigned write goes.
 struct Reservation {
     sequence: u64,
+    segment_base: i64,
     file: compio::fs::File,
     position: u64,
     result: AppendResult,
@@ -52,7 +55,11 @@ struct Reservation {
 }
 
 impl Partition {
-    pub(crate) async fn append(&self, mut bytes: Vec<u8>, options: AppendOptions) -> Result<AppendResult, AppendError> {
+    pub(crate) async fn append(
+        self: &Rc<Self>,
+        mut bytes: Vec<u8>,
+        options: AppendOptions,
+    ) -> Result<AppendResult, AppendError> {
         if self.failed.get() {
             return Err(AppendError::StorageFailed { partition: self.id.clone() });
         }
@@ -61,6 +68,11 @@ impl Partition {
             Ok(reservation) => reservation,
             Err(duplicate) => return Ok(duplicate),
         };
+        let end_position = reservation.position + bytes.len() as u64;
+        if options.durable {
+            self.preallocate(reservation.segment_base);
+        }
+        self.wait_for_fill(reservation.segment_base, reservation.position, end_position).await;
         let written = self.write(reservation.file, bytes, reservation.position).await;
         if let Err(source) = written {
             self.fail(&source);
@@ -196,7 +208,7 @@ impl Partition {
             log_start_offset: Offset(log.log_start_offset),
             duplicate: false,
         };
-        Ok(Ok(Reservation { sequence, file, position, result, record_count }))
+        Ok(Ok(Reservation { sequence, segment_base, file, position, result, record_count }))
     }
 
     /// Step 3: writes the whole buffer at `position`.
@@ -298,21 +310,24 @@ impl Partition {
         // The guard clears `syncing` even when this future is dropped mid-fsync (a cancelled
         // task), so later syncs never wait for one that will not finish.
         let syncing_guard = SyncingGuard::start(self);
-        let (target, files, active) = {
+        let (target, rolled, active) = {
             let mut log = self.log.borrow_mut();
-            let files = std::mem::take(&mut log.unsynced_files);
-            (log.written_sequence, files, log.active().file.clone())
+            let rolled = std::mem::take(&mut log.unsynced_files);
+            (log.written_sequence, rolled, log.active().file.clone())
         };
         let started = crate::clock::monotonic();
         let mut outcome = Ok(());
-        for file in files.iter().chain(std::iter::once(&active)) {
-            outcome = match self.check_fault(FaultKind::Sync) {
-                Ok(()) => file.sync_data().await,
-                Err(error) => Err(error),
-            };
+        for (base, file) in &rolled {
+            outcome = self.sync_rolled(*base, file).await;
             if outcome.is_err() {
                 break;
             }
+        }
+        if outcome.is_ok() {
+            outcome = match self.check_fault(FaultKind::Sync) {
+                Ok(()) => active.sync_data().await,
+                Err(error) => Err(error),
+            };
         }
         drop(syncing_guard);
         match outcome {
@@ -336,6 +351,16 @@ impl Partition {
         }
     }
 
+    /// Fsyncs a rolled segment, first truncating the zeros a fill left past its batches.
+    async fn sync_rolled(&self, base: i64, file: &compio::fs::File) -> std::io::Result<()> {
+        self.check_fault(FaultKind::Sync)?;
+        if self.log.borrow().zero_tails.contains(&base) {
+            self.truncate_zero_tail(base).await
+        } else {
+            file.sync_data().await
+        }
+    }
+
     /// Starts a new active segment at the log end. The old one is fsynced by the next sync.
     pub(super) fn roll(&self, log: &mut Log, now_ms: i64) -> std::io::Result<()> {
         let base = log.next_offset;
@@ -343,7 +368,7 @@ impl Partition {
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
         crate::io::sync_dir(&self.dir)?;
         let file = crate::io::into_runtime_file(file);
-        let previous = log.active().file.clone();
+        let previous = (log.active().base_offset, log.active().file.clone());
         log.unsynced_files.push(previous);
         let summary = crate::segment::SegmentSummary::empty(base);
         log.segments.insert(base, Segment::new(base, &self.dir, file, summary, now_ms)?);

@@ -10,16 +10,18 @@
 //! - once a write or fsync fails the partition is latched failed and accepts nothing more.
 //!
 //! Submodules: `append` (assign offsets, write, group commit), `read` (reads and offset lookups),
-//! `recovery` (open and re-validate), `producer` (idempotence state).
+//! `recovery` (open and re-validate), `producer` (idempotence state), `prealloc` (zero-filling
+//! ahead of durable appends), `compaction`.
 
 mod append;
 mod compaction;
+mod prealloc;
 mod producer;
 mod read;
 mod recovery;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -73,8 +75,12 @@ struct Log {
     written_sequence: u64,
     /// Every write with a sequence up to this one is fsynced.
     synced_sequence: u64,
-    /// Files of rolled segments not yet fsynced.
-    unsynced_files: Vec<compio::fs::File>,
+    /// Rolled segments not yet fsynced: base offset and file.
+    unsynced_files: Vec<(i64, compio::fs::File)>,
+    /// The zero-filled space of the active segment.
+    fill: prealloc::Fill,
+    /// Segments whose files may hold zeros past their last batch (see `prealloc`).
+    zero_tails: BTreeSet<i64>,
     /// Records appended since the last fsync, for `flush.messages`.
     unflushed_messages: i64,
     last_flush_ms: i64,
@@ -114,6 +120,12 @@ pub(crate) struct Partition {
     sync_event: Event,
     syncing: Cell<bool>,
     failed: Cell<bool>,
+    /// How far ahead of durable appends the active segment is kept zero-filled; 0: never.
+    preallocate_bytes: u64,
+    /// Fired when a zero fill finishes.
+    fill_event: Event,
+    /// No more fills start (the partition is closing).
+    fill_stopped: Cell<bool>,
     /// High watermark at the end of the last compaction pass.
     compacted_up_to: Cell<i64>,
     faults: Option<Arc<FaultInjector>>,
@@ -155,10 +167,12 @@ impl Partition {
         }
     }
 
-    /// Writes the checkpoint when the recovery point or log start changed.
+    /// Writes the checkpoint when the recovery point or log start changed. The recovery point
+    /// stays at or below the first segment that may hold zeros past its batches.
     fn write_checkpoint(&self, recovery_point: i64) -> std::io::Result<()> {
         let (checkpoint, key) = {
             let log = self.log.borrow();
+            let recovery_point = log.zero_tails.first().map_or(recovery_point, |base| recovery_point.min(*base));
             let key = (recovery_point, log.log_start_offset);
             if key == log.checkpointed {
                 return Ok(());
@@ -275,6 +289,7 @@ impl Partition {
             total_bytes -= oldest.summary.size_bytes;
             let base = oldest.base_offset;
             let segment = log.segments.remove(&base).expect("present");
+            log.zero_tails.remove(&base);
             let next_base = log.segments.keys().next().copied().expect("at least one segment remains");
             log.log_start_offset = log.log_start_offset.max(next_base);
             segment.remove_files()?;
@@ -306,6 +321,7 @@ impl Partition {
                     break;
                 }
                 let segment = log.segments.remove(&base).expect("present");
+                log.zero_tails.remove(&base);
                 if let Err(source) = segment.remove_files() {
                     return Err(crate::ReadError::Io { partition: self.id.clone(), source });
                 }
@@ -322,6 +338,7 @@ impl Partition {
     /// Waits for writes in flight, fsyncs, writes indexes and (when `checkpoint`) the
     /// recovery checkpoint. Used at shutdown and before deletion.
     pub(crate) async fn close(&self, checkpoint: bool) {
+        self.fill_stopped.set(true);
         let deadline = crate::clock::monotonic() + std::time::Duration::from_secs(30);
         while !self.log.borrow().in_flight.is_empty() && !self.failed.get() && crate::clock::monotonic() < deadline {
             compio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -335,6 +352,13 @@ impl Partition {
         };
         if self.sync_up_to(target).await.is_err() {
             return;
+        }
+        let zero_tails: Vec<i64> = self.log.borrow().zero_tails.iter().copied().collect();
+        for base in zero_tails {
+            if let Err(error) = self.truncate_zero_tail(base).await {
+                self.fail(&error);
+                return;
+            }
         }
         self.write_indexes(true).await;
         if let Err(error) = self.write_checkpoint(recovery_point) {

@@ -29,6 +29,7 @@ struct Shared {
     event: Arc<Event>,
     faults: Option<Arc<FaultInjector>>,
     stats: Arc<crate::stats::ShardStats>,
+    preallocate_bytes: u64,
 }
 
 fn read_checkpoint(dir: &Path) -> Checkpoint {
@@ -101,6 +102,7 @@ impl Partition {
         event: Arc<Event>,
         faults: Option<Arc<FaultInjector>>,
         stats: Arc<crate::stats::ShardStats>,
+        preallocate_bytes: u64,
     ) -> std::io::Result<Rc<Partition>> {
         if !dir.exists() {
             std::fs::create_dir_all(&dir)?;
@@ -132,13 +134,18 @@ impl Partition {
             let ends_early = next_base.is_some_and(|next| outcome.summary.next_offset > next);
             summaries.insert(*base, outcome.summary);
             if valid < outcome.file_size_bytes || ends_early {
-                tracing::warn!(
-                    partition = %id,
-                    segment = %path.display(),
-                    valid_bytes = valid,
-                    file_bytes = outcome.file_size_bytes,
-                    "truncating a torn or corrupt log tail"
-                );
+                if outcome.zero_tail && !ends_early {
+                    let zero_bytes = outcome.file_size_bytes - valid;
+                    tracing::debug!(partition = %id, segment = %path.display(), zero_bytes, "dropping zero-filled space");
+                } else {
+                    tracing::warn!(
+                        partition = %id,
+                        segment = %path.display(),
+                        valid_bytes = valid,
+                        file_bytes = outcome.file_size_bytes,
+                        "truncating a torn or corrupt log tail"
+                    );
+                }
                 truncate(&path, valid)?;
                 truncated_at = Some(position);
                 break;
@@ -168,7 +175,15 @@ impl Partition {
             crate::io::sync_dir(&dir)?;
             summaries.insert(base, SegmentSummary::empty(base));
         }
-        Self::assemble(id, dir, config, Shared { event, faults, stats }, summaries, &checkpoint, producers)
+        Self::assemble(
+            id,
+            dir,
+            config,
+            Shared { event, faults, stats, preallocate_bytes },
+            summaries,
+            &checkpoint,
+            producers,
+        )
     }
 
     fn assemble(
@@ -201,6 +216,8 @@ impl Partition {
             written_sequence: 0,
             synced_sequence: 0,
             unsynced_files: Vec::new(),
+            fill: super::prealloc::Fill::default(),
+            zero_tails: std::collections::BTreeSet::new(),
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             producers,
@@ -215,6 +232,9 @@ impl Partition {
             sync_event: Event::new(),
             syncing: Cell::new(false),
             failed: Cell::new(false),
+            preallocate_bytes: shared.preallocate_bytes,
+            fill_event: Event::new(),
+            fill_stopped: Cell::new(false),
             compacted_up_to: Cell::new(-1),
             faults: shared.faults,
             stats: shared.stats,

@@ -28,6 +28,9 @@ pub(crate) struct ScanOutcome {
     pub(crate) summary: SegmentSummary,
     /// Size of the file on disk; larger than `summary.size_bytes` when a tail must be truncated.
     pub(crate) file_size_bytes: u64,
+    /// Every byte past the valid prefix is zero: space zero-filled ahead of appends (or never
+    /// written), not a torn or corrupt batch.
+    pub(crate) zero_tail: bool,
 }
 
 /// Scans `path` (the log of the segment based at `base_offset`), calling `on_batch` with every
@@ -74,7 +77,23 @@ pub(crate) fn scan(
         on_batch(&header, bytes);
         position += size;
     }
-    Ok(ScanOutcome { summary: builder.summary, file_size_bytes })
+    let zero_tail = builder.summary.size_bytes < file_size_bytes
+        && is_zero(&file, builder.summary.size_bytes, file_size_bytes, &mut window)?;
+    Ok(ScanOutcome { summary: builder.summary, file_size_bytes, zero_tail })
+}
+
+/// Whether bytes `start..end` of `file` are all zero.
+fn is_zero(file: &File, start: u64, end: u64, window: &mut Vec<u8>) -> io::Result<bool> {
+    let mut position = start;
+    while position < end {
+        let size = (end - position).min(WINDOW_SIZE_BYTES as u64) as usize;
+        fill(file, window, position, size)?;
+        if window.iter().any(|byte| *byte != 0) {
+            return Ok(false);
+        }
+        position += size as u64;
+    }
+    Ok(true)
 }
 
 fn fill(file: &File, window: &mut Vec<u8>, position: u64, size: usize) -> io::Result<()> {
