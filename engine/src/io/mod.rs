@@ -129,6 +129,30 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// [`write_atomic`] through the calling thread's io_uring runtime, so that neither the fsyncs
+/// nor the rename block the thread. Callers must not run two for the same `path` at once (they
+/// share the temp file).
+pub(crate) async fn write_atomic_async(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    use compio::io::AsyncWriteAtExt as _;
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let mut temp_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?.to_owned();
+    temp_name.push(".tmp");
+    let temp_path = dir.join(temp_name);
+    let mut file = into_runtime_file(fs::File::create(&temp_path)?);
+    if !bytes.is_empty() {
+        file.write_all_at(bytes, 0).await.0?;
+    }
+    file.sync_all().await?;
+    drop(file);
+    compio::fs::rename(&temp_path, path).await?;
+    sync_dir_async(dir).await
+}
+
+/// [`sync_dir`] through the calling thread's io_uring runtime.
+pub(crate) async fn sync_dir_async(path: &Path) -> io::Result<()> {
+    into_runtime_file(fs::File::open(path)?).sync_all().await
+}
+
 /// An exclusive advisory lock on the data directory, held while the engine runs.
 #[derive(Debug)]
 pub(crate) struct DirLock {

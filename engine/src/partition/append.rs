@@ -310,18 +310,27 @@ impl Partition {
         // The guard clears `syncing` even when this future is dropped mid-fsync (a cancelled
         // task), so later syncs never wait for one that will not finish.
         let syncing_guard = SyncingGuard::start(self);
-        let (target, rolled, active) = {
+        let (target, rolled, active, rolls) = {
             let mut log = self.log.borrow_mut();
             let rolled = std::mem::take(&mut log.unsynced_files);
-            (log.written_sequence, rolled, log.active().file.clone())
+            let rolls = (log.rolls > log.rolls_synced).then_some(log.rolls);
+            (log.written_sequence, rolled, log.active().file.clone(), rolls)
         };
         let started = crate::clock::monotonic();
         let mut outcome = Ok(());
+        if let Some(rolls) = rolls {
+            // The entries of segments created since the last sync.
+            outcome = crate::io::sync_dir_async(&self.dir).await;
+            if outcome.is_ok() {
+                let mut log = self.log.borrow_mut();
+                log.rolls_synced = log.rolls_synced.max(rolls);
+            }
+        }
         for (base, file) in &rolled {
-            outcome = self.sync_rolled(*base, file).await;
             if outcome.is_err() {
                 break;
             }
+            outcome = self.sync_rolled(*base, file).await;
         }
         if outcome.is_ok() {
             outcome = match self.check_fault(FaultKind::Sync) {
@@ -361,12 +370,13 @@ impl Partition {
         }
     }
 
-    /// Starts a new active segment at the log end. The old one is fsynced by the next sync.
+    /// Starts a new active segment at the log end. The old one, and the directory entry of the
+    /// new one, are fsynced by the next sync (the shard thread never waits for an fsync here).
     pub(super) fn roll(&self, log: &mut Log, now_ms: i64) -> std::io::Result<()> {
         let base = log.next_offset;
         let path = crate::segment::log_path(&self.dir, base);
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
-        crate::io::sync_dir(&self.dir)?;
+        log.rolls += 1;
         let file = crate::io::into_runtime_file(file);
         let previous = (log.active().base_offset, log.active().file.clone());
         log.unsynced_files.push(previous);

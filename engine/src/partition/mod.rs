@@ -77,6 +77,10 @@ struct Log {
     synced_sequence: u64,
     /// Rolled segments not yet fsynced: base offset and file.
     unsynced_files: Vec<(i64, compio::fs::File)>,
+    /// Segments created so far, and how many of their directory entries are known fsynced: a
+    /// roll creates the file and the next sync fsyncs the directory.
+    rolls: u64,
+    rolls_synced: u64,
     /// The zero-filled space of the active segment.
     fill: prealloc::Fill,
     /// Segments whose files may hold zeros past their last batch (see `prealloc`).
@@ -108,6 +112,18 @@ impl Log {
     }
 }
 
+/// Marks a partition's checkpoint write as running for as long as it lives.
+struct CheckpointGuard<'a> {
+    partition: &'a Partition,
+}
+
+impl Drop for CheckpointGuard<'_> {
+    fn drop(&mut self) {
+        self.partition.checkpointing.set(false);
+        self.partition.checkpoint_event.notify(usize::MAX);
+    }
+}
+
 /// One partition, owned by its shard.
 pub(crate) struct Partition {
     id: TopicPartition,
@@ -126,6 +142,10 @@ pub(crate) struct Partition {
     fill_event: Event,
     /// No more fills start (the partition is closing).
     fill_stopped: Cell<bool>,
+    /// A checkpoint write is running.
+    checkpointing: Cell<bool>,
+    /// Fired when a checkpoint write finishes.
+    checkpoint_event: Event,
     /// High watermark at the end of the last compaction pass.
     compacted_up_to: Cell<i64>,
     faults: Option<Arc<FaultInjector>>,
@@ -168,9 +188,20 @@ impl Partition {
     }
 
     /// Writes the checkpoint when the recovery point or log start changed. The recovery point
-    /// stays at or below the first segment that may hold zeros past its batches.
-    fn write_checkpoint(&self, recovery_point: i64) -> std::io::Result<()> {
-        let (checkpoint, key) = {
+    /// stays at or below the first segment that may hold zeros past its batches. One write at a
+    /// time per partition, through io_uring, so the shard thread never blocks on its fsyncs.
+    async fn write_checkpoint(&self, recovery_point: i64) -> std::io::Result<()> {
+        loop {
+            if !self.checkpointing.replace(true) {
+                break;
+            }
+            let listener = self.checkpoint_event.listen();
+            if self.checkpointing.get() {
+                listener.await;
+            }
+        }
+        let _writing = CheckpointGuard { partition: self };
+        let (bytes, key) = {
             let log = self.log.borrow();
             let recovery_point = log.zero_tails.first().map_or(recovery_point, |base| recovery_point.min(*base));
             let key = (recovery_point, log.log_start_offset);
@@ -182,10 +213,9 @@ impl Partition {
                 log_start_offset: log.log_start_offset,
                 producers: log.producers.below(recovery_point),
             };
-            (checkpoint, key)
+            (serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data"), key)
         };
-        let bytes = serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data");
-        crate::io::write_atomic(&self.dir.join(CHECKPOINT_FILE_NAME), &bytes)?;
+        crate::io::write_atomic_async(&self.dir.join(CHECKPOINT_FILE_NAME), bytes).await?;
         self.log.borrow_mut().checkpointed = key;
         Ok(())
     }
@@ -237,7 +267,7 @@ impl Partition {
             return;
         }
         self.write_indexes(false).await;
-        if let Err(error) = self.write_checkpoint(recovery_point) {
+        if let Err(error) = self.write_checkpoint(recovery_point).await {
             tracing::warn!(partition = %self.id, %error, "checkpoint write failed");
         }
     }
@@ -298,7 +328,7 @@ impl Partition {
 
     /// Moves the log start offset to `offset` (or the high watermark for -1) and drops the
     /// segments wholly below it.
-    pub(crate) fn delete_records(&self, offset: Offset) -> Result<Offset, crate::ReadError> {
+    pub(crate) async fn delete_records(&self, offset: Offset) -> Result<Offset, crate::ReadError> {
         let new_start = {
             let mut log = self.log.borrow_mut();
             let target = if offset.0 == -1 { log.high_watermark } else { offset.0 };
@@ -330,6 +360,7 @@ impl Partition {
         };
         let recovery_point = self.log.borrow().checkpointed.0;
         self.write_checkpoint(recovery_point)
+            .await
             .map_err(|source| crate::ReadError::Io { partition: self.id.clone(), source })?;
         self.event.notify(usize::MAX);
         Ok(Offset(new_start))
@@ -361,7 +392,7 @@ impl Partition {
             }
         }
         self.write_indexes(true).await;
-        if let Err(error) = self.write_checkpoint(recovery_point) {
+        if let Err(error) = self.write_checkpoint(recovery_point).await {
             tracing::warn!(partition = %self.id, %error, "checkpoint write failed at close");
         }
     }

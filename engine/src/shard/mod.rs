@@ -329,7 +329,7 @@ impl Shared {
     }
 
     pub(crate) async fn delete_records(&self, partition: &TopicPartition, offset: Offset) -> Result<Offset, ReadError> {
-        let routed = self.on_partition(partition, move |log| async move { log.delete_records(offset) }).await;
+        let routed = self.on_partition(partition, move |log| async move { log.delete_records(offset).await }).await;
         flatten_read(partition, routed)
     }
 
