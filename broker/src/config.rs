@@ -120,6 +120,11 @@ pub struct Args {
     /// synced zeros, so that each fsync writes data only; 0 turns it off [default: 2097152].
     #[arg(long, env = "SLUICE_PREALLOCATE_BYTES", value_name = "BYTES")]
     pub preallocate_bytes: Option<u64>,
+    /// Start writeback of a partition's acks=0/1 appends every this many bytes, so dirty page
+    /// cache never piles up until the kernel throttles every write; 0 leaves it to the kernel
+    /// [default: 4194304].
+    #[arg(long, env = "SLUICE_WRITEBACK_BYTES", value_name = "BYTES")]
+    pub writeback_bytes: Option<u64>,
 }
 
 /// The TOML file's contents.
@@ -146,6 +151,7 @@ struct FileConfig {
     connection_memory_bytes_max: Option<u64>,
     pin_shards: Option<bool>,
     preallocate_bytes: Option<u64>,
+    writeback_bytes: Option<u64>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -203,6 +209,8 @@ pub struct BrokerConfig {
     pub pin_shards: bool,
     /// Zero-filled space kept ahead of durable appends (`EngineConfig::preallocate_bytes`).
     pub preallocate_bytes: u64,
+    /// Writeback step of non-durable appends (`EngineConfig::writeback_bytes`).
+    pub writeback_bytes: u64,
     /// How long shutdown waits for in-flight requests before closing connections, in ms.
     pub shutdown_timeout_ms: u64,
 }
@@ -223,6 +231,7 @@ impl BrokerConfig {
             limits: Limits::default(),
             pin_shards: true,
             preallocate_bytes: sluice_engine::config::PREALLOCATE_BYTES_DEFAULT,
+            writeback_bytes: sluice_engine::config::WRITEBACK_BYTES_DEFAULT,
             shutdown_timeout_ms: 10_000,
         }
     }
@@ -252,6 +261,7 @@ impl BrokerConfig {
         config.pin_shards = args.pin_shards.or(file.pin_shards).unwrap_or(true);
         config.preallocate_bytes =
             args.preallocate_bytes.or(file.preallocate_bytes).unwrap_or(config.preallocate_bytes);
+        config.writeback_bytes = args.writeback_bytes.or(file.writeback_bytes).unwrap_or(config.writeback_bytes);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);
@@ -338,13 +348,14 @@ mod tests {
         assert_eq!(config.num_partitions, 1);
         assert_eq!(config.limits.request_size_bytes_max, 100 * 1024 * 1024);
         assert_eq!(config.preallocate_bytes, sluice_engine::config::PREALLOCATE_BYTES_DEFAULT);
+        assert_eq!(config.writeback_bytes, sluice_engine::config::WRITEBACK_BYTES_DEFAULT);
     }
 
     #[test]
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sluice.toml");
-        let text = "\"num.partitions\" = 3\nlisten = \"127.0.0.1:1\"\npreallocate_bytes = 0\n[topic_defaults]\n\"retention.ms\" = 5000\n";
+        let text = "\"num.partitions\" = 3\nlisten = \"127.0.0.1:1\"\npreallocate_bytes = 0\nwriteback_bytes = 1024\n[topic_defaults]\n\"retention.ms\" = 5000\n";
         std::fs::write(&path, text).expect("write");
         let args = Args { config: Some(path), listen: Some("127.0.0.1:2".to_owned()), ..Args::default() };
         let config = BrokerConfig::from_args(args).expect("valid");
@@ -352,6 +363,7 @@ mod tests {
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.default_topic_config.retention_ms, 5000);
         assert_eq!(config.preallocate_bytes, 0, "from the file");
+        assert_eq!(config.writeback_bytes, 1024, "from the file");
     }
 
     #[test]

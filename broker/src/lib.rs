@@ -146,6 +146,7 @@ impl Broker {
         engine_config.shard_count = Some(shard_count);
         engine_config.pin_shards = config.pin_shards;
         engine_config.preallocate_bytes = config.preallocate_bytes;
+        engine_config.writeback_bytes = config.writeback_bytes;
         engine_config.default_topic_config = config.default_topic_config.clone();
         let faults = faults::enabled_by_environment().then(|| Arc::new(FaultInjector::new()));
         if faults.is_some() {

@@ -230,6 +230,9 @@ impl TopicConfig {
 /// The default of [`EngineConfig::preallocate_bytes`]: 2 MiB.
 pub const PREALLOCATE_BYTES_DEFAULT: u64 = 2 << 20;
 
+/// The default of [`EngineConfig::writeback_bytes`]: 4 MiB.
+pub const WRITEBACK_BYTES_DEFAULT: u64 = 4 << 20;
+
 /// Everything needed to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -252,6 +255,10 @@ pub struct EngineConfig {
     /// file's size and block allocation. Zero turns it off. Partitions taking only non-durable
     /// appends never preallocate.
     pub preallocate_bytes: u64,
+    /// Start writeback of a partition's non-durable appends every time this many bytes have
+    /// been written since the last start, so that dirty page cache never piles up until the
+    /// kernel throttles every writer at once. Zero leaves writeback to the kernel alone.
+    pub writeback_bytes: u64,
     /// Faults to inject into storage I/O (tests only; `None` in production).
     pub faults: Option<Arc<FaultInjector>>,
 }
@@ -268,6 +275,7 @@ impl EngineConfig {
             default_topic_config: TopicConfig::default(),
             retention_check_interval_ms: 30_000,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
+            writeback_bytes: WRITEBACK_BYTES_DEFAULT,
             faults: None,
         }
     }

@@ -1,7 +1,7 @@
-//! Goal: zero-filling ahead of durable appends changes nothing a reader, a restart or a crash
-//! can see: reads stop at the last batch, a clean close leaves each segment file exactly its
-//! batches, recovery drops a zero tail a crash left behind, and appends racing a fill are never
-//! overwritten by its zeros.
+//! Goal: zero-filling ahead of durable appends, and starting writeback early behind
+//! non-durable ones, change nothing a reader, a restart or a crash can see: reads stop at the
+//! last batch, a clean close leaves each segment file exactly its batches, recovery drops a zero
+//! tail a crash left behind, and appends racing a fill are never overwritten by its zeros.
 //!
 //! Method: a real engine with a small `preallocate_bytes`; the files are checked with the
 //! inspection API, and a crash is simulated by copying the data directory while the engine runs
@@ -25,6 +25,8 @@ fn open_with(dir: &Path, preallocate_bytes: u64) -> Engine {
     config.shard_count = Some(1);
     config.pin_shards = false;
     config.preallocate_bytes = preallocate_bytes;
+    // Early writeback every few appends, so that it runs beside the fills in every test here.
+    config.writeback_bytes = 8 * 1024;
     Engine::open(config).expect("engine opens")
 }
 

@@ -109,6 +109,18 @@ pub(crate) fn open_rw(path: &Path, create: bool) -> io::Result<compio::fs::File>
     Ok(into_runtime_file(file))
 }
 
+/// Starts writeback of the dirty pages of `file` in `offset..offset + len` and returns without
+/// waiting for it (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`: no durability, no metadata,
+/// and no writeback error consumed, so a later fsync still reports one).
+pub(crate) fn start_writeback(file: &fs::File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: plain syscall on a descriptor the borrowed `file` keeps open; no memory is passed.
+    let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Fsyncs a directory so that entries created, renamed or removed in it survive a crash.
 pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
@@ -230,6 +242,19 @@ mod tests {
         assert!(capacity >= 4096, "capacity {capacity}");
         let file = tempfile::tempfile().expect("temp file");
         assert!(resize_pipe(file.as_fd(), 65536).is_err(), "a regular file is not a pipe");
+    }
+
+    #[test]
+    fn writeback_starts_on_files_and_is_refused_elsewhere() {
+        use std::io::Write as _;
+        let mut file = tempfile::tempfile().expect("temp file");
+        file.write_all(&vec![7u8; 1 << 20]).expect("dirty a MiB");
+        start_writeback(&file, 0, 1 << 20).expect("writeback of a file's range starts");
+        start_writeback(&file, 4096, 0).expect("a zero length means to the end of the file");
+        let (reader, _writer) = std::io::pipe().expect("pipe");
+        let pipe = fs::File::from(std::os::fd::OwnedFd::from(reader));
+        assert!(start_writeback(&pipe, 0, 4096).is_err(), "a pipe has no pages to write back");
+        assert!(start_writeback(&file, u64::MAX, 1).is_err(), "offsets beyond i64 are refused");
     }
 
     #[test]

@@ -78,6 +78,9 @@ impl Partition {
             self.fail(&source);
             return Err(AppendError::Io { partition: self.id.clone(), source });
         }
+        if !options.durable {
+            self.start_writeback(reservation.segment_base, end_position);
+        }
         let flush_messages = self.config.borrow().flush_messages;
         let unflushed = {
             let mut log = self.log.borrow_mut();
@@ -216,6 +219,34 @@ impl Partition {
         self.check_fault(FaultKind::Write)?;
         let compio::BufResult(result, _buffer) = file.write_all_at(bytes, position).await;
         result
+    }
+
+    /// Starts writeback of the segment based at `segment_base` up to `end` once `writeback_bytes`
+    /// have been written past the last start, on the blocking pool (it may wait for the device
+    /// queue). Pages of writes still in flight below `end` are left to the kernel's own writeback.
+    fn start_writeback(&self, segment_base: i64, end: u64) {
+        let step = self.tuning.writeback_bytes;
+        if step == 0 {
+            return;
+        }
+        let mut log = self.log.borrow_mut();
+        if log.writeback.0 != segment_base {
+            log.writeback = (segment_base, 0);
+        }
+        let start = log.writeback.1;
+        if end < start + step {
+            return;
+        }
+        let Some(file) = log.segments.get(&segment_base).map(|segment| segment.reader.clone()) else { return };
+        log.writeback.1 = end;
+        drop(log);
+        let partition = self.id.clone();
+        compio::runtime::spawn_blocking(move || {
+            if let Err(error) = crate::io::start_writeback(&file, start, end - start) {
+                tracing::debug!(%partition, %error, "could not start writeback");
+            }
+        })
+        .detach();
     }
 
     /// Step 4: marks write `sequence` done, then advances.

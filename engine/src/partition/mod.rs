@@ -81,6 +81,8 @@ struct Log {
     /// roll creates the file and the next sync fsyncs the directory.
     rolls: u64,
     rolls_synced: u64,
+    /// The segment (base offset) whose writeback was last started, and up to which position.
+    writeback: (i64, u64),
     /// The zero-filled space of the active segment.
     fill: prealloc::Fill,
     /// Segments whose files may hold zeros past their last batch (see `prealloc`).
@@ -112,6 +114,15 @@ impl Log {
     }
 }
 
+/// Engine-wide I/O settings a partition applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    /// How far ahead of durable appends the active segment is kept zero-filled; 0: never.
+    pub(crate) preallocate_bytes: u64,
+    /// Writeback of non-durable appends starts every this many bytes; 0: left to the kernel.
+    pub(crate) writeback_bytes: u64,
+}
+
 /// Marks a partition's checkpoint write as running for as long as it lives.
 struct CheckpointGuard<'a> {
     partition: &'a Partition,
@@ -136,8 +147,7 @@ pub(crate) struct Partition {
     sync_event: Event,
     syncing: Cell<bool>,
     failed: Cell<bool>,
-    /// How far ahead of durable appends the active segment is kept zero-filled; 0: never.
-    preallocate_bytes: u64,
+    tuning: Tuning,
     /// Fired when a zero fill finishes.
     fill_event: Event,
     /// No more fills start (the partition is closing).

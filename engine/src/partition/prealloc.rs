@@ -57,7 +57,7 @@ impl Partition {
     /// Starts a fill when the active segment, based at `segment_base`, has less than half of
     /// `preallocate_bytes` of zeroed space left past its reserved bytes.
     pub(super) fn preallocate(self: &Rc<Self>, segment_base: i64) {
-        if self.preallocate_bytes == 0 || self.failed.get() || self.fill_stopped.get() {
+        if self.tuning.preallocate_bytes == 0 || self.failed.get() || self.fill_stopped.get() {
             return;
         }
         let segment_bytes = self.config.borrow().segment_bytes;
@@ -71,12 +71,12 @@ impl Partition {
         if log.fill.segment_base != segment_base {
             log.fill = Fill { segment_base, zeroed_end: 0, running: None };
         }
-        if log.fill.running.is_some() || log.fill.zeroed_end >= reserved_end + self.preallocate_bytes / 2 {
+        if log.fill.running.is_some() || log.fill.zeroed_end >= reserved_end + self.tuning.preallocate_bytes / 2 {
             return;
         }
         // Whole pages, and never past the size at which the segment rolls.
         let start = log.fill.zeroed_end.max(reserved_end).next_multiple_of(PAGE_SIZE_BYTES);
-        let end = (reserved_end + self.preallocate_bytes).min(segment_bytes) / PAGE_SIZE_BYTES * PAGE_SIZE_BYTES;
+        let end = (reserved_end + self.tuning.preallocate_bytes).min(segment_bytes) / PAGE_SIZE_BYTES * PAGE_SIZE_BYTES;
         if end <= start {
             return;
         }

@@ -29,7 +29,7 @@ struct Shared {
     event: Arc<Event>,
     faults: Option<Arc<FaultInjector>>,
     stats: Arc<crate::stats::ShardStats>,
-    preallocate_bytes: u64,
+    tuning: super::Tuning,
 }
 
 fn read_checkpoint(dir: &Path) -> Checkpoint {
@@ -102,7 +102,7 @@ impl Partition {
         event: Arc<Event>,
         faults: Option<Arc<FaultInjector>>,
         stats: Arc<crate::stats::ShardStats>,
-        preallocate_bytes: u64,
+        tuning: super::Tuning,
     ) -> std::io::Result<Rc<Partition>> {
         if !dir.exists() {
             std::fs::create_dir_all(&dir)?;
@@ -175,15 +175,7 @@ impl Partition {
             crate::io::sync_dir(&dir)?;
             summaries.insert(base, SegmentSummary::empty(base));
         }
-        Self::assemble(
-            id,
-            dir,
-            config,
-            Shared { event, faults, stats, preallocate_bytes },
-            summaries,
-            &checkpoint,
-            producers,
-        )
+        Self::assemble(id, dir, config, Shared { event, faults, stats, tuning }, summaries, &checkpoint, producers)
     }
 
     fn assemble(
@@ -204,6 +196,11 @@ impl Partition {
             segments.insert(base, opened);
         }
         let first_base = *segments.keys().next().expect("at least one segment");
+        let writeback = segments
+            .values()
+            .next_back()
+            .map(|active: &Segment| (active.base_offset, active.summary.size_bytes))
+            .expect("at least one segment");
         let next_offset = segments.values().next_back().expect("at least one segment").summary.next_offset;
         let log_start_offset = checkpoint.log_start_offset.max(first_base).min(next_offset);
         let log = Log {
@@ -218,6 +215,7 @@ impl Partition {
             unsynced_files: Vec::new(),
             rolls: 0,
             rolls_synced: 0,
+            writeback,
             fill: super::prealloc::Fill::default(),
             zero_tails: std::collections::BTreeSet::new(),
             unflushed_messages: 0,
@@ -234,7 +232,7 @@ impl Partition {
             sync_event: Event::new(),
             syncing: Cell::new(false),
             failed: Cell::new(false),
-            preallocate_bytes: shared.preallocate_bytes,
+            tuning: shared.tuning,
             fill_event: Event::new(),
             fill_stopped: Cell::new(false),
             checkpointing: Cell::new(false),

@@ -97,11 +97,14 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let event = catalog.event(&partition).ok_or_else(|| TopicError::UnknownTopic { topic: topic.name.to_string() })?;
     let config = topic.config.clone();
     let faults = shared.config.faults.clone();
-    let preallocate_bytes = shared.config.preallocate_bytes;
+    let tuning = crate::partition::Tuning {
+        preallocate_bytes: shared.config.preallocate_bytes,
+        writeback_bytes: shared.config.writeback_bytes,
+    };
     let key = partition.clone();
     let opened = shared
         .on_shard(shard, move |state: Rc<ShardState>| async move {
-            let log = Partition::open(key.clone(), dir, config, event, faults, state.stats.clone(), preallocate_bytes)?;
+            let log = Partition::open(key.clone(), dir, config, event, faults, state.stats.clone(), tuning)?;
             state.partitions.borrow_mut().insert(key, log);
             Ok::<(), std::io::Error>(())
         })
