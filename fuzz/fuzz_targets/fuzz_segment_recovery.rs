@@ -1,5 +1,6 @@
-//! Fuzz target: recovery of arbitrary segment and index bytes never panics, and what it keeps is
-//! a prefix of the file made of valid batches with growing offsets.
+//! Fuzz target: recovery of arbitrary segment and index bytes never panics, what it keeps is a
+//! prefix of the file made of valid batches with growing offsets, and a tail is reported as
+//! zero-filled exactly when every byte of it is zero.
 
 #![no_main]
 
@@ -13,6 +14,8 @@ fuzz_target!(|bytes: &[u8]| {
     std::fs::write(&log, bytes).expect("write input");
     let report = inspect::scan_log(&log).expect("scan never fails on readable files");
     assert!(report.valid_size_bytes <= report.file_size_bytes);
+    let tail = &bytes[report.valid_size_bytes as usize..];
+    assert_eq!(report.zero_tail, !tail.is_empty() && tail.iter().all(|byte| *byte == 0), "zero tail reported exactly");
     let mut previous_last = -1i64;
     for (_, header) in &report.batches {
         assert!(header.base_offset > previous_last);
