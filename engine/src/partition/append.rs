@@ -4,7 +4,8 @@
 //! 2. Synchronously (no await in between): roll the segment if needed, assign offsets by patching
 //!    each batch's base offset, reserve the byte range, update indexes and producer state, and
 //!    queue the write in offset order. Offsets are therefore dense and assigned in call order.
-//! 3. Write the buffer at its reserved position; several writes may be in flight at once.
+//! 3. Write the buffer at its reserved position, once no zero fill runs over it (`prealloc`);
+//!    several writes may be in flight at once. Non-durable writes start early writeback.
 //! 4. Mark the write done. The high watermark advances over the prefix of the queue whose writes
 //!    are done and, for durable appends, fsynced: nothing is visible before it is durable.
 //! 5. For durable appends (or when `flush.messages` is reached), fsync once every earlier write

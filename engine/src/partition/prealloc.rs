@@ -67,7 +67,6 @@ impl Partition {
             return;
         }
         let reserved_end = active.summary.size_bytes;
-        let file = active.file.clone();
         if log.fill.segment_base != segment_base {
             log.fill = Fill { segment_base, zeroed_end: 0, running: None };
         }
@@ -80,6 +79,7 @@ impl Partition {
         if end <= start {
             return;
         }
+        let file = log.active().file.clone();
         log.fill.running = Some((start, end));
         log.zero_tails.insert(segment_base);
         drop(log);
