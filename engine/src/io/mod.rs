@@ -126,13 +126,18 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write as _;
+/// The directory of `path` and the temp file an atomic write of `path` goes through.
+fn temp_beside(path: &Path) -> io::Result<(&Path, std::path::PathBuf)> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
     let mut temp_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?.to_owned();
     temp_name.push(".tmp");
-    let temp_path = dir.join(temp_name);
+    Ok((dir, dir.join(temp_name)))
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let (dir, temp_path) = temp_beside(path)?;
     let mut file = fs::File::create(&temp_path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -146,10 +151,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// share the temp file).
 pub(crate) async fn write_atomic_async(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
     use compio::io::AsyncWriteAtExt as _;
-    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
-    let mut temp_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?.to_owned();
-    temp_name.push(".tmp");
-    let temp_path = dir.join(temp_name);
+    let (dir, temp_path) = temp_beside(path)?;
     let mut file = into_runtime_file(fs::File::create(&temp_path)?);
     if !bytes.is_empty() {
         file.write_all_at(bytes, 0).await.0?;
