@@ -193,6 +193,46 @@ fn delete_records_moves_log_start_durably() {
 }
 
 #[test]
+fn removed_segments_give_their_space_back_once_readers_let_go() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("space", 0);
+    block_on(async {
+        engine.create_topic("space", 1, small_segments(1024)).await.expect("create");
+        for index in 0..50i64 {
+            engine.append(&partition, batch_of(&[3u8; 40], index), FAST).await.expect("append");
+        }
+    });
+    // A zero-copy send in flight holds the first segment while DeleteRecords removes it.
+    let held = block_on(engine.read_range(&partition, Offset(0), 100)).expect("range").range.expect("data");
+    let before = held.read_to_vec().expect("read before");
+    assert_eq!(block_on(engine.delete_records(&partition, Offset(30))).expect("delete"), Offset(30));
+    assert!(deleted_segment_bytes(dir.path()) > 0, "the held segment is unlinked but kept");
+    assert_eq!(held.read_to_vec().expect("read after"), before, "a held range reads back whole");
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while deleted_segment_bytes(dir.path()) > 0 {
+        assert!(std::time::Instant::now() < deadline, "removed segments kept their space");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(read_all(&engine, &partition, 30).len(), 20);
+    engine.shutdown();
+}
+
+/// Bytes of unlinked files under `dir` that this process still holds open.
+fn deleted_segment_bytes(dir: &std::path::Path) -> u64 {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").expect("fd table").flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        let target = target.to_string_lossy();
+        if target.starts_with(&*dir.to_string_lossy()) && target.ends_with(" (deleted)") {
+            bytes += std::fs::metadata(entry.path()).map_or(0, |metadata| metadata.len());
+        }
+    }
+    bytes
+}
+
+#[test]
 fn list_offsets_by_time_and_position() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = open(dir.path(), 1);

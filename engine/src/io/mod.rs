@@ -8,8 +8,9 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Faults to inject into storage I/O, for tests. Shared by every shard of an engine; the hot path
 /// reads one relaxed atomic when no fault is armed.
@@ -119,6 +120,78 @@ pub(crate) fn start_writeback(file: &fs::File, offset: u64, len: u64) -> io::Res
     // SAFETY: plain syscall on a descriptor the borrowed `file` keeps open; no memory is passed.
     let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
     if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The CPUs the thread that opened the engine may run on, captured before the shards pin
+/// themselves. Threads of a shard's blocking pool inherit that shard's single core; blocking work
+/// moves back to this set so that it does not compete with its shard for one core.
+static UNPINNED_CPUS: OnceLock<Option<libc::cpu_set_t>> = OnceLock::new();
+
+/// Records the calling thread's CPU affinity as the set blocking work runs on. Call before
+/// pinning anything; the first call in the process wins.
+pub(crate) fn remember_unpinned_cpus() {
+    UNPINNED_CPUS.get_or_init(|| {
+        // SAFETY: an all-zero `cpu_set_t` is a valid empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the kernel writes at most `size_of::<cpu_set_t>()` bytes into `set`.
+        let result = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set) };
+        (result == 0).then_some(set)
+    });
+}
+
+/// Runs `work` on the runtime's blocking pool, on any CPU of [`remember_unpinned_cpus`]'s set
+/// (best effort: where the affinity cannot be changed, it runs where the pool thread may).
+pub(crate) fn spawn_unpinned<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> compio::runtime::JoinHandle<T> {
+    compio::runtime::spawn_blocking(move || {
+        if let Some(Some(set)) = UNPINNED_CPUS.get() {
+            // SAFETY: `set` is a valid `cpu_set_t` read by the kernel, not written.
+            let _best_effort = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+        }
+        work()
+    })
+}
+
+/// How long [`free_in_background`] waits for other readers of a file to let go.
+const FREE_WAIT: Duration = Duration::from_secs(30);
+/// How often it checks.
+const FREE_POLL: Duration = Duration::from_millis(20);
+
+/// Frees the blocks and cached pages of an unlinked file on the blocking pool. That work runs
+/// at the last close of the file, or at a truncation, and takes hundreds of milliseconds for a
+/// 1 GiB segment (about 300 ms on the development machine): it must not stall a shard. So once
+/// no other reader holds `file` (a zero-copy send in flight; waited for up to 30 s), the file is
+/// truncated to nothing here, and whichever descriptor closes last afterwards closes an empty
+/// file. Where readers hold on longer, the file is left to them.
+pub(crate) fn free_in_background(file: Arc<fs::File>) {
+    spawn_unpinned(move || {
+        let deadline = Instant::now() + FREE_WAIT;
+        let mut file = file;
+        loop {
+            match Arc::try_unwrap(file) {
+                Ok(owned) => {
+                    // Best effort: a failure leaves the work to the last close.
+                    let _best_effort = owned.set_len(0);
+                    return;
+                }
+                Err(shared) if Instant::now() >= deadline => return drop(shared),
+                Err(shared) => {
+                    file = shared;
+                    std::thread::sleep(FREE_POLL);
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+/// Runs blocking file-system work (`work`) on the blocking pool and waits for it without
+/// blocking the calling shard.
+pub(crate) async fn unblocked<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    spawn_unpinned(work).await.unwrap_or_else(|_| Err(io::Error::other("blocking file-system task panicked")))
 }
 
 /// Fsyncs a directory so that entries created, renamed or removed in it survive a crash.

@@ -242,7 +242,7 @@ impl Partition {
         log.writeback.1 = end;
         drop(log);
         let partition = self.id.clone();
-        compio::runtime::spawn_blocking(move || {
+        crate::io::spawn_unpinned(move || {
             if let Err(error) = crate::io::start_writeback(&file, start, end - start) {
                 tracing::debug!(%partition, %error, "could not start writeback");
             }

@@ -120,7 +120,10 @@ impl Partition {
         summary.next_offset = summary.next_offset.max(next_offset);
         let mut replacement = Segment::new(base_offset, &self.dir, file, summary, created_ms)?;
         replacement.index_dirty = true;
-        log.segments.insert(base_offset, replacement);
+        if let Some(replaced) = log.segments.insert(base_offset, replacement) {
+            // The rename unlinked the old file; free its space off the shard.
+            crate::io::free_in_background(replaced.reader);
+        }
         Ok(())
     }
 }

@@ -104,6 +104,16 @@ impl Log {
         self.segments.values_mut().next_back().expect("a partition always has an active segment")
     }
 
+    /// Drops the oldest segment from the log (never the active one): its pending fsync and
+    /// zero tail go with it. Its files are the caller's to remove.
+    fn remove_oldest(&mut self) -> Segment {
+        assert!(self.segments.len() > 1, "the active segment is never removed");
+        let (base, segment) = self.segments.pop_first().expect("checked above");
+        self.zero_tails.remove(&base);
+        self.unsynced_files.retain(|(unsynced, _)| *unsynced != base);
+        segment
+    }
+
     fn offsets(&self) -> PartitionOffsets {
         PartitionOffsets {
             log_start_offset: Offset(self.log_start_offset),
@@ -327,12 +337,10 @@ impl Partition {
                 return Ok(());
             }
             total_bytes -= oldest.summary.size_bytes;
-            let base = oldest.base_offset;
-            let segment = log.segments.remove(&base).expect("present");
-            log.zero_tails.remove(&base);
+            let segment = log.remove_oldest();
             let next_base = log.segments.keys().next().copied().expect("at least one segment remains");
             log.log_start_offset = log.log_start_offset.max(next_base);
-            segment.remove_files()?;
+            segment.remove()?;
         }
     }
 
@@ -353,16 +361,12 @@ impl Partition {
             log.log_start_offset = log.log_start_offset.max(target);
             let start = log.log_start_offset;
             while log.segments.len() > 1 {
-                let (base, next_offset) = {
-                    let oldest = log.segments.values().next().expect("checked above");
-                    (oldest.base_offset, oldest.summary.next_offset)
-                };
+                let next_offset = log.segments.values().next().expect("checked above").summary.next_offset;
                 if next_offset > start {
                     break;
                 }
-                let segment = log.segments.remove(&base).expect("present");
-                log.zero_tails.remove(&base);
-                if let Err(source) = segment.remove_files() {
+                let segment = log.remove_oldest();
+                if let Err(source) = segment.remove() {
                     return Err(crate::ReadError::Io { partition: self.id.clone(), source });
                 }
             }

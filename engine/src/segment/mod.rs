@@ -210,8 +210,18 @@ impl Segment {
         }
     }
 
+    /// Unlinks the segment's three files, then frees the log file's space in the background
+    /// ([`crate::io::free_in_background`]).
+    pub(crate) fn remove(self) -> std::io::Result<()> {
+        let removed = self.remove_files();
+        if removed.is_ok() {
+            crate::io::free_in_background(self.reader);
+        }
+        removed
+    }
+
     /// Removes the segment's three files.
-    pub(crate) fn remove_files(&self) -> std::io::Result<()> {
+    fn remove_files(&self) -> std::io::Result<()> {
         for path in
             [self.log_path(), index_path(&self.dir, self.base_offset), time_index_path(&self.dir, self.base_offset)]
         {

@@ -143,6 +143,7 @@ impl Shared {
     }
 
     fn start_threads(self: &Arc<Self>, receivers: Vec<async_channel::Receiver<Job>>) -> Result<(), OpenError> {
+        crate::io::remember_unpinned_cpus();
         let core_ids =
             if self.config.pin_shards { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
