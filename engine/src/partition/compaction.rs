@@ -6,20 +6,24 @@
 //!    surviving records (offsets, timestamps and producer fields kept, count and CRC redone);
 //!    batches left empty are dropped; compressed batches are kept whole (the engine never
 //!    decompresses, so their keys neither supersede nor are superseded).
-//! 3. Fsync the copy, rename it over the segment, fsync the directory, and swap the in-memory
-//!    segment. Readers holding the old file keep reading the old, unlinked inode.
+//! 3. Fsync the copy and scan it for its summary and indexes.
+//! 4. On the shard: remove the segment's index files and fsync the directory (so that a crash
+//!    before the new indexes are written rebuilds them from the log), rename the copy over the
+//!    segment unless the segment was removed meanwhile, fsync the directory, and swap the
+//!    in-memory segment (its indexes are written by the same maintenance pass). Readers holding
+//!    the old file keep reading the old, unlinked inode, whose space is freed once they let go.
 //!
-//! Runs on the partition's shard inside the maintenance task, with blocking reads and writes:
-//! the shard pauses for the duration. Fine for the internal offsets topic and modest topics;
-//! a large compacted topic wants this moved to chunked async I/O.
+//! Steps 1-3 read and write whole segments, so they run on the blocking pool: the shard keeps
+//! serving while a large compacted topic is cleaned. Only segments whose every write is done
+//! are cleaned (a segment just rolled may still have writes in flight).
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Partition;
 use crate::batch::{self, BatchHeader};
-use crate::segment::{self, Segment, scan};
+use crate::segment::{self, Segment, SegmentSummary, scan};
 
 /// Kafka's default `delete.retention.ms`: how long tombstones survive compaction.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
@@ -28,12 +32,22 @@ const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 struct Candidate {
     base_offset: i64,
     readable_size_bytes: u64,
+    /// Not the active segment, and every write to it is done: it never changes again.
     closed: bool,
+}
+
+/// A cleaned copy of a segment, written, fsynced and scanned, not yet renamed in.
+struct CleanedCopy {
+    base_offset: i64,
+    path: PathBuf,
+    cleaned_path: PathBuf,
+    file: std::fs::File,
+    summary: SegmentSummary,
 }
 
 impl Partition {
     /// Compacts the closed segments when the log grew since the last pass.
-    pub(super) fn compact(&self, now_ms: i64) -> std::io::Result<()> {
+    pub(super) async fn compact(&self, now_ms: i64) -> std::io::Result<()> {
         let config = self.config.borrow().clone();
         let delete_retention_ms = config
             .other
@@ -52,80 +66,137 @@ impl Partition {
                 .map(|segment| Candidate {
                     base_offset: segment.base_offset,
                     readable_size_bytes: segment.readable_size_bytes,
-                    closed: segment.base_offset != active_base,
+                    closed: segment.base_offset != active_base
+                        && segment.readable_size_bytes == segment.summary.size_bytes,
                 })
                 .collect();
             (candidates, log.high_watermark)
         };
-        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-        for candidate in &candidates {
-            let path = segment::log_path(&self.dir, candidate.base_offset);
-            scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
-                for record in batch::records(bytes) {
-                    if let Some(key) = record.key {
-                        latest.insert(key.to_vec(), header.base_offset + i64::from(record.offset_delta));
-                    }
-                }
-            })?;
-        }
+        let dir = self.dir.clone();
         let tombstone_horizon_ms = now_ms.saturating_sub(delete_retention_ms);
-        for candidate in candidates.iter().filter(|candidate| candidate.closed) {
-            self.clean_segment(candidate, &latest, tombstone_horizon_ms)?;
+        let index_interval_bytes = config.index_interval_bytes;
+        let copies =
+            crate::io::unblocked(move || clean(&dir, &candidates, tombstone_horizon_ms, index_interval_bytes)).await?;
+        // The old index files would not match the cleaned logs: remove them first, durably, so
+        // that a crash before the new ones are written makes recovery rebuild them from the log.
+        for copy in &copies {
+            for path in [
+                segment::index_path(&self.dir, copy.base_offset),
+                segment::time_index_path(&self.dir, copy.base_offset),
+            ] {
+                match std::fs::remove_file(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                }
+            }
+        }
+        if !copies.is_empty() {
+            crate::io::sync_dir_async(&self.dir).await?;
+        }
+        let mut renamed = Vec::with_capacity(copies.len());
+        for copy in copies {
+            // No await between the check and the rename: a segment removed meanwhile (retention,
+            // DeleteRecords) must not come back.
+            if !self.log.borrow().segments.contains_key(&copy.base_offset) {
+                let _gone_anyway = std::fs::remove_file(&copy.cleaned_path);
+                continue;
+            }
+            std::fs::rename(&copy.cleaned_path, &copy.path)?;
+            renamed.push(copy);
+        }
+        if renamed.is_empty() {
+            self.compacted_up_to.set(high_watermark);
+            return Ok(());
+        }
+        crate::io::sync_dir_async(&self.dir).await?;
+        for copy in renamed {
+            self.swap_segment(copy)?;
         }
         self.compacted_up_to.set(high_watermark);
         Ok(())
     }
 
-    /// Rewrites one closed segment when it holds anything to drop.
-    fn clean_segment(
-        &self,
-        candidate: &Candidate,
-        latest: &HashMap<Vec<u8>, i64>,
-        tombstone_horizon_ms: i64,
-    ) -> std::io::Result<()> {
-        let path = segment::log_path(&self.dir, candidate.base_offset);
-        let mut cleaned: Vec<u8> = Vec::new();
-        let mut changed = false;
-        scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
-            match surviving_batch(header, bytes, latest, tombstone_horizon_ms) {
-                Survivor::Whole => cleaned.extend_from_slice(bytes),
-                Survivor::Rebuilt(rebuilt) => {
-                    changed = true;
-                    cleaned.extend_from_slice(&rebuilt);
-                }
-                Survivor::Dropped => changed = true,
-            }
-        })?;
-        if !changed {
-            return Ok(());
-        }
-        let cleaned_path = path.with_extension("log.cleaned");
-        write_synced(&cleaned_path, &cleaned)?;
-        std::fs::rename(&cleaned_path, &path)?;
-        crate::io::sync_dir(&self.dir)?;
-        self.swap_segment(candidate.base_offset, &path)
-    }
-
-    /// Replaces the in-memory segment at `base_offset` with a re-scan of its (cleaned) file.
-    fn swap_segment(&self, base_offset: i64, path: &Path) -> std::io::Result<()> {
-        let index_interval_bytes = self.config.borrow().index_interval_bytes;
-        let outcome = scan::scan(path, base_offset, index_interval_bytes, u64::MAX, |_, _| {})?;
-        let file = crate::io::open_rw(path, false)?;
+    /// Replaces the in-memory segment with its cleaned copy (already renamed in).
+    fn swap_segment(&self, copy: CleanedCopy) -> std::io::Result<()> {
         let mut log = self.log.borrow_mut();
-        let Some(previous) = log.segments.get(&base_offset) else { return Ok(()) };
+        let Some(previous) = log.segments.get(&copy.base_offset) else {
+            // Removed while the directory was fsynced: the removal unlinked the copy.
+            drop(log);
+            crate::io::free_in_background(std::sync::Arc::new(copy.file));
+            return Ok(());
+        };
+        let file = crate::io::into_runtime_file(copy.file);
         let created_ms = previous.created_ms;
         let next_offset = previous.summary.next_offset;
-        let mut summary = outcome.summary;
+        let mut summary = copy.summary;
         // Offsets dropped at the end of the segment still belong to it.
         summary.next_offset = summary.next_offset.max(next_offset);
-        let mut replacement = Segment::new(base_offset, &self.dir, file, summary, created_ms)?;
+        let mut replacement = Segment::new(copy.base_offset, &self.dir, file, summary, created_ms)?;
         replacement.index_dirty = true;
-        if let Some(replaced) = log.segments.insert(base_offset, replacement) {
+        if let Some(replaced) = log.segments.insert(copy.base_offset, replacement) {
             // The rename unlinked the old file; free its space off the shard.
             crate::io::free_in_background(replaced.reader);
         }
         Ok(())
     }
+}
+
+/// Steps 1-3, on the blocking pool: the cleaned copies of the closed segments that change.
+fn clean(
+    dir: &Path,
+    candidates: &[Candidate],
+    tombstone_horizon_ms: i64,
+    index_interval_bytes: u32,
+) -> std::io::Result<Vec<CleanedCopy>> {
+    let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+    for candidate in candidates {
+        let path = segment::log_path(dir, candidate.base_offset);
+        scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
+            for record in batch::records(bytes) {
+                if let Some(key) = record.key {
+                    latest.insert(key.to_vec(), header.base_offset + i64::from(record.offset_delta));
+                }
+            }
+        })?;
+    }
+    let mut copies = Vec::new();
+    for candidate in candidates.iter().filter(|candidate| candidate.closed) {
+        if let Some(copy) = clean_segment(dir, candidate, &latest, tombstone_horizon_ms, index_interval_bytes)? {
+            copies.push(copy);
+        }
+    }
+    Ok(copies)
+}
+
+/// Writes, fsyncs and scans a cleaned copy of one closed segment, when it holds anything to drop.
+fn clean_segment(
+    dir: &Path,
+    candidate: &Candidate,
+    latest: &HashMap<Vec<u8>, i64>,
+    tombstone_horizon_ms: i64,
+    index_interval_bytes: u32,
+) -> std::io::Result<Option<CleanedCopy>> {
+    let path = segment::log_path(dir, candidate.base_offset);
+    let mut cleaned: Vec<u8> = Vec::new();
+    let mut changed = false;
+    scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
+        match surviving_batch(header, bytes, latest, tombstone_horizon_ms) {
+            Survivor::Whole => cleaned.extend_from_slice(bytes),
+            Survivor::Rebuilt(rebuilt) => {
+                changed = true;
+                cleaned.extend_from_slice(&rebuilt);
+            }
+            Survivor::Dropped => changed = true,
+        }
+    })?;
+    if !changed {
+        return Ok(None);
+    }
+    let cleaned_path = path.with_extension("log.cleaned");
+    write_synced(&cleaned_path, &cleaned)?;
+    let outcome = scan::scan(&cleaned_path, candidate.base_offset, index_interval_bytes, u64::MAX, |_, _| {})?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&cleaned_path)?;
+    Ok(Some(CleanedCopy { base_offset: candidate.base_offset, path, cleaned_path, file, summary: outcome.summary }))
 }
 
 enum Survivor {

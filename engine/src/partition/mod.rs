@@ -275,7 +275,7 @@ impl Partition {
             tracing::warn!(partition = %self.id, %error, "retention failed to delete a segment");
         }
         if config.cleanup_policy.compact
-            && let Err(error) = self.compact(now_ms)
+            && let Err(error) = self.compact(now_ms).await
         {
             tracing::warn!(partition = %self.id, %error, "compaction failed; the log is unchanged");
         }
