@@ -474,6 +474,64 @@ fn compaction_keeps_the_last_record_per_key() {
 }
 
 #[test]
+fn compaction_keeps_an_unchanged_prefix_and_every_unique_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("prefix", 0);
+    let mut config = small_segments(1024);
+    config.set("cleanup.policy", "compact").expect("valid");
+    let keyed = |key: &str, value: &str| {
+        sluice_engine::batch::build_keyed_batch(&[(key.as_bytes(), Some(value.as_bytes()))], 1)
+    };
+    block_on(async {
+        engine.create_topic("prefix", 1, config).await.expect("create");
+        // Unique keys first, so the first segment's leading batches survive whole.
+        for unique in 0..6 {
+            engine.append(&partition, keyed(&format!("unique-{unique}"), "kept"), FAST).await.expect("append");
+        }
+        for round in 0..30 {
+            for key in 0..3 {
+                let value = format!("v{round}");
+                engine.append(&partition, keyed(&format!("hot-{key}"), &value), FAST).await.expect("append");
+            }
+        }
+    });
+    let keys_at = |engine: &sluice_engine::Engine| -> Vec<(i64, String)> {
+        read_all(engine, &partition, 0)
+            .iter()
+            .flat_map(|(header, bytes)| {
+                sluice_engine::batch::records(bytes)
+                    .map(|record| {
+                        let key = String::from_utf8(record.key.expect("keyed").to_vec()).expect("utf-8");
+                        (header.base_offset + i64::from(record.offset_delta), key)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let remaining = loop {
+        let remaining = keys_at(&engine);
+        if remaining.len() < 96 {
+            break remaining;
+        }
+        assert!(std::time::Instant::now() < deadline, "compaction never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let expected_prefix: Vec<(i64, String)> = (0..6).map(|unique| (unique, format!("unique-{unique}"))).collect();
+    assert_eq!(remaining[..6], expected_prefix[..], "the leading unique keys survive in place");
+    for key in 0..3 {
+        let name = format!("hot-{key}");
+        let last = remaining.iter().filter(|(_, found)| *found == name).map(|(offset, _)| *offset).max();
+        assert_eq!(last, Some(6 + 29 * 3 + key), "the last record of each hot key survives");
+    }
+    engine.shutdown();
+    let engine = open(dir.path(), 1);
+    assert_eq!(keys_at(&engine), remaining, "the compacted log reads back after a restart");
+    engine.shutdown();
+}
+
+#[test]
 fn file_ranges_start_at_the_holding_batch_and_match_byte_reads() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = open(dir.path(), 2);

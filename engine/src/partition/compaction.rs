@@ -18,7 +18,7 @@
 //! are cleaned (a segment just rolled may still have writes in flight).
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::Partition;
@@ -27,6 +27,9 @@ use crate::segment::{self, Segment, SegmentSummary, scan};
 
 /// Kafka's default `delete.retention.ms`: how long tombstones survive compaction.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
+
+/// Write buffer of a cleaned copy.
+const COPY_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// A segment to consider, detached from the log borrow.
 struct Candidate {
@@ -169,6 +172,8 @@ fn clean(
 }
 
 /// Writes, fsyncs and scans a cleaned copy of one closed segment, when it holds anything to drop.
+/// The copy is streamed to its file: up to the first batch that changes, the segment is copied
+/// as it is; from there on, batch by batch.
 fn clean_segment(
     dir: &Path,
     candidate: &Candidate,
@@ -177,23 +182,42 @@ fn clean_segment(
     index_interval_bytes: u32,
 ) -> std::io::Result<Option<CleanedCopy>> {
     let path = segment::log_path(dir, candidate.base_offset);
-    let mut cleaned: Vec<u8> = Vec::new();
-    let mut changed = false;
-    scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
-        match surviving_batch(header, bytes, latest, tombstone_horizon_ms) {
-            Survivor::Whole => cleaned.extend_from_slice(bytes),
-            Survivor::Rebuilt(rebuilt) => {
-                changed = true;
-                cleaned.extend_from_slice(&rebuilt);
-            }
-            Survivor::Dropped => changed = true,
-        }
-    })?;
-    if !changed {
-        return Ok(None);
-    }
     let cleaned_path = path.with_extension("log.cleaned");
-    write_synced(&cleaned_path, &cleaned)?;
+    let mut copy: Option<std::io::BufWriter<std::fs::File>> = None;
+    let mut position = 0u64;
+    let mut failure: Option<std::io::Error> = None;
+    scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
+        if failure.is_some() {
+            return;
+        }
+        let survivor = surviving_batch(header, bytes, latest, tombstone_horizon_ms);
+        let written = (|| -> std::io::Result<()> {
+            if copy.is_none() && !matches!(survivor, Survivor::Whole) {
+                // Every batch before this one is kept whole: the copy starts as that prefix.
+                let mut out =
+                    std::io::BufWriter::with_capacity(COPY_BUFFER_BYTES, std::fs::File::create(&cleaned_path)?);
+                std::io::copy(&mut std::fs::File::open(&path)?.take(position), &mut out)?;
+                copy = Some(out);
+            }
+            if let Some(out) = copy.as_mut() {
+                match &survivor {
+                    Survivor::Whole => out.write_all(bytes)?,
+                    Survivor::Rebuilt(rebuilt) => out.write_all(rebuilt)?,
+                    Survivor::Dropped => {}
+                }
+            }
+            Ok(())
+        })();
+        if let Err(error) = written {
+            failure = Some(error);
+        }
+        position += bytes.len() as u64;
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let Some(copy) = copy else { return Ok(None) };
+    copy.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
     let outcome = scan::scan(&cleaned_path, candidate.base_offset, index_interval_bytes, u64::MAX, |_, _| {})?;
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&cleaned_path)?;
     Ok(Some(CleanedCopy { base_offset: candidate.base_offset, path, cleaned_path, file, summary: outcome.summary }))
@@ -237,10 +261,4 @@ fn surviving_batch(
     } else {
         Survivor::Rebuilt(batch::rebuild_with_records(bytes, &kept))
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
