@@ -7,11 +7,13 @@
 //!    batches left empty are dropped; compressed batches are kept whole (the engine never
 //!    decompresses, so their keys neither supersede nor are superseded).
 //! 3. Fsync the copy and scan it for its summary and indexes.
-//! 4. On the shard: remove the segment's index files and fsync the directory (so that a crash
-//!    before the new indexes are written rebuilds them from the log), rename the copy over the
-//!    segment unless the segment was removed meanwhile, fsync the directory, and swap the
-//!    in-memory segment (its indexes are written by the same maintenance pass). Readers holding
-//!    the old file keep reading the old, unlinked inode, whose space is freed once they let go.
+//! 4. On the shard, unless the partition closed meanwhile (a deleted topic's directory may
+//!    belong to a new topic of the same name by then): remove the segment's index files and
+//!    fsync the directory (so that a crash before the new indexes are written rebuilds them
+//!    from the log), rename the copy over the segment unless the segment was removed
+//!    meanwhile, fsync the directory, and swap the in-memory segment (its indexes are written
+//!    by the same maintenance pass). Readers holding the old file keep reading the old,
+//!    unlinked inode, whose space is freed once they let go.
 //!
 //! Steps 1-3 read and write whole segments, so they run on the blocking pool: the shard keeps
 //! serving while a large compacted topic is cleaned. Only segments whose every write is done
@@ -80,6 +82,10 @@ impl Partition {
         let index_interval_bytes = config.index_interval_bytes;
         let copies =
             crate::io::unblocked(move || clean(&dir, &candidates, tombstone_horizon_ms, index_interval_bytes)).await?;
+        if self.closing.get() {
+            // Closed (or deleted) meanwhile; recovery removes the copies at the next open.
+            return Ok(());
+        }
         // The old index files would not match the cleaned logs: remove them first, durably, so
         // that a crash before the new ones are written makes recovery rebuild them from the log.
         for copy in &copies {
@@ -100,6 +106,9 @@ impl Partition {
         for copy in copies {
             // No await between the check and the rename: a segment removed meanwhile (retention,
             // DeleteRecords) must not come back.
+            if self.closing.get() {
+                return Ok(());
+            }
             if !self.log.borrow().segments.contains_key(&copy.base_offset) {
                 let _gone_anyway = std::fs::remove_file(&copy.cleaned_path);
                 continue;

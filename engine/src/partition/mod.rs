@@ -160,8 +160,10 @@ pub(crate) struct Partition {
     tuning: Tuning,
     /// Fired when a zero fill finishes.
     fill_event: Event,
-    /// No more fills start (the partition is closing).
-    fill_stopped: Cell<bool>,
+    /// The partition is closing or closed: no more fills start, and a compaction finishing on
+    /// the blocking pool leaves the directory alone (it may belong to a new topic of the same
+    /// name by then).
+    closing: Cell<bool>,
     /// A checkpoint write is running.
     checkpointing: Cell<bool>,
     /// Fired when a checkpoint write finishes.
@@ -383,7 +385,7 @@ impl Partition {
     /// Waits for writes in flight, fsyncs, writes indexes and (when `checkpoint`) the
     /// recovery checkpoint. Used at shutdown and before deletion.
     pub(crate) async fn close(&self, checkpoint: bool) {
-        self.fill_stopped.set(true);
+        self.closing.set(true);
         let deadline = crate::clock::monotonic() + std::time::Duration::from_secs(30);
         while !self.log.borrow().in_flight.is_empty() && !self.failed.get() && crate::clock::monotonic() < deadline {
             compio::time::sleep(std::time::Duration::from_millis(1)).await;

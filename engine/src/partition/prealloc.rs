@@ -57,7 +57,7 @@ impl Partition {
     /// Starts a fill when the active segment, based at `segment_base`, has less than half of
     /// `preallocate_bytes` of zeroed space left past its reserved bytes.
     pub(super) fn preallocate(self: &Rc<Self>, segment_base: i64) {
-        if self.tuning.preallocate_bytes == 0 || self.failed.get() || self.fill_stopped.get() {
+        if self.tuning.preallocate_bytes == 0 || self.failed.get() || self.closing.get() {
             return;
         }
         let segment_bytes = self.config.borrow().segment_bytes;

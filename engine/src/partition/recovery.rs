@@ -234,7 +234,7 @@ impl Partition {
             failed: Cell::new(false),
             tuning: shared.tuning,
             fill_event: Event::new(),
-            fill_stopped: Cell::new(false),
+            closing: Cell::new(false),
             checkpointing: Cell::new(false),
             checkpoint_event: Event::new(),
             compacted_up_to: Cell::new(-1),
