@@ -1,8 +1,10 @@
-//! Storage I/O: opening segment files for the io_uring runtime, durable metadata writes, the
-//! data-directory lock, and the fault injector used by tests.
+//! Storage I/O: opening segment files for the io_uring runtime, durable metadata writes,
+//! blocking work off the shard threads, the data-directory lock, and the fault injector used by
+//! tests.
 //!
 //! Every `unsafe` block of the engine lives here. Functions are called on shard threads (file
-//! I/O) or on the opening thread (lock, metadata).
+//! I/O), on the blocking pools the shards hand slow file-system work to, or on the opening
+//! thread (lock, metadata).
 
 use std::fs;
 use std::io;
