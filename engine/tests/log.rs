@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{batch_of, open, read_all, single_value, small_segments, split_batches};
+use common::{batch_of, keyed_records, open, read_all, single_value, small_segments, split_batches};
 use sluice_engine::{
     AppendError, AppendOptions, Offset, OffsetQuery, ReadError, TopicConfig, TopicError, TopicPartition, block_on,
 };
@@ -429,28 +429,18 @@ fn compaction_keeps_the_last_record_per_key() {
     let total_written = 200;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let remaining = loop {
-        let records: Vec<(i64, Vec<u8>, Vec<u8>)> = read_all(&engine, &partition, 0)
-            .iter()
-            .flat_map(|(header, bytes)| {
-                sluice_engine::batch::records(bytes)
-                    .map(|record| {
-                        let offset = header.base_offset + i64::from(record.offset_delta);
-                        (offset, record.key.expect("keyed").to_vec(), bytes.clone())
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let records = keyed_records(&engine, &partition, 0);
         if records.len() < total_written || std::time::Instant::now() > deadline {
             break records;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(remaining.len() < total_written, "compaction never ran");
-    let offsets: Vec<i64> = remaining.iter().map(|(offset, _, _)| *offset).collect();
+    let offsets: Vec<i64> = remaining.iter().map(|(offset, _)| *offset).collect();
     assert!(offsets.windows(2).all(|pair| pair[0] < pair[1]), "offsets stay increasing");
     for key in 0..10u32 {
         let key_bytes = format!("key-{key}").into_bytes();
-        let last = remaining.iter().filter(|(_, found, _)| *found == key_bytes).map(|(offset, _, _)| *offset).max();
+        let last = remaining.iter().filter(|(_, found)| *found == key_bytes).map(|(offset, _)| *offset).max();
         assert_eq!(last, Some(190 + i64::from(key)), "the last record of each key survives");
     }
     let appended = block_on(engine.append(&partition, batch_of(b"more", 1), FAST)).expect("append after compaction");
@@ -496,38 +486,26 @@ fn compaction_keeps_an_unchanged_prefix_and_every_unique_key() {
             }
         }
     });
-    let keys_at = |engine: &sluice_engine::Engine| -> Vec<(i64, String)> {
-        read_all(engine, &partition, 0)
-            .iter()
-            .flat_map(|(header, bytes)| {
-                sluice_engine::batch::records(bytes)
-                    .map(|record| {
-                        let key = String::from_utf8(record.key.expect("keyed").to_vec()).expect("utf-8");
-                        (header.base_offset + i64::from(record.offset_delta), key)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let remaining = loop {
-        let remaining = keys_at(&engine);
+        let remaining = keyed_records(&engine, &partition, 0);
         if remaining.len() < 96 {
             break remaining;
         }
         assert!(std::time::Instant::now() < deadline, "compaction never ran");
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let expected_prefix: Vec<(i64, String)> = (0..6).map(|unique| (unique, format!("unique-{unique}"))).collect();
+    let expected_prefix: Vec<(i64, Vec<u8>)> =
+        (0..6).map(|unique| (unique, format!("unique-{unique}").into_bytes())).collect();
     assert_eq!(remaining[..6], expected_prefix[..], "the leading unique keys survive in place");
     for key in 0..3 {
-        let name = format!("hot-{key}");
+        let name = format!("hot-{key}").into_bytes();
         let last = remaining.iter().filter(|(_, found)| *found == name).map(|(offset, _)| *offset).max();
         assert_eq!(last, Some(6 + 29 * 3 + key), "the last record of each hot key survives");
     }
     engine.shutdown();
     let engine = open(dir.path(), 1);
-    assert_eq!(keys_at(&engine), remaining, "the compacted log reads back after a restart");
+    assert_eq!(keyed_records(&engine, &partition, 0), remaining, "the compacted log reads back after a restart");
     engine.shutdown();
 }
 

@@ -85,3 +85,17 @@ pub fn read_all(engine: &Engine, partition: &sluice_engine::TopicPartition, from
         }
     })
 }
+
+/// Every record of `partition` from `from` on, as (offset, key); the records must be keyed.
+pub fn keyed_records(engine: &Engine, partition: &sluice_engine::TopicPartition, from: i64) -> Vec<(i64, Vec<u8>)> {
+    read_all(engine, partition, from)
+        .iter()
+        .flat_map(|(header, bytes)| {
+            batch::records(bytes)
+                .map(|record| {
+                    (header.base_offset + i64::from(record.offset_delta), record.key.expect("keyed").to_vec())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
