@@ -125,6 +125,15 @@ pub struct Args {
     /// [default: 4194304].
     #[arg(long, env = "SLUICE_WRITEBACK_BYTES", value_name = "BYTES")]
     pub writeback_bytes: Option<u64>,
+    /// Memory for the key map of one compaction pass; each shard runs one pass at a time, and
+    /// a pass whose map fills cleans up to there and leaves the rest to the next [default:
+    /// 134217728].
+    #[arg(long, env = "SLUICE_COMPACTION_MAP_BYTES", value_name = "BYTES")]
+    pub compaction_map_bytes: Option<u64>,
+    /// How often each shard applies retention, time-based rolls and compaction, in ms, in
+    /// steps of 100 ms [default: 30000].
+    #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
+    pub retention_check_interval_ms: Option<u64>,
 }
 
 /// The TOML file's contents.
@@ -152,6 +161,10 @@ struct FileConfig {
     pin_shards: Option<bool>,
     preallocate_bytes: Option<u64>,
     writeback_bytes: Option<u64>,
+    #[serde(alias = "log.cleaner.dedupe.buffer.size")]
+    compaction_map_bytes: Option<u64>,
+    #[serde(alias = "log.retention.check.interval.ms")]
+    retention_check_interval_ms: Option<u64>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -211,6 +224,10 @@ pub struct BrokerConfig {
     pub preallocate_bytes: u64,
     /// Writeback step of non-durable appends (`EngineConfig::writeback_bytes`).
     pub writeback_bytes: u64,
+    /// Key map memory of one compaction pass (`EngineConfig::compaction_map_bytes`).
+    pub compaction_map_bytes: u64,
+    /// Interval of retention, rolls and compaction (`EngineConfig::retention_check_interval_ms`).
+    pub retention_check_interval_ms: u64,
     /// How long shutdown waits for in-flight requests before closing connections, in ms.
     pub shutdown_timeout_ms: u64,
 }
@@ -232,6 +249,8 @@ impl BrokerConfig {
             pin_shards: true,
             preallocate_bytes: sluice_engine::config::PREALLOCATE_BYTES_DEFAULT,
             writeback_bytes: sluice_engine::config::WRITEBACK_BYTES_DEFAULT,
+            compaction_map_bytes: sluice_engine::config::COMPACTION_MAP_BYTES_DEFAULT,
+            retention_check_interval_ms: 30_000,
             shutdown_timeout_ms: 10_000,
         }
     }
@@ -262,6 +281,12 @@ impl BrokerConfig {
         config.preallocate_bytes =
             args.preallocate_bytes.or(file.preallocate_bytes).unwrap_or(config.preallocate_bytes);
         config.writeback_bytes = args.writeback_bytes.or(file.writeback_bytes).unwrap_or(config.writeback_bytes);
+        config.compaction_map_bytes =
+            args.compaction_map_bytes.or(file.compaction_map_bytes).unwrap_or(config.compaction_map_bytes);
+        config.retention_check_interval_ms = args
+            .retention_check_interval_ms
+            .or(file.retention_check_interval_ms)
+            .unwrap_or(config.retention_check_interval_ms);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);
@@ -355,15 +380,22 @@ mod tests {
     fn flags_override_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sluice.toml");
-        let text = "\"num.partitions\" = 3\nlisten = \"127.0.0.1:1\"\npreallocate_bytes = 0\nwriteback_bytes = 1024\n[topic_defaults]\n\"retention.ms\" = 5000\n";
+        let text = "\"num.partitions\" = 3\nlisten = \"127.0.0.1:1\"\npreallocate_bytes = 0\nwriteback_bytes = 1024\n\"log.cleaner.dedupe.buffer.size\" = 4096\n\"log.retention.check.interval.ms\" = 500\n[topic_defaults]\n\"retention.ms\" = 5000\n";
         std::fs::write(&path, text).expect("write");
-        let args = Args { config: Some(path), listen: Some("127.0.0.1:2".to_owned()), ..Args::default() };
+        let args = Args {
+            config: Some(path),
+            listen: Some("127.0.0.1:2".to_owned()),
+            retention_check_interval_ms: Some(700),
+            ..Args::default()
+        };
         let config = BrokerConfig::from_args(args).expect("valid");
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.num_partitions, 3);
         assert_eq!(config.default_topic_config.retention_ms, 5000);
         assert_eq!(config.preallocate_bytes, 0, "from the file");
         assert_eq!(config.writeback_bytes, 1024, "from the file");
+        assert_eq!(config.compaction_map_bytes, 4096, "from the file, under Kafka's name");
+        assert_eq!(config.retention_check_interval_ms, 700, "the flag over the file");
     }
 
     #[test]

@@ -147,6 +147,8 @@ impl Broker {
         engine_config.pin_shards = config.pin_shards;
         engine_config.preallocate_bytes = config.preallocate_bytes;
         engine_config.writeback_bytes = config.writeback_bytes;
+        engine_config.compaction_map_bytes = config.compaction_map_bytes;
+        engine_config.retention_check_interval_ms = config.retention_check_interval_ms;
         engine_config.default_topic_config = config.default_topic_config.clone();
         let faults = faults::enabled_by_environment().then(|| Arc::new(FaultInjector::new()));
         if faults.is_some() {

@@ -94,7 +94,9 @@ impl Default for TopicConfig {
     }
 }
 
-/// Kafka topic configs that are stored verbatim (reported, accepted, not acted on).
+/// Kafka topic configs that are stored verbatim in [`TopicConfig::other`] and reported. Most are
+/// accepted and not acted on; compaction reads `delete.retention.ms` and
+/// `min.cleanable.dirty.ratio` from there.
 const PASSTHROUGH_NAMES: &[&str] = &[
     "compression.type",
     "delete.retention.ms",
@@ -167,6 +169,16 @@ impl TopicConfig {
                 }
                 self.cleanup_policy = policy;
             }
+            "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => {
+                    self.other.insert(name.to_owned(), value.to_owned());
+                }
+                _ => return Err(invalid()),
+            },
+            "delete.retention.ms" => {
+                parse_i64(name, value, 0)?;
+                self.other.insert(name.to_owned(), value.to_owned());
+            }
             _ if PASSTHROUGH_NAMES.contains(&name) => {
                 self.other.insert(name.to_owned(), value.to_owned());
             }
@@ -233,6 +245,10 @@ pub const PREALLOCATE_BYTES_DEFAULT: u64 = 2 << 20;
 /// The default of [`EngineConfig::writeback_bytes`]: 4 MiB.
 pub const WRITEBACK_BYTES_DEFAULT: u64 = 4 << 20;
 
+/// The default of [`EngineConfig::compaction_map_bytes`]: 128 MiB, Kafka's
+/// `log.cleaner.dedupe.buffer.size`.
+pub const COMPACTION_MAP_BYTES_DEFAULT: u64 = 128 << 20;
+
 /// Everything needed to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -259,6 +275,10 @@ pub struct EngineConfig {
     /// been written since the last start, so that dirty page cache never piles up until the
     /// kernel throttles every writer at once. Zero leaves writeback to the kernel alone.
     pub writeback_bytes: u64,
+    /// Memory for the key map of one compaction pass (each shard runs at most one pass at a
+    /// time). A pass maps the keys of the log's dirty part until the map is full and cleans up
+    /// to there; the next pass goes on from that point.
+    pub compaction_map_bytes: u64,
     /// Faults to inject into storage I/O (tests only; `None` in production).
     pub faults: Option<Arc<FaultInjector>>,
 }
@@ -276,6 +296,7 @@ impl EngineConfig {
             retention_check_interval_ms: 30_000,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
             writeback_bytes: WRITEBACK_BYTES_DEFAULT,
+            compaction_map_bytes: COMPACTION_MAP_BYTES_DEFAULT,
             faults: None,
         }
     }
@@ -302,6 +323,12 @@ mod tests {
         assert!(matches!(config.set("no.such", "1"), Err(ConfigError::UnknownName { .. })));
         assert!(matches!(config.set("segment.bytes", "abc"), Err(ConfigError::InvalidValue { .. })));
         assert!(matches!(config.set("retention.ms", "-5"), Err(ConfigError::InvalidValue { .. })));
+        for ratio in ["1.5", "-0.1", "half"] {
+            assert!(matches!(config.set("min.cleanable.dirty.ratio", ratio), Err(ConfigError::InvalidValue { .. })));
+        }
+        assert!(matches!(config.set("delete.retention.ms", "-1"), Err(ConfigError::InvalidValue { .. })));
+        config.set("min.cleanable.dirty.ratio", "0.25").expect("a ratio in 0..=1");
+        assert!(config.entries().iter().any(|(name, value)| name == "min.cleanable.dirty.ratio" && value == "0.25"));
     }
 
     #[test]

@@ -412,8 +412,7 @@ fn compaction_keeps_the_last_record_per_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = open(dir.path(), 1);
     let partition = TopicPartition::new("compacted", 0);
-    let mut config = small_segments(1024);
-    config.set("cleanup.policy", "compact").expect("valid");
+    let config = compacted(&[]);
     block_on(async {
         engine.create_topic("compacted", 1, config).await.expect("create");
         for round in 0..20u32 {
@@ -468,8 +467,7 @@ fn compaction_keeps_an_unchanged_prefix_and_every_unique_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = open(dir.path(), 1);
     let partition = TopicPartition::new("prefix", 0);
-    let mut config = small_segments(1024);
-    config.set("cleanup.policy", "compact").expect("valid");
+    let config = compacted(&[]);
     let keyed = |key: &str, value: &str| {
         sluice_engine::batch::build_keyed_batch(&[(key.as_bytes(), Some(value.as_bytes()))], 1)
     };
@@ -506,6 +504,124 @@ fn compaction_keeps_an_unchanged_prefix_and_every_unique_key() {
     engine.shutdown();
     let engine = open(dir.path(), 1);
     assert_eq!(keyed_records(&engine, &partition, 0), remaining, "the compacted log reads back after a restart");
+    engine.shutdown();
+}
+
+/// A compacted topic's config with 1 KiB segments, plus `settings`.
+fn compacted(settings: &[(&str, &str)]) -> TopicConfig {
+    let mut config = small_segments(1024);
+    config.set("cleanup.policy", "compact").expect("valid");
+    for (name, value) in settings {
+        config.set(name, value).expect("valid");
+    }
+    config
+}
+
+/// Appends one single-record batch per key, each with `value`.
+fn append_keyed(engine: &sluice_engine::Engine, partition: &TopicPartition, keys: &[String], value: &str) {
+    block_on(async {
+        for key in keys {
+            let batch = sluice_engine::batch::build_keyed_batch(&[(key.as_bytes(), Some(value.as_bytes()))], 1);
+            engine.append(partition, batch, FAST).await.expect("append");
+        }
+    });
+}
+
+/// Polls `keyed_records` until `done` holds for them, for at most `seconds`.
+fn wait_for_keyed(
+    engine: &sluice_engine::Engine,
+    partition: &TopicPartition,
+    seconds: u64,
+    done: impl Fn(&[(i64, Vec<u8>)]) -> bool,
+) -> Vec<(i64, Vec<u8>)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let records = keyed_records(engine, partition, 0);
+        if done(&records) || std::time::Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// How many records of `key` the log holds.
+fn versions_of(records: &[(i64, Vec<u8>)], key: &str) -> usize {
+    records.iter().filter(|(_, found)| found == key.as_bytes()).count()
+}
+
+#[test]
+fn compaction_with_a_small_key_map_cleans_in_several_passes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut engine_config = sluice_engine::EngineConfig::new(dir.path());
+    engine_config.shard_count = Some(1);
+    engine_config.pin_shards = false;
+    engine_config.retention_check_interval_ms = 100;
+    // 1 KiB of map: 28 keys per pass, against 120 keys written.
+    engine_config.compaction_map_bytes = 1024;
+    let engine = sluice_engine::Engine::open(engine_config).expect("engine opens");
+    let partition = TopicPartition::new("small-map", 0);
+    let config = compacted(&[("min.cleanable.dirty.ratio", "0")]);
+    block_on(engine.create_topic("small-map", 1, config)).expect("create");
+    let keys: Vec<String> = (0..120).map(|key| format!("key-{key:03}")).collect();
+    for round in 0..3 {
+        append_keyed(&engine, &partition, &keys, &format!("round-{round}"));
+    }
+    // Unique keys after them close every segment holding the 360 records above.
+    let fillers: Vec<String> = (0..40).map(|filler| format!("filler-{filler}")).collect();
+    append_keyed(&engine, &partition, &fillers, "filler");
+    let remaining =
+        wait_for_keyed(&engine, &partition, 30, |records| keys.iter().all(|key| versions_of(records, key) == 1));
+    for (index, key) in keys.iter().enumerate() {
+        let offsets: Vec<i64> =
+            remaining.iter().filter(|(_, found)| found == key.as_bytes()).map(|(offset, _)| *offset).collect();
+        assert_eq!(offsets, vec![240 + index as i64], "only the last record of {key} is left");
+    }
+    assert!(fillers.iter().all(|filler| versions_of(&remaining, filler) == 1), "unique keys all survive");
+    engine.shutdown();
+}
+
+#[test]
+fn compaction_waits_for_the_dirty_ratio_and_remembers_what_it_cleaned() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("ratio", 0);
+    let mut config = compacted(&[("min.cleanable.dirty.ratio", "0")]);
+    block_on(engine.create_topic("ratio", 1, config.clone())).expect("create");
+    let keys: Vec<String> = (0..10).map(|key| format!("key-{key}")).collect();
+    let fillers = |from: usize| (from..from + 40).map(|filler| format!("filler-{filler}")).collect::<Vec<_>>();
+    for round in 0..20 {
+        append_keyed(&engine, &partition, &keys, &format!("v{round}"));
+    }
+    append_keyed(&engine, &partition, &fillers(0), "filler");
+    let compacted =
+        wait_for_keyed(&engine, &partition, 10, |records| keys.iter().all(|key| versions_of(records, key) == 1));
+    assert!(keys.iter().all(|key| versions_of(&compacted, key) == 1), "compacted while the ratio was 0");
+    config.set("min.cleanable.dirty.ratio", "0.9").expect("valid");
+    block_on(engine.alter_topic_config("ratio", config.clone())).expect("alter");
+    // Two more versions of each key, then a few fillers to close their segment: dirty bytes are
+    // now well under 90% of the cleanable log, so no pass runs, however long we wait.
+    for round in 20..22 {
+        append_keyed(&engine, &partition, &keys, &format!("v{round}"));
+    }
+    append_keyed(&engine, &partition, &fillers(40), "filler");
+    let pending = |engine: &sluice_engine::Engine| {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        keyed_records(engine, &partition, 0)
+    };
+    assert_eq!(versions_of(&pending(&engine), "key-0"), 3, "no pass below the dirty ratio");
+    // After a restart the checkpoint still says which part is clean.
+    engine.shutdown();
+    let engine = open(dir.path(), 1);
+    assert_eq!(versions_of(&pending(&engine), "key-0"), 3, "the clean part survives a restart");
+    // Any dirty part is enough at ratio 0.
+    config.set("min.cleanable.dirty.ratio", "0").expect("valid");
+    block_on(engine.alter_topic_config("ratio", config)).expect("alter");
+    let remaining = wait_for_keyed(&engine, &partition, 10, |records| versions_of(records, "key-0") == 1);
+    for (index, key) in keys.iter().enumerate() {
+        let last: Vec<i64> =
+            remaining.iter().filter(|(_, found)| found == key.as_bytes()).map(|(offset, _)| *offset).collect();
+        assert_eq!(last, vec![200 + 40 + 10 + index as i64], "only the last record of {key} is left");
+    }
     engine.shutdown();
 }
 

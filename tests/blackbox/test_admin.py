@@ -286,6 +286,21 @@ def test_incremental_alter_configs_rejects_unknown_config(broker):
     assert kafka_error_code(info) == KafkaError.INVALID_CONFIG
 
 
+def test_compaction_configs_are_validated_like_kafka(broker):
+    topic = unique_topic("compaction-configs")
+    create_topic(broker, topic, 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.25"})
+    assert describe(broker, topic)["min.cleanable.dirty.ratio"].value == "0.25"
+    client = admin(broker)
+    for name, value in (("min.cleanable.dirty.ratio", "1.5"), ("min.cleanable.dirty.ratio", "half"),
+                        ("delete.retention.ms", "-1")):
+        res = ConfigResource(TOPIC, topic, incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+        with pytest.raises(KafkaException) as info:
+            wait_all(client.incremental_alter_configs([res]))
+        assert kafka_error_code(info) == KafkaError.INVALID_CONFIG, (name, value)
+    assert describe(broker, topic)["min.cleanable.dirty.ratio"].value == "0.25", "rejected changes leave it alone"
+
+
 def test_incremental_alter_configs_rejects_invalid_value(broker):
     topic = unique_topic("incremental-bad-value")
     create_topic(broker, topic, 1)

@@ -1,27 +1,41 @@
 //! Log compaction (`cleanup.policy=compact`): keep only the last record of each key.
 //!
-//! 1. Map every key to the offset of its last record, over the whole readable log.
-//! 2. For each closed segment holding a superseded record (or a tombstone older than
-//!    `delete.retention.ms`), write a cleaned copy: each uncompressed batch is rebuilt with the
-//!    surviving records (offsets, timestamps and producer fields kept, count and CRC redone);
-//!    batches left empty are dropped; compressed batches are kept whole (the engine never
-//!    decompresses, so their keys neither supersede nor are superseded).
+//! The closed segments (not the active one, every write done) are the cleanable part of the
+//! log. Below `cleaned_up_to` it is clean: an earlier pass mapped its keys. Above, it is dirty.
+//! A pass runs when the dirty bytes are at least `min.cleanable.dirty.ratio` (Kafka's topic
+//! config, default 0.5) of the cleanable bytes, as Kafka's cleaner chooses, so a large compacted
+//! log is not re-read for every few new records.
+//!
+//! 1. Map each key of the dirty part to the offset of its last record, from `cleaned_up_to`
+//!    on, until the map (`EngineConfig::compaction_map_bytes`) is full: the map then covers the
+//!    offsets below `mapped_up_to`. Keys are kept as 128-bit hashes (xxh3, seeded per pass), as
+//!    Kafka keeps MD5 digests.
+//! 2. For each closed segment holding offsets below `mapped_up_to`, write a cleaned copy when it
+//!    holds a record superseded by the map, or a tombstone below `mapped_up_to` older than
+//!    `delete.retention.ms`: each uncompressed batch is rebuilt with the surviving records
+//!    (offsets, timestamps and producer fields kept, count and CRC redone); batches left empty
+//!    are dropped; compressed and control batches are kept whole (the engine never
+//!    decompresses, so their keys neither supersede nor are superseded). A tombstone is only
+//!    dropped once every older record of its key is: it is below `mapped_up_to`, so this pass
+//!    or an earlier one mapped it and dropped them.
 //! 3. Fsync the copy and scan it for its summary and indexes.
 //! 4. On the shard, unless the partition closed meanwhile (a deleted topic's directory may
 //!    belong to a new topic of the same name by then): remove the segment's index files and
 //!    fsync the directory (so that a crash before the new indexes are written rebuilds them
 //!    from the log), rename the copy over the segment unless the segment was removed
-//!    meanwhile, fsync the directory, and swap the in-memory segment (its indexes are written
-//!    by the same maintenance pass). Readers holding the old file keep reading the old,
-//!    unlinked inode, whose space is freed once they let go.
+//!    meanwhile, fsync the directory, swap the in-memory segment (its indexes are written by
+//!    the same maintenance pass), and move `cleaned_up_to` to `mapped_up_to`; the checkpoint
+//!    written next records it. Readers holding the old file keep reading the old, unlinked
+//!    inode, whose space is freed once they let go.
 //!
 //! Steps 1-3 read and write whole segments, so they run on the blocking pool: the shard keeps
-//! serving while a large compacted topic is cleaned. Only segments whose every write is done
-//! are cleaned (a segment just rolled may still have writes in flight).
+//! serving while a large compacted topic is cleaned. A pass stopped by a full map leaves the
+//! rest dirty for the next maintenance pass.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Partition;
 use crate::batch::{self, BatchHeader};
@@ -30,15 +44,17 @@ use crate::segment::{self, Segment, SegmentSummary, scan};
 /// Kafka's default `delete.retention.ms`: how long tombstones survive compaction.
 const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 
+/// Kafka's default `min.cleanable.dirty.ratio`.
+const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
+
 /// Write buffer of a cleaned copy.
 const COPY_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// A segment to consider, detached from the log borrow.
+/// A closed segment, detached from the log borrow.
 struct Candidate {
     base_offset: i64,
     readable_size_bytes: u64,
-    /// Not the active segment, and every write to it is done: it never changes again.
-    closed: bool,
+    next_offset: i64,
 }
 
 /// A cleaned copy of a segment, written, fsynced and scanned, not yet renamed in.
@@ -50,38 +66,62 @@ struct CleanedCopy {
     summary: SegmentSummary,
 }
 
+/// What one pass asks of the blocking pool.
+struct Pass {
+    dir: PathBuf,
+    /// The closed segments, in offset order.
+    closed: Vec<Candidate>,
+    cleaned_up_to: i64,
+    tombstone_horizon_ms: i64,
+    index_interval_bytes: u32,
+    map_bytes: u64,
+}
+
+/// What one pass produced: the copies to rename in, and how far its key map reached.
+struct PassOutcome {
+    copies: Vec<CleanedCopy>,
+    mapped_up_to: i64,
+}
+
 impl Partition {
-    /// Compacts the closed segments when the log grew since the last pass.
+    /// Runs one compaction pass when the dirty part of the log is large enough.
     pub(super) async fn compact(&self, now_ms: i64) -> std::io::Result<()> {
         let config = self.config.borrow().clone();
-        let delete_retention_ms = config
-            .other
-            .get("delete.retention.ms")
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(DELETE_RETENTION_MS_DEFAULT);
-        let (candidates, high_watermark) = {
+        let setting = |name: &str| config.other.get(name).map(String::as_str);
+        let delete_retention_ms =
+            setting("delete.retention.ms").and_then(|value| value.parse().ok()).unwrap_or(DELETE_RETENTION_MS_DEFAULT);
+        let min_dirty_ratio = setting("min.cleanable.dirty.ratio")
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(MIN_CLEANABLE_DIRTY_RATIO_DEFAULT);
+        let cleaned_up_to = self.cleaned_up_to.get();
+        let closed: Vec<Candidate> = {
             let log = self.log.borrow();
-            if log.high_watermark == self.compacted_up_to.get() || log.segments.len() < 2 {
-                return Ok(());
-            }
             let active_base = log.active().base_offset;
-            let candidates: Vec<Candidate> = log
-                .segments
+            log.segments
                 .values()
+                // A segment just rolled may still have writes in flight; it and those after it wait.
+                .take_while(|segment| {
+                    segment.base_offset != active_base && segment.readable_size_bytes == segment.summary.size_bytes
+                })
                 .map(|segment| Candidate {
                     base_offset: segment.base_offset,
                     readable_size_bytes: segment.readable_size_bytes,
-                    closed: segment.base_offset != active_base
-                        && segment.readable_size_bytes == segment.summary.size_bytes,
+                    next_offset: segment.summary.next_offset,
                 })
-                .collect();
-            (candidates, log.high_watermark)
+                .collect()
         };
-        let dir = self.dir.clone();
-        let tombstone_horizon_ms = now_ms.saturating_sub(delete_retention_ms);
-        let index_interval_bytes = config.index_interval_bytes;
-        let copies =
-            crate::io::unblocked(move || clean(&dir, &candidates, tombstone_horizon_ms, index_interval_bytes)).await?;
+        if !dirty_enough(&closed, cleaned_up_to, min_dirty_ratio) {
+            return Ok(());
+        }
+        let pass = Pass {
+            dir: self.dir.clone(),
+            closed,
+            cleaned_up_to,
+            tombstone_horizon_ms: now_ms.saturating_sub(delete_retention_ms),
+            index_interval_bytes: config.index_interval_bytes,
+            map_bytes: self.tuning.compaction_map_bytes,
+        };
+        let PassOutcome { copies, mapped_up_to } = crate::io::unblocked(move || clean(&pass)).await?;
         if self.closing.get() {
             // Closed (or deleted) meanwhile; recovery removes the copies at the next open.
             return Ok(());
@@ -116,18 +156,15 @@ impl Partition {
             std::fs::rename(&copy.cleaned_path, &copy.path)?;
             renamed.push(copy);
         }
-        if renamed.is_empty() {
-            self.compacted_up_to.set(high_watermark);
-            return Ok(());
+        if !renamed.is_empty() {
+            crate::io::sync_dir_async(&self.dir).await?;
         }
-        crate::io::sync_dir_async(&self.dir).await?;
         for copy in renamed {
             self.swap_segment(copy)?;
         }
-        self.compacted_up_to.set(high_watermark);
+        self.cleaned_up_to.set(self.cleaned_up_to.get().max(mapped_up_to));
         Ok(())
     }
-
     /// Replaces the in-memory segment with its cleaned copy (already renamed in).
     fn swap_segment(&self, copy: CleanedCopy) -> std::io::Result<()> {
         let mut log = self.log.borrow_mut();
@@ -153,44 +190,153 @@ impl Partition {
     }
 }
 
-/// Steps 1-3, on the blocking pool: the cleaned copies of the closed segments that change.
-fn clean(
-    dir: &Path,
-    candidates: &[Candidate],
-    tombstone_horizon_ms: i64,
-    index_interval_bytes: u32,
-) -> std::io::Result<Vec<CleanedCopy>> {
-    let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-    for candidate in candidates {
-        let path = segment::log_path(dir, candidate.base_offset);
+/// Whether the dirty part of the closed segments (those with offsets at or above
+/// `cleaned_up_to`) is at least `min_ratio` of their bytes, and not empty.
+fn dirty_enough(closed: &[Candidate], cleaned_up_to: i64, min_ratio: f64) -> bool {
+    let (mut clean, mut dirty) = (0u64, 0u64);
+    for candidate in closed {
+        if candidate.next_offset > cleaned_up_to {
+            dirty += candidate.readable_size_bytes;
+        } else {
+            clean += candidate.readable_size_bytes;
+        }
+    }
+    dirty > 0 && dirty as f64 >= min_ratio * (clean + dirty) as f64
+}
+
+/// Steps 1-3, on the blocking pool: map the dirty part's keys, then write the cleaned copies of
+/// the closed segments that change.
+fn clean(pass: &Pass) -> std::io::Result<PassOutcome> {
+    let mut map = KeyMap::with_budget(pass.map_bytes);
+    let mut mapped_up_to = pass.cleaned_up_to;
+    for candidate in pass.closed.iter().filter(|candidate| candidate.next_offset > pass.cleaned_up_to) {
+        let path = segment::log_path(&pass.dir, candidate.base_offset);
+        let mut full = false;
         scan::scan(&path, candidate.base_offset, u32::MAX, candidate.readable_size_bytes, |header, bytes| {
-            for record in batch::records(bytes) {
-                if let Some(key) = record.key {
-                    latest.insert(key.to_vec(), header.base_offset + i64::from(record.offset_delta));
+            if full {
+                return;
+            }
+            if !header.is_control() {
+                for record in batch::records(bytes) {
+                    let offset = header.base_offset + i64::from(record.offset_delta);
+                    if offset < pass.cleaned_up_to {
+                        continue;
+                    }
+                    if let Some(key) = record.key
+                        && !map.insert(key, offset)
+                    {
+                        full = true;
+                        mapped_up_to = mapped_up_to.max(offset);
+                        return;
+                    }
                 }
             }
+            mapped_up_to = mapped_up_to.max(header.last_offset() + 1);
         })?;
+        if full {
+            break;
+        }
+        // Offsets dropped at the segment's end by earlier passes belong to it too.
+        mapped_up_to = mapped_up_to.max(candidate.next_offset);
     }
     let mut copies = Vec::new();
-    for candidate in candidates.iter().filter(|candidate| candidate.closed) {
-        if let Some(copy) = clean_segment(dir, candidate, &latest, tombstone_horizon_ms, index_interval_bytes)? {
+    for candidate in pass.closed.iter().filter(|candidate| candidate.base_offset < mapped_up_to) {
+        if let Some(copy) = clean_segment(pass, candidate, &map, mapped_up_to)? {
             copies.push(copy);
         }
     }
-    Ok(copies)
+    Ok(PassOutcome { copies, mapped_up_to })
+}
+
+/// The offset of the last record of each key in the part of the log a pass mapped, in a
+/// bounded amount of memory.
+struct KeyMap {
+    latest: HashMap<KeyHash, i64, BuildHasherDefault<FirstWord>>,
+    capacity: usize,
+    seed: u64,
+}
+
+/// A key's 128-bit hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash([u64; 2]);
+
+impl Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a seeded hash: its first word is the table hash.
+        state.write_u64(self.0[0]);
+    }
+}
+
+/// A hasher for [`KeyHash`] that passes its first word through.
+#[derive(Default)]
+struct FirstWord(u64);
+
+impl Hasher for FirstWord {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
+    }
+}
+
+impl KeyMap {
+    /// Bytes of one table slot: a [`KeyHash`], an offset, and the table's control byte.
+    const SLOT_BYTES: u64 = 16 + 8 + 1;
+
+    /// A map that never holds more than `budget_bytes` of table: the largest power-of-two
+    /// number of slots that fits, filled to the table's 7/8 load limit (so it never grows
+    /// past them). Always room for one key, so every pass makes progress.
+    fn with_budget(budget_bytes: u64) -> Self {
+        let slots = budget_bytes / Self::SLOT_BYTES;
+        let slots = if slots < 8 { 8 } else { 1u64 << slots.ilog2() };
+        let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        Self { latest: HashMap::default(), capacity: (slots / 8 * 7) as usize, seed }
+    }
+
+    fn hash(&self, key: &[u8]) -> KeyHash {
+        let hash = xxhash_rust::xxh3::xxh3_128_with_seed(key, self.seed);
+        KeyHash([hash as u64, (hash >> 64) as u64])
+    }
+
+    /// Records `offset` as the last record of `key`; false (and nothing recorded) when the map
+    /// is full and `key` is new to it.
+    fn insert(&mut self, key: &[u8], offset: i64) -> bool {
+        let hash = self.hash(key);
+        if let Some(latest) = self.latest.get_mut(&hash) {
+            *latest = offset;
+            return true;
+        }
+        if self.latest.len() >= self.capacity {
+            return false;
+        }
+        self.latest.insert(hash, offset);
+        true
+    }
+
+    /// Whether a later record of `key` than `offset` was mapped.
+    fn supersedes(&self, key: &[u8], offset: i64) -> bool {
+        self.latest.get(&self.hash(key)).is_some_and(|latest| *latest > offset)
+    }
 }
 
 /// Writes, fsyncs and scans a cleaned copy of one closed segment, when it holds anything to drop.
 /// The copy is streamed to its file: up to the first batch that changes, the segment is copied
 /// as it is; from there on, batch by batch.
 fn clean_segment(
-    dir: &Path,
+    pass: &Pass,
     candidate: &Candidate,
-    latest: &HashMap<Vec<u8>, i64>,
-    tombstone_horizon_ms: i64,
-    index_interval_bytes: u32,
+    map: &KeyMap,
+    mapped_up_to: i64,
 ) -> std::io::Result<Option<CleanedCopy>> {
-    let path = segment::log_path(dir, candidate.base_offset);
+    let path = segment::log_path(&pass.dir, candidate.base_offset);
     let cleaned_path = path.with_extension("log.cleaned");
     let mut copy: Option<std::io::BufWriter<std::fs::File>> = None;
     let mut position = 0u64;
@@ -199,7 +345,7 @@ fn clean_segment(
         if failure.is_some() {
             return;
         }
-        let survivor = surviving_batch(header, bytes, latest, tombstone_horizon_ms);
+        let survivor = surviving_batch(header, bytes, map, pass.tombstone_horizon_ms, mapped_up_to);
         let written = (|| -> std::io::Result<()> {
             if copy.is_none() && !matches!(survivor, Survivor::Whole) {
                 // Every batch before this one is kept whole: the copy starts as that prefix.
@@ -227,7 +373,7 @@ fn clean_segment(
     }
     let Some(copy) = copy else { return Ok(None) };
     copy.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
-    let outcome = scan::scan(&cleaned_path, candidate.base_offset, index_interval_bytes, u64::MAX, |_, _| {})?;
+    let outcome = scan::scan(&cleaned_path, candidate.base_offset, pass.index_interval_bytes, u64::MAX, |_, _| {})?;
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&cleaned_path)?;
     Ok(Some(CleanedCopy { base_offset: candidate.base_offset, path, cleaned_path, file, summary: outcome.summary }))
 }
@@ -238,12 +384,14 @@ enum Survivor {
     Dropped,
 }
 
-/// What remains of one batch after compaction.
+/// What remains of one batch after compaction: records superseded in `map` go, and so do
+/// tombstones below `mapped_up_to` older than the horizon.
 fn surviving_batch(
     header: &BatchHeader,
     bytes: &[u8],
-    latest: &HashMap<Vec<u8>, i64>,
+    map: &KeyMap,
     tombstone_horizon_ms: i64,
+    mapped_up_to: i64,
 ) -> Survivor {
     if header.compression() != 0 || header.is_control() {
         return Survivor::Whole;
@@ -253,8 +401,9 @@ fn surviving_batch(
     for record in batch::records(bytes) {
         total += 1;
         let offset = header.base_offset + i64::from(record.offset_delta);
-        let superseded = record.key.is_some_and(|key| latest.get(key).is_some_and(|last| *last > offset));
-        let expired_tombstone = record.value_is_null && header.max_timestamp < tombstone_horizon_ms;
+        let superseded = record.key.is_some_and(|key| map.supersedes(key, offset));
+        let expired_tombstone =
+            record.value_is_null && offset < mapped_up_to && header.max_timestamp < tombstone_horizon_ms;
         if !superseded && !expired_tombstone {
             kept.push(record.raw);
         }
@@ -269,5 +418,58 @@ fn surviving_batch(
         Survivor::Dropped
     } else {
         Survivor::Rebuilt(batch::rebuild_with_records(bytes, &kept))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(base_offset: i64, next_offset: i64, readable_size_bytes: u64) -> Candidate {
+        Candidate { base_offset, readable_size_bytes, next_offset }
+    }
+
+    #[test]
+    fn key_map_stays_within_its_budget_and_keeps_the_last_offset() {
+        let mut map = KeyMap::with_budget(1024);
+        // 1024 / 25 bytes: 32 slots, 28 keys at the 7/8 load limit.
+        assert_eq!(map.capacity, 28);
+        for key in 0..28u32 {
+            assert!(map.insert(&key.to_be_bytes(), i64::from(key)));
+        }
+        assert!(!map.insert(b"one too many", 100), "a new key does not fit");
+        assert!(map.insert(&3u32.to_be_bytes(), 50), "a known key still moves");
+        assert!(map.supersedes(&3u32.to_be_bytes(), 49));
+        assert!(!map.supersedes(&3u32.to_be_bytes(), 50), "the last record is not superseded");
+        assert!(!map.supersedes(b"one too many", 0), "an unmapped key supersedes nothing");
+        assert_eq!(KeyMap::with_budget(0).capacity, 7, "room for a key whatever the budget");
+        assert_eq!(KeyMap::with_budget(128 << 20).capacity, (1 << 22) / 8 * 7);
+    }
+
+    #[test]
+    fn passes_wait_for_the_dirty_ratio() {
+        let segments = [closed(0, 10, 600), closed(10, 20, 200), closed(20, 30, 200)];
+        assert!(dirty_enough(&segments, -1, 0.5), "all dirty");
+        assert!(!dirty_enough(&segments, 10, 0.5), "400 of 1000 bytes dirty");
+        assert!(dirty_enough(&segments, 10, 0.4));
+        assert!(!dirty_enough(&segments, 30, 0.0), "nothing dirty: nothing to do");
+        assert!(!dirty_enough(&[], -1, 0.0));
+    }
+
+    #[test]
+    fn tombstones_go_only_below_the_mapped_offset() {
+        let map = KeyMap::with_budget(1024);
+        let batch = batch::build_keyed_batch(&[(b"gone", None), (b"kept", Some(b"value"))], 5);
+        let header = batch::parse_header(&batch).expect("header");
+        let horizon_ms = 10;
+        assert!(matches!(surviving_batch(&header, &batch, &map, horizon_ms, 0), Survivor::Whole));
+        match surviving_batch(&header, &batch, &map, horizon_ms, 1) {
+            Survivor::Rebuilt(rebuilt) => {
+                let keys: Vec<&[u8]> = batch::records(&rebuilt).filter_map(|record| record.key).collect();
+                assert_eq!(keys, [b"kept".as_slice()]);
+            }
+            _ => panic!("the expired tombstone below the mapped offset is dropped"),
+        }
+        assert!(matches!(surviving_batch(&header, &batch, &map, 5, 2), Survivor::Whole), "not expired yet");
     }
 }

@@ -47,6 +47,18 @@ struct Checkpoint {
     log_start_offset: i64,
     /// Producer state as it stood below `recovery_point`.
     producers: ProducerStates,
+    /// Compaction has mapped the keys of every offset below this (written by compaction only;
+    /// absent in older checkpoints, which makes the whole log dirty).
+    #[serde(default)]
+    cleaned_up_to: i64,
+}
+
+/// What the last checkpoint written holds, to skip writing an unchanged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CheckpointKey {
+    recovery_point: i64,
+    log_start_offset: i64,
+    cleaned_up_to: i64,
 }
 
 /// A write whose completion is awaited, in offset order.
@@ -92,7 +104,7 @@ struct Log {
     last_flush_ms: i64,
     producers: ProducerStates,
     /// The checkpoint as last written, to skip rewriting an unchanged one.
-    checkpointed: (i64, i64),
+    checkpointed: CheckpointKey,
 }
 
 impl Log {
@@ -126,11 +138,14 @@ impl Log {
 
 /// Engine-wide I/O settings a partition applies.
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::struct_field_names)] // each is a size in bytes, and says so
 pub(crate) struct Tuning {
     /// How far ahead of durable appends the active segment is kept zero-filled; 0: never.
     pub(crate) preallocate_bytes: u64,
     /// Writeback of non-durable appends starts every this many bytes; 0: left to the kernel.
     pub(crate) writeback_bytes: u64,
+    /// Memory for one compaction pass's key map.
+    pub(crate) compaction_map_bytes: u64,
 }
 
 /// Marks a partition's checkpoint write as running for as long as it lives.
@@ -168,8 +183,9 @@ pub(crate) struct Partition {
     checkpointing: Cell<bool>,
     /// Fired when a checkpoint write finishes.
     checkpoint_event: Event,
-    /// High watermark at the end of the last compaction pass.
-    compacted_up_to: Cell<i64>,
+    /// Compaction has mapped the keys of every offset below this: closed segments above it are
+    /// the dirty part of the log (persisted in the checkpoint).
+    cleaned_up_to: Cell<i64>,
     faults: Option<Arc<FaultInjector>>,
     /// The owning shard's storage counters.
     stats: Arc<crate::stats::ShardStats>,
@@ -226,7 +242,11 @@ impl Partition {
         let (bytes, key) = {
             let log = self.log.borrow();
             let recovery_point = log.zero_tails.first().map_or(recovery_point, |base| recovery_point.min(*base));
-            let key = (recovery_point, log.log_start_offset);
+            let key = CheckpointKey {
+                recovery_point,
+                log_start_offset: log.log_start_offset,
+                cleaned_up_to: self.cleaned_up_to.get(),
+            };
             if key == log.checkpointed {
                 return Ok(());
             }
@@ -234,6 +254,7 @@ impl Partition {
                 recovery_point,
                 log_start_offset: log.log_start_offset,
                 producers: log.producers.below(recovery_point),
+                cleaned_up_to: key.cleaned_up_to,
             };
             (serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data"), key)
         };
@@ -374,7 +395,7 @@ impl Partition {
             }
             start
         };
-        let recovery_point = self.log.borrow().checkpointed.0;
+        let recovery_point = self.log.borrow().checkpointed.recovery_point;
         self.write_checkpoint(recovery_point)
             .await
             .map_err(|source| crate::ReadError::Io { partition: self.id.clone(), source })?;

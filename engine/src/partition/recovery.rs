@@ -221,7 +221,11 @@ impl Partition {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             producers,
-            checkpointed: (checkpoint.recovery_point, checkpoint.log_start_offset),
+            checkpointed: super::CheckpointKey {
+                recovery_point: checkpoint.recovery_point,
+                log_start_offset: checkpoint.log_start_offset,
+                cleaned_up_to: checkpoint.cleaned_up_to,
+            },
         };
         Ok(Rc::new(Partition {
             id,
@@ -237,7 +241,8 @@ impl Partition {
             closing: Cell::new(false),
             checkpointing: Cell::new(false),
             checkpoint_event: Event::new(),
-            compacted_up_to: Cell::new(-1),
+            // A log truncated at recovery may take new records below the old mark.
+            cleaned_up_to: Cell::new(checkpoint.cleaned_up_to.min(next_offset)),
             faults: shared.faults,
             stats: shared.stats,
         }))

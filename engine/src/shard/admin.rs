@@ -100,6 +100,7 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let tuning = crate::partition::Tuning {
         preallocate_bytes: shared.config.preallocate_bytes,
         writeback_bytes: shared.config.writeback_bytes,
+        compaction_map_bytes: shared.config.compaction_map_bytes,
     };
     let key = partition.clone();
     let opened = shared
