@@ -39,6 +39,7 @@ use std::path::PathBuf;
 
 use super::Partition;
 use crate::batch::{self, BatchHeader};
+use crate::config::TopicConfig;
 use crate::segment::{self, Segment, SegmentSummary, scan};
 
 /// Kafka's default `delete.retention.ms`: how long tombstones survive compaction.
@@ -84,35 +85,45 @@ struct PassOutcome {
 }
 
 impl Partition {
-    /// Runs one compaction pass when the dirty part of the log is large enough.
-    pub(super) async fn compact(&self, now_ms: i64) -> std::io::Result<()> {
-        let config = self.config.borrow().clone();
-        let setting = |name: &str| config.other.get(name).map(String::as_str);
-        let delete_retention_ms =
-            setting("delete.retention.ms").and_then(|value| value.parse().ok()).unwrap_or(DELETE_RETENTION_MS_DEFAULT);
-        let min_dirty_ratio = setting("min.cleanable.dirty.ratio")
-            .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or(MIN_CLEANABLE_DIRTY_RATIO_DEFAULT);
-        let cleaned_up_to = self.cleaned_up_to.get();
-        let closed: Vec<Candidate> = {
-            let log = self.log.borrow();
-            let active_base = log.active().base_offset;
-            log.segments
-                .values()
-                // A segment just rolled may still have writes in flight; it and those after it wait.
-                .take_while(|segment| {
-                    segment.base_offset != active_base && segment.readable_size_bytes == segment.summary.size_bytes
-                })
-                .map(|segment| Candidate {
-                    base_offset: segment.base_offset,
-                    readable_size_bytes: segment.readable_size_bytes,
-                    next_offset: segment.summary.next_offset,
-                })
-                .collect()
-        };
-        if !dirty_enough(&closed, cleaned_up_to, min_dirty_ratio) {
+    /// The dirty part's share of the cleanable bytes when a compaction pass is due: the topic
+    /// is compacted, the partition open and healthy, and the share at least
+    /// `min.cleanable.dirty.ratio`. The shard runs the pass of its dirtiest partition first.
+    pub(crate) fn compaction_due(&self) -> Option<f64> {
+        let config = self.config.borrow();
+        if !config.cleanup_policy.compact || self.closing.get() || self.failed.get() {
+            return None;
+        }
+        let min_dirty_ratio = setting(&config, "min.cleanable.dirty.ratio", MIN_CLEANABLE_DIRTY_RATIO_DEFAULT);
+        dirty_ratio(&self.closed_segments(), self.cleaned_up_to.get()).filter(|ratio| *ratio >= min_dirty_ratio)
+    }
+
+    /// The cleanable segments, oldest first: up to the active one or the first with writes still
+    /// in flight (a segment just rolled), which wait with every segment after them.
+    fn closed_segments(&self) -> Vec<Candidate> {
+        let log = self.log.borrow();
+        let active_base = log.active().base_offset;
+        log.segments
+            .values()
+            .take_while(|segment| {
+                segment.base_offset != active_base && segment.readable_size_bytes == segment.summary.size_bytes
+            })
+            .map(|segment| Candidate {
+                base_offset: segment.base_offset,
+                readable_size_bytes: segment.readable_size_bytes,
+                next_offset: segment.summary.next_offset,
+            })
+            .collect()
+    }
+
+    /// Runs one compaction pass, when one is due.
+    pub(crate) async fn compact(&self, now_ms: i64) -> std::io::Result<()> {
+        if self.compaction_due().is_none() {
             return Ok(());
         }
+        let config = self.config.borrow().clone();
+        let delete_retention_ms = setting(&config, "delete.retention.ms", DELETE_RETENTION_MS_DEFAULT);
+        let closed = self.closed_segments();
+        let cleaned_up_to = self.cleaned_up_to.get();
         let pass = Pass {
             dir: self.dir.clone(),
             closed,
@@ -190,9 +201,14 @@ impl Partition {
     }
 }
 
-/// Whether the dirty part of the closed segments (those with offsets at or above
-/// `cleaned_up_to`) is at least `min_ratio` of their bytes, and not empty.
-fn dirty_enough(closed: &[Candidate], cleaned_up_to: i64, min_ratio: f64) -> bool {
+/// A topic config compaction reads from the verbatim ones (validated when set).
+fn setting<T: std::str::FromStr>(config: &TopicConfig, name: &str, default: T) -> T {
+    config.other.get(name).and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+/// The share of the closed segments' bytes in the dirty part (segments with offsets at or
+/// above `cleaned_up_to`); `None` when there is no dirty part.
+fn dirty_ratio(closed: &[Candidate], cleaned_up_to: i64) -> Option<f64> {
     let (mut clean, mut dirty) = (0u64, 0u64);
     for candidate in closed {
         if candidate.next_offset > cleaned_up_to {
@@ -201,7 +217,7 @@ fn dirty_enough(closed: &[Candidate], cleaned_up_to: i64, min_ratio: f64) -> boo
             clean += candidate.readable_size_bytes;
         }
     }
-    dirty > 0 && dirty as f64 >= min_ratio * (clean + dirty) as f64
+    (dirty > 0).then(|| dirty as f64 / (clean + dirty) as f64)
 }
 
 /// Steps 1-3, on the blocking pool: map the dirty part's keys, then write the cleaned copies of
@@ -447,13 +463,13 @@ mod tests {
     }
 
     #[test]
-    fn passes_wait_for_the_dirty_ratio() {
+    fn the_dirty_ratio_counts_segments_above_the_cleaned_offset() {
         let segments = [closed(0, 10, 600), closed(10, 20, 200), closed(20, 30, 200)];
-        assert!(dirty_enough(&segments, -1, 0.5), "all dirty");
-        assert!(!dirty_enough(&segments, 10, 0.5), "400 of 1000 bytes dirty");
-        assert!(dirty_enough(&segments, 10, 0.4));
-        assert!(!dirty_enough(&segments, 30, 0.0), "nothing dirty: nothing to do");
-        assert!(!dirty_enough(&[], -1, 0.0));
+        assert_eq!(dirty_ratio(&segments, -1), Some(1.0), "all dirty");
+        assert_eq!(dirty_ratio(&segments, 10), Some(0.4), "400 of 1000 bytes dirty");
+        assert_eq!(dirty_ratio(&segments, 15), Some(0.4), "a segment partly mapped is dirty");
+        assert_eq!(dirty_ratio(&segments, 30), None, "nothing dirty: nothing to do");
+        assert_eq!(dirty_ratio(&[], -1), None);
     }
 
     #[test]

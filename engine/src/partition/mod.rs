@@ -276,7 +276,8 @@ impl Partition {
         }
     }
 
-    /// Periodic work: time-based roll, retention, index files and checkpoint.
+    /// Periodic work: time-based roll, retention, index files and checkpoint. (Compaction runs
+    /// beside it: see `shard::maintenance`.)
     pub(crate) async fn maintain(&self, now_ms: i64) {
         if self.failed.get() {
             return;
@@ -296,11 +297,6 @@ impl Partition {
         }
         if let Err(error) = self.apply_retention(&config, now_ms) {
             tracing::warn!(partition = %self.id, %error, "retention failed to delete a segment");
-        }
-        if config.cleanup_policy.compact
-            && let Err(error) = self.compact(now_ms).await
-        {
-            tracing::warn!(partition = %self.id, %error, "compaction failed; the log is unchanged");
         }
         let (target, recovery_point) = {
             let log = self.log.borrow();

@@ -1,12 +1,18 @@
 //! Per-shard background work: time-based flushes (`flush.ms`), segment rolls (`segment.ms`),
-//! retention, and periodic recovery checkpoints; and closing every partition at shutdown.
+//! retention, periodic recovery checkpoints and compaction; and closing every partition at
+//! shutdown.
 //!
-//! Runs as one task on each shard thread and touches only that shard's partitions.
+//! Runs as one task on each shard thread and touches only that shard's partitions. A compaction
+//! pass may take minutes on a large log, so it runs as a task of its own beside the loop, which
+//! goes on flushing and applying retention; one pass at a time per shard (so one key map), for
+//! the partition whose log is dirtiest, as Kafka's cleaner chooses.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use super::ShardState;
+use crate::partition::Partition;
 
 /// How often time-based flushes are checked: `flush.ms` is honoured to within this.
 const FLUSH_CHECK_INTERVAL_MS: u64 = 100;
@@ -16,17 +22,43 @@ const FLUSH_CHECK_INTERVAL_MS: u64 = 100;
 pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64) {
     let ticks_per_retention = (retention_interval_ms / FLUSH_CHECK_INTERVAL_MS).max(1);
     let mut tick: u64 = 0;
+    let compacting = Rc::new(Cell::new(false));
     loop {
         compio::time::sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
         tick += 1;
         let now_ms = crate::clock::now_ms();
-        for partition in state.partition_list() {
+        let retention_due = tick.is_multiple_of(ticks_per_retention);
+        let partitions = state.partition_list();
+        for partition in &partitions {
             partition.flush_if_due(now_ms).await;
-            if tick.is_multiple_of(ticks_per_retention) {
+            if retention_due {
                 partition.maintain(now_ms).await;
             }
         }
+        if retention_due && !compacting.get() {
+            start_compaction(&partitions, &compacting);
+        }
     }
+}
+
+/// Starts the compaction pass of the dirtiest partition that has one due, as its own task.
+fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>) {
+    let Some((_, partition)) = partitions
+        .iter()
+        .filter_map(|partition| partition.compaction_due().map(|ratio| (ratio, partition.clone())))
+        .max_by(|left, right| left.0.total_cmp(&right.0))
+    else {
+        return;
+    };
+    compacting.set(true);
+    let compacting = compacting.clone();
+    compio::runtime::spawn(async move {
+        if let Err(error) = partition.compact(crate::clock::now_ms()).await {
+            tracing::warn!(partition = %partition.id(), %error, "compaction failed; the log is unchanged");
+        }
+        compacting.set(false);
+    })
+    .detach();
 }
 
 /// Flushes and checkpoints every partition of the shard, then drops them.
