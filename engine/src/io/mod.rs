@@ -147,12 +147,31 @@ pub(crate) fn spawn_unpinned<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> compio::runtime::JoinHandle<T> {
     compio::runtime::spawn_blocking(move || {
-        if let Some(Some(set)) = UNPINNED_CPUS.get() {
-            // SAFETY: `set` is a valid `cpu_set_t` read by the kernel, not written.
-            let _best_effort = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
-        }
+        unpin_current_thread();
         work()
     })
+}
+
+/// Moves the calling thread to [`remember_unpinned_cpus`]'s set (best effort).
+fn unpin_current_thread() {
+    if let Some(Some(set)) = UNPINNED_CPUS.get() {
+        // SAFETY: `set` is a valid `cpu_set_t` read by the kernel, not written.
+        let _best_effort = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    }
+}
+
+/// Runs blocking work on a thread of its own, on the engine's unpinned CPUs, and waits for it
+/// without blocking the caller's thread. Unlike [`unblocked`] it needs no runtime: admin calls
+/// come from shard threads and from embedders' own threads alike.
+pub(crate) async fn on_own_thread<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (sender, receiver) = futures_channel::oneshot::channel();
+    std::thread::Builder::new().name("sluice-admin-io".to_owned()).spawn(move || {
+        unpin_current_thread();
+        let _caller_gone = sender.send(work());
+    })?;
+    receiver.await.unwrap_or_else(|_| Err(io::Error::other("blocking file-system thread panicked")))
 }
 
 /// How long [`free_in_background`] waits for other readers of a file to let go.

@@ -93,9 +93,19 @@ fn truncate(path: &Path, size_bytes: u64) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// What recovery found on disk, ready to become a partition on its shard.
+struct Recovered {
+    summaries: BTreeMap<i64, SegmentSummary>,
+    checkpoint: Checkpoint,
+    producers: super::producer::ProducerStates,
+}
+
 impl Partition {
-    /// Opens (creating when absent) and recovers the partition in `dir`.
-    pub(crate) fn open(
+    /// Opens (creating when absent) and recovers the partition in `dir`. The file-system work
+    /// (directory and segment creation with their fsyncs, scans, truncation) runs on the
+    /// blocking pool: creating a topic of 1,000 partitions fsyncs 2,000 directories, which
+    /// stalled every connection of the shard for 2 s when done on its thread.
+    pub(crate) async fn open(
         id: TopicPartition,
         dir: PathBuf,
         config: TopicConfig,
@@ -104,89 +114,98 @@ impl Partition {
         stats: Arc<crate::stats::ShardStats>,
         tuning: super::Tuning,
     ) -> std::io::Result<Rc<Partition>> {
-        if !dir.exists() {
-            std::fs::create_dir_all(&dir)?;
-            if let Some(parent) = dir.parent() {
-                crate::io::sync_dir(parent)?;
-            }
-        }
-        let checkpoint = read_checkpoint(&dir);
-        let mut producers = checkpoint.producers.clone();
-        let mut summaries: BTreeMap<i64, SegmentSummary> = BTreeMap::new();
-        let bases = list_segments(&dir)?;
-        let mut truncated_at: Option<usize> = None;
-        for (position, base) in bases.iter().enumerate() {
-            let next_base = bases.get(position + 1).copied();
-            let trusted = next_base
-                .filter(|next| *next <= checkpoint.recovery_point)
-                .and_then(|next| load_trusted(&dir, *base, next));
-            if let Some(summary) = trusted {
-                summaries.insert(*base, summary);
-                continue;
-            }
-            let path = segment::log_path(&dir, *base);
-            let outcome = scan::scan(&path, *base, config.index_interval_bytes, u64::MAX, |header, _| {
-                if header.base_offset >= checkpoint.recovery_point {
-                    producers.record(header, header.base_offset);
-                }
-            })?;
-            let valid = outcome.summary.size_bytes;
-            let ends_early = next_base.is_some_and(|next| outcome.summary.next_offset > next);
-            summaries.insert(*base, outcome.summary);
-            if valid < outcome.file_size_bytes || ends_early {
-                if outcome.zero_tail && !ends_early {
-                    let zero_bytes = outcome.file_size_bytes - valid;
-                    tracing::debug!(partition = %id, segment = %path.display(), zero_bytes, "dropping zero-filled space");
-                } else {
-                    tracing::warn!(
-                        partition = %id,
-                        segment = %path.display(),
-                        valid_bytes = valid,
-                        file_bytes = outcome.file_size_bytes,
-                        "truncating a torn or corrupt log tail"
-                    );
-                }
-                truncate(&path, valid)?;
-                truncated_at = Some(position);
-                break;
-            }
-        }
-        if let Some(position) = truncated_at {
-            for base in &bases[position + 1..] {
-                tracing::warn!(partition = %id, base_offset = base, "removing a segment after a corrupt one");
-                for path in [
-                    segment::log_path(&dir, *base),
-                    segment::index_path(&dir, *base),
-                    segment::time_index_path(&dir, *base),
-                ] {
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-            }
-            crate::io::sync_dir(&dir)?;
-        }
-        if summaries.is_empty() {
-            let base = checkpoint.log_start_offset.max(0);
-            let path = segment::log_path(&dir, base);
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
-            crate::io::sync_dir(&dir)?;
-            summaries.insert(base, SegmentSummary::empty(base));
-        }
-        Self::assemble(id, dir, config, Shared { event, faults, stats, tuning }, summaries, &checkpoint, producers)
+        let recovered = {
+            let (id, dir) = (id.clone(), dir.clone());
+            let index_interval_bytes = config.index_interval_bytes;
+            crate::io::unblocked(move || recover_files(&id, &dir, index_interval_bytes)).await?
+        };
+        Self::assemble(id, dir, config, Shared { event, faults, stats, tuning }, recovered)
     }
+}
 
+/// The file-system half of opening, blocking: steps 1-4 of the module docs, plus an empty
+/// first segment for a new partition.
+fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> std::io::Result<Recovered> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            crate::io::sync_dir(parent)?;
+        }
+    }
+    let checkpoint = read_checkpoint(dir);
+    let mut producers = checkpoint.producers.clone();
+    let mut summaries: BTreeMap<i64, SegmentSummary> = BTreeMap::new();
+    let bases = list_segments(dir)?;
+    let mut truncated_at: Option<usize> = None;
+    for (position, base) in bases.iter().enumerate() {
+        let next_base = bases.get(position + 1).copied();
+        let trusted =
+            next_base.filter(|next| *next <= checkpoint.recovery_point).and_then(|next| load_trusted(dir, *base, next));
+        if let Some(summary) = trusted {
+            summaries.insert(*base, summary);
+            continue;
+        }
+        let path = segment::log_path(dir, *base);
+        let outcome = scan::scan(&path, *base, index_interval_bytes, u64::MAX, |header, _| {
+            if header.base_offset >= checkpoint.recovery_point {
+                producers.record(header, header.base_offset);
+            }
+        })?;
+        let valid = outcome.summary.size_bytes;
+        let ends_early = next_base.is_some_and(|next| outcome.summary.next_offset > next);
+        summaries.insert(*base, outcome.summary);
+        if valid < outcome.file_size_bytes || ends_early {
+            if outcome.zero_tail && !ends_early {
+                let zero_bytes = outcome.file_size_bytes - valid;
+                tracing::debug!(partition = %id, segment = %path.display(), zero_bytes, "dropping zero-filled space");
+            } else {
+                tracing::warn!(
+                    partition = %id,
+                    segment = %path.display(),
+                    valid_bytes = valid,
+                    file_bytes = outcome.file_size_bytes,
+                    "truncating a torn or corrupt log tail"
+                );
+            }
+            truncate(&path, valid)?;
+            truncated_at = Some(position);
+            break;
+        }
+    }
+    if let Some(position) = truncated_at {
+        for base in &bases[position + 1..] {
+            tracing::warn!(partition = %id, base_offset = base, "removing a segment after a corrupt one");
+            for path in
+                [segment::log_path(dir, *base), segment::index_path(dir, *base), segment::time_index_path(dir, *base)]
+            {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        crate::io::sync_dir(dir)?;
+    }
+    if summaries.is_empty() {
+        let base = checkpoint.log_start_offset.max(0);
+        let path = segment::log_path(dir, base);
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        crate::io::sync_dir(dir)?;
+        summaries.insert(base, SegmentSummary::empty(base));
+    }
+    Ok(Recovered { summaries, checkpoint, producers })
+}
+
+impl Partition {
     fn assemble(
         id: TopicPartition,
         dir: PathBuf,
         config: TopicConfig,
         shared: Shared,
-        summaries: BTreeMap<i64, SegmentSummary>,
-        checkpoint: &Checkpoint,
-        producers: super::producer::ProducerStates,
+        recovered: Recovered,
     ) -> std::io::Result<Rc<Partition>> {
+        let Recovered { summaries, checkpoint, producers } = recovered;
         let now_ms = crate::clock::now_ms();
         let mut segments = BTreeMap::new();
         for (base, summary) in summaries {

@@ -105,7 +105,7 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let key = partition.clone();
     let opened = shared
         .on_shard(shard, move |state: Rc<ShardState>| async move {
-            let log = Partition::open(key.clone(), dir, config, event, faults, state.stats.clone(), tuning)?;
+            let log = Partition::open(key.clone(), dir, config, event, faults, state.stats.clone(), tuning).await?;
             state.partitions.borrow_mut().insert(key, log);
             Ok::<(), std::io::Error>(())
         })
@@ -117,9 +117,12 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     }
 }
 
-fn persist(shared: &Shared, catalog: &Catalog, topic: &str) -> Result<(), TopicError> {
+/// Writes the catalog to `meta.json` (two fsyncs) off the caller's thread, which may be a shard.
+async fn persist(shared: &Shared, catalog: &Catalog, topic: &str) -> Result<(), TopicError> {
     let path = shared.config.data_dir.join(META_FILE_NAME);
-    crate::io::write_atomic(&path, &catalog.to_json())
+    let json = catalog.to_json();
+    crate::io::on_own_thread(move || crate::io::write_atomic(&path, &json))
+        .await
         .map_err(|source| TopicError::Io { topic: topic.to_owned(), source })
 }
 
@@ -149,7 +152,7 @@ impl Shared {
             shards: (0..partition_count).map(|index| crate::placement::place(name, index, self.shard_count)).collect(),
         };
         let next = current.with_topic(info.clone());
-        persist(self, &next, name)?;
+        persist(self, &next, name).await?;
         self.store_catalog(next);
         let catalog = self.catalog();
         for index in 0..partition_count {
@@ -170,7 +173,7 @@ impl Shared {
             .extend((first_new..partition_count).map(|index| crate::placement::place(name, index, self.shard_count)));
         info.partition_count = partition_count;
         let next = current.with_topic(info.clone());
-        persist(self, &next, name)?;
+        persist(self, &next, name).await?;
         self.store_catalog(next);
         let catalog = self.catalog();
         for index in first_new..partition_count {
@@ -185,7 +188,7 @@ impl Shared {
         let mut info = current.topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })?;
         info.config = config;
         let next = current.with_topic(info.clone());
-        persist(self, &next, name)?;
+        persist(self, &next, name).await?;
         self.store_catalog(next);
         for index in 0..info.partition_count {
             let key = TopicPartition::new(info.name.clone(), index);
@@ -203,7 +206,7 @@ impl Shared {
         let current = self.catalog();
         let info = current.topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })?;
         let next = current.without_topic(name);
-        persist(self, &next, name)?;
+        persist(self, &next, name).await?;
         self.store_catalog(next);
         for (index, shard) in info.shards.iter().enumerate() {
             let key = TopicPartition::new(info.name.clone(), index as i32);
