@@ -15,6 +15,7 @@
 
 mod args;
 mod consumer;
+mod host;
 mod payload;
 mod plan;
 mod producer;
@@ -77,11 +78,18 @@ fn run(config: &Config) -> anyhow::Result<Report> {
     let live = Arc::new(Live::default());
     let shared = Shared { config: Arc::new(config.clone()), topic: plan.topic.clone(), live: Arc::clone(&live) };
     let threads = start_threads(config, &plan, &shared, run_id)?;
+    let load_avg_1m_at_start = host::load_average();
+    let cpu_at_start = host::CpuTimes::read();
     let clock = Clock::start();
     for start in &threads.starts {
         start.send(clock).ok();
     }
     let timed_out = monitor(config, &live, &threads, clock, deadline);
+    let host_cpu = host::HostCpu {
+        cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        load_avg_1m_at_start,
+        over_run: cpu_at_start.zip(host::CpuTimes::read()).and_then(|(start, end)| host::CpuShare::between(start, end)),
+    };
     let mut lost = Vec::new();
     let producers = collect(threads.producers, "producer", &mut lost);
     let consumers = collect(threads.consumers, "consumer", &mut lost);
@@ -96,6 +104,7 @@ fn run(config: &Config) -> anyhow::Result<Report> {
         partitions: plan.partition_count,
         producer_connections: plan.producers.len(),
         consumer_connections: plan.consumers.len(),
+        host_cpu,
     };
     let outcome = Outcome { run, warmup_ns: config.warmup.as_nanos() as u64, timed_out };
     let consumers = (config.consumers > 0).then_some(consumers.as_slice());
@@ -146,6 +155,7 @@ fn start_threads(config: &Config, plan: &Plan, shared: &Shared, run_id: u32) -> 
 /// Step 3-4: progress each second; returns whether the hard timeout was hit.
 fn monitor(config: &Config, live: &Live, threads: &Threads, clock: Clock, deadline: Instant) -> bool {
     let mut last = (0u64, 0u64, 0u64);
+    let mut last_cpu = host::CpuTimes::read();
     let mut timed_out = false;
     let mut tick = 1u64;
     loop {
@@ -168,7 +178,7 @@ fn monitor(config: &Config, live: &Live, threads: &Threads, clock: Clock, deadli
         let sleep_ns = next_tick_ns.saturating_sub(clock.now_ns()).min(20_000_000);
         std::thread::sleep(Duration::from_nanos(sleep_ns.max(1_000_000)));
         if clock.now_ns() >= next_tick_ns {
-            last = progress(config, live, clock, last);
+            last = progress(config, live, clock, last, &mut last_cpu);
             tick += 1;
         }
         if timed_out && Instant::now() >= deadline + STOP_GRACE {
@@ -177,8 +187,15 @@ fn monitor(config: &Config, live: &Live, threads: &Threads, clock: Clock, deadli
     }
 }
 
-/// Prints one progress line; returns the counters it read.
-fn progress(config: &Config, live: &Live, clock: Clock, last: (u64, u64, u64)) -> (u64, u64, u64) {
+/// Prints one progress line, with the host's CPU steal over the second where there was any;
+/// returns the counters it read.
+fn progress(
+    config: &Config,
+    live: &Live,
+    clock: Clock,
+    last: (u64, u64, u64),
+    last_cpu: &mut Option<host::CpuTimes>,
+) -> (u64, u64, u64) {
     let sent = Live::read(&live.records_sent);
     let acked = Live::read(&live.records_acked);
     let consumed = Live::read(&live.records_consumed);
@@ -194,6 +211,13 @@ fn progress(config: &Config, live: &Live, clock: Clock, last: (u64, u64, u64)) -
     if config.consumers > 0 {
         line = format!("{line}  consumed {consumed} ({} rec/s)", consumed - last.2);
     }
+    let cpu = host::CpuTimes::read();
+    if let Some(share) = last_cpu.zip(cpu).and_then(|(before, now)| host::CpuShare::between(before, now))
+        && share.steal_pct > 0.0
+    {
+        line = format!("{line}  host steal {:.0}%", share.steal_pct);
+    }
+    *last_cpu = cpu;
     eprintln!("{line}");
     (sent, acked, consumed)
 }

@@ -134,6 +134,7 @@ pub(crate) struct RunInfo {
     pub partitions: usize,
     pub producer_connections: usize,
     pub consumer_connections: usize,
+    pub host_cpu: crate::host::HostCpu,
 }
 
 /// The final report; `--json` prints it as one line.
@@ -281,9 +282,21 @@ impl Report {
         if self.timed_out {
             lines.push("  TIMED OUT: the run hit --timeout; figures cover what finished".to_owned());
         }
+        lines.push(host_line(&self.run.host_cpu));
         lines.extend(self.fatal.iter().map(|fatal| format!("  FAILED: {fatal}")));
         lines.push(String::new());
         lines.join("\n")
+    }
+}
+
+fn host_line(host: &crate::host::HostCpu) -> String {
+    let load = host.load_avg_1m_at_start.map_or_else(String::new, |load| format!("; load {load:.2} at start"));
+    match host.over_run {
+        Some(share) => format!(
+            "  host CPU         busy {:.1}%  steal {:.1}%  iowait {:.1}%  idle {:.1}% of {} CPUs over the run{load}",
+            share.busy_pct, share.steal_pct, share.iowait_pct, share.idle_pct, host.cpus
+        ),
+        None => format!("  host CPU         not available ({} CPUs){load}", host.cpus),
     }
 }
 

@@ -53,6 +53,17 @@ fn closed_loop_produces_the_requested_records_and_consumes_them() {
     }
     let stored: i64 = (0..3).map(|partition| broker.log_end_offset("load", partition)).sum();
     assert_eq!(stored, 20_000);
+    // What the host's CPUs did over the run, where Linux accounts for them.
+    let host = &report["run"]["host_cpu"];
+    assert!(host["cpus"].as_u64().expect("number") >= 1);
+    if std::path::Path::new("/proc/stat").exists() {
+        let over_run = &host["over_run"];
+        let shares: f64 = ["busy_pct", "steal_pct", "iowait_pct", "idle_pct"]
+            .iter()
+            .map(|key| over_run[key].as_f64().expect("a share in percent"))
+            .sum();
+        assert!((99.0..=101.0).contains(&shares), "the shares add up to all CPU time: {over_run}");
+    }
 }
 
 #[test]
