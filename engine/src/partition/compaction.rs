@@ -176,6 +176,7 @@ impl Partition {
         self.cleaned_up_to.set(self.cleaned_up_to.get().max(mapped_up_to));
         Ok(())
     }
+
     /// Replaces the in-memory segment with its cleaned copy (already renamed in).
     fn swap_segment(&self, copy: CleanedCopy) -> std::io::Result<()> {
         let mut log = self.log.borrow_mut();
