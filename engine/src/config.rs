@@ -95,8 +95,8 @@ impl Default for TopicConfig {
 }
 
 /// Kafka topic configs that are stored verbatim in [`TopicConfig::other`] and reported. Most are
-/// accepted and not acted on; compaction reads `delete.retention.ms` and
-/// `min.cleanable.dirty.ratio` from there.
+/// accepted and not acted on; compaction reads `delete.retention.ms`,
+/// `min.cleanable.dirty.ratio`, `min.compaction.lag.ms` and `max.compaction.lag.ms` from there.
 const PASSTHROUGH_NAMES: &[&str] = &[
     "compression.type",
     "delete.retention.ms",
@@ -175,8 +175,8 @@ impl TopicConfig {
                 }
                 _ => return Err(invalid()),
             },
-            "delete.retention.ms" => {
-                parse_i64(name, value, 0)?;
+            "delete.retention.ms" | "min.compaction.lag.ms" | "max.compaction.lag.ms" => {
+                parse_i64(name, value, i64::from(name == "max.compaction.lag.ms"))?;
                 self.other.insert(name.to_owned(), value.to_owned());
             }
             _ if PASSTHROUGH_NAMES.contains(&name) => {
@@ -327,6 +327,9 @@ mod tests {
             assert!(matches!(config.set("min.cleanable.dirty.ratio", ratio), Err(ConfigError::InvalidValue { .. })));
         }
         assert!(matches!(config.set("delete.retention.ms", "-1"), Err(ConfigError::InvalidValue { .. })));
+        assert!(matches!(config.set("min.compaction.lag.ms", "-1"), Err(ConfigError::InvalidValue { .. })));
+        assert!(matches!(config.set("max.compaction.lag.ms", "0"), Err(ConfigError::InvalidValue { .. })));
+        config.set("min.compaction.lag.ms", "0").expect("no lag");
         config.set("min.cleanable.dirty.ratio", "0.25").expect("a ratio in 0..=1");
         assert!(config.entries().iter().any(|(name, value)| name == "min.cleanable.dirty.ratio" && value == "0.25"));
     }

@@ -517,11 +517,23 @@ fn compacted(settings: &[(&str, &str)]) -> TopicConfig {
     config
 }
 
-/// Appends one single-record batch per key, each with `value`.
+/// Appends one single-record batch per key, each with `value`, stamped at 1 ms (long ago).
 fn append_keyed(engine: &sluice_engine::Engine, partition: &TopicPartition, keys: &[String], value: &str) {
+    append_keyed_at(engine, partition, keys, value, 1);
+}
+
+/// [`append_keyed`] with the batches stamped at `timestamp_ms`.
+fn append_keyed_at(
+    engine: &sluice_engine::Engine,
+    partition: &TopicPartition,
+    keys: &[String],
+    value: &str,
+    timestamp_ms: i64,
+) {
     block_on(async {
         for key in keys {
-            let batch = sluice_engine::batch::build_keyed_batch(&[(key.as_bytes(), Some(value.as_bytes()))], 1);
+            let batch =
+                sluice_engine::batch::build_keyed_batch(&[(key.as_bytes(), Some(value.as_bytes()))], timestamp_ms);
             engine.append(partition, batch, FAST).await.expect("append");
         }
     });
@@ -622,6 +634,60 @@ fn compaction_waits_for_the_dirty_ratio_and_remembers_what_it_cleaned() {
             remaining.iter().filter(|(_, found)| found == key.as_bytes()).map(|(offset, _)| *offset).collect();
         assert_eq!(last, vec![200 + 40 + 10 + index as i64], "only the last record of {key} is left");
     }
+    engine.shutdown();
+}
+
+#[test]
+fn compaction_honours_the_minimum_and_maximum_compaction_lag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let keys: Vec<String> = (0..10).map(|key| format!("key-{key}")).collect();
+    let fillers: Vec<String> = (0..40).map(|filler| format!("filler-{filler}")).collect();
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis(),
+    )
+    .expect("fits");
+    let settle = |engine: &sluice_engine::Engine, partition: &TopicPartition| {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        keyed_records(engine, partition, 0)
+    };
+
+    // Records younger than min.compaction.lag.ms are not cleanable, whatever the dirty ratio.
+    let young = TopicPartition::new("young", 0);
+    let mut config = compacted(&[("min.cleanable.dirty.ratio", "0"), ("min.compaction.lag.ms", "3600000")]);
+    block_on(engine.create_topic("young", 1, config.clone())).expect("create");
+    for round in 0..5 {
+        append_keyed_at(&engine, &young, &keys, &format!("v{round}"), now_ms);
+    }
+    append_keyed_at(&engine, &young, &fillers, "filler", now_ms);
+    assert_eq!(versions_of(&settle(&engine, &young), "key-0"), 5, "an hour's lag keeps every version");
+    config.set("min.compaction.lag.ms", "0").expect("valid");
+    block_on(engine.alter_topic_config("young", config)).expect("alter");
+    let remaining = wait_for_keyed(&engine, &young, 10, |records| versions_of(records, "key-0") == 1);
+    assert_eq!(versions_of(&remaining, "key-0"), 1, "without the lag they are cleaned");
+
+    // A dirty record older than max.compaction.lag.ms forces a pass below the dirty ratio.
+    let overdue = TopicPartition::new("overdue", 0);
+    let mut config = compacted(&[("min.cleanable.dirty.ratio", "0")]);
+    block_on(engine.create_topic("overdue", 1, config.clone())).expect("create");
+    for round in 0..20 {
+        append_keyed(&engine, &overdue, &keys, &format!("v{round}"));
+    }
+    append_keyed(&engine, &overdue, &fillers, "filler");
+    wait_for_keyed(&engine, &overdue, 10, |records| keys.iter().all(|key| versions_of(records, key) == 1));
+    config.set("min.cleanable.dirty.ratio", "1").expect("valid");
+    block_on(engine.alter_topic_config("overdue", config.clone())).expect("alter");
+    for round in 20..22 {
+        append_keyed(&engine, &overdue, &keys, &format!("v{round}"));
+    }
+    let more: Vec<String> = (40..80).map(|filler| format!("filler-{filler}")).collect();
+    append_keyed(&engine, &overdue, &more, "filler");
+    assert_eq!(versions_of(&settle(&engine, &overdue), "key-0"), 3, "below the dirty ratio, no pass");
+    // The records are stamped at 1 ms: a day's maximum lag is long over.
+    config.set("max.compaction.lag.ms", "86400000").expect("valid");
+    block_on(engine.alter_topic_config("overdue", config)).expect("alter");
+    let remaining = wait_for_keyed(&engine, &overdue, 10, |records| versions_of(records, "key-0") == 1);
+    assert_eq!(versions_of(&remaining, "key-0"), 1, "the overdue records are cleaned");
     engine.shutdown();
 }
 

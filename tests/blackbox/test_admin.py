@@ -292,7 +292,8 @@ def test_compaction_configs_are_validated_like_kafka(broker):
     assert describe(broker, topic)["min.cleanable.dirty.ratio"].value == "0.25"
     client = admin(broker)
     for name, value in (("min.cleanable.dirty.ratio", "1.5"), ("min.cleanable.dirty.ratio", "half"),
-                        ("delete.retention.ms", "-1")):
+                        ("delete.retention.ms", "-1"), ("min.compaction.lag.ms", "-1"),
+                        ("max.compaction.lag.ms", "0")):
         res = ConfigResource(TOPIC, topic, incremental_configs=[
             ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
         with pytest.raises(KafkaException) as info:

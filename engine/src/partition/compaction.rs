@@ -56,6 +56,8 @@ struct Candidate {
     base_offset: i64,
     readable_size_bytes: u64,
     next_offset: i64,
+    /// Its earliest batch's largest timestamp, as far as the time index tells.
+    first_timestamp_ms: i64,
 }
 
 /// A cleaned copy of a segment, written, fsynced and scanned, not yet renamed in.
@@ -85,44 +87,64 @@ struct PassOutcome {
 }
 
 impl Partition {
-    /// The dirty part's share of the cleanable bytes when a compaction pass is due: the topic
-    /// is compacted, the partition open and healthy, and the share at least
-    /// `min.cleanable.dirty.ratio`. The shard runs the pass of its dirtiest partition first.
-    pub(crate) fn compaction_due(&self) -> Option<f64> {
+    /// When a compaction pass is due, its priority: the dirty part's share of the cleanable
+    /// bytes, plus 1 when `max.compaction.lag.ms` forces the pass. A pass is due when the topic
+    /// is compacted, the partition open and healthy, and the share is at least
+    /// `min.cleanable.dirty.ratio`, or a dirty record is older than `max.compaction.lag.ms`.
+    /// The shard runs the pass of the partition with the highest priority first, as Kafka's
+    /// cleaner does.
+    pub(crate) fn compaction_due(&self, now_ms: i64) -> Option<f64> {
         let config = self.config.borrow();
         if !config.cleanup_policy.compact || self.closing.get() || self.failed.get() {
             return None;
         }
         let min_dirty_ratio = setting(&config, "min.cleanable.dirty.ratio", MIN_CLEANABLE_DIRTY_RATIO_DEFAULT);
-        dirty_ratio(&self.closed_segments(), self.cleaned_up_to.get()).filter(|ratio| *ratio >= min_dirty_ratio)
+        let max_lag_ms = setting(&config, "max.compaction.lag.ms", i64::MAX);
+        let cleaned_up_to = self.cleaned_up_to.get();
+        let closed = self.closed_segments(&config, now_ms);
+        let ratio = dirty_ratio(&closed, cleaned_up_to)?;
+        let overdue = closed
+            .iter()
+            .find(|candidate| candidate.next_offset > cleaned_up_to)
+            .is_some_and(|first_dirty| first_dirty.first_timestamp_ms < now_ms.saturating_sub(max_lag_ms));
+        if overdue { Some(1.0 + ratio) } else { (ratio >= min_dirty_ratio).then_some(ratio) }
     }
 
-    /// The cleanable segments, oldest first: up to the active one or the first with writes still
-    /// in flight (a segment just rolled), which wait with every segment after them.
-    fn closed_segments(&self) -> Vec<Candidate> {
+    /// The cleanable segments, oldest first. They end at the active segment, at the first
+    /// segment with writes still in flight (a segment just rolled), or at the first holding a
+    /// record newer than `min.compaction.lag.ms` (Kafka's first uncleanable offset).
+    fn closed_segments(&self, config: &TopicConfig, now_ms: i64) -> Vec<Candidate> {
+        let min_lag_ms = setting(config, "min.compaction.lag.ms", 0i64);
         let log = self.log.borrow();
         let active_base = log.active().base_offset;
         log.segments
             .values()
             .take_while(|segment| {
-                segment.base_offset != active_base && segment.readable_size_bytes == segment.summary.size_bytes
+                segment.base_offset != active_base
+                    && segment.readable_size_bytes == segment.summary.size_bytes
+                    && (min_lag_ms <= 0 || segment.summary.max_timestamp_ms <= now_ms.saturating_sub(min_lag_ms))
             })
             .map(|segment| Candidate {
                 base_offset: segment.base_offset,
                 readable_size_bytes: segment.readable_size_bytes,
                 next_offset: segment.summary.next_offset,
+                first_timestamp_ms: segment
+                    .summary
+                    .time_index
+                    .first()
+                    .map_or(segment.summary.max_timestamp_ms, |entry| entry.timestamp_ms),
             })
             .collect()
     }
 
     /// Runs one compaction pass, when one is due.
     pub(crate) async fn compact(&self, now_ms: i64) -> std::io::Result<()> {
-        if self.compaction_due().is_none() {
+        if self.compaction_due(now_ms).is_none() {
             return Ok(());
         }
         let config = self.config.borrow().clone();
         let delete_retention_ms = setting(&config, "delete.retention.ms", DELETE_RETENTION_MS_DEFAULT);
-        let closed = self.closed_segments();
+        let closed = self.closed_segments(&config, now_ms);
         let cleaned_up_to = self.cleaned_up_to.get();
         let pass = Pass {
             dir: self.dir.clone(),
@@ -443,7 +465,7 @@ mod tests {
     use super::*;
 
     fn closed(base_offset: i64, next_offset: i64, readable_size_bytes: u64) -> Candidate {
-        Candidate { base_offset, readable_size_bytes, next_offset }
+        Candidate { base_offset, readable_size_bytes, next_offset, first_timestamp_ms: 0 }
     }
 
     #[test]

@@ -36,16 +36,17 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64) {
             }
         }
         if retention_due && !compacting.get() {
-            start_compaction(&partitions, &compacting);
+            start_compaction(&partitions, &compacting, now_ms);
         }
     }
 }
 
-/// Starts the compaction pass of the dirtiest partition that has one due, as its own task.
-fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>) {
+/// Starts the compaction pass of the partition with the highest priority among those that have
+/// one due (the dirtiest, or one overdue by `max.compaction.lag.ms`), as its own task.
+fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>, now_ms: i64) {
     let Some((_, partition)) = partitions
         .iter()
-        .filter_map(|partition| partition.compaction_due().map(|ratio| (ratio, partition.clone())))
+        .filter_map(|partition| partition.compaction_due(now_ms).map(|priority| (priority, partition.clone())))
         .max_by(|left, right| left.0.total_cmp(&right.0))
     else {
         return;
