@@ -89,6 +89,21 @@ pub(crate) async fn recover_all(shared: &Arc<Shared>) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// How many partitions of one admin call are opened at once: their file-system work (two
+/// directory fsyncs each for a new one) overlaps on the blocking pools.
+const OPEN_CONCURRENCY: usize = 32;
+
+/// Opens (creating if needed) partitions `indexes` of `topic`, several at once.
+async fn open_partitions(shared: &Shared, topic: &TopicInfo, indexes: std::ops::Range<i32>) -> Result<(), TopicError> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    let catalog = shared.catalog();
+    futures_util::stream::iter(indexes)
+        .map(|index| open_partition(shared, &catalog, topic, index))
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
 /// Opens (creating if needed) partition `index` of `topic` on its owning shard.
 async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, index: i32) -> Result<(), TopicError> {
     let partition = TopicPartition::new(topic.name.clone(), index);
@@ -154,10 +169,7 @@ impl Shared {
         let next = current.with_topic(info.clone());
         persist(self, &next, name).await?;
         self.store_catalog(next);
-        let catalog = self.catalog();
-        for index in 0..partition_count {
-            open_partition(self, &catalog, &info, index).await?;
-        }
+        open_partitions(self, &info, 0..partition_count).await?;
         Ok(info)
     }
 
@@ -175,10 +187,7 @@ impl Shared {
         let next = current.with_topic(info.clone());
         persist(self, &next, name).await?;
         self.store_catalog(next);
-        let catalog = self.catalog();
-        for index in first_new..partition_count {
-            open_partition(self, &catalog, &info, index).await?;
-        }
+        open_partitions(self, &info, first_new..partition_count).await?;
         Ok(info)
     }
 
