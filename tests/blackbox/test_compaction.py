@@ -24,6 +24,10 @@ KEYS = 200
 ROUNDS = 5
 TOMBSTONED = {key for key in range(KEYS) if key % 10 == 0}
 FILLERS = 60
+# 60 fillers of 240 B fill more than three 4 KiB segments, so whatever segment boundaries the
+# client's batching makes, every segment holding the rounds and tombstones gets closed (the
+# active segment is never cleaned, as in Kafka).
+FILLER_VALUE = b"filler" * 40
 COMPACTION_WAIT_S = 90.0
 
 
@@ -78,7 +82,7 @@ def expected_log(acked: dict[tuple[int, int], int], filler_offsets: list[int]) -
     last_round = ROUNDS - 1
     kept = [(acked[(key, last_round)], key_of(key), f"value-{key}-{last_round}".encode())
             for key in range(KEYS) if key not in TOMBSTONED]
-    kept += [(offset, f"filler-{index}".encode(), b"filler") for index, offset in enumerate(filler_offsets)]
+    kept += [(offset, f"filler-{index}".encode(), FILLER_VALUE) for index, offset in enumerate(filler_offsets)]
     return sorted(kept)
 
 
@@ -98,7 +102,7 @@ def test_compaction_keeps_the_last_value_of_each_key_and_drops_tombstoned_keys(o
     assert offsets == list(range(len(records))), "offsets are assigned densely in produce order"
     acked = {(key, rnd): offsets[rnd * KEYS + key] for rnd in range(ROUNDS) for key in range(KEYS)}
     filler_offsets = produce_all(own_broker, topic,
-                                 [(f"filler-{index}".encode(), b"filler") for index in range(FILLERS)])
+                                 [(f"filler-{index}".encode(), FILLER_VALUE) for index in range(FILLERS)])
     end = filler_offsets[-1] + 1
 
     # The active segment (the last fillers) is never cleaned: compare the rounds' part.
