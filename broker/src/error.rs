@@ -48,6 +48,8 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Append(AppendError::InvalidBatch { source: BatchError::CountMismatch { .. }, .. }) => {
             ResponseError::InvalidRecord
         }
+        EngineError::Append(AppendError::RecordsRejected { .. }) => ResponseError::InvalidRecord,
+        EngineError::Append(AppendError::Undecodable { .. }) => ResponseError::CorruptMessage,
         EngineError::Append(AppendError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         EngineError::Append(AppendError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
         EngineError::Append(AppendError::ProducerFenced { .. }) => ResponseError::InvalidProducerEpoch,

@@ -8,6 +8,7 @@ use std::io;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
+use sluice_batch::decode::DecodeError;
 use thiserror::Error;
 
 /// A boxed cause from the protocol crate, which reports its codec failures as `anyhow` errors.
@@ -137,85 +138,4 @@ impl ClientError {
             _ => None,
         }
     }
-}
-
-/// Why a `RecordBatch` could not be built.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum EncodeError {
-    /// The compression codec failed.
-    #[error("{codec:?} compression failed")]
-    Compress {
-        /// The codec.
-        codec: kafka_protocol::records::Compression,
-        /// The codec's reason.
-        #[source]
-        source: CodecError,
-    },
-    /// The batch has no records; Kafka rejects empty batches.
-    #[error("a batch needs at least one record")]
-    Empty,
-    /// The batch would exceed the `RecordBatch` v2 length field (i32) or the offset delta range.
-    #[error("batch too large: {size_bytes} bytes")]
-    TooLarge {
-        /// The size reached.
-        size_bytes: usize,
-    },
-}
-
-/// Why fetched batch bytes could not be decoded.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The magic byte is not 2 (message sets v0/v1 are not supported).
-    #[error("unsupported batch magic {magic} at position {position}")]
-    UnsupportedMagic {
-        /// The magic found.
-        magic: i8,
-        /// Byte position of the batch in the input.
-        position: usize,
-    },
-    /// The batch length field is impossible.
-    #[error("batch at position {position} has invalid length {length}")]
-    InvalidLength {
-        /// The length field.
-        length: i32,
-        /// Byte position of the batch in the input.
-        position: usize,
-    },
-    /// The CRC32C does not match.
-    #[error("batch at offset {base_offset} has crc {stored:#010x}, computed {computed:#010x}")]
-    CrcMismatch {
-        /// The batch's base offset.
-        base_offset: i64,
-        /// CRC in the header.
-        stored: u32,
-        /// CRC of the bytes.
-        computed: u32,
-    },
-    /// A record ran past the end of its batch or held a malformed varint or length.
-    #[error("malformed record {record_index} in batch at offset {base_offset}")]
-    MalformedRecord {
-        /// The batch's base offset.
-        base_offset: i64,
-        /// 0-based index of the record in the batch.
-        record_index: i32,
-    },
-    /// The compression codec id is not 0..=4.
-    #[error("unknown compression codec {codec} in batch at offset {base_offset}")]
-    UnknownCodec {
-        /// The attribute bits' codec id.
-        codec: i16,
-        /// The batch's base offset.
-        base_offset: i64,
-    },
-    /// Decompression failed.
-    #[error("decompression of batch at offset {base_offset} failed")]
-    Decompress {
-        /// The batch's base offset.
-        base_offset: i64,
-        /// The codec's reason.
-        #[source]
-        source: CodecError,
-    },
 }

@@ -10,10 +10,8 @@
 //!   ids, version negotiation, and pipelining (enqueue several requests, receive the responses in
 //!   order), optionally split into a writer and a reader for two threads.
 //! - [`requests`]: helpers for Metadata, `CreateTopics`, Produce, Fetch and `ListOffsets`.
-//! - [`batch`]: a `RecordBatch` v2 builder. The uncompressed path is hand-written and allocation
-//!   free in steady state, because the load generator builds over a million records per second;
-//!   compressed batches use `kafka-protocol`'s codecs.
-//! - [`decode`]: a zero-copy decoder for fetched batches.
+//! - [`batch`] and [`decode`]: the `RecordBatch` v2 builder and the decoder for fetched batches,
+//!   re-exported from the `sluice-batch` crate that the broker and engine use too.
 //! - [`group`]: `FindCoordinator` and the consumer protocol's subscription and assignment payloads.
 //!
 //! Retries, partitioners, consumer groups and multi-broker routing are left to callers: this is
@@ -39,16 +37,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod batch;
 pub mod connection;
-pub mod decode;
 pub mod error;
 pub mod group;
 pub mod requests;
-mod varint;
 pub mod versions;
 
 pub use connection::{Connection, ConnectionConfig, RequestWriter, ResponseReader, Ticket};
-pub use error::{ClientError, DecodeError, EncodeError};
+pub use error::ClientError;
 pub use kafka_protocol;
+pub use sluice_batch::builder as batch;
+pub use sluice_batch::builder::EncodeError;
+pub use sluice_batch::decode;
+pub use sluice_batch::decode::DecodeError;
 pub use versions::ApiVersions;

@@ -94,6 +94,25 @@ pub enum AppendError {
         #[source]
         source: BatchError,
     },
+    /// Records of a valid batch break a rule of the topic; the batch is refused whole.
+    #[error("{} record(s) refused on {partition}: {reason}", record_indexes.len())]
+    RecordsRejected {
+        /// The partition.
+        partition: TopicPartition,
+        /// 0-based indexes of the offending records within their batch (Kafka's `batch_index`).
+        record_indexes: Vec<i32>,
+        /// The rule broken.
+        reason: RecordRejection,
+    },
+    /// A compressed batch could not be inflated to check its records.
+    #[error("undecodable batch for {partition}: {source}")]
+    Undecodable {
+        /// The partition.
+        partition: TopicPartition,
+        /// What is wrong.
+        #[source]
+        source: sluice_batch::decode::DecodeError,
+    },
     /// The batch is larger than `max.message.bytes`.
     #[error("batch of {size_bytes} bytes exceeds max.message.bytes {size_bytes_max} on {partition}")]
     TooLarge {
@@ -146,6 +165,18 @@ pub enum AppendError {
     /// The engine is shutting down.
     #[error("engine is shutting down")]
     ShuttingDown,
+}
+
+/// A rule of the topic that a record broke.
+///
+/// Not `#[non_exhaustive]`: the broker words each rejection as Kafka does, in one exhaustive
+/// `match`, so a new rule must be worded there too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RecordRejection {
+    /// A record without a key sent to a topic with `cleanup.policy=compact`, which Kafka refuses
+    /// because compaction keeps records by key.
+    #[error("a compacted topic cannot accept a record without a key")]
+    MissingKeyOnCompactedTopic,
 }
 
 /// Why a read, offset lookup or record deletion failed.

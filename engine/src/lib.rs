@@ -45,7 +45,6 @@
 //! engine.shutdown();
 //! ```
 
-pub mod batch;
 mod catalog;
 mod clock;
 pub mod config;
@@ -64,10 +63,12 @@ use std::sync::Arc;
 
 pub use catalog::TopicInfo;
 pub use config::{CleanupPolicy, ConfigError, EngineConfig, TimestampType, TopicConfig};
-pub use error::{AppendError, OpenError, ReadError, RecoveryError, TopicError};
+pub use error::{AppendError, OpenError, ReadError, RecordRejection, RecoveryError, TopicError};
 pub use event_listener::EventListener;
 pub use shard::admin::is_valid_topic_name;
 pub use shard::block_on;
+/// RecordBatch v2: header, records, codecs (the `sluice-batch` crate).
+pub use sluice_batch as batch;
 pub use types::{Offset, PartitionId, ShardId, TopicId, TopicPartition};
 
 /// How an append is acknowledged.

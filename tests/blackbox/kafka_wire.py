@@ -31,7 +31,7 @@ ERROR_OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 ERROR_DUPLICATE_SEQUENCE_NUMBER = 46
 
 # First flexible (KIP-482) version of each request we encode.
-_FIRST_FLEXIBLE = {API_PRODUCE: 9, API_API_VERSIONS: 3, API_INIT_PRODUCER_ID: 2}
+_FIRST_FLEXIBLE = {API_PRODUCE: 9, API_LIST_OFFSETS: 6, API_API_VERSIONS: 3, API_INIT_PRODUCER_ID: 2}
 
 
 class WireError(Exception):
@@ -320,12 +320,29 @@ def init_producer_id(conn: Connection, version: int) -> tuple[int, ProducerIdent
     return error, identity
 
 
+def list_offsets(conn: Connection, topic: str, partitions: list[int], timestamp: int = -1) -> dict[int, tuple[int, int]]:
+    """ListOffsets v1 (the Kafka 4 floor) for one topic: {partition: (error_code, offset)}.
+    timestamp -1 asks for the log end, -2 for the log start."""
+    parts = [int32(p) + int64(timestamp) for p in partitions]
+    r = conn.request(API_LIST_OFFSETS, 1, int32(-1) + array([string(topic) + array(parts)]))
+    out = {}
+    for _ in range(r.int32()):
+        r.string()
+        for _ in range(r.int32()):
+            partition, error = r.int32(), r.int16()
+            r.int64()  # timestamp
+            out[partition] = (error, r.int64())
+    return out
+
+
 @dataclass(frozen=True)
 class PartitionProduceResult:
     error_code: int
     base_offset: int
     log_append_time_ms: int
     log_start_offset: int
+    record_errors: tuple[tuple[int, str | None], ...] = ()
+    error_message: str | None = None
 
 
 def produce(conn: Connection, version: int, topic: str, partition: int, batch: bytes,
@@ -351,14 +368,20 @@ def produce(conn: Connection, version: int, topic: str, partition: int, batch: b
             base_offset = r.int64()
             log_append_time = r.int64()
             log_start = r.int64() if version >= 5 else -1
+            record_errors = []
+            message = None
             if version >= 8:
                 for _ in range(r.array_len(flexible)):
-                    r.int32()
-                    r.compact_string() if flexible else r.string()
-                r.compact_string() if flexible else r.string()
+                    batch_index = r.int32()
+                    text = r.compact_string() if flexible else r.string()
+                    if flexible:
+                        r.tags()
+                    record_errors.append((batch_index, text))
+                message = r.compact_string() if flexible else r.string()
             if flexible:
                 r.tags()
-            results.append((name, index, PartitionProduceResult(error, base_offset, log_append_time, log_start)))
+            results.append((name, index, PartitionProduceResult(
+                error, base_offset, log_append_time, log_start, tuple(record_errors), message)))
         if flexible:
             r.tags()
     matching = [res for name, index, res in results if name == topic and index == partition]

@@ -14,9 +14,11 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_engine::{AppendOptions, AppendResult, TopicPartition};
+use sluice_engine::{AppendError, AppendOptions, AppendResult, TopicPartition};
 
 use super::{code, message};
 use crate::context::ShardContext;
@@ -24,15 +26,58 @@ use crate::dispatch::Outcome;
 use crate::error::append_error_code;
 use crate::metrics::batch_count;
 
+/// Why a partition's append failed, as the response tells it.
+#[derive(Debug, Clone)]
+struct Failure {
+    code: i16,
+    message: String,
+    /// Refused records within their batch, with why (Produce v8+ `record_errors`).
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Failure {
+    fn new(code: i16, message: String) -> Self {
+        Self { code, message, record_errors: Vec::new() }
+    }
+
+    fn of_append(partition: &TopicPartition, error: &AppendError) -> Self {
+        let AppendError::RecordsRejected { record_indexes, reason, .. } = error else {
+            return Self::new(append_error_code(error), error.to_string());
+        };
+        // Kafka's wording, so that clients and people see what Kafka would tell them.
+        let detail = match reason {
+            sluice_engine::RecordRejection::MissingKeyOnCompactedTopic => {
+                format!("Compacted topic cannot accept message without key in topic partition {partition}.")
+            }
+        };
+        let record_errors: Vec<(i32, String)> = record_indexes.iter().map(|index| (*index, detail.clone())).collect();
+        let shown: Vec<String> = record_errors
+            .iter()
+            .take(3)
+            .map(|(index, detail)| format!("RecordError(batchIndex={index}, message='{detail}')"))
+            .collect();
+        let message = format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first \
+             three errors at most: [{}]",
+            record_errors.len(),
+            shown.join(", ")
+        );
+        Self { code: append_error_code(error), message, record_errors }
+    }
+}
+
 /// One partition's outcome.
-type PartitionResult = Result<AppendResult, (i16, String)>;
+type PartitionResult = Result<AppendResult, Failure>;
 
 pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: ProduceRequest) -> Outcome<ProduceResponse> {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
-        Some((code(ResponseError::InvalidRequiredAcks), format!("acks must be 0, 1 or -1, not {acks}")))
+        Some(Failure::new(code(ResponseError::InvalidRequiredAcks), format!("acks must be 0, 1 or -1, not {acks}")))
     } else if request.transactional_id.is_some() {
-        Some((code(ResponseError::TransactionalIdAuthorizationFailed), "transactions are not supported".to_owned()))
+        Some(Failure::new(
+            code(ResponseError::TransactionalIdAuthorizationFailed),
+            "transactions are not supported".to_owned(),
+        ))
     } else {
         None
     };
@@ -50,7 +95,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Produ
                     return Err(refused);
                 }
                 let Some(records) = records.filter(|records| !records.is_empty()) else {
-                    return Err((code(ResponseError::CorruptMessage), "no records".to_owned()));
+                    return Err(Failure::new(code(ResponseError::CorruptMessage), "no records".to_owned()));
                 };
                 let metrics = metrics_shard.metrics();
                 metrics.add_batches_in(batch_count(&records));
@@ -59,7 +104,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Produ
                 let batch = records.to_vec();
                 engine.append(&target, batch, options).await.map_err(|error| {
                     tracing::debug!(partition = %target, %error, "append failed");
-                    (append_error_code(&error), error.to_string())
+                    Failure::of_append(&target, &error)
                 })
             });
         }
@@ -95,10 +140,22 @@ fn partition_response(version: i16, index: i32, result: PartitionResult) -> Part
             .with_base_offset(appended.base_offset.0)
             .with_log_append_time_ms(appended.log_append_time_ms)
             .with_log_start_offset(appended.log_start_offset.0),
-        Err((error_code, text)) => {
-            let response = response.with_error_code(error_code).with_base_offset(-1).with_log_append_time_ms(-1);
+        Err(failure) => {
+            let response = response.with_error_code(failure.code).with_base_offset(-1).with_log_append_time_ms(-1);
             let response = response.with_log_start_offset(-1);
-            if version >= 8 { response.with_error_message(message(text)) } else { response }
+            if version < 8 {
+                return response;
+            }
+            let record_errors = failure
+                .record_errors
+                .into_iter()
+                .map(|(index, text)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(message(text))
+                })
+                .collect();
+            response.with_error_message(message(failure.message)).with_record_errors(record_errors)
         }
     }
 }

@@ -26,6 +26,10 @@ use crate::segment::Segment;
 use crate::types::Offset;
 use crate::{AppendOptions, AppendResult};
 
+/// The most bytes a compacted topic's batch may inflate to when its keys are checked: Kafka's
+/// largest fetch response (`fetch.max.bytes`, 50 MiB) could not carry more.
+const DECOMPRESSED_SIZE_BYTES_MAX: usize = 50 << 20;
+
 /// Marks a partition's fsync as running for as long as it lives.
 struct SyncingGuard<'a> {
     partition: &'a Partition,
@@ -100,7 +104,10 @@ impl Partition {
 
     /// Validates every batch in `bytes`; returns their headers in order.
     fn validate(&self, bytes: &[u8]) -> Result<Vec<BatchHeader>, AppendError> {
-        let size_bytes_max = self.config.borrow().max_message_bytes;
+        let (size_bytes_max, compacted) = {
+            let config = self.config.borrow();
+            (config.max_message_bytes, config.cleanup_policy.compact)
+        };
         let mut headers = Vec::with_capacity(1);
         let mut position = 0;
         while position < bytes.len() || headers.is_empty() {
@@ -110,10 +117,36 @@ impl Partition {
             if size > size_bytes_max as usize {
                 return Err(AppendError::TooLarge { partition: self.id.clone(), size_bytes: size, size_bytes_max });
             }
+            if compacted && !header.is_control() {
+                self.check_keys(&header, &bytes[position..position + size])?;
+            }
             headers.push(header);
             position += size;
         }
         Ok(headers)
+    }
+
+    /// Refuses a batch holding a record without a key, as Kafka does on compacted topics. This
+    /// is the one place the append path looks inside records (inflating a compressed batch, up
+    /// to the size a fetch of it may reach), and only for compacted topics.
+    fn check_keys(&self, header: &BatchHeader, bytes: &[u8]) -> Result<(), AppendError> {
+        let section = batch::records_section(bytes, DECOMPRESSED_SIZE_BYTES_MAX)
+            .map_err(|source| AppendError::Undecodable { partition: self.id.clone(), source })?;
+        let mut keyless = Vec::new();
+        for (index, record) in batch::decode::RecordIter::new(header, &section).enumerate() {
+            let record = record.map_err(|source| AppendError::Undecodable { partition: self.id.clone(), source })?;
+            if record.key.is_none() {
+                keyless.push(index as i32);
+            }
+        }
+        if !keyless.is_empty() {
+            return Err(AppendError::RecordsRejected {
+                partition: self.id.clone(),
+                record_indexes: keyless,
+                reason: crate::error::RecordRejection::MissingKeyOnCompactedTopic,
+            });
+        }
+        Ok(())
     }
 
     /// Step 2: assigns offsets and a byte range, or answers a duplicate (the inner `Err`).

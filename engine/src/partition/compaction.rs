@@ -442,7 +442,7 @@ fn surviving_batch(
         let offset = header.base_offset + i64::from(record.offset_delta);
         let superseded = record.key.is_some_and(|key| map.supersedes(key, offset));
         let expired_tombstone =
-            record.value_is_null && offset < mapped_up_to && header.max_timestamp < tombstone_horizon_ms;
+            record.value.is_none() && offset < mapped_up_to && header.max_timestamp < tombstone_horizon_ms;
         if !superseded && !expired_tombstone {
             kept.push(record.raw);
         }

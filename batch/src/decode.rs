@@ -8,123 +8,96 @@
 //! skipping them is the caller's job, as in every Kafka client. Owned by one thread at a time.
 
 use bytes::Bytes;
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-use kafka_protocol::records::Compression;
+use thiserror::Error;
 
-use crate::batch::{
-    ATTRIBUTES_POSITION, HEADER_SIZE_BYTES, LENGTH_POSITION, LOG_OVERHEAD_BYTES, MAGIC_POSITION, crc32c,
+use crate::compression::{self, CodecError, Compression};
+use crate::header::{
+    ATTRIBUTES_POSITION, BatchHeader, HEADER_SIZE_BYTES, LENGTH_POSITION, LOG_OVERHEAD_BYTES, MAGIC_POSITION, crc32c,
+    parse_header,
 };
-use crate::error::DecodeError;
 use crate::varint;
 
-const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
-const ATTRIBUTE_LOG_APPEND_TIME: i16 = 0x08;
-const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
-const ATTRIBUTE_CONTROL: i16 = 0x20;
+/// The most bytes one batch's records may inflate to unless the caller sets another limit
+/// ([`BatchIter::with_size_limit`]): far above any batch a broker accepts (Kafka's default
+/// `message.max.bytes` is 1 MiB), low enough that hostile bytes cannot exhaust memory.
+pub const DECOMPRESSED_SIZE_BYTES_MAX: usize = 256 << 20;
 
-/// The fixed header of one `RecordBatch` v2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchInfo {
-    /// Offset of the first record.
-    pub base_offset: i64,
-    /// The length field: bytes after it.
-    pub batch_length: i32,
-    /// Partition leader epoch.
-    pub leader_epoch: i32,
-    /// Stored CRC32C.
-    pub crc: u32,
-    /// Attribute bits.
-    pub attributes: i16,
-    /// Offset of the last record relative to `base_offset`.
-    pub last_offset_delta: i32,
-    /// Timestamp of the first record (ms).
-    pub base_timestamp_ms: i64,
-    /// Largest timestamp in the batch (ms); every record's timestamp under `LogAppendTime`.
-    pub max_timestamp_ms: i64,
-    /// Producer id, or -1.
-    pub producer_id: i64,
-    /// Producer epoch, or -1.
-    pub producer_epoch: i16,
-    /// Sequence of the first record, or -1.
-    pub base_sequence: i32,
-    /// Number of records.
-    pub record_count: i32,
+/// Why fetched batch bytes could not be decoded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The magic byte is not 2 (message sets v0/v1 are not supported).
+    #[error("unsupported batch magic {magic} at position {position}")]
+    UnsupportedMagic {
+        /// The magic found.
+        magic: i8,
+        /// Byte position of the batch in the input.
+        position: usize,
+    },
+    /// The batch length field is impossible.
+    #[error("batch at position {position} has invalid length {length}")]
+    InvalidLength {
+        /// The length field.
+        length: i32,
+        /// Byte position of the batch in the input.
+        position: usize,
+    },
+    /// The fixed header is unreadable.
+    #[error("unreadable batch header")]
+    Header(#[from] crate::header::BatchError),
+    /// The CRC32C does not match.
+    #[error("batch at offset {base_offset} has crc {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// A record ran past the end of its batch or held a malformed varint or length.
+    #[error("malformed record {record_index} in batch at offset {base_offset}")]
+    MalformedRecord {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// 0-based index of the record in the batch.
+        record_index: i32,
+    },
+    /// The compression codec id is not 0..=4.
+    #[error("unknown compression codec {codec} in batch at offset {base_offset}")]
+    UnknownCodec {
+        /// The attribute bits' codec id.
+        codec: i16,
+        /// The batch's base offset.
+        base_offset: i64,
+    },
+    /// Decompression failed.
+    #[error("decompression of batch at offset {base_offset} failed")]
+    Decompress {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
 }
 
-impl BatchInfo {
-    /// Parses the fixed header at the start of `bytes` (at least 61 bytes, magic already checked).
-    fn parse(bytes: &[u8]) -> Self {
-        let i16_at = |position: usize| i16::from_be_bytes([bytes[position], bytes[position + 1]]);
-        let i32_at = |position: usize| {
-            i32::from_be_bytes([bytes[position], bytes[position + 1], bytes[position + 2], bytes[position + 3]])
-        };
-        let i64_at = |position: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[position..position + 8]);
-            i64::from_be_bytes(word)
-        };
-        Self {
-            base_offset: i64_at(0),
-            batch_length: i32_at(8),
-            leader_epoch: i32_at(12),
-            crc: i32_at(17) as u32,
-            attributes: i16_at(21),
-            last_offset_delta: i32_at(23),
-            base_timestamp_ms: i64_at(27),
-            max_timestamp_ms: i64_at(35),
-            producer_id: i64_at(43),
-            producer_epoch: i16_at(51),
-            base_sequence: i32_at(53),
-            record_count: i32_at(57),
-        }
-    }
-
-    /// Total bytes of the batch: the 12-byte log overhead plus the length field.
-    pub fn size_bytes(&self) -> usize {
-        LOG_OVERHEAD_BYTES + self.batch_length as usize
-    }
-
-    /// Offset of the last record; the next fetch starts after it.
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
-    }
-
+impl BatchHeader {
     /// The compression codec.
     ///
     /// # Errors
     /// `UnknownCodec` for codec ids above 4.
-    pub fn compression(&self) -> Result<Compression, DecodeError> {
-        match self.attributes & ATTRIBUTE_COMPRESSION_MASK {
-            0 => Ok(Compression::None),
-            1 => Ok(Compression::Gzip),
-            2 => Ok(Compression::Snappy),
-            3 => Ok(Compression::Lz4),
-            4 => Ok(Compression::Zstd),
-            codec => Err(DecodeError::UnknownCodec { codec, base_offset: self.base_offset }),
-        }
-    }
-
-    /// Whether timestamps are `LogAppendTime` (all records carry `max_timestamp_ms`).
-    pub fn is_log_append_time(&self) -> bool {
-        self.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0
-    }
-
-    /// Whether the batch belongs to a transaction.
-    pub fn is_transactional(&self) -> bool {
-        self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
-    }
-
-    /// Whether this is a control batch (transaction markers), which consumers do not show.
-    pub fn is_control(&self) -> bool {
-        self.attributes & ATTRIBUTE_CONTROL != 0
+    pub fn codec(&self) -> Result<Compression, DecodeError> {
+        Compression::from_id(self.compression())
+            .ok_or(DecodeError::UnknownCodec { codec: self.compression(), base_offset: self.base_offset })
     }
 }
 
 /// Iterates over the whole batches in a partition's fetched `records` bytes.
 ///
 /// ```
-/// use sluice_client::batch::{BatchBuilder, BatchOptions, NewRecord};
-/// use sluice_client::decode::BatchIter;
+/// use sluice_batch::builder::{BatchBuilder, BatchOptions, NewRecord};
+/// use sluice_batch::decode::BatchIter;
 ///
 /// let mut builder = BatchBuilder::new(BatchOptions::default());
 /// builder.push(&NewRecord { timestamp_ms: 1, value: Some(b"v"), ..NewRecord::default() })?;
@@ -141,18 +114,25 @@ pub struct BatchIter {
     bytes: Bytes,
     position: usize,
     verify_crc: bool,
+    size_bytes_max: usize,
     failed: bool,
 }
 
 impl BatchIter {
     /// Iterates over `bytes`, checking every batch's CRC32C.
     pub fn new(bytes: Bytes) -> Self {
-        Self { bytes, position: 0, verify_crc: true, failed: false }
+        Self { bytes, position: 0, verify_crc: true, size_bytes_max: DECOMPRESSED_SIZE_BYTES_MAX, failed: false }
     }
 
     /// Iterates without checking CRCs (as `check.crcs=false` does in the Java client).
     pub fn without_crc_check(bytes: Bytes) -> Self {
         Self { verify_crc: false, ..Self::new(bytes) }
+    }
+
+    /// Refuses batches whose records inflate past `size_bytes_max` bytes.
+    #[must_use]
+    pub fn with_size_limit(self, size_bytes_max: usize) -> Self {
+        Self { size_bytes_max, ..self }
     }
 
     /// Bytes not yet yielded: after the iterator ends, the size of a trailing partial batch.
@@ -165,12 +145,7 @@ impl BatchIter {
         if rest.len() < LOG_OVERHEAD_BYTES {
             return None;
         }
-        let length = i32::from_be_bytes([
-            rest[LENGTH_POSITION],
-            rest[LENGTH_POSITION + 1],
-            rest[LENGTH_POSITION + 2],
-            rest[LENGTH_POSITION + 3],
-        ]);
+        let length = crate::header::be_i32(rest, LENGTH_POSITION);
         if length < (HEADER_SIZE_BYTES - LOG_OVERHEAD_BYTES) as i32 {
             return Some(Err(DecodeError::InvalidLength { length, position: self.position }));
         }
@@ -182,7 +157,7 @@ impl BatchIter {
         if magic != 2 {
             return Some(Err(DecodeError::UnsupportedMagic { magic, position: self.position }));
         }
-        let info = BatchInfo::parse(rest);
+        let info = parse_header(rest).expect("length and magic were checked above");
         if self.verify_crc {
             let computed = crc32c(&rest[ATTRIBUTES_POSITION..size]);
             if computed != info.crc {
@@ -196,7 +171,7 @@ impl BatchIter {
         let start = self.position;
         self.position += size;
         let records = self.bytes.slice(start + HEADER_SIZE_BYTES..start + size);
-        Some(FetchedBatch::new(info, records))
+        Some(FetchedBatch::new(info, records, self.size_bytes_max))
     }
 }
 
@@ -217,32 +192,25 @@ impl Iterator for BatchIter {
 #[derive(Debug, Clone)]
 pub struct FetchedBatch {
     /// The fixed header.
-    pub info: BatchInfo,
+    pub info: BatchHeader,
     records: Bytes,
 }
 
 impl FetchedBatch {
-    fn new(info: BatchInfo, raw_records: Bytes) -> Result<Self, DecodeError> {
-        let records = decompress(&info, raw_records)?;
+    fn new(info: BatchHeader, raw_records: Bytes, size_bytes_max: usize) -> Result<Self, DecodeError> {
+        let records = match info.codec()? {
+            Compression::None => raw_records,
+            codec => compression::decompress(codec, &raw_records, size_bytes_max)
+                .map(Bytes::from)
+                .map_err(|source| DecodeError::Decompress { base_offset: info.base_offset, source })?,
+        };
         Ok(Self { info, records })
     }
 
     /// The records, in offset order.
     pub fn records(&self) -> RecordIter<'_> {
-        RecordIter { info: &self.info, bytes: &self.records, position: 0, index: 0 }
+        RecordIter::new(&self.info, &self.records)
     }
-}
-
-fn decompress(info: &BatchInfo, mut raw: Bytes) -> Result<Bytes, DecodeError> {
-    let take = |buffer: &mut Bytes| Ok(std::mem::take(buffer));
-    let inflated = match info.compression()? {
-        Compression::None => return Ok(raw),
-        Compression::Gzip => <Gzip as Decompressor<Bytes>>::decompress(&mut raw, take),
-        Compression::Snappy => <Snappy as Decompressor<Bytes>>::decompress(&mut raw, take),
-        Compression::Lz4 => <Lz4 as Decompressor<Bytes>>::decompress(&mut raw, take),
-        Compression::Zstd => <Zstd as Decompressor<Bytes>>::decompress(&mut raw, take),
-    };
-    inflated.map_err(|source| DecodeError::Decompress { base_offset: info.base_offset, source: source.into() })
 }
 
 /// One decoded record, borrowing its bytes from the batch.
@@ -250,12 +218,16 @@ fn decompress(info: &BatchInfo, mut raw: Bytes) -> Result<Bytes, DecodeError> {
 pub struct RecordView<'a> {
     /// Absolute offset.
     pub offset: i64,
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
     /// Timestamp (ms): `CreateTime`, or the batch's `LogAppendTime`.
     pub timestamp_ms: i64,
     /// Key, `None` when null.
     pub key: Option<&'a [u8]>,
-    /// Value, `None` when null.
+    /// Value, `None` when null (a tombstone on compacted topics).
     pub value: Option<&'a [u8]>,
+    /// The whole record as stored: its length varint followed by its body.
+    pub raw: &'a [u8],
     header_count: i64,
     headers: &'a [u8],
 }
@@ -267,28 +239,34 @@ impl<'a> RecordView<'a> {
     }
 }
 
-/// Iterates over one batch's records.
+/// Iterates over one batch's records, given its header and its (uncompressed) records section.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
-    info: &'a BatchInfo,
+    info: BatchHeader,
     bytes: &'a [u8],
     position: usize,
     index: i32,
 }
 
 impl<'a> RecordIter<'a> {
+    /// Walks `records`, the uncompressed records section of the batch whose header is `info`.
+    pub fn new(info: &BatchHeader, records: &'a [u8]) -> Self {
+        Self { info: *info, bytes: records, position: 0, index: 0 }
+    }
+
     fn malformed(&self) -> DecodeError {
         DecodeError::MalformedRecord { base_offset: self.info.base_offset, record_index: self.index }
     }
 
     fn decode_record(&mut self) -> Option<RecordView<'a>> {
+        let start = self.position;
         let length = varint::get_i64(self.bytes, &mut self.position)?;
-        let length = usize::try_from(length).ok()?;
+        let length = usize::try_from(length).ok().filter(|length| *length > 0)?;
         let end = self.position.checked_add(length).filter(|end| *end <= self.bytes.len())?;
         let body = &self.bytes[..end];
         let mut position = self.position + 1; // record attributes: unused in v2
         let timestamp_delta = varint::get_i64(body, &mut position)?;
-        let offset_delta = varint::get_i64(body, &mut position)?;
+        let offset_delta = i32::try_from(varint::get_i64(body, &mut position)?).ok()?;
         let key = nullable_bytes(body, &mut position)?;
         let value = nullable_bytes(body, &mut position)?;
         let header_count = varint::get_i64(body, &mut position)?;
@@ -296,16 +274,18 @@ impl<'a> RecordIter<'a> {
             return None;
         }
         let timestamp_ms = if self.info.is_log_append_time() {
-            self.info.max_timestamp_ms
+            self.info.max_timestamp
         } else {
-            self.info.base_timestamp_ms.wrapping_add(timestamp_delta)
+            self.info.base_timestamp.wrapping_add(timestamp_delta)
         };
         self.position = end;
         Some(RecordView {
-            offset: self.info.base_offset.wrapping_add(offset_delta),
+            offset: self.info.base_offset.wrapping_add(i64::from(offset_delta)),
+            offset_delta,
             timestamp_ms,
             key,
             value,
+            raw: &self.bytes[start..end],
             header_count,
             headers: &body[position..end],
         })
@@ -378,7 +358,7 @@ fn nullable_bytes<'a>(bytes: &'a [u8], position: &mut usize) -> Option<Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchBuilder, BatchOptions, NewRecord, RecordHeader};
+    use crate::builder::{BatchBuilder, BatchOptions, NewRecord, RecordHeader};
 
     fn batch_of(values: &[&[u8]], compression: Compression) -> Bytes {
         let mut builder = BatchBuilder::new(BatchOptions { compression, ..BatchOptions::default() });

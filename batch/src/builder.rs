@@ -6,8 +6,8 @@
 //! finishing a batch patches the header and computes the CRC32C in place. No per-record
 //! allocation; after warm-up no per-batch allocation either (the buffer is reclaimed once the
 //! previous batch's `Bytes` are dropped). Compressed batches encode the records the same way and
-//! hand them to `kafka-protocol`'s codecs (gzip, Xerial-framed snappy, LZ4 frame, zstd), which
-//! produce the framing Kafka expects. A builder is owned by one thread.
+//! hand them to [`crate::compression`] (gzip, Xerial-framed snappy, LZ4 frame, zstd), which
+//! produces the framing Kafka expects. A builder is owned by one thread.
 //!
 //! Layout (big-endian, as on the wire):
 //! ```text
@@ -19,23 +19,37 @@
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
-pub use kafka_protocol::records::Compression;
+use thiserror::Error;
 
-use crate::error::EncodeError;
+pub use crate::compression::Compression;
+use crate::compression::{self, CodecError};
+use crate::header::{ATTRIBUTE_TRANSACTIONAL, ATTRIBUTES_POSITION, CRC_POSITION};
+pub use crate::header::{HEADER_SIZE_BYTES, LOG_OVERHEAD_BYTES, crc32c};
 use crate::varint;
 
-/// Size of the `RecordBatch` v2 header, up to and including the record count.
-pub const HEADER_SIZE_BYTES: usize = 61;
-/// Bytes the `batchLength` field does not count: base offset (8) + the length itself (4).
-pub const LOG_OVERHEAD_BYTES: usize = 12;
-
-pub(crate) const LENGTH_POSITION: usize = 8;
-pub(crate) const MAGIC_POSITION: usize = 16;
-pub(crate) const CRC_POSITION: usize = 17;
-pub(crate) const ATTRIBUTES_POSITION: usize = 21;
-
-const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
+/// Why a `RecordBatch` could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The compression codec failed.
+    #[error("{codec:?} compression failed")]
+    Compress {
+        /// The codec.
+        codec: Compression,
+        /// The codec's reason.
+        #[source]
+        source: CodecError,
+    },
+    /// The batch has no records; Kafka rejects empty batches.
+    #[error("a batch needs at least one record")]
+    Empty,
+    /// The batch would exceed the `RecordBatch` v2 length field (i32) or the offset delta range.
+    #[error("batch too large: {size_bytes} bytes")]
+    TooLarge {
+        /// The size reached.
+        size_bytes: usize,
+    },
+}
 
 /// How batches are stamped: compression and the idempotent/transactional producer fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +103,14 @@ pub struct NewRecord<'a> {
 /// Accumulates records and encodes them as one `RecordBatch` v2.
 ///
 /// ```
-/// use sluice_client::batch::{BatchBuilder, BatchOptions, NewRecord};
+/// use sluice_batch::builder::{BatchBuilder, BatchOptions, NewRecord};
 ///
 /// let mut builder = BatchBuilder::new(BatchOptions::default());
 /// builder.push(&NewRecord { timestamp_ms: 1_700_000_000_000, value: Some(b"hello"), ..NewRecord::default() })?;
 /// let batch = builder.finish()?;
 /// assert_eq!(batch[16], 2); // magic
 /// assert!(builder.is_empty());
-/// # Ok::<(), sluice_client::EncodeError>(())
+/// # Ok::<(), sluice_batch::builder::EncodeError>(())
 /// ```
 #[derive(Debug)]
 pub struct BatchBuilder {
@@ -207,7 +221,7 @@ impl BatchBuilder {
         if self.is_empty() {
             return Err(EncodeError::Empty);
         }
-        let mut attributes: i16 = self.options.compression as i16;
+        let mut attributes: i16 = self.options.compression.id();
         if self.options.transactional {
             attributes |= ATTRIBUTE_TRANSACTIONAL;
         }
@@ -237,26 +251,16 @@ impl BatchBuilder {
 
     fn finish_compressed(&self, fields: &HeaderFields) -> Result<Bytes, EncodeError> {
         let records = &self.buffer[HEADER_SIZE_BYTES..];
-        let mut batch = BytesMut::with_capacity(HEADER_SIZE_BYTES + records.len() / 2);
-        batch.put_bytes(0, HEADER_SIZE_BYTES);
-        let fill = |scratch: &mut BytesMut| {
-            scratch.extend_from_slice(records);
-            Ok(())
-        };
+        let mut batch = Vec::with_capacity(HEADER_SIZE_BYTES + records.len() / 2);
+        batch.resize(HEADER_SIZE_BYTES, 0);
         let codec = self.options.compression;
-        let compressed = match codec {
-            Compression::None => Ok(()),
-            Compression::Gzip => <Gzip as Compressor<BytesMut>>::compress(&mut batch, fill),
-            Compression::Snappy => <Snappy as Compressor<BytesMut>>::compress(&mut batch, fill),
-            Compression::Lz4 => <Lz4 as Compressor<BytesMut>>::compress(&mut batch, fill),
-            Compression::Zstd => <Zstd as Compressor<BytesMut>>::compress(&mut batch, fill),
-        };
-        compressed.map_err(|source| EncodeError::Compress { codec, source: source.into() })?;
+        compression::compress_into(codec, records, &mut batch)
+            .map_err(|source| EncodeError::Compress { codec, source })?;
         if batch.len() - LOG_OVERHEAD_BYTES > i32::MAX as usize {
             return Err(EncodeError::TooLarge { size_bytes: batch.len() });
         }
         write_header(&mut batch, fields);
-        Ok(batch.freeze())
+        Ok(Bytes::from(batch))
     }
 
     fn reset(&mut self) {
@@ -299,11 +303,6 @@ fn write_header(batch: &mut [u8], fields: &HeaderFields) {
     batch[..HEADER_SIZE_BYTES].copy_from_slice(&header);
     let crc = crc32c(&batch[ATTRIBUTES_POSITION..]);
     batch[CRC_POSITION..CRC_POSITION + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-/// CRC32C (Castagnoli), the checksum `RecordBatch` v2 uses.
-pub fn crc32c(bytes: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 fn record_body_size_bytes(record: &NewRecord<'_>, offset_delta: i32, timestamp_delta_ms: i64) -> usize {
@@ -371,7 +370,7 @@ mod tests {
     #[test]
     fn uncompressed_batch_passes_engine_validation() {
         let batch = build(Compression::None);
-        let header = sluice_engine::batch::validate(&batch, true).expect("valid batch");
+        let header = crate::validate(&batch, true).expect("valid batch");
         assert_eq!(header.record_count, 3);
         assert_eq!(header.size_bytes(), batch.len());
         assert_eq!(header.base_timestamp, 1_700_000_000_000);
@@ -385,10 +384,10 @@ mod tests {
             [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
         {
             let mut batch = build(compression);
-            let header = sluice_engine::batch::validate(&batch, true).expect("crc covers the compressed bytes");
-            assert_eq!(header.compression(), compression as i16);
+            let header = crate::validate(&batch, true).expect("crc covers the compressed bytes");
+            assert_eq!(header.compression(), compression.id());
             let set = RecordBatchDecoder::decode(&mut batch).expect("kafka-protocol decodes it");
-            assert_eq!(set.compression, compression);
+            assert_eq!(set.compression as i16, compression.id(), "the independent decoder sees the same codec");
             assert_eq!(set.records.len(), 3);
             for (index, (record, expected)) in set.records.iter().zip(sample_records()).enumerate() {
                 assert_eq!(record.offset, index as i64);
@@ -464,7 +463,7 @@ mod tests {
         let mut builder = BatchBuilder::new(options);
         builder.push(&NewRecord { timestamp_ms: 1, value: Some(b"v"), ..NewRecord::default() }).expect("fits");
         let batch = builder.finish().expect("encodes");
-        let header = sluice_engine::batch::validate(&batch, true).expect("valid");
+        let header = crate::validate(&batch, true).expect("valid");
         assert_eq!(header.producer_id, 42);
         assert_eq!(header.producer_epoch, 3);
         assert_eq!(header.base_sequence, 17);
