@@ -115,8 +115,13 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
             } else {
                 shard.engine().topic(topic.topic.as_str())
             };
-            let unknown =
-                if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+            // As Kafka: an id no topic has is UNKNOWN_TOPIC_ID; a known topic without the
+            // partition (or a name, before v13) is UNKNOWN_TOPIC_OR_PARTITION.
+            let unknown = if version >= 13 && info.is_none() {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
             let partitions = topic
                 .partitions
                 .iter()
