@@ -34,7 +34,10 @@ pub(crate) async fn handle(
         Some(list) => {
             let mut topics = Vec::with_capacity(list.len());
             for requested in list {
+                // As Kafka: a non-zero id wins, whatever the name (the Java client sends an
+                // empty name with an id).
                 let topic = match requested.name {
+                    _ if !requested.topic_id.is_nil() => by_id(&shard, requested.topic_id),
                     Some(name) => by_name(&shard, &name, allow_create).await,
                     None => by_id(&shard, requested.topic_id),
                 };

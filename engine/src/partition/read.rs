@@ -14,6 +14,8 @@ use crate::{OffsetAnswer, OffsetQuery, ReadResult};
 
 /// Slack read beyond `size_bytes_max`, to cover batches between the index entry and the offset.
 const READ_SLACK_BYTES: u64 = 16 * 1024;
+/// The most bytes one batch may inflate to when a lookup looks inside it.
+const INFLATED_SIZE_BYTES_MAX: usize = 64 << 20;
 /// Smallest window read while scanning headers for a timestamp.
 const SCAN_WINDOW_BYTES: u64 = 64 * 1024;
 
@@ -233,18 +235,70 @@ impl Partition {
             OffsetQuery::Earliest => Ok(Some(OffsetAnswer { offset: Offset(log_start), timestamp_ms: -1 })),
             OffsetQuery::Latest => Ok(Some(OffsetAnswer { offset: Offset(high_watermark), timestamp_ms: -1 })),
             OffsetQuery::MaxTimestamp => {
-                let log = self.log.borrow();
-                let best =
-                    log.segments.values().filter(|segment| segment.summary.max_timestamp_ms >= 0).max_by_key(
-                        |segment| (segment.summary.max_timestamp_ms, std::cmp::Reverse(segment.base_offset)),
-                    );
-                Ok(best.map(|segment| OffsetAnswer {
-                    offset: Offset(segment.summary.offset_of_max_timestamp.max(log_start)),
-                    timestamp_ms: segment.summary.max_timestamp_ms,
-                }))
+                let best = {
+                    let log = self.log.borrow();
+                    log.segments
+                        .values()
+                        .filter(|segment| segment.summary.max_timestamp_ms >= 0)
+                        .max_by_key(|segment| (segment.summary.max_timestamp_ms, std::cmp::Reverse(segment.base_offset)))
+                        .map(|segment| {
+                            let target = segment.summary.offset_of_max_timestamp;
+                            let located = Located {
+                                file: segment.file.clone(),
+                                reader: segment.reader.clone(),
+                                path: segment.log_path(),
+                                start_position: segment.lookup(target),
+                                end_position: segment.readable_size_bytes,
+                                next_offset: segment.summary.next_offset,
+                            };
+                            (located, target, segment.summary.max_timestamp_ms)
+                        })
+                };
+                let Some((located, target, max_timestamp_ms)) = best else { return Ok(None) };
+                // The summary knows the batch; the record inside it holding the largest timestamp
+                // is what Kafka (3.8+) answers.
+                let offset = match self.find_batch(&located, |header| header.last_offset() >= target).await? {
+                    Some((header, bytes)) => record_with_timestamp(&header, &bytes, max_timestamp_ms).unwrap_or(target),
+                    None => target,
+                };
+                Ok(Some(OffsetAnswer { offset: Offset(offset.max(log_start)), timestamp_ms: max_timestamp_ms }))
             }
             OffsetQuery::Timestamp(timestamp_ms) => self.offset_for_time(timestamp_ms).await,
         }
+    }
+
+    /// The first whole batch of `located`'s segment, from its start position, for which `wanted`
+    /// holds, with its header; `None` when no batch does.
+    async fn find_batch(
+        &self,
+        located: &Located,
+        wanted: impl Fn(&BatchHeader) -> bool,
+    ) -> Result<Option<(BatchHeader, Vec<u8>)>, ReadError> {
+        let mut position = located.start_position;
+        while position + LOG_OVERHEAD_BYTES as u64 <= located.end_position {
+            let window = SCAN_WINDOW_BYTES.min(located.end_position - position);
+            let bytes = read_range(&located.file, position, window).await.map_err(|error| self.io_error(error))?;
+            let mut within = 0usize;
+            while let Ok(header) = batch::parse_header(&bytes[within..]) {
+                let size = header.size_bytes();
+                if wanted(&header) {
+                    let batch_bytes = if within + size <= bytes.len() {
+                        bytes[within..within + size].to_vec()
+                    } else {
+                        read_range(&located.file, position + within as u64, size as u64)
+                            .await
+                            .map_err(|error| self.io_error(error))?
+                    };
+                    return Ok(Some((header, batch_bytes)));
+                }
+                within += size;
+            }
+            if within == 0 {
+                return Err(self.corrupt(located, position));
+            }
+            position += within as u64;
+        }
+        Ok(None)
     }
 
     /// The first offset whose record timestamp is at least `timestamp_ms`.
@@ -279,44 +333,33 @@ impl Partition {
         timestamp_ms: i64,
         log_start: i64,
     ) -> Result<Option<OffsetAnswer>, ReadError> {
-        let mut position = located.start_position;
-        while position + LOG_OVERHEAD_BYTES as u64 <= located.end_position {
-            let window = SCAN_WINDOW_BYTES.min(located.end_position - position);
-            let bytes = read_range(&located.file, position, window).await.map_err(|error| self.io_error(error))?;
-            let mut within = 0usize;
-            while let Ok(header) = batch::parse_header(&bytes[within..]) {
-                let size = header.size_bytes();
-                if header.max_timestamp >= timestamp_ms && header.last_offset() >= log_start {
-                    let batch_bytes = if within + size <= bytes.len() {
-                        bytes[within..within + size].to_vec()
-                    } else {
-                        read_range(&located.file, position + within as u64, size as u64)
-                            .await
-                            .map_err(|error| self.io_error(error))?
-                    };
-                    return Ok(Some(exact_offset_for_time(&header, &batch_bytes, timestamp_ms, log_start)));
-                }
-                within += size;
-            }
-            if within == 0 {
-                return Err(self.corrupt(located, position));
-            }
-            position += within as u64;
-        }
-        Ok(None)
+        let reaching = |header: &BatchHeader| header.max_timestamp >= timestamp_ms && header.last_offset() >= log_start;
+        let found = self.find_batch(located, reaching).await?;
+        Ok(found.map(|(header, bytes)| exact_offset_for_time(&header, &bytes, timestamp_ms, log_start)))
     }
 }
 
-/// Within a batch whose max timestamp reaches `timestamp_ms`, the first record at or after it.
-/// Compressed batches are not decoded: their base offset answers (Kafka decompresses here).
+/// Within a batch whose max timestamp reaches `timestamp_ms`, the first record at or after it
+/// (inflating a compressed batch, as Kafka does).
 fn exact_offset_for_time(header: &BatchHeader, bytes: &[u8], timestamp_ms: i64, log_start: i64) -> OffsetAnswer {
-    if header.compression() == 0 && !header.is_log_append_time() {
-        for (offset_delta, timestamp) in batch::record_timestamps(bytes) {
-            let offset = header.base_offset + i64::from(offset_delta);
-            if timestamp >= timestamp_ms && offset >= log_start {
-                return OffsetAnswer { offset: Offset(offset), timestamp_ms: timestamp };
-            }
-        }
-    }
-    OffsetAnswer { offset: Offset(header.base_offset.max(log_start)), timestamp_ms: header.max_timestamp }
+    let found = batch_records(header, bytes, |offset, timestamp| timestamp >= timestamp_ms && offset >= log_start);
+    found.map_or(
+        OffsetAnswer { offset: Offset(header.base_offset.max(log_start)), timestamp_ms: header.max_timestamp },
+        |(offset, timestamp)| OffsetAnswer { offset: Offset(offset), timestamp_ms: timestamp },
+    )
+}
+
+/// The offset of the first record of a batch whose timestamp is `timestamp_ms`.
+fn record_with_timestamp(header: &BatchHeader, bytes: &[u8], timestamp_ms: i64) -> Option<i64> {
+    batch_records(header, bytes, |_, timestamp| timestamp == timestamp_ms).map(|(offset, _)| offset)
+}
+
+/// The (offset, timestamp) of the first record of a batch for which `wanted` holds, or `None`
+/// when none does or the batch cannot be read (then callers answer with the batch's bounds).
+fn batch_records(header: &BatchHeader, bytes: &[u8], wanted: impl Fn(i64, i64) -> bool) -> Option<(i64, i64)> {
+    let section = batch::records_section(bytes, INFLATED_SIZE_BYTES_MAX).ok()?;
+    batch::decode::RecordIter::new(header, &section)
+        .map_while(Result::ok)
+        .map(|record| (record.offset, record.timestamp_ms))
+        .find(|(offset, timestamp)| wanted(*offset, *timestamp))
 }
