@@ -230,6 +230,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// How long shutdown waits for in-flight requests before closing connections, in ms.
     pub shutdown_timeout_ms: u64,
+    /// Where time comes from: the system clock, or a manual one in tests.
+    pub clock: sluice_engine::clock::SharedClock,
 }
 
 impl BrokerConfig {
@@ -252,6 +254,7 @@ impl BrokerConfig {
             compaction_map_bytes: sluice_engine::config::COMPACTION_MAP_BYTES_DEFAULT,
             retention_check_interval_ms: 30_000,
             shutdown_timeout_ms: 10_000,
+            clock: sluice_engine::clock::SystemClock::shared(),
         }
     }
 

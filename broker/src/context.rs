@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Vec<ShardMetrics>,
     /// The storage fault injector, only when `SLUICE_FAULT_INJECTION=1` (see `faults`).
     pub(crate) faults: Option<Arc<FaultInjector>>,
+    /// Where time comes from (the config's clock).
+    pub(crate) clock: sluice_engine::clock::SharedClock,
 }
 
 /// Everything a handler running on one shard can reach.

@@ -47,7 +47,6 @@ mod net;
 mod producer_ids;
 pub mod signals;
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -155,6 +154,7 @@ impl Broker {
             tracing::warn!("{}=1: storage fault injection is armed through the metrics listener", faults::ENV_VAR);
         }
         engine_config.faults.clone_from(&faults);
+        engine_config.clock = config.clock.clone();
         let engine = Engine::open(engine_config)?;
         let shared = match shared_state(config, engine.clone(), local_addr, faults) {
             Ok(shared) => Arc::new(shared),
@@ -206,7 +206,7 @@ impl Broker {
     pub fn shutdown(self) -> bool {
         self.shared.shutdown.trigger();
         let timeout = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
-        let drained = self.shared.connections.wait_all_closed(clock::now() + timeout);
+        let drained = self.shared.connections.wait_all_closed(clock::startup_now() + timeout);
         if !drained {
             tracing::warn!(open = self.shared.connections.open_count(), "connections still open at shutdown timeout");
         }
@@ -228,6 +228,7 @@ fn shared_state(
     let (host, port) = advertised_address(config.advertise.as_deref(), local_addr);
     let identity = ClusterIdentity { cluster_id, node_id: config.node_id, host, port };
     let shard_count = usize::from(engine.shard_count());
+    let clock = config.clock.clone();
     Ok(Shared {
         engine,
         connections: ConnectionCounter::new(config.limits.connection_count_max),
@@ -237,6 +238,7 @@ fn shared_state(
         shutdown: Shutdown::default(),
         metrics: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
         faults,
+        clock,
     })
 }
 
@@ -287,10 +289,7 @@ fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut bytes = [0u8; 16];
     for half in bytes.chunks_mut(8) {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_i64(clock::unix_time_ms());
-        hasher.write_u32(std::process::id());
-        half.copy_from_slice(&hasher.finish().to_be_bytes());
+        half.copy_from_slice(&clock::entropy().to_be_bytes());
     }
     let mut bits = u128::from_be_bytes(bytes);
     (0..22)

@@ -281,6 +281,8 @@ pub struct EngineConfig {
     pub compaction_map_bytes: u64,
     /// Faults to inject into storage I/O (tests only; `None` in production).
     pub faults: Option<Arc<FaultInjector>>,
+    /// Where time comes from: the system clock, or a manual one in tests.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl EngineConfig {
@@ -298,6 +300,7 @@ impl EngineConfig {
             writeback_bytes: WRITEBACK_BYTES_DEFAULT,
             compaction_map_bytes: COMPACTION_MAP_BYTES_DEFAULT,
             faults: None,
+            clock: crate::clock::SystemClock::shared(),
         }
     }
 }

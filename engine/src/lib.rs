@@ -46,11 +46,12 @@
 //! ```
 
 mod catalog;
-mod clock;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod inspect;
 pub mod io;
+pub mod notify;
 mod partition;
 pub mod placement;
 mod segment;

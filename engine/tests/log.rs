@@ -442,7 +442,8 @@ fn compaction_keeps_the_last_record_per_key() {
         let last = remaining.iter().filter(|(_, found)| *found == key_bytes).map(|(offset, _)| *offset).max();
         assert_eq!(last, Some(190 + i64::from(key)), "the last record of each key survives");
     }
-    let appended = block_on(engine.append(&partition, batch_of(b"more", 1), FAST)).expect("append after compaction");
+    let more = sluice_engine::batch::build_keyed_batch(&[(b"key-more", Some(b"more"))], 1);
+    let appended = block_on(engine.append(&partition, more, FAST)).expect("append after compaction");
     assert_eq!(appended.base_offset, Offset(200));
     let before_restart = read_all(&engine, &partition, 0);
     engine.shutdown();

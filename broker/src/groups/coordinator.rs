@@ -138,8 +138,9 @@ impl Coordinator {
     fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u16(shard.0);
-        hasher.write_i64(clock::unix_time_ms());
+        hasher.write_u64(clock::entropy());
         Self {
+            epoch: shared.clock.now(),
             shared,
             shard,
             config: GroupConfig::global(),
@@ -148,15 +149,15 @@ impl Coordinator {
             loaded: Event::new(),
             writes: WriteQueue::default(),
             wake: Event::new(),
-            epoch: clock::now(),
+
             member_id_seed: hasher.finish(),
             member_id_counter: Cell::new(0),
         }
     }
 
     fn now(&self) -> Now {
-        let elapsed = clock::now().saturating_duration_since(self.epoch);
-        Now { monotonic_ms: elapsed.as_millis() as i64, unix_ms: clock::unix_time_ms() }
+        let elapsed = self.shared.clock.now().saturating_duration_since(self.epoch);
+        Now { monotonic_ms: elapsed.as_millis() as i64, unix_ms: self.shared.clock.unix_ms() }
     }
 
     fn policy(&self) -> JoinPolicy {
@@ -167,7 +168,8 @@ impl Coordinator {
     /// and the timer until shutdown.
     async fn start(self: Rc<Self>) {
         let writer = self.clone();
-        compio::runtime::spawn(async move { writer.writes.run(&writer.shared.engine).await }).detach();
+        compio::runtime::spawn(async move { writer.writes.run(&writer.shared.engine, &writer.shared.clock).await })
+            .detach();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -181,7 +183,7 @@ impl Coordinator {
                 Err(reason) if attempt < LOAD_ATTEMPT_COUNT_MAX => {
                     tracing::debug!(shard = self.shard.0, %reason, attempt, "group coordinator load retried");
                     self.groups.borrow_mut().clear();
-                    clock::sleep(Duration::from_millis(50)).await;
+                    self.shared.clock.sleep(Duration::from_millis(50)).await;
                 }
                 Err(reason) => {
                     tracing::error!(shard = self.shard.0, %reason, "group coordinator failed to load");
@@ -198,7 +200,7 @@ impl Coordinator {
         let engine = &self.shared.engine;
         let topic_config = storage::offsets_topic_config(&self.shared.config.default_topic_config, &self.config);
         let partition_count = self.config.offsets_topic_partition_count;
-        let info = storage::ensure_offsets_topic(engine, topic_config, partition_count)
+        let info = storage::ensure_offsets_topic(engine, topic_config, partition_count, &self.shared.clock)
             .await
             .map_err(|error| error.to_string())?;
         let now = self.now();
@@ -646,7 +648,7 @@ impl Coordinator {
                 next_retention_ms = now.monotonic_ms + self.config.offsets_retention_check_interval_ms;
             }
             let wait_ms = (next_ms.min(next_retention_ms) - now.monotonic_ms).clamp(1, TICK_MS_MAX);
-            let sleep = std::pin::pin!(clock::sleep(Duration::from_millis(wait_ms as u64)));
+            let sleep = self.shared.clock.sleep(Duration::from_millis(wait_ms as u64));
             match select(sleep, listener).await {
                 Either::Left(((), _)) | Either::Right(((), _)) => {}
             }

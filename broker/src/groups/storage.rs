@@ -80,7 +80,7 @@ impl WriteQueue {
     }
 
     /// The writer task: drains the queue forever, appending each partition's records in order.
-    pub(crate) async fn run(&self, engine: &Engine) {
+    pub(crate) async fn run(&self, engine: &Engine, clock: &sluice_engine::clock::SharedClock) {
         loop {
             let listener = self.event.listen();
             let drained = std::mem::take(&mut *self.pending.borrow_mut());
@@ -94,7 +94,7 @@ impl WriteQueue {
             }
             let appends = by_partition.into_iter().map(|(partition, writes)| async move {
                 let records: Vec<&KeyedRecord> = writes.iter().flat_map(|write| &write.records).collect();
-                let result = append_records(engine, partition, &records).await;
+                let result = append_records(engine, partition, &records, clock.unix_ms()).await;
                 for write in writes {
                     if let Some(done) = write.done
                         && done.try_send(result).is_err()
@@ -108,7 +108,12 @@ impl WriteQueue {
     }
 }
 
-async fn append_records(engine: &Engine, partition: i32, records: &[&KeyedRecord]) -> Result<(), ResponseError> {
+async fn append_records(
+    engine: &Engine,
+    partition: i32,
+    records: &[&KeyedRecord],
+    timestamp_ms: i64,
+) -> Result<(), ResponseError> {
     let target = TopicPartition::new(OFFSETS_TOPIC, partition);
     let mut start = 0;
     while start < records.len() {
@@ -121,7 +126,7 @@ async fn append_records(engine: &Engine, partition: i32, records: &[&KeyedRecord
         }
         let slices: Vec<(&[u8], Option<&[u8]>)> =
             records[start..end].iter().map(|(key, value)| (key.as_slice(), value.as_deref())).collect();
-        let batch = sluice_engine::batch::build_keyed_batch(&slices, crate::clock::unix_time_ms());
+        let batch = sluice_engine::batch::build_keyed_batch(&slices, timestamp_ms);
         if let Err(error) = engine.append(&target, batch, AppendOptions { durable: true }).await {
             tracing::error!(partition = %target, %error, "writing to the offsets topic failed");
             return Err(match kafka_error(EngineError::Append(&error)) {
@@ -153,6 +158,7 @@ pub(crate) async fn ensure_offsets_topic(
     engine: &Engine,
     topic_config: TopicConfig,
     partition_count: i32,
+    clock: &sluice_engine::clock::SharedClock,
 ) -> Result<TopicInfo, TopicError> {
     let mut last_error = None;
     for _ in 0..CREATE_ATTEMPT_COUNT_MAX {
@@ -164,11 +170,11 @@ pub(crate) async fn ensure_offsets_topic(
                 tracing::info!(topic = OFFSETS_TOPIC, partitions = partition_count, "created the offsets topic");
                 return Ok(info);
             }
-            Err(TopicError::AlreadyExists { .. }) => crate::clock::sleep(std::time::Duration::from_millis(10)).await,
+            Err(TopicError::AlreadyExists { .. }) => clock.sleep(std::time::Duration::from_millis(10)).await,
             Err(error) => {
                 tracing::warn!(%error, "creating the offsets topic failed; retrying");
                 last_error = Some(error);
-                crate::clock::sleep(std::time::Duration::from_millis(100)).await;
+                clock.sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }

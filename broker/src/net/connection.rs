@@ -22,7 +22,6 @@ use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use futures_util::future::{Either, select};
 
-use crate::clock;
 use crate::context::ShardContext;
 use crate::dispatch::{self, Reply};
 use crate::net::framing::{self, FrameError, FrameReader, SIZE_PREFIX_BYTES};
@@ -87,7 +86,7 @@ async fn read_loop(
         let size_bytes = (SIZE_PREFIX_BYTES + size) as u64;
         budget.acquire(size_bytes).await;
         let frame = reader.read_body(size).await?;
-        let started = clock::now();
+        let started = shard.shared.clock.now();
         shard.metrics().add_bytes_in(size_bytes);
         let prefix = framing::header_prefix(&frame).expect("frame_size admits no frame shorter than a header prefix");
         let reply = compio::runtime::spawn(dispatch::dispatch(shard.clone(), prefix, frame));
@@ -168,7 +167,7 @@ async fn write_loop(
 async fn collect_reply(shard: &ShardContext, in_flight: InFlight, chunks: &mut Vec<Chunk>) -> bool {
     let reply = in_flight.reply.await;
     let metrics = shard.metrics();
-    metrics.record_request(in_flight.api_key, in_flight.started.elapsed());
+    metrics.record_request(in_flight.api_key, shard.shared.clock.now().saturating_duration_since(in_flight.started));
     match reply {
         Ok(Reply::Frame(frame)) => {
             metrics.add_bytes_out(frame.len() as u64);

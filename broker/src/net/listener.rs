@@ -44,7 +44,7 @@ pub(crate) fn bind_all(address: SocketAddr, count: u16) -> io::Result<Vec<TcpLis
 /// ring down asynchronously, and the accept operations it had queued keep the old listening
 /// socket open for a moment after the process is gone.
 fn probe(address: SocketAddr) -> io::Result<SocketAddr> {
-    let deadline = clock::now() + Duration::from_millis(PROBE_RETRY_MS_MAX);
+    let deadline = clock::startup_now() + Duration::from_millis(PROBE_RETRY_MS_MAX);
     loop {
         let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
@@ -52,7 +52,7 @@ fn probe(address: SocketAddr) -> io::Result<SocketAddr> {
             Ok(()) => {
                 return socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("bound address is not IP"));
             }
-            Err(error) if error.kind() == io::ErrorKind::AddrInUse && clock::now() < deadline => {
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && clock::startup_now() < deadline => {
                 clock::sleep_blocking(Duration::from_millis(PROBE_RETRY_INTERVAL_MS));
             }
             Err(error) => return Err(error),
@@ -104,7 +104,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<ShardContext>) 
                 // Out of file descriptors or a connection reset before accept: back off briefly
                 // rather than spin.
                 tracing::warn!(shard = shard.shard.0, %error, "accept failed");
-                clock::sleep(Duration::from_millis(10)).await;
+                shard.shared.clock.sleep(Duration::from_millis(10)).await;
             }
         }
     }

@@ -187,7 +187,7 @@ impl Partition {
                 });
             }
         }
-        let now_ms = crate::clock::now_ms();
+        let now_ms = self.clock.unix_ms();
         let total_bytes = bytes.len() as u64;
         let active = log.active();
         let too_big = active.summary.size_bytes + total_bytes > config.segment_bytes;
@@ -381,7 +381,7 @@ impl Partition {
             let rolls = (log.rolls > log.rolls_synced).then_some(log.rolls);
             (log.written_sequence, rolled, log.active().file.clone(), rolls)
         };
-        let started = crate::clock::monotonic();
+        let started = self.clock.now();
         let mut outcome = Ok(());
         if let Some(rolls) = rolls {
             // The entries of segments created since the last sync.
@@ -409,9 +409,9 @@ impl Partition {
                 let mut log = self.log.borrow_mut();
                 log.synced_sequence = log.synced_sequence.max(target);
                 log.unflushed_messages = 0;
-                log.last_flush_ms = crate::clock::now_ms();
+                log.last_flush_ms = self.clock.unix_ms();
                 drop(log);
-                let elapsed_us = started.elapsed().as_micros() as u64;
+                let elapsed_us = self.clock.now().saturating_duration_since(started).as_micros() as u64;
                 self.stats.record_fsync(elapsed_us);
                 tracing::trace!(partition = %self.id, elapsed_us, "fsync");
                 self.sync_event.notify(usize::MAX);

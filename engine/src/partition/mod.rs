@@ -20,6 +20,8 @@ mod producer;
 mod read;
 mod recovery;
 
+pub(crate) use recovery::Shared;
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -34,6 +36,10 @@ use crate::io::FaultInjector;
 use crate::segment::Segment;
 use crate::types::{Offset, TopicPartition};
 use producer::ProducerStates;
+
+/// How long closing waits for writes in flight before it gives up on them (they are then not
+/// fsynced by the close, and recovery re-validates them at the next open).
+const CLOSE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Name of the per-partition checkpoint file.
 const CHECKPOINT_FILE_NAME: &str = "partition.checkpoint";
@@ -189,6 +195,8 @@ pub(crate) struct Partition {
     faults: Option<Arc<FaultInjector>>,
     /// The owning shard's storage counters.
     stats: Arc<crate::stats::ShardStats>,
+    /// Where time comes from.
+    clock: crate::clock::SharedClock,
 }
 
 impl Partition {
@@ -403,10 +411,10 @@ impl Partition {
     /// recovery checkpoint. Used at shutdown and before deletion.
     pub(crate) async fn close(&self, checkpoint: bool) {
         self.closing.set(true);
-        let deadline = crate::clock::monotonic() + std::time::Duration::from_secs(30);
-        while !self.log.borrow().in_flight.is_empty() && !self.failed.get() && crate::clock::monotonic() < deadline {
-            compio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        let settled =
+            crate::notify::wait_until(&self.event, || self.log.borrow().in_flight.is_empty() || self.failed.get());
+        let timeout = self.clock.sleep(CLOSE_WAIT_MAX);
+        futures_util::future::select(std::pin::pin!(settled), timeout).await;
         if self.failed.get() || !checkpoint {
             return;
         }

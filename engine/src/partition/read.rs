@@ -240,7 +240,9 @@ impl Partition {
                     log.segments
                         .values()
                         .filter(|segment| segment.summary.max_timestamp_ms >= 0)
-                        .max_by_key(|segment| (segment.summary.max_timestamp_ms, std::cmp::Reverse(segment.base_offset)))
+                        .max_by_key(|segment| {
+                            (segment.summary.max_timestamp_ms, std::cmp::Reverse(segment.base_offset))
+                        })
                         .map(|segment| {
                             let target = segment.summary.offset_of_max_timestamp;
                             let located = Located {

@@ -25,11 +25,12 @@ use crate::segment::{self, Segment, SegmentSummary, scan};
 use crate::types::TopicPartition;
 
 /// What a partition shares with the rest of the engine.
-struct Shared {
-    event: Arc<Event>,
-    faults: Option<Arc<FaultInjector>>,
-    stats: Arc<crate::stats::ShardStats>,
-    tuning: super::Tuning,
+pub(crate) struct Shared {
+    pub(crate) event: Arc<Event>,
+    pub(crate) faults: Option<Arc<FaultInjector>>,
+    pub(crate) stats: Arc<crate::stats::ShardStats>,
+    pub(crate) tuning: super::Tuning,
+    pub(crate) clock: crate::clock::SharedClock,
 }
 
 fn read_checkpoint(dir: &Path) -> Checkpoint {
@@ -109,17 +110,14 @@ impl Partition {
         id: TopicPartition,
         dir: PathBuf,
         config: TopicConfig,
-        event: Arc<Event>,
-        faults: Option<Arc<FaultInjector>>,
-        stats: Arc<crate::stats::ShardStats>,
-        tuning: super::Tuning,
+        shared: Shared,
     ) -> std::io::Result<Rc<Partition>> {
         let recovered = {
             let (id, dir) = (id.clone(), dir.clone());
             let index_interval_bytes = config.index_interval_bytes;
             crate::io::unblocked(move || recover_files(&id, &dir, index_interval_bytes)).await?
         };
-        Self::assemble(id, dir, config, Shared { event, faults, stats, tuning }, recovered)
+        Self::assemble(id, dir, config, shared, recovered)
     }
 }
 
@@ -206,7 +204,7 @@ impl Partition {
         recovered: Recovered,
     ) -> std::io::Result<Rc<Partition>> {
         let Recovered { summaries, checkpoint, producers } = recovered;
-        let now_ms = crate::clock::now_ms();
+        let now_ms = shared.clock.unix_ms();
         let mut segments = BTreeMap::new();
         for (base, summary) in summaries {
             let file = crate::io::open_rw(&segment::log_path(&dir, base), false)?;
@@ -264,6 +262,7 @@ impl Partition {
             cleaned_up_to: Cell::new(checkpoint.cleaned_up_to.min(next_offset)),
             faults: shared.faults,
             stats: shared.stats,
+            clock: shared.clock,
         }))
     }
 }

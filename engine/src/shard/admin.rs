@@ -28,7 +28,7 @@ static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A new random-looking topic id: splitmix64 over the clock, a counter and the name.
 fn new_topic_id(name: &str) -> TopicId {
-    let mut seed = crate::clock::now_nanos() as u64 ^ ID_COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(32);
+    let mut seed = crate::clock::entropy() ^ ID_COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(32);
     for byte in name.bytes() {
         seed = seed.rotate_left(5) ^ u64::from(byte);
     }
@@ -112,6 +112,7 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let event = catalog.event(&partition).ok_or_else(|| TopicError::UnknownTopic { topic: topic.name.to_string() })?;
     let config = topic.config.clone();
     let faults = shared.config.faults.clone();
+    let clock = shared.config.clock.clone();
     let tuning = crate::partition::Tuning {
         preallocate_bytes: shared.config.preallocate_bytes,
         writeback_bytes: shared.config.writeback_bytes,
@@ -120,7 +121,8 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let key = partition.clone();
     let opened = shared
         .on_shard(shard, move |state: Rc<ShardState>| async move {
-            let log = Partition::open(key.clone(), dir, config, event, faults, state.stats.clone(), tuning).await?;
+            let env = crate::partition::Shared { event, faults, stats: state.stats.clone(), tuning, clock };
+            let log = Partition::open(key.clone(), dir, config, env).await?;
             state.partitions.borrow_mut().insert(key, log);
             Ok::<(), std::io::Error>(())
         })

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::ShardState;
+use crate::clock::SharedClock;
 use crate::partition::Partition;
 
 /// How often time-based flushes are checked: `flush.ms` is honoured to within this.
@@ -19,14 +20,14 @@ const FLUSH_CHECK_INTERVAL_MS: u64 = 100;
 
 /// Loops forever: every 100 ms check `flush.ms`; every `retention_interval_ms` roll, apply
 /// retention and checkpoint.
-pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64) {
+pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64, clock: SharedClock) {
     let ticks_per_retention = (retention_interval_ms / FLUSH_CHECK_INTERVAL_MS).max(1);
     let mut tick: u64 = 0;
     let compacting = Rc::new(Cell::new(false));
     loop {
-        compio::time::sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
+        clock.sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
         tick += 1;
-        let now_ms = crate::clock::now_ms();
+        let now_ms = clock.unix_ms();
         let retention_due = tick.is_multiple_of(ticks_per_retention);
         let partitions = state.partition_list();
         for partition in &partitions {
@@ -36,14 +37,15 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64) {
             }
         }
         if retention_due && !compacting.get() {
-            start_compaction(&partitions, &compacting, now_ms);
+            start_compaction(&partitions, &compacting, &clock);
         }
     }
 }
 
 /// Starts the compaction pass of the partition with the highest priority among those that have
 /// one due (the dirtiest, or one overdue by `max.compaction.lag.ms`), as its own task.
-fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>, now_ms: i64) {
+fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>, clock: &SharedClock) {
+    let now_ms = clock.unix_ms();
     let Some((_, partition)) = partitions
         .iter()
         .filter_map(|partition| partition.compaction_due(now_ms).map(|priority| (priority, partition.clone())))
@@ -53,8 +55,9 @@ fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>, n
     };
     compacting.set(true);
     let compacting = compacting.clone();
+    let clock = clock.clone();
     compio::runtime::spawn(async move {
-        if let Err(error) = partition.compact(crate::clock::now_ms()).await {
+        if let Err(error) = partition.compact(clock.unix_ms()).await {
             tracing::warn!(partition = %partition.id(), %error, "compaction failed; the log is unchanged");
         }
         compacting.set(false);

@@ -427,8 +427,11 @@ fn run_shard(
         CURRENT.with(|current| *current.borrow_mut() = Some(state.clone()));
         let _receiver_may_be_gone = ready.send(Ok(()));
         drop(ready);
-        let interval_ms = shared.upgrade().map_or(30_000, |shared| shared.config.retention_check_interval_ms);
-        let maintenance = compio::runtime::spawn(maintenance::run(state.clone(), interval_ms));
+        let (interval_ms, clock) = shared.upgrade().map_or_else(
+            || (30_000, crate::clock::SystemClock::shared()),
+            |shared| (shared.config.retention_check_interval_ms, shared.config.clock.clone()),
+        );
+        let maintenance = compio::runtime::spawn(maintenance::run(state.clone(), interval_ms, clock));
         while let Ok(job) = mailbox.recv().await {
             match job {
                 Job::Run(run) => run(&state),

@@ -31,7 +31,6 @@ use sluice_engine::{FileRange, Offset, PartitionOffsets, ReadError, TopicPartiti
 use uuid::Uuid;
 
 use super::{LEADER_EPOCH, code, topic_id_of};
-use crate::clock;
 use crate::context::ShardContext;
 use crate::dispatch::Outcome;
 use crate::error::read_error_code;
@@ -81,7 +80,8 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Fetch
         return Outcome::Respond(FetchAnswer { error_code, topics: Vec::new() });
     }
     let targets = resolve(&shard, version, &request);
-    let deadline = clock::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let clock = shard.shared.clock.clone();
+    let deadline = clock.now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let bytes_min = usize::try_from(request.min_bytes).unwrap_or(0);
     let bytes_max = usize::try_from(request.max_bytes).unwrap_or(0);
     let committed = request.isolation_level == READ_COMMITTED;
@@ -93,13 +93,13 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Fetch
             .collect();
         let reads = read_all(&shard, &targets).await;
         let (response, found_bytes, failed) = assemble(&shard, &targets, reads, bytes_max, committed);
-        let now = clock::now();
+        let now = clock.now();
         if found_bytes >= bytes_min || failed || now >= deadline || shard.shared.shutdown.is_started() {
             return Outcome::Respond(response);
         }
         let mut waits: Vec<LocalBoxFuture<'_, ()>> =
             listeners.into_iter().map(|listener| Box::pin(listener) as _).collect();
-        waits.push(Box::pin(clock::sleep(deadline - now)));
+        waits.push(clock.sleep(deadline - now));
         waits.push(Box::pin(shard.shared.shutdown.wait()));
         select_all(waits).await;
     }
