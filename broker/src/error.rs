@@ -51,6 +51,9 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Append(AppendError::RecordsRejected { .. }) => ResponseError::InvalidRecord,
         EngineError::Append(AppendError::Undecodable { .. }) => ResponseError::CorruptMessage,
         EngineError::Append(AppendError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        // A follower's append out of order: the broker's own replication went wrong, not a
+        // client; Kafka reports its UnexpectedAppendOffsetException the same way.
+        EngineError::Append(AppendError::UnexpectedOffset { .. }) => ResponseError::UnknownServerError,
         EngineError::Append(AppendError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
         EngineError::Append(AppendError::ProducerFenced { .. }) => ResponseError::InvalidProducerEpoch,
         EngineError::Append(AppendError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
@@ -67,6 +70,7 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Topic(TopicError::InvalidName { .. }) => ResponseError::InvalidTopicException,
         EngineError::Topic(TopicError::InvalidPartitions { .. }) => ResponseError::InvalidPartitions,
         EngineError::Topic(TopicError::InvalidConfig { .. }) => ResponseError::InvalidConfig,
+        EngineError::Topic(TopicError::TopicIdMismatch { .. }) => ResponseError::InconsistentTopicId,
         EngineError::Topic(TopicError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Topic(TopicError::ShuttingDown) => ResponseError::NotController,
         EngineError::Config(ConfigError::UnknownName { .. }) => ResponseError::InvalidConfig,

@@ -200,7 +200,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     render_family(&mut out, "sluice_connections", "gauge", open);
     let mut partitions = vec![0u64; shards.len()];
     for topic in shared.engine.topics() {
-        for shard in &topic.shards {
+        for shard in topic.partitions.values() {
             if let Some(count) = partitions.get_mut(usize::from(shard.0)) {
                 *count += 1;
             }

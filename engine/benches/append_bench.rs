@@ -33,7 +33,10 @@ fn bench_append(criterion: &mut Criterion) {
         group.bench_function(name, |bencher| {
             bencher.iter_batched(
                 || template.clone(),
-                |bytes| block_on(engine.append(&partition, bytes, AppendOptions { durable })).expect("append"),
+                |bytes| {
+                    block_on(engine.append(&partition, bytes, AppendOptions { durable, leader_epoch: 0 }))
+                        .expect("append")
+                },
                 BatchSize::SmallInput,
             );
         });
@@ -45,7 +48,13 @@ fn bench_append(criterion: &mut Criterion) {
         let mut offset = 0i64;
         let end = block_on(engine.offsets(&partition)).expect("offsets").high_watermark.0;
         bencher.iter(|| {
-            let read = block_on(engine.read(&partition, Offset(offset), BATCH_SIZE_BYTES as u32)).expect("read");
+            let read = block_on(engine.read(
+                &partition,
+                Offset(offset),
+                BATCH_SIZE_BYTES as u32,
+                sluice_engine::ReadBound::HighWatermark,
+            ))
+            .expect("read");
             offset = (offset + 128) % end.max(1);
             read.records.len()
         });

@@ -42,7 +42,10 @@ fn run(engine: &Engine, topic: &str, total_bytes: u64, in_flight: usize, durable
             workers.push(compio::runtime::spawn(async move {
                 while remaining.get() > 0 {
                     remaining.set(remaining.get() - 1);
-                    engine.append(&partition, template.clone(), AppendOptions { durable }).await.expect("append");
+                    engine
+                        .append(&partition, template.clone(), AppendOptions { durable, leader_epoch: 0 })
+                        .await
+                        .expect("append");
                 }
             }));
         }

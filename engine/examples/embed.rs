@@ -4,7 +4,7 @@
 //! Run with `cargo run --release -p sluice-engine --example embed`.
 
 use sluice_engine::batch::{build_batch, validate};
-use sluice_engine::{AppendOptions, Engine, EngineConfig, Offset, TopicConfig, TopicPartition, block_on};
+use sluice_engine::{AppendOptions, Engine, EngineConfig, Offset, ReadBound, TopicConfig, TopicPartition, block_on};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -18,10 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let partition = TopicPartition::new("events", 0);
         for (index, value) in ["alpha", "beta", "gamma"].iter().enumerate() {
             let batch = build_batch(&[value.as_bytes()], 1_700_000_000_000 + index as i64);
-            let appended = engine.append(&partition, batch, AppendOptions { durable: true }).await?;
+            let appended = engine.append(&partition, batch, AppendOptions { durable: true, leader_epoch: 0 }).await?;
             println!("appended {value:?} at offset {}", appended.base_offset);
         }
-        let read = engine.read(&partition, Offset(0), 1 << 20).await?;
+        let read = engine.read(&partition, Offset(0), 1 << 20, ReadBound::HighWatermark).await?;
         let mut position = 0;
         while position < read.records.len() {
             let header = validate(&read.records[position..], false)?;

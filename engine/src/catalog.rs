@@ -1,8 +1,12 @@
-//! The topic catalog: names, ids, partition placement and per-topic config.
+//! The catalog of the partition logs this engine holds: for each topic its id and config, and
+//! for each partition held here its owning shard and its "new data" event.
 //!
-//! An immutable snapshot swapped atomically on every change (`arc_swap`), so readers on any
-//! thread look topics up without locks; writers are serialized by the engine's admin lock. The
-//! catalog persists as `meta.json` in the data directory, written atomically.
+//! The catalog records where logs live, not what the cluster looks like: a broker opens and
+//! removes partitions as its metadata says (a topic may have only some of its partitions here),
+//! and an embedder's topic-level calls open all of a topic's partitions. An immutable snapshot is
+//! swapped atomically on every change (`arc_swap`), so readers on any thread look partitions up
+//! without locks; writers are serialized by the engine's admin lock. It persists as `meta.json`
+//! in the data directory, written atomically.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +20,9 @@ use crate::types::{ShardId, TopicId, TopicPartition};
 
 /// The metadata file's name inside the data directory.
 pub(crate) const META_FILE_NAME: &str = "meta.json";
-const META_VERSION: u32 = 1;
+/// Version 2 lists the partitions held; version 1 (every partition of each topic, by index) is
+/// still read.
+const META_VERSION: u32 = 2;
 
 /// A topic as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,23 +31,28 @@ pub struct TopicInfo {
     pub name: Arc<str>,
     /// Topic id.
     pub id: TopicId,
-    /// Number of partitions.
-    pub partition_count: i32,
     /// Topic config.
     pub config: TopicConfig,
-    /// Owning shard of each partition, by partition index.
-    pub shards: Vec<ShardId>,
+    /// The partitions held here, by index, with their owning shard.
+    pub partitions: BTreeMap<i32, ShardId>,
+}
+
+impl TopicInfo {
+    /// Number of partitions held here (all of them for a topic created through the engine).
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
 }
 
 /// A topic plus the per-partition "new data" events readers wait on.
 #[derive(Debug)]
 pub(crate) struct TopicEntry {
     pub(crate) info: TopicInfo,
-    pub(crate) events: Vec<Arc<Event>>,
+    pub(crate) events: BTreeMap<i32, Arc<Event>>,
 }
 
 /// One immutable catalog snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Catalog {
     topics: BTreeMap<Arc<str>, Arc<TopicEntry>>,
 }
@@ -56,8 +67,13 @@ struct MetaFile {
 struct MetaTopic {
     name: String,
     id: String,
-    shards: Vec<u16>,
     config: TopicConfig,
+    /// Version 1: the shard of partition `index`, for every index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shards: Vec<u16>,
+    /// Version 2: the partitions held, as (index, shard).
+    #[serde(default)]
+    partitions: Vec<(i32, u16)>,
 }
 
 fn parse_topic_id(text: &str) -> Option<TopicId> {
@@ -81,35 +97,31 @@ impl Catalog {
         self.topics.get(name).map(|entry| entry.info.clone())
     }
 
-    pub(crate) fn entry(&self, name: &str) -> Option<&Arc<TopicEntry>> {
-        self.topics.get(name)
-    }
-
     pub(crate) fn topic_by_id(&self, id: TopicId) -> Option<TopicInfo> {
         self.topics.values().find(|entry| entry.info.id == id).map(|entry| entry.info.clone())
     }
 
     pub(crate) fn shard_of(&self, partition: &TopicPartition) -> Option<ShardId> {
-        let entry = self.topics.get(&partition.topic)?;
-        let index = usize::try_from(partition.partition.0).ok()?;
-        entry.info.shards.get(index).copied()
+        self.topics.get(&partition.topic)?.info.partitions.get(&partition.partition.0).copied()
     }
 
     pub(crate) fn event(&self, partition: &TopicPartition) -> Option<Arc<Event>> {
-        let entry = self.topics.get(&partition.topic)?;
-        let index = usize::try_from(partition.partition.0).ok()?;
-        entry.events.get(index).cloned()
+        self.topics.get(&partition.topic)?.events.get(&partition.partition.0).cloned()
     }
 
     pub(crate) fn listen(&self, partition: &TopicPartition) -> Option<EventListener> {
         self.event(partition).map(|event| event.listen())
     }
 
-    /// A copy with `info` added or replaced, keeping the existing partitions' events.
+    /// A copy with `info` added or replaced, keeping the events of partitions it still holds.
     pub(crate) fn with_topic(&self, info: TopicInfo) -> Catalog {
         let mut topics = self.topics.clone();
-        let mut events = topics.get(&info.name).map(|entry| entry.events.clone()).unwrap_or_default();
-        events.resize_with(info.shards.len(), || Arc::new(Event::new()));
+        let old = topics.get(&info.name).map(|entry| entry.events.clone()).unwrap_or_default();
+        let events = info
+            .partitions
+            .keys()
+            .map(|index| (*index, old.get(index).cloned().unwrap_or_else(|| Arc::new(Event::new()))))
+            .collect();
         topics.insert(info.name.clone(), Arc::new(TopicEntry { info, events }));
         Catalog { topics }
     }
@@ -131,12 +143,13 @@ impl Catalog {
                 .map(|entry| MetaTopic {
                     name: entry.info.name.to_string(),
                     id: entry.info.id.to_string(),
-                    shards: entry.info.shards.iter().map(|shard| shard.0).collect(),
                     config: entry.info.config.clone(),
+                    shards: Vec::new(),
+                    partitions: entry.info.partitions.iter().map(|(index, shard)| (*index, shard.0)).collect(),
                 })
                 .collect(),
         };
-        serde_json::to_vec_pretty(&meta).expect("the catalog holds only serializable plain data")
+        serde_json::to_vec_pretty(&meta).expect("the catalog holds only plain data")
     }
 
     /// Loads `meta.json`, re-placing partitions whose recorded shard no longer exists.
@@ -148,31 +161,29 @@ impl Catalog {
             Err(error) => return Err(error.to_string()),
         };
         let meta: MetaFile = serde_json::from_slice(&bytes).map_err(|error| error.to_string())?;
-        if meta.version != META_VERSION {
+        if !(1..=META_VERSION).contains(&meta.version) {
             return Err(format!("unsupported metadata version {}", meta.version));
         }
         let mut catalog = Catalog::default();
         for topic in meta.topics {
             let id = parse_topic_id(&topic.id).ok_or_else(|| format!("bad topic id {:?}", topic.id))?;
-            let shards = topic
-                .shards
-                .iter()
-                .enumerate()
-                .map(|(index, shard)| {
-                    if *shard < shard_count {
-                        ShardId(*shard)
-                    } else {
-                        crate::placement::place(&topic.name, index as i32, shard_count)
-                    }
-                })
-                .collect::<Vec<_>>();
-            let info = TopicInfo {
-                name: Arc::from(topic.name.as_str()),
-                id,
-                partition_count: shards.len() as i32,
-                config: topic.config,
-                shards,
+            let held: Vec<(i32, u16)> = if meta.version == 1 {
+                topic.shards.iter().enumerate().map(|(index, shard)| (index as i32, *shard)).collect()
+            } else {
+                topic.partitions
             };
+            let partitions = held
+                .into_iter()
+                .map(|(index, shard)| {
+                    let shard = if shard < shard_count {
+                        ShardId(shard)
+                    } else {
+                        crate::placement::place(&topic.name, index, shard_count)
+                    };
+                    (index, shard)
+                })
+                .collect();
+            let info = TopicInfo { name: Arc::from(topic.name.as_str()), id, config: topic.config, partitions };
             catalog = catalog.with_topic(info);
         }
         Ok(catalog)
@@ -183,34 +194,50 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    fn info(name: &str, shards: &[u16]) -> TopicInfo {
+    fn info(name: &str, partitions: &[(i32, u16)]) -> TopicInfo {
         TopicInfo {
             name: Arc::from(name),
             id: TopicId([7; 16]),
-            partition_count: shards.len() as i32,
             config: TopicConfig::default(),
-            shards: shards.iter().copied().map(ShardId).collect(),
+            partitions: partitions.iter().map(|(index, shard)| (*index, ShardId(*shard))).collect(),
         }
     }
 
     #[test]
-    fn json_round_trip_keeps_topics() {
+    fn json_round_trip_keeps_topics_and_sparse_partitions() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let catalog = Catalog::default().with_topic(info("a", &[0, 1])).with_topic(info("b", &[1]));
+        let catalog = Catalog::default().with_topic(info("a", &[(0, 0), (1, 1)])).with_topic(info("b", &[(4, 1)]));
         let path = dir.path().join(META_FILE_NAME);
         std::fs::write(&path, catalog.to_json()).expect("write");
         let loaded = Catalog::load(&path, 2).expect("load");
         assert_eq!(loaded.topics(), catalog.topics());
+        assert_eq!(loaded.shard_of(&TopicPartition::new("b", 4)), Some(ShardId(1)));
+        assert_eq!(loaded.shard_of(&TopicPartition::new("b", 0)), None);
+    }
+
+    #[test]
+    fn version_one_files_load_as_every_partition() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(META_FILE_NAME);
+        let v1 = r#"{"version":1,"topics":[{"name":"old","id":"0707070707070707070707070707070707","shards":[0,1,0],"config":CONFIG}]}"#;
+        let config = serde_json::to_string(&TopicConfig::default()).expect("config");
+        let id = "07".repeat(16);
+        let v1 = v1.replace("0707070707070707070707070707070707", &id).replace("CONFIG", &config);
+        std::fs::write(&path, v1).expect("write");
+        let loaded = Catalog::load(&path, 2).expect("load");
+        let topic = loaded.topic("old").expect("topic");
+        assert_eq!(topic.partition_count(), 3);
+        assert_eq!(topic.partitions[&1], ShardId(1));
     }
 
     #[test]
     fn fewer_shards_replace_missing_placements() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(META_FILE_NAME);
-        std::fs::write(&path, Catalog::default().with_topic(info("a", &[0, 3])).to_json()).expect("write");
+        std::fs::write(&path, Catalog::default().with_topic(info("a", &[(0, 0), (1, 3)])).to_json()).expect("write");
         let loaded = Catalog::load(&path, 2).expect("load");
         let topic = loaded.topic("a").expect("topic");
-        assert_eq!(topic.shards[0], ShardId(0));
-        assert!(topic.shards[1].0 < 2);
+        assert_eq!(topic.partitions[&0], ShardId(0));
+        assert!(topic.partitions[&1].0 < 2);
     }
 }

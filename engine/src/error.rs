@@ -113,6 +113,16 @@ pub enum AppendError {
         #[source]
         source: sluice_batch::decode::DecodeError,
     },
+    /// A follower's batch starts below the log end or below the batch before it.
+    #[error("replica batch at offset {base_offset} on {partition} is below {expected_at_least}")]
+    UnexpectedOffset {
+        /// The partition.
+        partition: TopicPartition,
+        /// The batch's base offset.
+        base_offset: Offset,
+        /// The smallest offset it could start at.
+        expected_at_least: Offset,
+    },
     /// The batch is larger than `max.message.bytes`.
     #[error("batch of {size_bytes} bytes exceeds max.message.bytes {size_bytes_max} on {partition}")]
     TooLarge {
@@ -267,6 +277,17 @@ pub enum TopicError {
         /// What is wrong.
         #[source]
         source: ConfigError,
+    },
+    /// A partition of a topic held here under another id was asked for: the old topic's logs
+    /// must be removed first (a topic deleted and created again under the same name).
+    #[error("topic {topic} is held here with id {held}, not {given}")]
+    TopicIdMismatch {
+        /// The topic name.
+        topic: String,
+        /// The id of the logs held.
+        held: crate::types::TopicId,
+        /// The id asked for.
+        given: crate::types::TopicId,
     },
     /// Writing the metadata or a partition directory failed.
     #[error("storage error for topic {topic}: {source}")]

@@ -21,7 +21,7 @@
 //!
 //! ## Example
 //! ```
-//! use sluice_engine::{AppendOptions, Engine, EngineConfig, Offset, TopicConfig, TopicPartition};
+//! use sluice_engine::{AppendOptions, Engine, EngineConfig, Offset, ReadBound, TopicConfig, TopicPartition};
 //!
 //! let dir = tempfile::tempdir().expect("temp dir");
 //! let mut config = EngineConfig::new(dir.path());
@@ -33,12 +33,12 @@
 //!     for value in [&b"first"[..], b"second"] {
 //!         let batch = sluice_engine::batch::build_batch(&[value], 1_700_000_000_000);
 //!         let appended = engine
-//!             .append(&partition, batch, AppendOptions { durable: true })
+//!             .append(&partition, batch, AppendOptions { durable: true, leader_epoch: 0 })
 //!             .await
 //!             .expect("append");
 //!         println!("appended at offset {}", appended.base_offset);
 //!     }
-//!     let read = engine.read(&partition, Offset(0), 1 << 20).await.expect("read");
+//!     let read = engine.read(&partition, Offset(0), 1 << 20, ReadBound::HighWatermark).await.expect("read");
 //!     assert_eq!(read.offsets.high_watermark, Offset(2));
 //!     assert!(!read.records.is_empty());
 //! });
@@ -72,12 +72,25 @@ pub use shard::block_on;
 pub use sluice_batch as batch;
 pub use types::{Offset, PartitionId, ShardId, TopicId, TopicPartition};
 
-/// How an append is acknowledged.
+/// A partition log to open: which partition, under which topic id, with which config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSpec {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// Its topic's id (logs of another topic of the same name must be removed first).
+    pub topic_id: TopicId,
+    /// Its topic's config.
+    pub config: TopicConfig,
+}
+
+/// How an append is acknowledged, and as which leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AppendOptions {
     /// Answer only once the batch is fsynced (Kafka's acks=all). Otherwise answer once the write
     /// completed (acks=1); `flush.messages` and `flush.ms` still bound how long data stays unsynced.
     pub durable: bool,
+    /// The leader epoch stamped on the batches (0 for a log that never changes leader).
+    pub leader_epoch: i32,
 }
 
 /// What an append assigned.
@@ -106,6 +119,9 @@ pub struct PartitionOffsets {
     /// One past the last offset with no open transaction before it (equal to the high
     /// watermark until transactions exist).
     pub last_stable_offset: Offset,
+    /// One past the last offset written on this replica and readable by other replicas (fsynced
+    /// too where its append asked for it). The high watermark of an unreplicated partition.
+    pub local_end_offset: Offset,
     /// One past the last offset assigned (writes may still be in flight below it).
     pub log_end_offset: Offset,
 }
@@ -154,6 +170,26 @@ pub struct RangeRead {
     pub range: Option<FileRange>,
     /// The partition's offsets at the time of the read.
     pub offsets: PartitionOffsets,
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadBound {
+    /// Up to the high watermark: what consumers may see.
+    #[default]
+    HighWatermark,
+    /// Up to the local end: everything written on this replica (fsynced too where its append
+    /// asked for it), as a follower fetching from this leader reads it.
+    LogEnd,
+}
+
+/// Where a leader epoch ends on this replica, as OffsetForLeaderEpoch answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    /// The largest epoch at or below the one asked for, or -1 when none is known.
+    pub leader_epoch: i32,
+    /// The first offset after that epoch (the log end for the latest epoch), or -1.
+    pub end_offset: Offset,
 }
 
 /// Which offset [`Engine::list_offsets`] looks up.
@@ -283,6 +319,25 @@ impl Engine {
         self.shared.create_partitions(name, partition_count).await
     }
 
+    /// Opens the partition logs `specs` asks for, creating the missing ones, and gives those
+    /// already open the config of their spec. This is how a broker places the partitions its
+    /// metadata assigns to it; the engine picks each new partition's shard.
+    ///
+    /// # Errors
+    /// [`TopicError::TopicIdMismatch`] for a partition of a topic held under another id,
+    /// [`TopicError::InvalidName`], or a storage failure.
+    pub async fn open_partitions(&self, specs: Vec<PartitionSpec>) -> Result<(), TopicError> {
+        self.shared.open_partition_logs(specs).await
+    }
+
+    /// Closes and deletes the logs of `partitions`; partitions not held are skipped.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn remove_partitions(&self, partitions: Vec<TopicPartition>) -> Result<(), TopicError> {
+        self.shared.remove_partition_logs(partitions).await
+    }
+
     /// Replaces a topic's config.
     ///
     /// # Errors
@@ -306,17 +361,19 @@ impl Engine {
     }
 
     /// Reads whole batches starting with the one holding `offset`, up to `size_bytes_max` bytes
-    /// (always at least the first batch). Reading at the high watermark returns no records.
+    /// (always at least the first batch) and never past `bound`. Reading at the bound returns
+    /// no records.
     ///
     /// # Errors
-    /// [`ReadError::OffsetOutOfRange`] outside `[log start, high watermark]`, or a storage error.
+    /// [`ReadError::OffsetOutOfRange`] outside `[log start, bound]`, or a storage error.
     pub async fn read(
         &self,
         partition: &TopicPartition,
         offset: Offset,
         size_bytes_max: u32,
+        bound: ReadBound,
     ) -> Result<ReadResult, ReadError> {
-        self.shared.read(partition, offset, size_bytes_max).await
+        self.shared.read(partition, offset, size_bytes_max, bound).await
     }
 
     /// Like [`Engine::read`], but answers with a file range for zero-copy sends instead of bytes,
@@ -332,8 +389,66 @@ impl Engine {
         partition: &TopicPartition,
         offset: Offset,
         size_bytes_max: u32,
+        bound: ReadBound,
     ) -> Result<RangeRead, ReadError> {
-        self.shared.read_range(partition, offset, size_bytes_max).await
+        self.shared.read_range(partition, offset, size_bytes_max, bound).await
+    }
+
+    /// Appends batches as a follower: they keep the offsets and leader epochs the leader gave
+    /// them (they must start at or past the log end and grow), and producer state and the
+    /// leader-epoch cache follow them. Answers once written, and fsynced when `durable`.
+    ///
+    /// # Errors
+    /// [`AppendError::UnexpectedOffset`] for a batch below the log end, an invalid batch, or a
+    /// storage failure.
+    pub async fn append_replica(
+        &self,
+        partition: &TopicPartition,
+        batches: Vec<u8>,
+        durable: bool,
+    ) -> Result<AppendResult, AppendError> {
+        self.shared.append_replica(partition, batches, durable).await
+    }
+
+    /// Truncates the log so that it ends at or before `offset` (whole batches are kept or
+    /// dropped; an offset at or below the log start empties the log and restarts it there).
+    /// Returns the new log end. The caller stops appending to the partition meanwhile.
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`], or a storage error (the partition is then failed).
+    pub async fn truncate_to(&self, partition: &TopicPartition, offset: Offset) -> Result<Offset, ReadError> {
+        self.shared.truncate_to(partition, offset).await
+    }
+
+    /// Sets the high watermark of a replicated partition (capped at the local end), or with
+    /// `None` makes it unreplicated: its high watermark is then its local end. Returns the
+    /// partition's offsets afterwards.
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`].
+    pub async fn set_high_watermark(
+        &self,
+        partition: &TopicPartition,
+        high_watermark: Option<Offset>,
+    ) -> Result<PartitionOffsets, ReadError> {
+        self.shared.set_high_watermark(partition, high_watermark).await
+    }
+
+    /// Where leader epoch `epoch` ends in this replica's log, from its leader-epoch cache
+    /// (Kafka's OffsetForLeaderEpoch).
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`].
+    pub async fn end_offset_for_epoch(&self, partition: &TopicPartition, epoch: i32) -> Result<EpochEnd, ReadError> {
+        self.shared.end_offset_for_epoch(partition, epoch).await
+    }
+
+    /// The newest leader epoch among the partition's batches, `None` for an empty log.
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`].
+    pub async fn latest_epoch(&self, partition: &TopicPartition) -> Result<Option<i32>, ReadError> {
+        self.shared.latest_epoch(partition).await
     }
 
     /// The partition's log start, high watermark, last stable and log end offsets.

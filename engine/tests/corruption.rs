@@ -19,7 +19,11 @@ fn write_log(dir: &std::path::Path) {
         for index in 0..BATCHES {
             let payload = format!("record-{index}-{}", "y".repeat((index % 50) as usize));
             engine
-                .append(&TopicPartition::new("c", 0), batch_of(payload.as_bytes(), 1), AppendOptions { durable: false })
+                .append(
+                    &TopicPartition::new("c", 0),
+                    batch_of(payload.as_bytes(), 1),
+                    AppendOptions { durable: false, leader_epoch: 0 },
+                )
                 .await
                 .expect("append");
         }
@@ -39,7 +43,7 @@ fn read_back_checked(dir: &std::path::Path) -> usize {
     let mut offset = start;
     let mut served = 0;
     loop {
-        match block_on(engine.read(&partition, Offset(offset), 4096)) {
+        match block_on(engine.read(&partition, Offset(offset), 4096, sluice_engine::ReadBound::HighWatermark)) {
             Ok(read) if read.records.is_empty() => break,
             Ok(read) => {
                 for (header, bytes) in split_batches(&read.records) {

@@ -38,7 +38,7 @@ fn run_child(dir: &str) {
                     let appended = block_on(engine.append(
                         &target,
                         batch_of(payload.as_bytes(), now_ms()),
-                        AppendOptions { durable: true },
+                        AppendOptions { durable: true, leader_epoch: 0 },
                     ))
                     .expect("append");
                     println!("ACK {partition} {} {payload}", appended.base_offset.0);

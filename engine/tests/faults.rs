@@ -16,8 +16,8 @@ use sluice_engine::{
     AppendError, AppendOptions, Engine, EngineConfig, Offset, ReadError, TopicConfig, TopicPartition, block_on,
 };
 
-const FAST: AppendOptions = AppendOptions { durable: false };
-const DURABLE: AppendOptions = AppendOptions { durable: true };
+const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
+const DURABLE: AppendOptions = AppendOptions { durable: true, leader_epoch: 0 };
 
 fn open_with_faults(dir: &std::path::Path) -> (Engine, Arc<FaultInjector>) {
     let faults = Arc::new(FaultInjector::new());
@@ -49,7 +49,10 @@ fn failed_fsync_is_not_acknowledged_and_fails_only_that_partition() {
         faults.fail(FaultKind::Sync, Some("bad"));
         assert!(matches!(engine.append(&bad, batch_of(b"x", 1), DURABLE).await, Err(AppendError::Io { .. })));
         assert!(matches!(engine.append(&bad, batch_of(b"y", 1), FAST).await, Err(AppendError::StorageFailed { .. })));
-        assert!(matches!(engine.read(&bad, Offset(0), 100).await, Err(ReadError::StorageFailed { .. })));
+        assert!(matches!(
+            engine.read(&bad, Offset(0), 100, sluice_engine::ReadBound::HighWatermark).await,
+            Err(ReadError::StorageFailed { .. })
+        ));
         let appended = engine.append(&good, batch_of(b"z", 1), DURABLE).await.expect("other partitions keep working");
         assert_eq!(appended.base_offset, Offset(0));
     });
@@ -75,7 +78,8 @@ fn failed_write_latches_the_partition() {
     engine.shutdown();
     // After a restart the partition recovers what was written before the failure.
     let (engine, _) = open_with_faults(dir.path());
-    let read = block_on(engine.read(&partition, Offset(0), 1 << 20)).expect("read");
+    let read =
+        block_on(engine.read(&partition, Offset(0), 1 << 20, sluice_engine::ReadBound::HighWatermark)).expect("read");
     assert_eq!(common::split_batches(&read.records).len(), 1);
     engine.shutdown();
 }
@@ -105,7 +109,10 @@ fn flush_ms_fsyncs_in_the_background() {
     faults.fail(FaultKind::Sync, Some("fms"));
     block_on(engine.append(&partition, batch_of(b"one", 1), FAST)).expect("append");
     wait_until("the background fsync", || {
-        matches!(block_on(engine.read(&partition, Offset(0), 100)), Err(ReadError::StorageFailed { .. }))
+        matches!(
+            block_on(engine.read(&partition, Offset(0), 100, sluice_engine::ReadBound::HighWatermark)),
+            Err(ReadError::StorageFailed { .. })
+        )
     });
     engine.shutdown();
 }
@@ -127,7 +134,8 @@ fn segment_ms_rolls_and_retention_ms_deletes_old_segments() {
     wait_until("retention.ms to delete the old segment", || {
         block_on(engine.offsets(&partition)).expect("offsets").log_start_offset == Offset(2)
     });
-    let read = block_on(engine.read(&partition, Offset(2), 100)).expect("read the new data");
+    let read = block_on(engine.read(&partition, Offset(2), 100, sluice_engine::ReadBound::HighWatermark))
+        .expect("read the new data");
     assert_eq!(common::split_batches(&read.records).len(), 1);
     engine.shutdown();
 }

@@ -9,8 +9,8 @@ use sluice_engine::{
     AppendError, AppendOptions, Offset, OffsetQuery, ReadError, TopicConfig, TopicError, TopicPartition, block_on,
 };
 
-const DURABLE: AppendOptions = AppendOptions { durable: true };
-const FAST: AppendOptions = AppendOptions { durable: false };
+const DURABLE: AppendOptions = AppendOptions { durable: true, leader_epoch: 0 };
+const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
 
 #[test]
 fn appends_read_back_byte_identical_at_dense_offsets() {
@@ -46,15 +46,26 @@ fn read_mid_batch_offset_starts_with_the_holding_batch_and_respects_max_bytes() 
         let three = sluice_engine::batch::build_batch(&[b"a", b"b", b"c"], 5);
         engine.append(&partition, three.clone(), FAST).await.expect("append");
         engine.append(&partition, three.clone(), FAST).await.expect("append");
-        let read = engine.read(&partition, Offset(1), 1).await.expect("read");
+        let read = engine.read(&partition, Offset(1), 1, sluice_engine::ReadBound::HighWatermark).await.expect("read");
         let batches = split_batches(&read.records);
         assert_eq!(batches.len(), 1, "max_bytes below one batch still returns the first whole batch");
         assert_eq!(batches[0].0.base_offset, 0);
-        let read = engine.read(&partition, Offset(4), 1 << 20).await.expect("read");
+        let read =
+            engine.read(&partition, Offset(4), 1 << 20, sluice_engine::ReadBound::HighWatermark).await.expect("read");
         assert_eq!(split_batches(&read.records)[0].0.base_offset, 3);
         assert_eq!(read.offsets.high_watermark, Offset(6));
-        assert!(matches!(engine.read(&partition, Offset(7), 100).await, Err(ReadError::OffsetOutOfRange { .. })));
-        assert!(engine.read(&partition, Offset(6), 100).await.expect("read at hw").records.is_empty());
+        assert!(matches!(
+            engine.read(&partition, Offset(7), 100, sluice_engine::ReadBound::HighWatermark).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(
+            engine
+                .read(&partition, Offset(6), 100, sluice_engine::ReadBound::HighWatermark)
+                .await
+                .expect("read at hw")
+                .records
+                .is_empty()
+        );
     });
     engine.shutdown();
 }
@@ -74,7 +85,7 @@ fn restart_keeps_data_topics_and_offsets() {
         engine.shutdown();
     }
     let engine = open(dir.path(), 3);
-    assert_eq!(engine.topic("keep").expect("topic survives").partition_count, 3);
+    assert_eq!(engine.topic("keep").expect("topic survives").partition_count(), 3);
     let batches = read_all(&engine, &partition, 0);
     assert_eq!(batches.len(), 100);
     let appended = block_on(engine.append(&partition, batch_of(b"next", 0), FAST)).expect("append after restart");
@@ -132,7 +143,8 @@ fn corrupt_indexes_are_rebuilt() {
     let engine = open(dir.path(), 1);
     let batches = read_all(&engine, &partition, 0);
     assert_eq!(batches.len(), 60);
-    let middle = block_on(engine.read(&partition, Offset(33), 1)).expect("read");
+    let middle =
+        block_on(engine.read(&partition, Offset(33), 1, sluice_engine::ReadBound::HighWatermark)).expect("read");
     assert_eq!(split_batches(&middle.records)[0].0.base_offset, 33);
     engine.shutdown();
 }
@@ -155,7 +167,7 @@ fn retention_bytes_deletes_old_segments_and_moves_log_start() {
         let offsets = block_on(engine.offsets(&partition)).expect("offsets");
         if offsets.log_start_offset.0 > 0 {
             assert!(matches!(
-                block_on(engine.read(&partition, Offset(0), 100)),
+                block_on(engine.read(&partition, Offset(0), 100, sluice_engine::ReadBound::HighWatermark)),
                 Err(ReadError::OffsetOutOfRange { .. })
             ));
             break;
@@ -204,7 +216,10 @@ fn removed_segments_give_their_space_back_once_readers_let_go() {
         }
     });
     // A zero-copy send in flight holds the first segment while DeleteRecords removes it.
-    let held = block_on(engine.read_range(&partition, Offset(0), 100)).expect("range").range.expect("data");
+    let held = block_on(engine.read_range(&partition, Offset(0), 100, sluice_engine::ReadBound::HighWatermark))
+        .expect("range")
+        .range
+        .expect("data");
     let before = held.read_to_vec().expect("read before");
     assert_eq!(block_on(engine.delete_records(&partition, Offset(30))).expect("delete"), Offset(30));
     assert!(deleted_segment_bytes(dir.path()) > 0, "the held segment is unlinked but kept");
@@ -320,7 +335,7 @@ fn topic_admin_validates_and_persists() {
     assert!(!dir.path().join("gone-0").exists());
     let engine = open(dir.path(), 2);
     let topic = engine.topic("a").expect("a survives");
-    assert_eq!(topic.partition_count, 5);
+    assert_eq!(topic.partition_count(), 5);
     assert_eq!(topic.config.retention_ms, 1234);
     assert!(engine.topic("gone").is_none());
     block_on(engine.append(&TopicPartition::new("a", 4), batch_of(b"x", 1), FAST)).expect("new partition works");
@@ -456,7 +471,9 @@ fn compaction_keeps_the_last_record_per_key() {
     assert_eq!(offsets_of(&after_restart), offsets_of(&before_restart), "the compacted log reads back after a restart");
     // Reads from every surviving offset start at the batch holding it (indexes match the log).
     for (header, _) in &after_restart {
-        let from = block_on(engine.read(&partition, Offset(header.base_offset), 64)).expect("read");
+        let from =
+            block_on(engine.read(&partition, Offset(header.base_offset), 64, sluice_engine::ReadBound::HighWatermark))
+                .expect("read");
         let first = sluice_engine::batch::validate(&from.records, false).expect("whole batch");
         assert_eq!(first.base_offset, header.base_offset);
     }
@@ -706,19 +723,23 @@ fn file_ranges_start_at_the_holding_batch_and_match_byte_reads() {
         }
     });
     for offset in [0i64, 1, 2, 3, 50, 100, 179] {
-        let ranged = block_on(engine.read_range(&partition, Offset(offset), 300)).expect("range read");
+        let ranged =
+            block_on(engine.read_range(&partition, Offset(offset), 300, sluice_engine::ReadBound::HighWatermark))
+                .expect("range read");
         let range = ranged.range.expect("data below the high watermark");
         let bytes = range.read_to_vec().expect("pread");
         assert_eq!(bytes.len(), range.size_bytes as usize);
         let whole = sluice_engine::batch::validate(&bytes, false).expect("the first batch is whole");
         assert!(whole.base_offset <= offset && whole.last_offset() >= offset, "starts at the holding batch");
-        let read = block_on(engine.read(&partition, Offset(offset), 300)).expect("byte read");
+        let read = block_on(engine.read(&partition, Offset(offset), 300, sluice_engine::ReadBound::HighWatermark))
+            .expect("byte read");
         assert!(bytes.starts_with(&read.records), "whole batches agree with byte reads");
     }
-    let at_end = block_on(engine.read_range(&partition, Offset(180), 300)).expect("range read at hw");
+    let at_end = block_on(engine.read_range(&partition, Offset(180), 300, sluice_engine::ReadBound::HighWatermark))
+        .expect("range read at hw");
     assert!(at_end.range.is_none());
     assert!(matches!(
-        block_on(engine.read_range(&partition, Offset(181), 300)),
+        block_on(engine.read_range(&partition, Offset(181), 300, sluice_engine::ReadBound::HighWatermark)),
         Err(ReadError::OffsetOutOfRange { .. })
     ));
     engine.shutdown();

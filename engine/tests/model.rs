@@ -51,7 +51,7 @@ proptest! {
             match operation {
                 Operation::Append { size, durable } => {
                     let payload: Vec<u8> = (0..size).map(|index| (index + model.len()) as u8).collect();
-                    let appended = block_on(engine.append(&partition, batch_of(&payload, 1), AppendOptions { durable }))
+                    let appended = block_on(engine.append(&partition, batch_of(&payload, 1), AppendOptions { durable, leader_epoch: 0 }))
                         .expect("append");
                     prop_assert_eq!(appended.base_offset, Offset(model.len() as i64));
                     model.push(payload);
@@ -59,7 +59,7 @@ proptest! {
                 Operation::ReadAt { fraction } => {
                     let span = model.len() as i64 - log_start;
                     let offset = log_start + span * i64::from(fraction) / 256;
-                    let read = block_on(engine.read(&partition, Offset(offset), 512)).expect("read");
+                    let read = block_on(engine.read(&partition, Offset(offset), 512, sluice_engine::ReadBound::HighWatermark)).expect("read");
                     if offset < model.len() as i64 {
                         let batches = common::split_batches(&read.records);
                         prop_assert!(!batches.is_empty());

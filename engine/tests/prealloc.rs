@@ -17,8 +17,8 @@ use common::{batch_of, read_all, single_value, small_segments};
 use sluice_engine::inspect::scan_log;
 use sluice_engine::{AppendOptions, Engine, EngineConfig, Offset, TopicConfig, TopicPartition, block_on};
 
-const DURABLE: AppendOptions = AppendOptions { durable: true };
-const FAST: AppendOptions = AppendOptions { durable: false };
+const DURABLE: AppendOptions = AppendOptions { durable: true, leader_epoch: 0 };
+const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
 
 fn open_with(dir: &Path, preallocate_bytes: u64) -> Engine {
     let mut config = EngineConfig::new(dir);

@@ -35,10 +35,13 @@ fn write_data_dir() -> tempfile::TempDir {
             let value_refs: Vec<&[u8]> = values.iter().map(String::as_bytes).collect();
             let batch = sluice_engine::batch::build_batch(&value_refs, 1_700_000_000_000 + batch_index as i64);
             let partition = TopicPartition::new("events", 0);
-            engine.append(&partition, batch, AppendOptions { durable: true }).await.expect("append");
+            engine.append(&partition, batch, AppendOptions { durable: true, leader_epoch: 0 }).await.expect("append");
         }
         let batch = sluice_engine::batch::build_batch(&[b"solo"], 1_700_000_000_000);
-        engine.append(&TopicPartition::new("events", 1), batch, AppendOptions { durable: true }).await.expect("append");
+        engine
+            .append(&TopicPartition::new("events", 1), batch, AppendOptions { durable: true, leader_epoch: 0 })
+            .await
+            .expect("append");
     });
     engine.shutdown();
     dir

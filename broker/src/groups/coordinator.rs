@@ -205,13 +205,14 @@ impl Coordinator {
             .map_err(|error| error.to_string())?;
         let now = self.now();
         let mut record_count = 0;
-        for (index, owner) in info.shards.iter().enumerate() {
+        for (index, owner) in &info.partitions {
             if *owner != self.shard {
                 continue;
             }
+            let index = *index;
             let mut groups = BTreeMap::new();
             let loaded =
-                storage::load_partition(engine, index as i32, |key, value| apply_record(&mut groups, now, key, value));
+                storage::load_partition(engine, index, |key, value| apply_record(&mut groups, now, key, value));
             record_count += loaded.await.map_err(|error| error.to_string())?;
             let mut live = self.groups.borrow_mut();
             for (id, group) in groups {
@@ -250,7 +251,7 @@ impl Coordinator {
     }
 
     fn group_partition(&self, group_id: &str) -> i32 {
-        let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count);
+        let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count());
         Self::partition_of(group_id, count)
     }
 
@@ -458,7 +459,7 @@ impl Coordinator {
             .shared
             .engine
             .topic(&entry.topic)
-            .is_some_and(|info| (0..info.partition_count).contains(&entry.partition));
+            .is_some_and(|info| (0..info.partition_count()).contains(&entry.partition));
         if exists { Ok(()) } else { Err(ResponseError::UnknownTopicOrPartition) }
     }
 
@@ -689,7 +690,7 @@ impl Coordinator {
             }
             if !records.is_empty() {
                 tracing::info!(group = %group.id, offsets = expired.len(), removed = abandoned, "offsets expired");
-                let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count);
+                let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count());
                 self.writes.write_detached(Self::partition_of(&group.id, count), records);
             }
         }
@@ -701,7 +702,7 @@ impl Coordinator {
     /// The shard owning a group's offsets partition, once the offsets topic exists.
     pub(crate) fn coordinator_shard(shared: &Shared, group_id: &str) -> Option<ShardId> {
         let info = shared.engine.topic(OFFSETS_TOPIC)?;
-        let partition = Self::partition_of(group_id, info.partition_count);
+        let partition = Self::partition_of(group_id, info.partition_count());
         shared.engine.shard_of(&TopicPartition::new(OFFSETS_TOPIC, partition))
     }
 }

@@ -22,7 +22,7 @@ use event_listener::Event;
 use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
-use sluice_engine::{AppendOptions, Engine, Offset, TopicConfig, TopicError, TopicInfo, TopicPartition};
+use sluice_engine::{AppendOptions, Engine, Offset, ReadBound, TopicConfig, TopicError, TopicInfo, TopicPartition};
 
 use super::config::GroupConfig;
 use crate::error::{EngineError, kafka_error};
@@ -127,7 +127,10 @@ async fn append_records(
         let slices: Vec<(&[u8], Option<&[u8]>)> =
             records[start..end].iter().map(|(key, value)| (key.as_slice(), value.as_deref())).collect();
         let batch = sluice_engine::batch::build_keyed_batch(&slices, timestamp_ms);
-        if let Err(error) = engine.append(&target, batch, AppendOptions { durable: true }).await {
+        if let Err(error) = engine
+            .append(&target, batch, AppendOptions { durable: true, leader_epoch: crate::handlers::LEADER_EPOCH })
+            .await
+        {
             tracing::error!(partition = %target, %error, "writing to the offsets topic failed");
             return Err(match kafka_error(EngineError::Append(&error)) {
                 ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => {
@@ -204,7 +207,8 @@ pub(crate) async fn load_partition(
     let mut next = offsets.log_start_offset;
     let mut record_count = 0u64;
     while next < offsets.high_watermark {
-        let read = engine.read(&target, next, LOAD_READ_BYTES_MAX).await.map_err(read_error)?;
+        let read =
+            engine.read(&target, next, LOAD_READ_BYTES_MAX, ReadBound::HighWatermark).await.map_err(read_error)?;
         let mut position = 0;
         let mut advanced = false;
         while let Ok(header) = sluice_engine::batch::parse_header(&read.records[position..]) {

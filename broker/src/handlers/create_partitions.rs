@@ -34,13 +34,13 @@ async fn grow(shard: &ShardContext, topic: &CreatePartitionsTopic, validate_only
     let Some(info) = shard.engine().topic(name) else {
         return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {name}")));
     };
-    if topic.count <= info.partition_count {
-        let text = format!("topic {name} has {} partitions; the count can only grow", info.partition_count);
+    if topic.count <= info.partition_count() {
+        let text = format!("topic {name} has {} partitions; the count can only grow", info.partition_count());
         return Err((code(ResponseError::InvalidPartitions), text));
     }
     if let Some(assignments) = &topic.assignments {
         let node = shard.shared.identity.node_id;
-        let added = usize::try_from(topic.count - info.partition_count).unwrap_or(0);
+        let added = usize::try_from(topic.count - info.partition_count()).unwrap_or(0);
         let valid = assignments.len() == added
             && assignments
                 .iter()

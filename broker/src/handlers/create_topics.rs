@@ -85,7 +85,7 @@ async fn create_one(
     match shard.engine().create_topic(name, partition_count, config).await {
         Ok(info) => {
             tracing::info!(topic = name, partitions = partition_count, "created topic");
-            Ok((info.partition_count, info.config, info.id))
+            Ok((info.partition_count(), info.config, info.id))
         }
         Err(error) => Err((topic_error_code(&error), error.to_string())),
     }

@@ -27,7 +27,7 @@ pub(crate) async fn handle(
             .engine()
             .topics()
             .iter()
-            .map(|topic| (topic.name.to_string(), (0..topic.partition_count).collect()))
+            .map(|topic| (topic.name.to_string(), (0..topic.partition_count()).collect()))
             .collect(),
         Some(topics) => {
             topics.iter().map(|topic| (topic.topic.as_str().to_owned(), topic.partitions.clone())).collect()
@@ -37,7 +37,7 @@ pub(crate) async fn handle(
     for (name, indexes) in wanted {
         let Some(info) = shard.engine().topic(&name) else { continue };
         let mut partitions = Vec::with_capacity(indexes.len());
-        for index in indexes.into_iter().filter(|index| (0..info.partition_count).contains(index)) {
+        for index in indexes.into_iter().filter(|index| (0..info.partition_count()).contains(index)) {
             let partition = TopicPartition::new(name.as_str(), index);
             // A partition deleted meanwhile reports 0 bytes rather than failing the whole answer.
             let size =

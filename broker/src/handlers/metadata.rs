@@ -78,7 +78,7 @@ async fn by_name(shard: &ShardContext, name: &str, allow_create: bool) -> Metada
     let created = shard.engine().create_topic(name, config.num_partitions, config.default_topic_config.clone()).await;
     match created {
         Ok(topic) => {
-            tracing::info!(topic = name, partitions = topic.partition_count, "auto-created topic");
+            tracing::info!(topic = name, partitions = topic.partition_count(), "auto-created topic");
             describe(shard, &topic)
         }
         // Another request created it first.
@@ -111,7 +111,7 @@ fn failed(name: &str, id: Uuid, error_code: i16) -> MetadataResponseTopic {
 /// One topic as Metadata describes it: every partition led by this broker.
 fn describe(shard: &ShardContext, topic: &TopicInfo) -> MetadataResponseTopic {
     let node = BrokerId(shard.shared.identity.node_id);
-    let partitions = (0..topic.partition_count)
+    let partitions = (0..topic.partition_count())
         .map(|index| {
             MetadataResponsePartition::default()
                 .with_partition_index(index)

@@ -81,7 +81,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Produ
     } else {
         None
     };
-    let options = AppendOptions { durable: acks == -1 };
+    let options = AppendOptions { durable: acks == -1, leader_epoch: super::LEADER_EPOCH };
     let mut appends = Vec::new();
     for topic in &request.topic_data {
         for partition in &topic.partition_data {

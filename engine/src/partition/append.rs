@@ -59,7 +59,18 @@ struct Reservation {
     record_count: i64,
 }
 
+/// How a reservation places its batches.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// As the leader: assign offsets from the log end and stamp this leader epoch.
+    Leader { leader_epoch: i32 },
+    /// As a follower: keep the offsets and epochs the leader gave the batches.
+    Replica,
+}
+
 impl Partition {
+    /// Appends batches as the leader: assigns offsets, stamps the leader epoch, checks idempotent
+    /// producers' sequences. A duplicate batch is answered with its original offsets.
     pub(crate) async fn append(
         self: &Rc<Self>,
         mut bytes: Vec<u8>,
@@ -69,12 +80,40 @@ impl Partition {
             return Err(AppendError::StorageFailed { partition: self.id.clone() });
         }
         let headers = self.validate(&bytes)?;
-        let reservation = match self.reserve(&mut bytes, &headers, options.durable)? {
-            Ok(reservation) => reservation,
-            Err(duplicate) => return Ok(duplicate),
-        };
+        if let Some(duplicate) = self.check_sequence(&headers[0])? {
+            return Ok(duplicate);
+        }
+        let placement = Placement::Leader { leader_epoch: options.leader_epoch };
+        let reservation = self.reserve(&mut bytes, &headers, options.durable, placement)?;
+        self.write_reserved(reservation, bytes, options.durable).await
+    }
+
+    /// Appends batches as a follower: they keep the offsets and leader epochs the leader gave
+    /// them, must start at or past the log end and grow; producer state and the epoch cache
+    /// follow them. Answers once they are written (and fsynced when `durable`).
+    pub(crate) async fn append_replica(
+        self: &Rc<Self>,
+        mut bytes: Vec<u8>,
+        durable: bool,
+    ) -> Result<AppendResult, AppendError> {
+        if self.failed.get() {
+            return Err(AppendError::StorageFailed { partition: self.id.clone() });
+        }
+        let headers = self.validate_replica(&bytes)?;
+        let reservation = self.reserve(&mut bytes, &headers, durable, Placement::Replica)?;
+        self.write_reserved(reservation, bytes, durable).await
+    }
+
+    /// Steps 3-5 for a reserved range: write, mark done, group-commit fsync when `durable`,
+    /// and wait until the range is visible locally.
+    async fn write_reserved(
+        self: &Rc<Self>,
+        reservation: Reservation,
+        bytes: Vec<u8>,
+        durable: bool,
+    ) -> Result<AppendResult, AppendError> {
         let end_position = reservation.position + bytes.len() as u64;
-        if options.durable {
+        if durable {
             self.preallocate(reservation.segment_base);
         }
         self.wait_for_fill(reservation.segment_base, reservation.position, end_position).await;
@@ -83,7 +122,7 @@ impl Partition {
             self.fail(&source);
             return Err(AppendError::Io { partition: self.id.clone(), source });
         }
-        if !options.durable {
+        if !durable {
             self.start_writeback(reservation.segment_base, end_position);
         }
         let flush_messages = self.config.borrow().flush_messages;
@@ -93,13 +132,36 @@ impl Partition {
             log.unflushed_messages
         };
         self.complete(reservation.sequence);
-        if options.durable || unflushed >= flush_messages {
+        if durable || unflushed >= flush_messages {
             self.sync_up_to(reservation.sequence)
                 .await
                 .map_err(|source| AppendError::Io { partition: self.id.clone(), source })?;
         }
         self.wait_visible(reservation.result.last_offset.0).await?;
         Ok(reservation.result)
+    }
+
+    /// A follower's batches: valid (CRC, layout; counts may have gaps after the leader's
+    /// compaction), at or past the log end, and increasing.
+    fn validate_replica(&self, bytes: &[u8]) -> Result<Vec<BatchHeader>, AppendError> {
+        let mut headers: Vec<BatchHeader> = Vec::with_capacity(1);
+        let mut position = 0;
+        let mut expected_at_least = self.log.borrow().next_offset;
+        while position < bytes.len() || headers.is_empty() {
+            let header = batch::validate(&bytes[position..], false)
+                .map_err(|source| AppendError::InvalidBatch { partition: self.id.clone(), source })?;
+            if header.base_offset < expected_at_least {
+                return Err(AppendError::UnexpectedOffset {
+                    partition: self.id.clone(),
+                    base_offset: Offset(header.base_offset),
+                    expected_at_least: Offset(expected_at_least),
+                });
+            }
+            expected_at_least = header.last_offset() + 1;
+            position += header.size_bytes();
+            headers.push(header);
+        }
+        Ok(headers)
     }
 
     /// Validates every batch in `bytes`; returns their headers in order.
@@ -149,48 +211,51 @@ impl Partition {
         Ok(())
     }
 
-    /// Step 2: assigns offsets and a byte range, or answers a duplicate (the inner `Err`).
+    /// Checks an idempotent producer's batch: `Some` answer for a duplicate of an appended batch.
+    fn check_sequence(&self, first: &BatchHeader) -> Result<Option<AppendResult>, AppendError> {
+        let log = self.log.borrow();
+        match log.producers.check(first) {
+            Ok(SequenceCheck::Append) => Ok(None),
+            Ok(SequenceCheck::Duplicate(original)) => Ok(Some(AppendResult {
+                base_offset: Offset(original.base_offset),
+                last_offset: Offset(original.last_offset),
+                log_append_time_ms: -1,
+                log_start_offset: Offset(log.log_start_offset),
+                duplicate: true,
+            })),
+            Err(SequenceError::OutOfOrder { expected }) => Err(AppendError::OutOfOrderSequence {
+                partition: self.id.clone(),
+                producer_id: first.producer_id,
+                sequence: first.base_sequence,
+                expected,
+            }),
+            Err(SequenceError::Fenced { current_epoch }) => Err(AppendError::ProducerFenced {
+                partition: self.id.clone(),
+                producer_id: first.producer_id,
+                epoch: first.producer_epoch,
+                current_epoch,
+            }),
+        }
+    }
+
+    /// Step 2: places the batches (assigning offsets as leader, keeping them as follower) and
+    /// reserves their byte range, synchronously.
     fn reserve(
         &self,
         bytes: &mut [u8],
         headers: &[BatchHeader],
         durable: bool,
-    ) -> Result<Result<Reservation, AppendResult>, AppendError> {
+        placement: Placement,
+    ) -> Result<Reservation, AppendError> {
         let config = self.config.borrow();
         let mut log = self.log.borrow_mut();
-        let first = headers[0];
-        match log.producers.check(&first) {
-            Ok(SequenceCheck::Append) => {}
-            Ok(SequenceCheck::Duplicate(original)) => {
-                return Ok(Err(AppendResult {
-                    base_offset: Offset(original.base_offset),
-                    last_offset: Offset(original.last_offset),
-                    log_append_time_ms: -1,
-                    log_start_offset: Offset(log.log_start_offset),
-                    duplicate: true,
-                }));
-            }
-            Err(SequenceError::OutOfOrder { expected }) => {
-                return Err(AppendError::OutOfOrderSequence {
-                    partition: self.id.clone(),
-                    producer_id: first.producer_id,
-                    sequence: first.base_sequence,
-                    expected,
-                });
-            }
-            Err(SequenceError::Fenced { current_epoch }) => {
-                return Err(AppendError::ProducerFenced {
-                    partition: self.id.clone(),
-                    producer_id: first.producer_id,
-                    epoch: first.producer_epoch,
-                    current_epoch,
-                });
-            }
-        }
         let now_ms = self.clock.unix_ms();
         let total_bytes = bytes.len() as u64;
         let active = log.active();
-        let too_big = active.summary.size_bytes + total_bytes > config.segment_bytes;
+        let last_offset = headers.last().map_or(0, BatchHeader::last_offset).max(log.next_offset);
+        // Index entries hold offsets relative to the segment base in 32 bits.
+        let too_far = last_offset.saturating_sub(active.base_offset) > i64::from(i32::MAX);
+        let too_big = active.summary.size_bytes + total_bytes > config.segment_bytes || too_far;
         let too_old = now_ms.saturating_sub(active.created_ms) >= config.segment_ms;
         if !active.is_empty() && (too_big || too_old) {
             self.roll(&mut log, now_ms).map_err(|source| {
@@ -198,33 +263,52 @@ impl Partition {
                 AppendError::Io { partition: self.id.clone(), source }
             })?;
         }
-        let log_append_time_ms = if config.timestamp_type == TimestampType::LogAppendTime { now_ms } else { -1 };
-        let base_offset = log.next_offset;
+        let leader = match placement {
+            Placement::Leader { leader_epoch } => Some(leader_epoch),
+            Placement::Replica => None,
+        };
+        let log_append_time_ms =
+            if leader.is_some() && config.timestamp_type == TimestampType::LogAppendTime { now_ms } else { -1 };
+        let base_offset = match leader {
+            Some(_) => log.next_offset,
+            None => headers[0].base_offset,
+        };
         let position = log.active().summary.size_bytes;
         let mut batch_position = 0usize;
         let mut record_count = 0i64;
         for header in headers {
             let size = header.size_bytes();
             let batch_bytes = &mut bytes[batch_position..batch_position + size];
-            let assigned = log.next_offset;
-            batch::patch_base_offset(batch_bytes, assigned);
-            batch::patch_leader_epoch(batch_bytes, 0);
-            if log_append_time_ms >= 0 {
-                batch::patch_log_append_time(batch_bytes, log_append_time_ms);
-            }
             let mut stored = *header;
-            stored.base_offset = assigned;
-            if log_append_time_ms >= 0 {
-                stored.max_timestamp = log_append_time_ms;
+            if let Some(leader_epoch) = leader {
+                stored.base_offset = log.next_offset;
+                stored.leader_epoch = leader_epoch;
+                batch::patch_base_offset(batch_bytes, stored.base_offset);
+                batch::patch_leader_epoch(batch_bytes, leader_epoch);
+                if log_append_time_ms >= 0 {
+                    batch::patch_log_append_time(batch_bytes, log_append_time_ms);
+                    stored.max_timestamp = log_append_time_ms;
+                }
             }
+            assert!(stored.base_offset >= log.next_offset, "offsets grow: assigned, or checked for a replica");
             let index_interval_bytes = config.index_interval_bytes;
             log.active_mut().note_batch(position + batch_position as u64, &stored, index_interval_bytes);
-            log.producers.record(&stored, assigned);
+            log.producers.record(&stored, stored.base_offset);
+            log.assign_epoch(stored.leader_epoch, stored.base_offset);
             log.next_offset = stored.last_offset() + 1;
+            if log.replicated_high_watermark.is_some() {
+                let end = super::BatchEnd {
+                    next_offset: log.next_offset,
+                    segment_base: log.active().base_offset,
+                    end_position: position + (batch_position + size) as u64,
+                };
+                log.tail_batches.push_back(end);
+            }
             record_count += i64::from(header.record_count);
             batch_position += size;
         }
         let last_offset = log.next_offset - 1;
+        assert!(last_offset >= base_offset, "a reservation holds at least one record");
         let sequence = log.next_write_sequence;
         log.next_write_sequence += 1;
         let segment_base = log.active().base_offset;
@@ -245,7 +329,7 @@ impl Partition {
             log_start_offset: Offset(log.log_start_offset),
             duplicate: false,
         };
-        Ok(Ok(Reservation { sequence, segment_base, file, position, result, record_count }))
+        Ok(Reservation { sequence, segment_base, file, position, result, record_count })
     }
 
     /// Step 3: writes the whole buffer at `position`.
@@ -311,13 +395,16 @@ impl Partition {
             if self.failed.get() {
                 continue;
             }
-            log.high_watermark = entry.last_offset + 1;
+            log.local_end = entry.last_offset + 1;
             if let Some(segment) = log.segments.get_mut(&entry.segment_base) {
                 segment.readable_size_bytes = segment.readable_size_bytes.max(entry.end_position);
             }
             advanced = true;
         }
-        assert!(log.high_watermark <= log.next_offset, "the high watermark never passes the log end");
+        assert!(log.local_end <= log.next_offset, "the local end never passes the log end");
+        if advanced {
+            log.refresh_hw_position();
+        }
         drop(log);
         if advanced {
             self.event.notify(usize::MAX);
@@ -333,11 +420,11 @@ impl Partition {
             if self.failed.get() {
                 return Err(AppendError::StorageFailed { partition: self.id.clone() });
             }
-            if self.log.borrow().high_watermark > last_offset {
+            if self.log.borrow().local_end > last_offset {
                 return Ok(());
             }
             let listener = self.event.listen();
-            if self.log.borrow().high_watermark > last_offset || self.failed.get() {
+            if self.log.borrow().local_end > last_offset || self.failed.get() {
                 continue;
             }
             listener.await;

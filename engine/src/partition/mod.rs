@@ -2,23 +2,29 @@
 //!
 //! A `Partition` lives on its owning shard's thread (`Rc`, interior mutability through
 //! `RefCell`/`Cell`); every method runs there. Invariants:
-//! - `log_start_offset <= high_watermark <= next_offset`;
-//! - offsets below `high_watermark` are written completely and may be read, and those of
+//! - `log_start_offset <= high_watermark <= local_end <= next_offset`;
+//! - offsets below `local_end` are written completely and may be read by replicas, and those of
 //!   durable (acks=all) appends are fsynced too: nothing is visible before it is durable;
-//! - writes in flight are tracked in assignment order and the high watermark only moves over a
-//!   prefix of completed writes;
+//! - the high watermark consumers read up to is `local_end` for an unreplicated partition, and
+//!   the smaller of `local_end` and the value its owner sets for a replicated one (the broker
+//!   computes it from the in-sync replicas);
+//! - writes in flight are tracked in assignment order and `local_end` only moves over a prefix
+//!   of completed writes;
 //! - once a write or fsync fails the partition is latched failed and accepts nothing more.
 //!
-//! Submodules: `append` (assign offsets, write, group commit), `read` (reads and offset lookups),
-//! `recovery` (open and re-validate), `producer` (idempotence state), `prealloc` (zero-filling
-//! ahead of durable appends), `compaction`.
+//! Submodules: `append` (assign offsets or keep a leader's, write, group commit), `read` (reads
+//! and offset lookups), `truncate` (cut the log back to an offset), `recovery` (open and
+//! re-validate), `producer` (idempotence state), `epochs` (the leader-epoch cache), `prealloc`
+//! (zero-filling ahead of durable appends), `compaction`.
 
 mod append;
 mod compaction;
+mod epochs;
 mod prealloc;
 mod producer;
 mod read;
 mod recovery;
+mod truncate;
 
 pub(crate) use recovery::Shared;
 
@@ -42,7 +48,7 @@ use producer::ProducerStates;
 const CLOSE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Name of the per-partition checkpoint file.
-const CHECKPOINT_FILE_NAME: &str = "partition.checkpoint";
+pub(crate) const CHECKPOINT_FILE_NAME: &str = "partition.checkpoint";
 
 /// What a partition records durably besides its segments.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,6 +63,10 @@ struct Checkpoint {
     /// absent in older checkpoints, which makes the whole log dirty).
     #[serde(default)]
     cleaned_up_to: i64,
+    /// The high watermark as last set for a replicated partition, where a restart starts it
+    /// (Kafka's replication-offset checkpoint); absent for unreplicated partitions.
+    #[serde(default)]
+    high_watermark: Option<i64>,
 }
 
 /// What the last checkpoint written holds, to skip writing an unchanged one.
@@ -65,6 +75,8 @@ struct CheckpointKey {
     recovery_point: i64,
     log_start_offset: i64,
     cleaned_up_to: i64,
+    high_watermark: Option<i64>,
+    epochs_version: u64,
 }
 
 /// A write whose completion is awaited, in offset order.
@@ -80,12 +92,30 @@ struct InFlight {
     durable: bool,
 }
 
+/// Where one batch ends: the offset after it, its segment, and the byte position after it.
+#[derive(Debug, Clone, Copy)]
+struct BatchEnd {
+    next_offset: i64,
+    segment_base: i64,
+    end_position: u64,
+}
+
 /// Mutable log state, borrowed only between awaits.
 #[allow(clippy::struct_field_names)]
 struct Log {
     segments: BTreeMap<i64, Segment>,
     next_offset: i64,
-    high_watermark: i64,
+    /// One past the last offset written here (and fsynced where its append asked for it).
+    local_end: i64,
+    /// The high watermark set from outside while the partition is replicated; `None` while it
+    /// is not, when the high watermark is `local_end`.
+    replicated_high_watermark: Option<i64>,
+    /// Where the high watermark falls in the log (segment base, byte position), when known:
+    /// reads for consumers stop there.
+    hw_position: Option<(i64, u64)>,
+    /// The end of every batch past the high watermark of a replicated partition, oldest first,
+    /// so that the high watermark's position is known when it moves.
+    tail_batches: VecDeque<BatchEnd>,
     log_start_offset: i64,
     in_flight: VecDeque<InFlight>,
     next_write_sequence: u64,
@@ -109,6 +139,10 @@ struct Log {
     unflushed_messages: i64,
     last_flush_ms: i64,
     producers: ProducerStates,
+    /// The first offset of each leader epoch.
+    epochs: epochs::LeaderEpochCache,
+    /// Bumped at every change of `epochs`, so the checkpoint knows to write its file.
+    epochs_version: u64,
     /// The checkpoint as last written, to skip rewriting an unchanged one.
     checkpointed: CheckpointKey,
 }
@@ -132,11 +166,61 @@ impl Log {
         segment
     }
 
+    /// Moves the log start forward to `offset` (never back), with the epoch cache.
+    fn move_log_start(&mut self, offset: i64) {
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            if self.epochs.truncate_from_start(offset) {
+                self.epochs_version += 1;
+            }
+        }
+    }
+
+    /// The offset consumers read up to.
+    fn high_watermark(&self) -> i64 {
+        self.replicated_high_watermark.map_or(self.local_end, |set| set.min(self.local_end))
+    }
+
+    /// Recomputes where the high watermark falls after it or the local end moved, dropping the
+    /// batch ends it has passed.
+    fn refresh_hw_position(&mut self) {
+        if self.replicated_high_watermark.is_none() {
+            self.hw_position = None;
+            self.tail_batches.clear();
+            return;
+        }
+        let high_watermark = self.high_watermark();
+        let mut found = None;
+        while let Some(front) = self.tail_batches.front().copied() {
+            if front.next_offset > high_watermark {
+                break;
+            }
+            found = Some(front);
+            self.tail_batches.pop_front();
+        }
+        if let Some(at) = found.filter(|at| at.next_offset == high_watermark) {
+            self.hw_position = Some((at.segment_base, at.end_position));
+        } else if found.is_some() || self.hw_position.is_none() {
+            // The high watermark moved inside a batch range this log did not record (it was
+            // set before the batches were appended here): reads check offsets instead.
+            self.hw_position = None;
+        }
+    }
+
+    /// Notes that batches of `epoch` start at `start_offset`.
+    fn assign_epoch(&mut self, epoch: i32, start_offset: i64) {
+        if self.epochs.assign(epoch, start_offset) {
+            self.epochs_version += 1;
+        }
+    }
+
     fn offsets(&self) -> PartitionOffsets {
+        let high_watermark = self.high_watermark();
         PartitionOffsets {
             log_start_offset: Offset(self.log_start_offset),
-            high_watermark: Offset(self.high_watermark),
-            last_stable_offset: Offset(self.high_watermark),
+            high_watermark: Offset(high_watermark),
+            last_stable_offset: Offset(high_watermark),
+            local_end_offset: Offset(self.local_end),
             log_end_offset: Offset(self.next_offset),
         }
     }
@@ -217,6 +301,34 @@ impl Partition {
         *self.config.borrow_mut() = config;
     }
 
+    /// Sets the high watermark of a replicated partition (it never passes the local end), or
+    /// with `None` makes the partition unreplicated again (the high watermark is the local end).
+    /// Readers waiting for new data wake when it moves.
+    pub(crate) fn set_high_watermark(&self, high_watermark: Option<Offset>) {
+        let moved = {
+            let mut log = self.log.borrow_mut();
+            let before = log.high_watermark();
+            log.replicated_high_watermark = high_watermark.map(|offset| offset.0.max(log.log_start_offset));
+            log.refresh_hw_position();
+            log.high_watermark() != before
+        };
+        if moved {
+            self.event.notify(usize::MAX);
+        }
+    }
+
+    /// Where leader epoch `epoch` ends on this replica (Kafka's OffsetForLeaderEpoch answer).
+    pub(crate) fn end_offset_for_epoch(&self, epoch: i32) -> crate::EpochEnd {
+        let log = self.log.borrow();
+        let (leader_epoch, end_offset) = log.epochs.end_offset_for(epoch, log.next_offset);
+        crate::EpochEnd { leader_epoch, end_offset: Offset(end_offset) }
+    }
+
+    /// The latest leader epoch of the log's batches, if any carried one.
+    pub(crate) fn latest_epoch(&self) -> Option<i32> {
+        self.log.borrow().epochs.latest_epoch()
+    }
+
     /// Latches the partition failed after a storage error, and wakes every waiter.
     fn fail(&self, error: &std::io::Error) {
         if !self.failed.replace(true) {
@@ -247,13 +359,15 @@ impl Partition {
             }
         }
         let _writing = CheckpointGuard { partition: self };
-        let (bytes, key) = {
+        let (bytes, key, epochs) = {
             let log = self.log.borrow();
             let recovery_point = log.zero_tails.first().map_or(recovery_point, |base| recovery_point.min(*base));
             let key = CheckpointKey {
                 recovery_point,
                 log_start_offset: log.log_start_offset,
                 cleaned_up_to: self.cleaned_up_to.get(),
+                high_watermark: log.replicated_high_watermark.map(|_| log.high_watermark()),
+                epochs_version: log.epochs_version,
             };
             if key == log.checkpointed {
                 return Ok(());
@@ -263,9 +377,14 @@ impl Partition {
                 log_start_offset: log.log_start_offset,
                 producers: log.producers.below(recovery_point),
                 cleaned_up_to: key.cleaned_up_to,
+                high_watermark: key.high_watermark,
             };
-            (serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data"), key)
+            let epochs = (key.epochs_version != log.checkpointed.epochs_version).then(|| log.epochs.encode());
+            (serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data"), key, epochs)
         };
+        if let Some(epochs) = epochs {
+            crate::io::write_atomic_async(&self.dir.join(epochs::FILE_NAME), epochs).await?;
+        }
         crate::io::write_atomic_async(&self.dir.join(CHECKPOINT_FILE_NAME), bytes).await?;
         self.log.borrow_mut().checkpointed = key;
         Ok(())
@@ -308,7 +427,7 @@ impl Partition {
         }
         let (target, recovery_point) = {
             let log = self.log.borrow();
-            (log.written_sequence, log.high_watermark)
+            (log.written_sequence, log.local_end)
         };
         if self.sync_up_to(target).await.is_err() {
             return;
@@ -366,7 +485,7 @@ impl Partition {
             total_bytes -= oldest.summary.size_bytes;
             let segment = log.remove_oldest();
             let next_base = log.segments.keys().next().copied().expect("at least one segment remains");
-            log.log_start_offset = log.log_start_offset.max(next_base);
+            log.move_log_start(next_base);
             segment.remove()?;
         }
     }
@@ -376,16 +495,17 @@ impl Partition {
     pub(crate) async fn delete_records(&self, offset: Offset) -> Result<Offset, crate::ReadError> {
         let new_start = {
             let mut log = self.log.borrow_mut();
-            let target = if offset.0 == -1 { log.high_watermark } else { offset.0 };
-            if target < 0 || target > log.high_watermark {
+            let high_watermark = log.high_watermark();
+            let target = if offset.0 == -1 { high_watermark } else { offset.0 };
+            if target < 0 || target > high_watermark {
                 return Err(crate::ReadError::OffsetOutOfRange {
                     partition: self.id.clone(),
                     offset,
                     log_start_offset: Offset(log.log_start_offset),
-                    high_watermark: Offset(log.high_watermark),
+                    high_watermark: Offset(high_watermark),
                 });
             }
-            log.log_start_offset = log.log_start_offset.max(target);
+            log.move_log_start(target);
             let start = log.log_start_offset;
             while log.segments.len() > 1 {
                 let next_offset = log.segments.values().next().expect("checked above").summary.next_offset;
@@ -420,7 +540,7 @@ impl Partition {
         }
         let (target, recovery_point) = {
             let log = self.log.borrow();
-            (log.written_sequence, log.high_watermark)
+            (log.written_sequence, log.local_end)
         };
         if self.sync_up_to(target).await.is_err() {
             return;

@@ -10,7 +10,7 @@ use super::Partition;
 use crate::batch::{self, BatchHeader, LOG_OVERHEAD_BYTES};
 use crate::error::ReadError;
 use crate::types::Offset;
-use crate::{OffsetAnswer, OffsetQuery, ReadResult};
+use crate::{OffsetAnswer, OffsetQuery, ReadBound, ReadResult};
 
 /// Slack read beyond `size_bytes_max`, to cover batches between the index entry and the offset.
 const READ_SLACK_BYTES: u64 = 16 * 1024;
@@ -25,9 +25,16 @@ struct Located {
     reader: std::sync::Arc<std::fs::File>,
     path: std::path::PathBuf,
     start_position: u64,
+    /// Bytes of the segment the read may look at.
     end_position: u64,
     /// One past the segment's last offset.
     next_offset: i64,
+    /// Batches starting at or past this offset are not served (the high watermark or the
+    /// local end).
+    end_offset: i64,
+    /// `end_position` already stops before `end_offset`; otherwise the read checks each
+    /// batch's offset (a replicated partition whose high watermark position is not known).
+    end_exact: bool,
 }
 
 async fn read_range(file: &compio::fs::File, position: u64, size: u64) -> std::io::Result<Vec<u8>> {
@@ -45,18 +52,22 @@ impl Partition {
         ReadError::Io { partition: self.id.clone(), source }
     }
 
-    /// The segment holding `offset`, or `None` when `offset` is at the high watermark.
-    fn locate(&self, offset: i64) -> Result<Option<Located>, ReadError> {
+    /// The segment holding `offset`, or `None` when `offset` is at the read's end.
+    fn locate(&self, offset: i64, bound: ReadBound) -> Result<Option<Located>, ReadError> {
         let log = self.log.borrow();
-        if offset < log.log_start_offset || offset > log.high_watermark {
+        let (end, hw_position) = match bound {
+            ReadBound::HighWatermark => (log.high_watermark(), log.hw_position),
+            ReadBound::LogEnd => (log.local_end, None),
+        };
+        if offset < log.log_start_offset || offset > end {
             return Err(ReadError::OffsetOutOfRange {
                 partition: self.id.clone(),
                 offset: Offset(offset),
                 log_start_offset: Offset(log.log_start_offset),
-                high_watermark: Offset(log.high_watermark),
+                high_watermark: Offset(end),
             });
         }
-        if offset == log.high_watermark {
+        if offset == end {
             return Ok(None);
         }
         // The segment whose base is at or below the offset, skipping segments that end below
@@ -72,25 +83,40 @@ impl Partition {
                 partition: self.id.clone(),
                 offset: Offset(offset),
                 log_start_offset: Offset(log.log_start_offset),
-                high_watermark: Offset(log.high_watermark),
+                high_watermark: Offset(end),
             })?;
+        // Everything readable is below the end unless a replicated partition's high watermark
+        // falls inside this segment; then its known position, or a check of each batch.
+        let whole = end == log.local_end || segment.summary.next_offset <= end;
+        let (end_position, end_exact) = match hw_position {
+            _ if whole => (segment.readable_size_bytes, true),
+            Some((base, position)) if base == segment.base_offset => (position, true),
+            _ => (segment.readable_size_bytes, false),
+        };
         Ok(Some(Located {
             file: segment.file.clone(),
             reader: segment.reader.clone(),
             path: segment.log_path(),
             start_position: segment.lookup(offset),
-            end_position: segment.readable_size_bytes,
+            end_position,
             next_offset: segment.summary.next_offset,
+            end_offset: end,
+            end_exact,
         }))
     }
 
-    pub(crate) async fn read(&self, offset: Offset, size_bytes_max: u32) -> Result<ReadResult, ReadError> {
+    pub(crate) async fn read(
+        &self,
+        offset: Offset,
+        size_bytes_max: u32,
+        bound: ReadBound,
+    ) -> Result<ReadResult, ReadError> {
         if self.failed.get() {
             return Err(ReadError::StorageFailed { partition: self.id.clone() });
         }
         let mut target = offset.0;
         loop {
-            let Some(located) = self.locate(target)? else {
+            let Some(located) = self.locate(target, bound)? else {
                 return Ok(ReadResult { records: Vec::new(), offsets: self.offsets() });
             };
             if let Some(result) = self.read_in_segment(&located, target, size_bytes_max).await? {
@@ -103,13 +129,18 @@ impl Partition {
         }
     }
 
-    pub(crate) async fn read_range(&self, offset: Offset, size_bytes_max: u32) -> Result<crate::RangeRead, ReadError> {
+    pub(crate) async fn read_range(
+        &self,
+        offset: Offset,
+        size_bytes_max: u32,
+        bound: ReadBound,
+    ) -> Result<crate::RangeRead, ReadError> {
         if self.failed.get() {
             return Err(ReadError::StorageFailed { partition: self.id.clone() });
         }
         let mut target = offset.0;
         loop {
-            let Some(located) = self.locate(target)? else {
+            let Some(located) = self.locate(target, bound)? else {
                 return Ok(crate::RangeRead { range: None, offsets: self.offsets() });
             };
             if let Some(range) = self.range_in_segment(&located, target, size_bytes_max).await? {
@@ -137,8 +168,9 @@ impl Partition {
                 return Err(self.corrupt(located, position));
             }
             if header.last_offset() >= target {
-                let available = located.end_position - position;
-                let size_bytes = available.min(u64::from(size_bytes_max).max(size)).min(u64::from(u32::MAX));
+                let limit = u64::from(size_bytes_max).max(size);
+                let available = self.bounded_end(located, position, limit).await? - position;
+                let size_bytes = available.min(limit).min(u64::from(u32::MAX));
                 return Ok(Some(crate::FileRange {
                     file: located.reader.clone(),
                     position,
@@ -148,6 +180,26 @@ impl Partition {
             position += size;
         }
         Ok(None)
+    }
+
+    /// Where a range starting at `position` (a batch boundary) must end to serve no batch at or
+    /// past the read's end offset, looking no further than `limit` bytes.
+    async fn bounded_end(&self, located: &Located, position: u64, limit: u64) -> Result<u64, ReadError> {
+        if located.end_exact {
+            return Ok(located.end_position);
+        }
+        let mut end = position;
+        let stop = located.end_position.min(position.saturating_add(limit));
+        while end + LOG_OVERHEAD_BYTES as u64 <= stop {
+            let header_size = (batch::HEADER_SIZE_BYTES as u64).min(located.end_position - end);
+            let bytes = read_range(&located.file, end, header_size).await.map_err(|error| self.io_error(error))?;
+            let header = batch::parse_header(&bytes).map_err(|_| self.corrupt(located, end))?;
+            if header.base_offset >= located.end_offset {
+                break;
+            }
+            end += header.size_bytes() as u64;
+        }
+        Ok(end.min(located.end_position).max(position))
     }
 
     /// Reads from the segment holding `target`; `None` when it has no batch reaching `target`.
@@ -189,9 +241,12 @@ impl Partition {
         size_bytes_max: u32,
     ) -> Result<ReadResult, ReadError> {
         let mut kept = 0usize;
-        while let Some((_, length)) = batch::peek_size(&bytes[kept..]) {
+        while let Some((base_offset, length)) = batch::peek_size(&bytes[kept..]) {
             if length < 0 {
                 return Err(self.corrupt(located, position + kept as u64));
+            }
+            if kept > 0 && base_offset >= located.end_offset {
+                break;
             }
             let size = LOG_OVERHEAD_BYTES + length as usize;
             let end = kept + size;
@@ -229,7 +284,7 @@ impl Partition {
     pub(crate) async fn list_offsets(&self, query: OffsetQuery) -> Result<Option<OffsetAnswer>, ReadError> {
         let (log_start, high_watermark) = {
             let log = self.log.borrow();
-            (log.log_start_offset, log.high_watermark)
+            (log.log_start_offset, log.high_watermark())
         };
         match query {
             OffsetQuery::Earliest => Ok(Some(OffsetAnswer { offset: Offset(log_start), timestamp_ms: -1 })),
@@ -252,6 +307,8 @@ impl Partition {
                                 start_position: segment.lookup(target),
                                 end_position: segment.readable_size_bytes,
                                 next_offset: segment.summary.next_offset,
+                                end_offset: i64::MAX,
+                                end_exact: true,
                             };
                             (located, target, segment.summary.max_timestamp_ms)
                         })
@@ -317,6 +374,8 @@ impl Partition {
                     start_position: segment.lookup_time(timestamp_ms),
                     end_position: segment.readable_size_bytes,
                     next_offset: segment.summary.next_offset,
+                    end_offset: i64::MAX,
+                    end_exact: true,
                 })
                 .collect()
         };

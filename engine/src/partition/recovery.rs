@@ -1,13 +1,15 @@
 //! Opening a partition: find its segments, trust those fully below the recovery point (when
 //! their indexes are consistent), re-validate the rest, and truncate a torn or corrupt tail.
 //!
-//! 1. Read `partition.checkpoint` (recovery point, log start, producer snapshot); none means
-//!    recover everything from offset 0.
+//! 1. Read `partition.checkpoint` (recovery point, log start, producer snapshot, replicated
+//!    high watermark) and `leader-epoch-checkpoint`; none means recover everything from offset
+//!    0, and so does a missing or unreadable epoch file (the epochs come from the batches).
 //! 2. List `*.log` files by base offset; remove leftover `*.tmp` files.
 //! 3. For each segment: if it ends at or below the recovery point and its `.index` and
 //!    `.timeindex` decode consistently, load them; otherwise scan the log, re-validating every
 //!    batch and replaying producer state for batches at or past the snapshot.
-//! 4. At the first invalid batch, truncate the file there (fsynced) and delete later segments.
+//! 4. At the first invalid batch, truncate the file there (fsynced) and delete later segments;
+//!    drop epoch entries and producer batches past the recovered log end.
 //! 5. Open every segment for io_uring; the last one is the active segment.
 
 use std::cell::{Cell, RefCell};
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 use event_listener::Event;
 
+use super::epochs::LeaderEpochCache;
 use super::{CHECKPOINT_FILE_NAME, Checkpoint, Log, Partition};
 use crate::config::TopicConfig;
 use crate::io::FaultInjector;
@@ -99,6 +102,17 @@ struct Recovered {
     summaries: BTreeMap<i64, SegmentSummary>,
     checkpoint: Checkpoint,
     producers: super::producer::ProducerStates,
+    epochs: LeaderEpochCache,
+}
+
+/// The epoch cache file, `None` when missing or unreadable.
+fn read_epochs(dir: &Path) -> Option<LeaderEpochCache> {
+    let bytes = std::fs::read(dir.join(super::epochs::FILE_NAME)).ok()?;
+    let decoded = LeaderEpochCache::decode(&bytes);
+    if decoded.is_none() {
+        tracing::warn!(dir = %dir.display(), "unreadable leader-epoch checkpoint; rebuilding it from the log");
+    }
+    decoded
 }
 
 impl Partition {
@@ -130,7 +144,13 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
             crate::io::sync_dir(parent)?;
         }
     }
-    let checkpoint = read_checkpoint(dir);
+    let mut checkpoint = read_checkpoint(dir);
+    let stored_epochs = read_epochs(dir);
+    if stored_epochs.is_none() {
+        // Without the epochs of trusted segments, trust none: the scan assigns them all.
+        checkpoint.recovery_point = 0;
+    }
+    let mut epochs = stored_epochs.unwrap_or_default();
     let mut producers = checkpoint.producers.clone();
     let mut summaries: BTreeMap<i64, SegmentSummary> = BTreeMap::new();
     let bases = list_segments(dir)?;
@@ -144,10 +164,14 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
             continue;
         }
         let path = segment::log_path(dir, *base);
+        // The scan re-assigns the epochs of this segment and those after it, in order, over a
+        // cache cut back to where it starts.
+        epochs.truncate_from_end(*base);
         let outcome = scan::scan(&path, *base, index_interval_bytes, u64::MAX, |header, _| {
             if header.base_offset >= checkpoint.recovery_point {
                 producers.record(header, header.base_offset);
             }
+            epochs.assign(header.leader_epoch, header.base_offset);
         })?;
         let valid = outcome.summary.size_bytes;
         let ends_early = next_base.is_some_and(|next| outcome.summary.next_offset > next);
@@ -192,7 +216,10 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
         crate::io::sync_dir(dir)?;
         summaries.insert(base, SegmentSummary::empty(base));
     }
-    Ok(Recovered { summaries, checkpoint, producers })
+    let next_offset = summaries.values().next_back().map_or(0, |summary| summary.next_offset);
+    epochs.truncate_from_end(next_offset);
+    let producers = producers.below(next_offset);
+    Ok(Recovered { summaries, checkpoint, producers, epochs })
 }
 
 impl Partition {
@@ -203,7 +230,7 @@ impl Partition {
         shared: Shared,
         recovered: Recovered,
     ) -> std::io::Result<Rc<Partition>> {
-        let Recovered { summaries, checkpoint, producers } = recovered;
+        let Recovered { summaries, checkpoint, producers, epochs } = recovered;
         let now_ms = shared.clock.unix_ms();
         let mut segments = BTreeMap::new();
         for (base, summary) in summaries {
@@ -223,7 +250,12 @@ impl Partition {
         let log = Log {
             segments,
             next_offset,
-            high_watermark: next_offset,
+            local_end: next_offset,
+            replicated_high_watermark: checkpoint
+                .high_watermark
+                .map(|high_watermark| high_watermark.clamp(log_start_offset, next_offset)),
+            hw_position: None,
+            tail_batches: VecDeque::new(),
             log_start_offset,
             in_flight: VecDeque::new(),
             next_write_sequence: 1,
@@ -238,10 +270,15 @@ impl Partition {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             producers,
+            epochs,
+            // Written at the first checkpoint, so that a rebuilt cache reaches the disk.
+            epochs_version: 1,
             checkpointed: super::CheckpointKey {
                 recovery_point: checkpoint.recovery_point,
                 log_start_offset: checkpoint.log_start_offset,
                 cleaned_up_to: checkpoint.cleaned_up_to,
+                high_watermark: checkpoint.high_watermark,
+                epochs_version: 0,
             },
         };
         Ok(Rc::new(Partition {

@@ -40,6 +40,19 @@ pub(crate) fn scan(
     base_offset: i64,
     index_interval_bytes: u32,
     limit_bytes: u64,
+    on_batch: impl FnMut(&BatchHeader, &[u8]),
+) -> io::Result<ScanOutcome> {
+    scan_before(path, base_offset, index_interval_bytes, limit_bytes, i64::MAX, on_batch)
+}
+
+/// As [`scan`], but the valid prefix also ends before the first batch reaching `end_offset`
+/// (its last offset at or past it): what a log truncated to end there keeps of this segment.
+pub(crate) fn scan_before(
+    path: &Path,
+    base_offset: i64,
+    index_interval_bytes: u32,
+    limit_bytes: u64,
+    end_offset: i64,
     mut on_batch: impl FnMut(&BatchHeader, &[u8]),
 ) -> io::Result<ScanOutcome> {
     let file = File::open(path)?;
@@ -70,7 +83,10 @@ pub(crate) fn scan(
         let within = (position - window_start) as usize;
         let bytes = &window[within..within + size as usize];
         let Ok(header) = batch::validate(bytes, false) else { break };
-        if header.base_offset < builder.summary.next_offset || header.last_offset() < header.base_offset {
+        if header.base_offset < builder.summary.next_offset
+            || header.last_offset() < header.base_offset
+            || header.last_offset() >= end_offset
+        {
             break;
         }
         builder.push(position, &header);

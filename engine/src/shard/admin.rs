@@ -10,6 +10,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::BTreeMap;
+
 use super::{RouteError, ShardState, Shared};
 use crate::catalog::{Catalog, META_FILE_NAME, TopicInfo};
 use crate::config::TopicConfig;
@@ -69,32 +71,78 @@ pub(crate) fn remove_deleted_dirs(data_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens every partition of the catalog on its shard, recovering its log.
+/// How many partitions open at once, at startup and in one admin call: their file-system work
+/// (recovery scans, two directory fsyncs for a new one) overlaps on the blocking pools, and the
+/// bound keeps memory and open files in check however many partitions there are.
+const OPEN_CONCURRENCY: usize = 32;
+
+/// Opens every partition of the catalog on its shard, recovering its log, several at once.
 pub(crate) async fn recover_all(shared: &Arc<Shared>) -> Result<(), OpenError> {
+    use futures_util::{StreamExt as _, TryStreamExt as _};
     let catalog = shared.catalog();
+    let mut pending = Vec::new();
     for topic in catalog.topics() {
-        for index in 0..topic.partition_count {
-            open_partition(shared, &catalog, &topic, index).await.map_err(|error| match error {
-                TopicError::Io { source, .. } => OpenError::Recovery {
-                    partition: TopicPartition::new(topic.name.clone(), index),
-                    source: crate::error::RecoveryError::Io {
-                        path: partition_dir(&shared.config.data_dir, &TopicPartition::new(topic.name.clone(), index)),
-                        source,
-                    },
-                },
-                _ => OpenError::Shard { shard: 0, source: std::io::Error::other("engine stopped during recovery") },
-            })?;
+        for index in topic.partitions.keys() {
+            pending.push((topic.clone(), *index));
+        }
+    }
+    futures_util::stream::iter(pending)
+        .map(|(topic, index)| {
+            let catalog = &catalog;
+            async move {
+                open_partition(shared, catalog, &topic, index).await.map_err(|error| {
+                    let partition = TopicPartition::new(topic.name.clone(), index);
+                    match error {
+                        TopicError::Io { source, .. } => OpenError::Recovery {
+                            source: crate::error::RecoveryError::Io {
+                                path: partition_dir(&shared.config.data_dir, &partition),
+                                source,
+                            },
+                            partition,
+                        },
+                        _ => OpenError::Shard {
+                            shard: 0,
+                            source: std::io::Error::other("engine stopped during recovery"),
+                        },
+                    }
+                })
+            }
+        })
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// Removes partition directories the catalog does not hold (left by a deletion that a crash
+/// interrupted between writing the catalog and renaming the directory), so that a topic created
+/// later under the same name starts empty.
+pub(crate) fn remove_stray_dirs(data_dir: &Path, catalog: &Catalog) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((topic, index)) = name.rsplit_once('-') else { continue };
+        let Ok(index) = index.parse::<i32>() else { continue };
+        if !is_valid_topic_name(topic) || catalog.shard_of(&TopicPartition::new(topic, index)).is_some() {
+            continue;
+        }
+        let holds_log = entry.path().join(crate::partition::CHECKPOINT_FILE_NAME).exists()
+            || std::fs::read_dir(entry.path())?
+                .flatten()
+                .any(|file| file.file_name().to_string_lossy().ends_with(".log"));
+        if holds_log {
+            tracing::warn!(dir = %entry.path().display(), "removing a partition directory the catalog does not hold");
+            let doomed = entry.path().with_file_name(format!("{name}.stray{DELETED_SUFFIX}"));
+            remove_partition_dir(&entry.path(), &doomed)?;
         }
     }
     Ok(())
 }
 
-/// How many partitions of one admin call are opened at once: their file-system work (two
-/// directory fsyncs each for a new one) overlaps on the blocking pools.
-const OPEN_CONCURRENCY: usize = 32;
-
 /// Opens (creating if needed) partitions `indexes` of `topic`, several at once.
-async fn open_partitions(shared: &Shared, topic: &TopicInfo, indexes: std::ops::Range<i32>) -> Result<(), TopicError> {
+async fn open_partitions(shared: &Shared, topic: &TopicInfo, indexes: Vec<i32>) -> Result<(), TopicError> {
     use futures_util::{StreamExt as _, TryStreamExt as _};
     let catalog = shared.catalog();
     futures_util::stream::iter(indexes)
@@ -107,7 +155,8 @@ async fn open_partitions(shared: &Shared, topic: &TopicInfo, indexes: std::ops::
 /// Opens (creating if needed) partition `index` of `topic` on its owning shard.
 async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, index: i32) -> Result<(), TopicError> {
     let partition = TopicPartition::new(topic.name.clone(), index);
-    let shard = topic.shards[index as usize];
+    let shard =
+        catalog.shard_of(&partition).ok_or_else(|| TopicError::UnknownTopic { topic: topic.name.to_string() })?;
     let dir = partition_dir(&shared.config.data_dir, &partition);
     let event = catalog.event(&partition).ok_or_else(|| TopicError::UnknownTopic { topic: topic.name.to_string() })?;
     let config = topic.config.clone();
@@ -121,6 +170,9 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
     let key = partition.clone();
     let opened = shared
         .on_shard(shard, move |state: Rc<ShardState>| async move {
+            if state.partition(&key).is_some() {
+                return Ok(());
+            }
             let env = crate::partition::Shared { event, faults, stats: state.stats.clone(), tuning, clock };
             let log = Partition::open(key.clone(), dir, config, env).await?;
             state.partitions.borrow_mut().insert(key, log);
@@ -144,6 +196,120 @@ async fn persist(shared: &Shared, catalog: &Catalog, topic: &str) -> Result<(), 
 }
 
 impl Shared {
+    /// Opens the partition logs `specs` asks for, creating the missing ones (empty, in their
+    /// topic's directory layout) and applying the given config to those already open.
+    pub(crate) async fn open_partition_logs(&self, specs: Vec<crate::PartitionSpec>) -> Result<(), TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        let mut next = Catalog::clone(&self.catalog());
+        let mut touched: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+        for spec in &specs {
+            let name = spec.partition.topic.clone();
+            let mut info = match next.topic(&name) {
+                Some(info) if info.id != spec.topic_id => {
+                    return Err(TopicError::TopicIdMismatch {
+                        topic: name.to_string(),
+                        held: info.id,
+                        given: spec.topic_id,
+                    });
+                }
+                Some(info) => info,
+                None => {
+                    if !is_valid_topic_name(&name) {
+                        return Err(TopicError::InvalidName { topic: name.to_string() });
+                    }
+                    TopicInfo {
+                        name: name.clone(),
+                        id: spec.topic_id,
+                        config: spec.config.clone(),
+                        partitions: BTreeMap::new(),
+                    }
+                }
+            };
+            info.config = spec.config.clone();
+            let index = spec.partition.partition.0;
+            info.partitions.entry(index).or_insert_with(|| crate::placement::place(&name, index, self.shard_count));
+            touched.entry(name).or_default().push(index);
+            next = next.with_topic(info);
+        }
+        persist(self, &next, "(partitions)").await?;
+        self.store_catalog(next);
+        let catalog = self.catalog();
+        for (name, indexes) in touched {
+            let info = catalog.topic(&name).expect("just stored");
+            self.apply_config(&info).await?;
+            open_partitions(self, &info, indexes).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes and deletes the logs of `partitions` held here; a topic left with none is
+    /// forgotten. Partitions not held are skipped.
+    pub(crate) async fn remove_partition_logs(&self, partitions: Vec<TopicPartition>) -> Result<(), TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        let current = self.catalog();
+        let mut next = Catalog::clone(&current);
+        let mut doomed = Vec::new();
+        for partition in partitions {
+            let Some(mut info) = next.topic(&partition.topic) else { continue };
+            let Some(shard) = info.partitions.remove(&partition.partition.0) else { continue };
+            doomed.push((partition, shard, info.id));
+            next = if info.partitions.is_empty() { next.without_topic(&info.name) } else { next.with_topic(info) };
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        persist(self, &next, "(partitions)").await?;
+        self.store_catalog(next);
+        for (partition, shard, id) in doomed {
+            self.remove_log(&partition, shard, id).await?;
+            if let Some(event) = current.event(&partition) {
+                event.notify(usize::MAX);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes one partition on its shard and deletes its directory.
+    async fn remove_log(
+        &self,
+        partition: &TopicPartition,
+        shard: crate::types::ShardId,
+        id: TopicId,
+    ) -> Result<(), TopicError> {
+        let dir = partition_dir(&self.config.data_dir, partition);
+        let doomed = dir.with_file_name(format!("{}.{id}{DELETED_SUFFIX}", partition.dir_name()));
+        let key = partition.clone();
+        let removed = self
+            .on_shard(shard, move |state: Rc<ShardState>| async move {
+                let log = state.partitions.borrow_mut().remove(&key);
+                if let Some(log) = log {
+                    log.close(false).await;
+                }
+                // Unlinking a segment file nothing holds open frees its blocks and page
+                // cache at once: hundreds of milliseconds per GiB, so not on the shard.
+                crate::io::unblocked(move || remove_partition_dir(&dir, &doomed)).await
+            })
+            .await;
+        match removed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(TopicError::Io { topic: partition.topic.to_string(), source }),
+            Err(_) => Err(TopicError::ShuttingDown),
+        }
+    }
+
+    /// Hands a topic's config to its partitions that are open.
+    async fn apply_config(&self, info: &TopicInfo) -> Result<(), TopicError> {
+        for index in info.partitions.keys() {
+            let key = TopicPartition::new(info.name.clone(), *index);
+            let config = info.config.clone();
+            let applied = self.on_partition(&key, move |log| async move { log.set_config(config) }).await;
+            if let Err(RouteError::ShuttingDown) = applied {
+                return Err(TopicError::ShuttingDown);
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn create_topic(
         &self,
         name: &str,
@@ -156,41 +322,35 @@ impl Shared {
         if !(1..=PARTITION_COUNT_MAX).contains(&partition_count) {
             return Err(TopicError::InvalidPartitions { topic: name.to_owned(), count: partition_count });
         }
-        let _admin = self.admin_lock.lock().await;
-        let current = self.catalog();
-        if current.topic(name).is_some() {
+        if self.catalog().topic(name).is_some() {
             return Err(TopicError::AlreadyExists { topic: name.to_owned() });
         }
-        let info = TopicInfo {
-            name: Arc::from(name),
-            id: new_topic_id(name),
-            partition_count,
-            config,
-            shards: (0..partition_count).map(|index| crate::placement::place(name, index, self.shard_count)).collect(),
-        };
-        let next = current.with_topic(info.clone());
-        persist(self, &next, name).await?;
-        self.store_catalog(next);
-        open_partitions(self, &info, 0..partition_count).await?;
-        Ok(info)
+        let id = new_topic_id(name);
+        let specs = (0..partition_count)
+            .map(|index| crate::PartitionSpec {
+                partition: TopicPartition::new(name, index),
+                topic_id: id,
+                config: config.clone(),
+            })
+            .collect();
+        self.open_partition_logs(specs).await?;
+        self.catalog().topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })
     }
 
     pub(crate) async fn create_partitions(&self, name: &str, partition_count: i32) -> Result<TopicInfo, TopicError> {
-        let _admin = self.admin_lock.lock().await;
-        let current = self.catalog();
-        let mut info = current.topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })?;
-        if partition_count <= info.partition_count || partition_count > PARTITION_COUNT_MAX {
+        let info = self.catalog().topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })?;
+        if partition_count <= info.partition_count() || partition_count > PARTITION_COUNT_MAX {
             return Err(TopicError::InvalidPartitions { topic: name.to_owned(), count: partition_count });
         }
-        let first_new = info.partition_count;
-        info.shards
-            .extend((first_new..partition_count).map(|index| crate::placement::place(name, index, self.shard_count)));
-        info.partition_count = partition_count;
-        let next = current.with_topic(info.clone());
-        persist(self, &next, name).await?;
-        self.store_catalog(next);
-        open_partitions(self, &info, first_new..partition_count).await?;
-        Ok(info)
+        let specs = (info.partition_count()..partition_count)
+            .map(|index| crate::PartitionSpec {
+                partition: TopicPartition::new(name, index),
+                topic_id: info.id,
+                config: info.config.clone(),
+            })
+            .collect();
+        self.open_partition_logs(specs).await?;
+        self.catalog().topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })
     }
 
     pub(crate) async fn alter_topic_config(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, TopicError> {
@@ -201,49 +361,14 @@ impl Shared {
         let next = current.with_topic(info.clone());
         persist(self, &next, name).await?;
         self.store_catalog(next);
-        for index in 0..info.partition_count {
-            let key = TopicPartition::new(info.name.clone(), index);
-            let config = info.config.clone();
-            let applied = self.on_partition(&key, move |log| async move { log.set_config(config) }).await;
-            if let Err(RouteError::ShuttingDown) = applied {
-                return Err(TopicError::ShuttingDown);
-            }
-        }
+        self.apply_config(&info).await?;
         Ok(info)
     }
 
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
-        let _admin = self.admin_lock.lock().await;
-        let current = self.catalog();
-        let info = current.topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })?;
-        let next = current.without_topic(name);
-        persist(self, &next, name).await?;
-        self.store_catalog(next);
-        for (index, shard) in info.shards.iter().enumerate() {
-            let key = TopicPartition::new(info.name.clone(), index as i32);
-            let dir = partition_dir(&self.config.data_dir, &key);
-            let doomed = dir.with_file_name(format!("{}.{}{DELETED_SUFFIX}", key.dir_name(), info.id));
-            let removed = self
-                .on_shard(*shard, move |state: Rc<ShardState>| async move {
-                    let log = state.partitions.borrow_mut().remove(&key);
-                    if let Some(log) = log {
-                        log.close(false).await;
-                    }
-                    // Unlinking a segment file nothing holds open frees its blocks and page
-                    // cache at once: hundreds of milliseconds per GiB, so not on the shard.
-                    crate::io::unblocked(move || remove_partition_dir(&dir, &doomed)).await
-                })
-                .await;
-            match removed {
-                Ok(Ok(())) => {}
-                Ok(Err(source)) => return Err(TopicError::Io { topic: name.to_owned(), source }),
-                Err(_) => return Err(TopicError::ShuttingDown),
-            }
-        }
-        for event in current.entry(name).map(|entry| entry.events.clone()).unwrap_or_default() {
-            event.notify(usize::MAX);
-        }
-        Ok(())
+        let info = self.catalog().topic(name).ok_or_else(|| TopicError::UnknownTopic { topic: name.to_owned() })?;
+        let partitions = info.partitions.keys().map(|index| TopicPartition::new(info.name.clone(), *index)).collect();
+        self.remove_partition_logs(partitions).await
     }
 }
 

@@ -114,6 +114,7 @@ impl Shared {
         let catalog = Catalog::load(&meta_path, shard_count)
             .map_err(|reason| OpenError::Metadata { path: meta_path.clone(), reason })?;
         admin::remove_deleted_dirs(&data_dir).map_err(dir_error)?;
+        admin::remove_stray_dirs(&data_dir, &catalog).map_err(dir_error)?;
 
         let mut senders = Vec::with_capacity(usize::from(shard_count));
         let mut receivers = Vec::with_capacity(usize::from(shard_count));
@@ -298,9 +299,10 @@ impl Shared {
         partition: &TopicPartition,
         offset: Offset,
         size_bytes_max: u32,
+        bound: crate::ReadBound,
     ) -> Result<ReadResult, ReadError> {
         let routed =
-            self.on_partition(partition, move |log| async move { log.read(offset, size_bytes_max).await }).await;
+            self.on_partition(partition, move |log| async move { log.read(offset, size_bytes_max, bound).await }).await;
         flatten_read(partition, routed)
     }
 
@@ -309,9 +311,59 @@ impl Shared {
         partition: &TopicPartition,
         offset: Offset,
         size_bytes_max: u32,
+        bound: crate::ReadBound,
     ) -> Result<crate::RangeRead, ReadError> {
+        let routed = self
+            .on_partition(partition, move |log| async move { log.read_range(offset, size_bytes_max, bound).await })
+            .await;
+        flatten_read(partition, routed)
+    }
+
+    pub(crate) async fn append_replica(
+        &self,
+        partition: &TopicPartition,
+        batches: Vec<u8>,
+        durable: bool,
+    ) -> Result<AppendResult, AppendError> {
         let routed =
-            self.on_partition(partition, move |log| async move { log.read_range(offset, size_bytes_max).await }).await;
+            self.on_partition(partition, move |log| async move { log.append_replica(batches, durable).await }).await;
+        match routed {
+            Ok(result) => result,
+            Err(RouteError::Missing) => Err(AppendError::UnknownPartition { partition: partition.clone() }),
+            Err(RouteError::ShuttingDown) => Err(AppendError::ShuttingDown),
+        }
+    }
+
+    pub(crate) async fn truncate_to(&self, partition: &TopicPartition, offset: Offset) -> Result<Offset, ReadError> {
+        let routed = self.on_partition(partition, move |log| async move { log.truncate_to(offset).await }).await;
+        flatten_read(partition, routed)
+    }
+
+    pub(crate) async fn set_high_watermark(
+        &self,
+        partition: &TopicPartition,
+        high_watermark: Option<Offset>,
+    ) -> Result<PartitionOffsets, ReadError> {
+        let routed = self
+            .on_partition(partition, move |log| async move {
+                log.set_high_watermark(high_watermark);
+                Ok(log.offsets())
+            })
+            .await;
+        flatten_read(partition, routed)
+    }
+
+    pub(crate) async fn end_offset_for_epoch(
+        &self,
+        partition: &TopicPartition,
+        epoch: i32,
+    ) -> Result<crate::EpochEnd, ReadError> {
+        let routed = self.on_partition(partition, move |log| async move { Ok(log.end_offset_for_epoch(epoch)) }).await;
+        flatten_read(partition, routed)
+    }
+
+    pub(crate) async fn latest_epoch(&self, partition: &TopicPartition) -> Result<Option<i32>, ReadError> {
+        let routed = self.on_partition(partition, |log| async move { Ok(log.latest_epoch()) }).await;
         flatten_read(partition, routed)
     }
 

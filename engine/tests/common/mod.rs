@@ -73,7 +73,10 @@ pub fn read_all(engine: &Engine, partition: &sluice_engine::TopicPartition, from
         let mut batches = Vec::new();
         let mut offset = from;
         loop {
-            let read = engine.read(partition, sluice_engine::Offset(offset), 64 * 1024).await.expect("read");
+            let read = engine
+                .read(partition, sluice_engine::Offset(offset), 64 * 1024, sluice_engine::ReadBound::HighWatermark)
+                .await
+                .expect("read");
             if read.records.is_empty() {
                 assert_eq!(offset, read.offsets.high_watermark.0, "an empty read happens only at the high watermark");
                 return batches;

@@ -126,7 +126,7 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
                 .partitions
                 .iter()
                 .map(|partition| {
-                    let known = info.as_ref().filter(|info| (0..info.partition_count).contains(&partition.partition));
+                    let known = info.as_ref().filter(|info| (0..info.partition_count()).contains(&partition.partition));
                     let epoch_error = match partition.current_leader_epoch {
                         epoch if epoch > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
                         _ => None,
@@ -174,7 +174,10 @@ async fn read_one(
     let result = if size_bytes_max <= 0 {
         engine.offsets(partition).await.map(|offsets| (offsets, None))
     } else {
-        engine.read_range(partition, Offset(offset), size_bytes_max as u32).await.map(|read| (read.offsets, read.range))
+        engine
+            .read_range(partition, Offset(offset), size_bytes_max as u32, sluice_engine::ReadBound::HighWatermark)
+            .await
+            .map(|read| (read.offsets, read.range))
     };
     match result {
         Ok((offsets, records)) => PartitionRead { error_code: 0, offsets: Some(offsets), records },
@@ -184,6 +187,7 @@ async fn read_one(
                     log_start_offset: *log_start_offset,
                     high_watermark: *high_watermark,
                     last_stable_offset: *high_watermark,
+                    local_end_offset: *high_watermark,
                     log_end_offset: *high_watermark,
                 }),
                 _ => None,
@@ -224,6 +228,7 @@ fn assemble(
                 log_start_offset: Offset(-1),
                 high_watermark: Offset(-1),
                 last_stable_offset: Offset(-1),
+                local_end_offset: Offset(-1),
                 log_end_offset: Offset(-1),
             });
             partitions.push(PartitionAnswer {
