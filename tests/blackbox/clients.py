@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
+import kafka_wire
+
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 OP_TIMEOUT_S = 30.0
 
@@ -87,7 +89,13 @@ def describe(broker, topic: str) -> dict[str, ConfigEntry]:
 
 
 def wait_for_partitions(broker, name: str, partitions: int, timeout_s: float = OP_TIMEOUT_S) -> None:
-    """Poll Metadata until the topic shows `partitions` partitions, each with a leader."""
+    """Poll Metadata until the topic shows `partitions` partitions, each with a leader, then
+    ListOffsets until every partition answers it without error.
+
+    Kafka names a new partition's leader in Metadata a moment (about 0.1 s) before that leader
+    serves it: requests sent in between get NOT_LEADER_OR_FOLLOWER, which clients retry but raw
+    requests (kafka_wire) would not.
+    """
     client = admin(broker)
     deadline = time.monotonic() + timeout_s
     seen = None
@@ -98,9 +106,19 @@ def wait_for_partitions(broker, name: str, partitions: int, timeout_s: float = O
             leaders = [p.leader for p in topic.partitions.values()]
             seen = len(leaders)
             if seen == partitions and all(leader >= 0 for leader in leaders):
-                return
+                break
         time.sleep(0.05)
-    raise AssertionError(f"topic {name} did not show {partitions} partitions with leaders in Metadata (last: {seen})")
+    else:
+        raise AssertionError(f"topic {name} did not show {partitions} partitions with leaders in Metadata "
+                             f"(last: {seen})")
+    with kafka_wire.Connection(broker.host, broker.port, timeout_s=10) as conn:
+        while True:
+            answers = kafka_wire.list_offsets(conn, name, list(range(partitions)))
+            errors = {p: error for p, (error, _) in answers.items() if error != kafka_wire.ERROR_NONE}
+            if len(answers) == partitions and not errors:
+                return
+            assert time.monotonic() < deadline, f"topic {name}: ListOffsets still answers errors {errors}"
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- records

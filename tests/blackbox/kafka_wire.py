@@ -320,7 +320,8 @@ def init_producer_id(conn: Connection, version: int) -> tuple[int, ProducerIdent
     return error, identity
 
 
-def list_offsets(conn: Connection, topic: str, partitions: list[int], timestamp: int = -1) -> dict[int, tuple[int, int]]:
+def list_offsets(conn: Connection, topic: str, partitions: list[int],
+                 timestamp: int = -1) -> dict[int, tuple[int, int]]:
     """ListOffsets v1 (the Kafka 4 floor) for one topic: {partition: (error_code, offset)}.
     timestamp -1 asks for the log end, -2 for the log start."""
     parts = [int32(p) + int64(timestamp) for p in partitions]

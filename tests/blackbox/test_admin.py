@@ -21,6 +21,7 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
 
 from clients import (admin, assert_matches, confluent_producer, create_topic, describe, make_records, now_ms,
                      produce, read_all, unique_topic, wait_all, wait_for_partitions, watermarks)
+from conftest import sluice_differs
 
 TOPIC = ResourceType.TOPIC
 
@@ -223,13 +224,29 @@ def test_describe_configs_reports_synonyms_in_precedence_order(broker):
     """librdkafka asks for synonyms: an override lists itself first, then Kafka's default under
     the broker's name for the setting; a config left alone lists only that default."""
     topic = unique_topic("synonyms")
-    create_topic(broker, topic, 1, {"retention.ms": "123456"})
+    create_topic(broker, topic, 1, {"segment.bytes": "2000000"})
     configs = describe(broker, topic)
-    chain = [(name, syn.value, source_of(syn)) for name, syn in configs["retention.ms"].synonyms.items()]
-    assert chain[0] == ("retention.ms", "123456", ConfigSource.DYNAMIC_TOPIC_CONFIG), chain
-    assert ("log.retention.ms", "604800000", ConfigSource.DEFAULT_CONFIG) in chain, chain
-    defaults = [(name, source_of(syn)) for name, syn in configs["segment.bytes"].synonyms.items()]
-    assert defaults == [("log.segment.bytes", ConfigSource.DEFAULT_CONFIG)], defaults
+    chain = [(name, syn.value, source_of(syn)) for name, syn in configs["segment.bytes"].synonyms.items()]
+    assert chain == [("segment.bytes", "2000000", ConfigSource.DYNAMIC_TOPIC_CONFIG),
+                     ("log.segment.bytes", "1073741824", ConfigSource.DEFAULT_CONFIG)], chain
+    defaults = [(name, source_of(syn)) for name, syn in configs["cleanup.policy"].synonyms.items()]
+    assert defaults == [("log.cleanup.policy", ConfigSource.DEFAULT_CONFIG)], defaults
+
+
+@sluice_differs("retention.ms lists a DEFAULT_CONFIG synonym log.retention.ms=604800000, which Kafka's broker "
+                "does not have (its default retention comes from log.retention.hours=168)")
+def test_retention_ms_synonyms_name_no_broker_default(broker):
+    """Kafka sets no log.retention.ms unless told to: an overridden retention.ms lists only the
+    override as its synonym, and a default one lists none."""
+    topic, plain = unique_topic("retention-synonyms"), unique_topic("retention-default")
+    create_topic(broker, topic, 1, {"retention.ms": "123456"})
+    create_topic(broker, plain, 1)
+    synonyms = describe(broker, topic)["retention.ms"].synonyms
+    chain = [(name, syn.value, source_of(syn)) for name, syn in synonyms.items()]
+    assert chain == [("retention.ms", "123456", ConfigSource.DYNAMIC_TOPIC_CONFIG)], chain
+    default = describe(broker, plain)["retention.ms"]
+    assert (default.value, source_of(default)) == ("604800000", ConfigSource.DEFAULT_CONFIG)
+    assert list(default.synonyms) == [], [(name, syn.value) for name, syn in default.synonyms.items()]
 
 
 def test_kafka_python_describe_configs_with_synonyms(broker):

@@ -7,8 +7,9 @@ end of a partition receives a new record soon after it is written, not after its
 
 Method: threads running confluent-kafka and kafka-python producers against one partition, then a
 full read compared with every delivery report; raw Produce requests written back to back on
-one socket (kafka_wire) whose responses must come back with correlation ids in send order; a
-consumer assigned at the high watermark with fetch.wait.max.ms=5000 and a clock around it.
+one socket (kafka_wire) whose responses must come back without error, with correlation ids in
+send order; a consumer assigned at the high watermark with fetch.wait.max.ms=5000 and a clock
+around it.
 """
 
 from __future__ import annotations
@@ -83,11 +84,26 @@ def test_pipelined_requests_are_answered_in_order_across_shards(broker):
             frames.append(kafka_wire.request_frame(kafka_wire.API_PRODUCE, version, 1_000 + i, body, flexible=flexible))
         conn.send_raw(b"".join(frames))
         order = []
+        errors = []
         for _ in range(count):
             size = struct.unpack(">i", conn.recv_exact(4))[0]
-            order.append(kafka_wire.Reader(conn.recv_exact(size)).int32())
+            reader = kafka_wire.Reader(conn.recv_exact(size))
+            order.append(reader.int32())
+            errors.append(produce_error(reader, flexible))
     assert order == [1_000 + i for i in range(count)]
+    assert errors == [0] * count, f"error codes in send order: {errors}"
     assert watermarks(broker, topic, list(range(partitions))) == {p: (0, count // partitions) for p in range(partitions)}
+
+
+def produce_error(reader: kafka_wire.Reader, flexible: bool) -> int:
+    """The error code of a one-topic, one-partition Produce response, read after its correlation id."""
+    if flexible:
+        reader.tags()
+    reader.array_len(flexible)
+    reader.compact_string() if flexible else reader.string()
+    reader.array_len(flexible)
+    reader.int32()  # partition index
+    return reader.int16()
 
 
 def produce_body(topic: str, partition: int, batch: bytes, flexible: bool) -> bytes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from confluent_kafka import Producer
 
@@ -84,9 +83,10 @@ def test_segment_files_use_kafka_layout(own_broker):
     create_topic(broker, topic, 2)
     produce(confluent_producer(broker, acks="all"), topic, make_records(100, "layout", now_ms()), partition=1)
     broker.stop()
-    # DESIGN.md: <data>/<topic>-<partition>/<base_offset:020>.log holding RecordBatch v2.
-    segment = Path(broker.data_dir) / f"{topic}-1" / f"{0:020}.log"
-    assert segment.is_file(), f"no {segment}; data dir has {sorted(p.name for p in broker.data_dir.iterdir())}"
+    # DESIGN.md: <data>/<topic>-<partition>/<base_offset:020>.log holding RecordBatch v2, as Kafka
+    # lays out each of its log dirs.
+    segment = broker.partition_dir(topic, 1) / f"{0:020}.log"
+    assert segment.is_file(), f"no {segment}; it has {sorted(p.name for p in segment.parent.parent.iterdir())}"
     head = segment.read_bytes()[:61]
     assert len(head) == 61
     assert int.from_bytes(head[0:8], "big") == 0, "first batch base offset"

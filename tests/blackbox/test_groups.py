@@ -288,18 +288,31 @@ def test_committed_offsets_and_groups_survive_a_broker_restart(own_broker):
 def test_two_groups_on_one_topic_each_get_every_record(broker):
     topic = unique_topic("two-groups")
     create_topic(broker, topic, 4)
-    values = produce_values(broker, topic, 4, 200, "two")
-    for name in ("left", "right"):
-        group = unique_group(name)
-        consumers = [group_consumer(broker, group) for _ in range(2)]
-        for consumer in consumers:
+    group_ids = {name: unique_group(name) for name in ("left", "right")}
+    groups = {name: [group_consumer(broker, group_id) for _ in range(2)] for name, group_id in group_ids.items()}
+    everyone = [consumer for members in groups.values() for consumer in members]
+    group_of = [name for name, members in groups.items() for _ in members]
+    got: dict[str, list[bytes]] = {name: [] for name in groups}
+
+    def collect(index, msg):
+        got[group_of[index]].append(msg.value())
+
+    try:
+        for consumer in everyone:
             consumer.subscribe([topic])
-        try:
-            got = consume_values(consumers, len(values))
-            _poll_for(consumers, 1.0)
-        finally:
-            close_all(consumers)
-        assert sorted(got) == sorted(values), f"group {name} did not get every record exactly once"
+        # Every member holds partitions before anything is produced. Otherwise a member could
+        # read records, uncommitted, that a later rebalance hands to the other member, which
+        # reads them again from the reset position: at least once, as Kafka does, not exactly once.
+        poll_until(everyone, lambda: all(balanced_cover(members, 4) for members in groups.values()))
+        values = produce_values(broker, topic, 4, 200, "two")
+        poll_until(everyone, lambda: all(len(values_read) >= len(values) for values_read in got.values()),
+                   on_message=collect)
+        settled = time.monotonic() + 1.0
+        poll_until(everyone, lambda: time.monotonic() > settled, on_message=collect)  # a duplicate shows here
+    finally:
+        close_all(everyone)
+    for name, values_read in got.items():
+        assert sorted(values_read) == sorted(values), f"group {name} did not get every record exactly once"
 
 
 def test_standalone_commit_with_manual_assignment(broker):
@@ -380,26 +393,39 @@ def test_kafka_python_group_splits_partitions_and_resumes_from_commits(broker):
     topic = unique_topic("kp-group")
     create_topic(broker, topic, 6)
     group = unique_group("kp")
-    values = produce_values(broker, topic, 6, 120, "kp")
 
     def consumer():
-        return KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group, auto_offset_reset="earliest",
-                             enable_auto_commit=False, session_timeout_ms=SESSION_MS, heartbeat_interval_ms=HEARTBEAT_MS,
-                             fetch_max_wait_ms=100, request_timeout_ms=30_000)
+        member = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group, auto_offset_reset="earliest",
+                               enable_auto_commit=False, session_timeout_ms=SESSION_MS,
+                               heartbeat_interval_ms=HEARTBEAT_MS, fetch_max_wait_ms=100, request_timeout_ms=30_000)
+        # Know the topic's partitions before joining: a kafka-python group leader whose metadata
+        # does not have the topic yet assigns nothing ("No partition metadata for topic"), and
+        # was seen (against Kafka) to stay that way for a minute.
+        assert member.partitions_for_topic(topic) == set(range(6))
+        return member
+
+    def split(members) -> bool:
+        parts = [{tp.partition for tp in c.assignment()} for c in members]
+        return all(parts) and not (parts[0] & parts[1]) and parts[0] | parts[1] == set(range(6))
+
+    def poll_into(members, got, timeout_ms):
+        for c in members:
+            for records in c.poll(timeout_ms=timeout_ms).values():
+                got.extend(r.value for r in records)
 
     first, second = consumer(), consumer()
     got: list[bytes] = []
     try:
+        # Both members hold partitions before anything is produced, so that no record read
+        # (uncommitted) before the split is read again by the other member after it.
         deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            for c in (first, second):
-                for records in c.poll(timeout_ms=100).values():
-                    got.extend(r.value for r in records)
-            parts = [{tp.partition for tp in c.assignment()} for c in (first, second)]
-            if all(parts) and not (parts[0] & parts[1]) and parts[0] | parts[1] == set(range(6)) and len(got) >= 60:
-                break
-        parts = [{tp.partition for tp in c.assignment()} for c in (first, second)]
-        assert all(parts) and not (parts[0] & parts[1]) and parts[0] | parts[1] == set(range(6)), parts
+        while time.monotonic() < deadline and not split((first, second)):
+            poll_into((first, second), got, 100)
+        assert split((first, second)), [c.assignment() for c in (first, second)]
+        values = produce_values(broker, topic, 6, 120, "kp")
+        while time.monotonic() < deadline and len(got) < 60:
+            poll_into((first, second), got, 100)
+        assert len(got) >= 60 and split((first, second)), (len(got), [c.assignment() for c in (first, second)])
         first.commit()
         second.commit()
     finally:

@@ -87,6 +87,8 @@ def many_connections_broker(own_broker):
     return own_broker
 
 
+@pytest.mark.sluice_only("--max-connections is a Sluice flag, and the memory, descriptor and thread bounds are "
+                        "Sluice's (a JVM's threads and heap follow other rules)")
 def test_five_thousand_connections_bounded_memory_no_fd_leak(many_connections_broker):
     broker = many_connections_broker
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * CONNECTIONS + 500:
@@ -189,6 +191,8 @@ def test_slowloris_frames_are_answered_and_do_not_block_others(broker):
     broker.assert_running()
 
 
+@pytest.mark.sluice_only("--max-connections is a Sluice flag; Kafka's max.connections (KIP-402) makes its "
+                        "acceptor wait for a free slot rather than close the connection over the limit")
 def test_connection_limit_refuses_cleanly_and_recovers(own_broker):
     broker = own_broker
     broker.stop()

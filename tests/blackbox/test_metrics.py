@@ -13,7 +13,11 @@ from __future__ import annotations
 import re
 import urllib.request
 
+import pytest
+
 from clients import confluent_producer, create_topic, make_records, now_ms, produce, read_all, unique_topic
+
+pytestmark = pytest.mark.sluice_only("Sluice's Prometheus endpoint (--metrics-listen)")
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(\s+\d+)?$")
 

@@ -25,6 +25,8 @@ from confluent_kafka.admin import ConfigResource, ResourceType
 
 from clients import OP_TIMEOUT_S, admin, base_conf, create_topic, read_all, unique_topic, watermarks
 
+pytestmark = pytest.mark.sluice_only("sluicectl, Sluice's command-line client (built with cargo)")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 120
 # FindCoordinator, JoinGroup, SyncGroup, OffsetCommit, OffsetFetch.

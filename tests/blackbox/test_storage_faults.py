@@ -24,6 +24,8 @@ import kafka_wire
 from clients import (assert_dense, assert_matches, confluent_producer, create_topic, make_records, now_ms, produce,
                      read_all, unique_topic, watermarks)
 
+pytestmark = pytest.mark.sluice_only("Sluice's fault injection (SLUICE_FAULT_INJECTION, POST /faults) and its flags")
+
 ERROR_KAFKA_STORAGE_ERROR = 56
 PRODUCE_VERSION = 9
 
