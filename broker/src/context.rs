@@ -1,11 +1,16 @@
-//! What request handlers reach: the broker-wide `Shared` state (engine handle, config, cluster
-//! identity, producer ids, shutdown signal, connection count, metrics), and the per-shard
-//! `ShardContext` built on each shard thread around it.
+//! What request handlers reach: the broker-wide `Shared` state (engine handle, metadata, config,
+//! cluster identity, producer ids, shutdown signal, connection count, metrics), and the
+//! per-shard `ShardContext` built on each shard thread around it.
 //!
 //! `Shared` is `Send + Sync` and read by every thread; it holds no lock on the produce or fetch
 //! path. `ShardContext` lives on one shard thread (`Rc`), and is where per-shard state such as the
-//! group coordinator's goes.
+//! group coordinator's goes. Each shard's context is installed in a thread-local when the shard
+//! starts serving, before any client is accepted, so that work forwarded to a shard
+//! ([`on_shard`]) finds it there.
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -88,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Option<Arc<FaultInjector>>,
     /// Where time comes from (the config's clock).
     pub(crate) clock: sluice_engine::clock::SharedClock,
+    /// The cluster metadata and its writer.
+    pub(crate) metadata: Arc<crate::metadata::Metadata>,
 }
 
 /// Everything a handler running on one shard can reach.
@@ -103,10 +110,32 @@ pub(crate) struct ShardContext {
     pub(crate) pipes: PipePool,
 }
 
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<ShardContext>>> = const { RefCell::new(None) };
+}
+
 impl ShardContext {
-    pub(crate) fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
+    /// Builds the calling shard's context and installs it for work forwarded to this shard.
+    pub(crate) fn install(shared: Arc<Shared>, shard: ShardId) -> Rc<Self> {
         let groups = GroupShard::new(&shared, shard);
-        Self { shared, shard, groups, pipes: PipePool::default() }
+        let context = Rc::new(Self { shared, shard, groups, pipes: PipePool::default() });
+        CURRENT.with(|current| *current.borrow_mut() = Some(context.clone()));
+        context
+    }
+
+    /// The calling shard's installed context.
+    pub(crate) fn current() -> Option<Rc<Self>> {
+        CURRENT.with(|current| current.borrow().clone())
+    }
+
+    /// The metadata image now.
+    pub(crate) fn image(&self) -> Arc<crate::metadata::MetadataImage> {
+        self.shared.metadata.image()
+    }
+
+    /// This broker's node id.
+    pub(crate) fn node_id(&self) -> i32 {
+        self.shared.identity.node_id
     }
 
     /// The engine handle.
@@ -123,4 +152,36 @@ impl ShardContext {
     pub(crate) fn metrics(&self) -> &ShardMetrics {
         &self.shared.metrics[usize::from(self.shard.0)]
     }
+}
+
+/// Why work forwarded to a shard did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShardGone;
+
+/// Runs `task` with the context of shard `target` (directly when the caller is on it, through
+/// the engine's mailbox otherwise) and returns its answer.
+///
+/// # Errors
+/// [`ShardGone`] when the shard stopped (shutdown) or has no context installed yet.
+pub(crate) async fn on_shard<T, F, Fut>(engine: &Engine, target: ShardId, task: F) -> Result<T, ShardGone>
+where
+    F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    if let Some(context) = ShardContext::current().filter(|context| context.shard == target) {
+        return Ok(task(context).await);
+    }
+    let (sender, receiver) = futures_channel::oneshot::channel();
+    let spawned = engine.spawn_on(target, move || async move {
+        let Some(context) = ShardContext::current() else {
+            tracing::error!(shard = target.0, "work forwarded to a shard that serves nothing yet");
+            return;
+        };
+        let _requester_gone = sender.send(task(context).await);
+    });
+    if !spawned {
+        return Err(ShardGone);
+    }
+    receiver.await.map_err(|_| ShardGone)
 }

@@ -12,6 +12,7 @@
 //! the replies in request order.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
@@ -46,40 +47,93 @@ pub(crate) struct ApiRange {
     pub(crate) max: i16,
 }
 
-const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
-    ApiRange { key, min, max }
+/// What a handler knows of the request besides its body.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    /// The request's version.
+    pub(crate) version: i16,
+    /// The client id from the request header (empty when null).
+    pub(crate) client_id: Rc<str>,
+    /// The client's address.
+    pub(crate) peer: Option<SocketAddr>,
 }
 
-/// Every API served outside the group coordinator, with its versions. Lower bounds follow what
-/// `kafka-protocol` decodes (the Kafka 4.0 floor); Produce is advertised from v0 as Kafka does,
-/// because older librdkafka releases refuse a broker whose Produce minimum is above 0, but v0-v2
-/// requests (message format v0/v1) are refused when they arrive. Transaction APIs are not listed
-/// until transactions exist.
-pub(crate) const APIS: &[ApiRange] = &[
-    range(ApiKey::Produce, 0, 11),
-    range(ApiKey::Fetch, 4, 16),
-    range(ApiKey::ListOffsets, 1, 8),
-    range(ApiKey::Metadata, 0, 12),
-    range(ApiKey::ApiVersions, 0, 3),
-    range(ApiKey::CreateTopics, 2, 7),
-    range(ApiKey::DeleteTopics, 1, 6),
-    range(ApiKey::DeleteRecords, 0, 2),
-    range(ApiKey::InitProducerId, 0, 5),
-    range(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    range(ApiKey::DescribeConfigs, 1, 4),
-    range(ApiKey::AlterConfigs, 0, 2),
-    range(ApiKey::DescribeLogDirs, 1, 4),
-    range(ApiKey::CreatePartitions, 0, 3),
-    range(ApiKey::IncrementalAlterConfigs, 0, 1),
-    range(ApiKey::DescribeCluster, 0, 1),
-];
+/// The registry: one line per API, naming its request type and its handler module. Each
+/// handler module declares its `API` (key and versions served) and an
+/// `async fn handle(shard, call, request) -> Outcome<response>`; everything that dispatches,
+/// advertises, fuzzes or tests per API is generated from this list. Adding an API is one new
+/// module under `handlers/` and one line here (see docs/design.md, "Adding a Kafka API").
+macro_rules! registry {
+    ($($request:ident => $module:ident),* $(,)?) => {
+        /// Every API served, with its versions: advertised in ApiVersions in this order.
+        pub(crate) const APIS: &[ApiRange] = &[$(handlers::$module::API),*];
+
+        /// Decodes, runs and encodes one request of a registered API.
+        fn route(shard: Rc<ShardContext>, key: ApiKey, call: Call, correlation_id: i32, body: Bytes) -> LocalBoxFuture<'static, Reply> {
+            match key as i16 {
+                $(code if code == <$request as Request>::KEY => run::<$request, _, _, _>(shard, call, correlation_id, body, handlers::$module::handle),)*
+                _ => Box::pin(std::future::ready(Reply::Close(format!("{key:?} is advertised but has no handler")))),
+            }
+        }
+
+        /// Decodes a registered API's request body with the decoder its handler gets.
+        fn decode_registered(key: ApiKey, body: Bytes, version: i16) -> Result<(), String> {
+            match key as i16 {
+                $(code if code == <$request as Request>::KEY => decode_body::<$request>(body, version),)*
+                _ => Err(format!("{key:?} is advertised but has no handler")),
+            }
+        }
+
+        /// The versions the codec decodes for a registered API, and the key its request type
+        /// carries (the registry's tests check both against each handler's `API`).
+        #[cfg(test)]
+        fn codec_versions(key: ApiKey) -> Option<(i16, kafka_protocol::protocol::VersionRange)> {
+            match key as i16 {
+                $(code if code == <$request as Request>::KEY => Some((<$request as Request>::KEY, <$request as kafka_protocol::protocol::Message>::VERSIONS)),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+registry! {
+    ProduceRequest => produce,
+    FetchRequest => fetch,
+    ListOffsetsRequest => list_offsets,
+    MetadataRequest => metadata,
+    ApiVersionsRequest => api_versions,
+    CreateTopicsRequest => create_topics,
+    DeleteTopicsRequest => delete_topics,
+    DeleteRecordsRequest => delete_records,
+    InitProducerIdRequest => init_producer_id,
+    OffsetForLeaderEpochRequest => offset_for_leader_epoch,
+    DescribeConfigsRequest => describe_configs,
+    AlterConfigsRequest => alter_configs,
+    DescribeLogDirsRequest => describe_log_dirs,
+    CreatePartitionsRequest => create_partitions,
+    IncrementalAlterConfigsRequest => incremental_alter_configs,
+    DescribeClusterRequest => describe_cluster,
+    OffsetCommitRequest => offset_commit,
+    OffsetFetchRequest => offset_fetch,
+    FindCoordinatorRequest => find_coordinator,
+    JoinGroupRequest => join_group,
+    HeartbeatRequest => heartbeat,
+    LeaveGroupRequest => leave_group,
+    SyncGroupRequest => sync_group,
+    DescribeGroupsRequest => describe_groups,
+    ListGroupsRequest => list_groups,
+    DeleteGroupsRequest => delete_groups,
+    OffsetDeleteRequest => offset_delete,
+}
 
 /// Produce versions below this carry message format v0/v1, which the engine does not store.
+/// Kafka advertises Produce from v0, and older librdkafka releases refuse a broker whose
+/// Produce minimum is above 0, so v0-v2 are advertised and refused when they arrive.
 const PRODUCE_VERSION_MIN_SERVED: i16 = 3;
 
 /// Every API advertised in ApiVersions.
 pub(crate) fn advertised() -> impl Iterator<Item = &'static ApiRange> {
-    APIS.iter().chain(crate::groups::APIS)
+    APIS.iter()
 }
 
 fn supported(key: ApiKey) -> Option<ApiRange> {
@@ -129,9 +183,15 @@ impl Respond for FetchAnswer {
 }
 
 /// Starts handling one request frame. The future decodes, runs the handler and encodes.
-pub(crate) fn dispatch(shard: Rc<ShardContext>, prefix: HeaderPrefix, frame: Bytes) -> LocalBoxFuture<'static, Reply> {
+pub(crate) fn dispatch(
+    shard: Rc<ShardContext>,
+    prefix: HeaderPrefix,
+    frame: Bytes,
+    peer: Option<SocketAddr>,
+) -> LocalBoxFuture<'static, Reply> {
     let version = prefix.api_version;
-    if prefix.api_key == ApiKey::ApiVersions as i16 && version > APIS[4].max {
+    let api_versions_max = supported(ApiKey::ApiVersions).map_or(0, |api| api.max);
+    if prefix.api_key == ApiKey::ApiVersions as i16 && version > api_versions_max {
         return Box::pin(std::future::ready(api_versions_fallback(prefix.correlation_id)));
     }
     let key = match served(prefix) {
@@ -143,7 +203,9 @@ pub(crate) fn dispatch(shard: Rc<ShardContext>, prefix: HeaderPrefix, frame: Byt
         Ok(header) => header,
         Err(reason) => return Box::pin(std::future::ready(Reply::Close(reason))),
     };
-    route(shard, key, &header, body)
+    let client_id: Rc<str> = header.client_id.as_ref().map_or_else(|| Rc::from(""), |id| Rc::from(id.as_str()));
+    let call = Call { version: header.request_api_version, client_id, peer };
+    route(shard, key, call, header.correlation_id, body)
 }
 
 /// Step 1's checks without the ApiVersions fallback: the API and version this broker decodes.
@@ -174,36 +236,7 @@ pub(crate) fn decode_request(frame: Bytes) -> Result<ApiKey, String> {
     let header_version = key.request_header_version(prefix.api_version);
     let header = RequestHeader::decode(&mut body, header_version).map_err(|error| error.to_string())?;
     let version = header.request_api_version;
-    let decoded = match key {
-        ApiKey::ApiVersions => decode_body::<ApiVersionsRequest>(body, version),
-        ApiKey::Metadata => decode_body::<MetadataRequest>(body, version),
-        ApiKey::Produce => decode_body::<ProduceRequest>(body, version),
-        ApiKey::Fetch => decode_body::<FetchRequest>(body, version),
-        ApiKey::ListOffsets => decode_body::<ListOffsetsRequest>(body, version),
-        ApiKey::OffsetForLeaderEpoch => decode_body::<OffsetForLeaderEpochRequest>(body, version),
-        ApiKey::CreateTopics => decode_body::<CreateTopicsRequest>(body, version),
-        ApiKey::DeleteTopics => decode_body::<DeleteTopicsRequest>(body, version),
-        ApiKey::CreatePartitions => decode_body::<CreatePartitionsRequest>(body, version),
-        ApiKey::DeleteRecords => decode_body::<DeleteRecordsRequest>(body, version),
-        ApiKey::DescribeConfigs => decode_body::<DescribeConfigsRequest>(body, version),
-        ApiKey::AlterConfigs => decode_body::<AlterConfigsRequest>(body, version),
-        ApiKey::IncrementalAlterConfigs => decode_body::<IncrementalAlterConfigsRequest>(body, version),
-        ApiKey::DescribeCluster => decode_body::<DescribeClusterRequest>(body, version),
-        ApiKey::DescribeLogDirs => decode_body::<DescribeLogDirsRequest>(body, version),
-        ApiKey::InitProducerId => decode_body::<InitProducerIdRequest>(body, version),
-        ApiKey::FindCoordinator => decode_body::<FindCoordinatorRequest>(body, version),
-        ApiKey::JoinGroup => decode_body::<JoinGroupRequest>(body, version),
-        ApiKey::SyncGroup => decode_body::<SyncGroupRequest>(body, version),
-        ApiKey::Heartbeat => decode_body::<HeartbeatRequest>(body, version),
-        ApiKey::LeaveGroup => decode_body::<LeaveGroupRequest>(body, version),
-        ApiKey::OffsetCommit => decode_body::<OffsetCommitRequest>(body, version),
-        ApiKey::OffsetFetch => decode_body::<OffsetFetchRequest>(body, version),
-        ApiKey::OffsetDelete => decode_body::<OffsetDeleteRequest>(body, version),
-        ApiKey::ListGroups => decode_body::<ListGroupsRequest>(body, version),
-        ApiKey::DescribeGroups => decode_body::<DescribeGroupsRequest>(body, version),
-        ApiKey::DeleteGroups => decode_body::<DeleteGroupsRequest>(body, version),
-        other => Err(format!("{other:?} is advertised but has no handler")),
-    };
+    let decoded = decode_registered(key, body, version);
     decoded.map(|()| key)
 }
 
@@ -211,82 +244,18 @@ fn decode_body<R: Request>(mut body: Bytes, version: i16) -> Result<(), String> 
     R::decode(&mut body, version).map(drop).map_err(|error| error.to_string())
 }
 
-/// The one place that maps an API to its handler. Group APIs get their arms here.
-fn route(shard: Rc<ShardContext>, key: ApiKey, header: &RequestHeader, body: Bytes) -> LocalBoxFuture<'static, Reply> {
-    let call = Call { version: header.request_api_version, correlation_id: header.correlation_id };
-    match key {
-        ApiKey::ApiVersions => run::<ApiVersionsRequest, _, _, _>(shard, call, body, handlers::api_versions::handle),
-        ApiKey::Metadata => run::<MetadataRequest, _, _, _>(shard, call, body, handlers::metadata::handle),
-        ApiKey::Produce => run::<ProduceRequest, _, _, _>(shard, call, body, handlers::produce::handle),
-        ApiKey::Fetch => run::<FetchRequest, _, _, _>(shard, call, body, handlers::fetch::handle),
-        ApiKey::ListOffsets => run::<ListOffsetsRequest, _, _, _>(shard, call, body, handlers::list_offsets::handle),
-        ApiKey::OffsetForLeaderEpoch => {
-            run::<OffsetForLeaderEpochRequest, _, _, _>(shard, call, body, handlers::offset_for_leader_epoch::handle)
-        }
-        ApiKey::CreateTopics => run::<CreateTopicsRequest, _, _, _>(shard, call, body, handlers::create_topics::handle),
-        ApiKey::DeleteTopics => run::<DeleteTopicsRequest, _, _, _>(shard, call, body, handlers::delete_topics::handle),
-        ApiKey::CreatePartitions => {
-            run::<CreatePartitionsRequest, _, _, _>(shard, call, body, handlers::create_partitions::handle)
-        }
-        ApiKey::DeleteRecords => {
-            run::<DeleteRecordsRequest, _, _, _>(shard, call, body, handlers::delete_records::handle)
-        }
-        ApiKey::DescribeConfigs => {
-            run::<DescribeConfigsRequest, _, _, _>(shard, call, body, handlers::describe_configs::handle)
-        }
-        ApiKey::AlterConfigs => run::<AlterConfigsRequest, _, _, _>(shard, call, body, handlers::alter_configs::handle),
-        ApiKey::IncrementalAlterConfigs => run::<IncrementalAlterConfigsRequest, _, _, _>(
-            shard,
-            call,
-            body,
-            handlers::incremental_alter_configs::handle,
-        ),
-        ApiKey::DescribeCluster => {
-            run::<DescribeClusterRequest, _, _, _>(shard, call, body, handlers::describe_cluster::handle)
-        }
-        ApiKey::DescribeLogDirs => {
-            run::<DescribeLogDirsRequest, _, _, _>(shard, call, body, handlers::describe_log_dirs::handle)
-        }
-        ApiKey::InitProducerId => {
-            run::<InitProducerIdRequest, _, _, _>(shard, call, body, handlers::init_producer_id::handle)
-        }
-        ApiKey::FindCoordinator => {
-            run::<FindCoordinatorRequest, _, _, _>(shard, call, body, handlers::find_coordinator::handle)
-        }
-        ApiKey::JoinGroup => {
-            let client_id = header.client_id.as_ref().map(ToString::to_string).unwrap_or_default();
-            run::<JoinGroupRequest, _, _, _>(shard, call, body, move |shard, version, request| {
-                handlers::join_group::handle(shard, version, request, client_id)
-            })
-        }
-        ApiKey::SyncGroup => run::<SyncGroupRequest, _, _, _>(shard, call, body, handlers::sync_group::handle),
-        ApiKey::Heartbeat => run::<HeartbeatRequest, _, _, _>(shard, call, body, handlers::heartbeat::handle),
-        ApiKey::LeaveGroup => run::<LeaveGroupRequest, _, _, _>(shard, call, body, handlers::leave_group::handle),
-        ApiKey::OffsetCommit => run::<OffsetCommitRequest, _, _, _>(shard, call, body, handlers::offset_commit::handle),
-        ApiKey::OffsetFetch => run::<OffsetFetchRequest, _, _, _>(shard, call, body, handlers::offset_fetch::handle),
-        ApiKey::OffsetDelete => run::<OffsetDeleteRequest, _, _, _>(shard, call, body, handlers::offset_delete::handle),
-        ApiKey::ListGroups => run::<ListGroupsRequest, _, _, _>(shard, call, body, handlers::list_groups::handle),
-        ApiKey::DescribeGroups => {
-            run::<DescribeGroupsRequest, _, _, _>(shard, call, body, handlers::describe_groups::handle)
-        }
-        ApiKey::DeleteGroups => run::<DeleteGroupsRequest, _, _, _>(shard, call, body, handlers::delete_groups::handle),
-        other => Box::pin(std::future::ready(Reply::Close(format!("{other:?} is advertised but has no handler")))),
-    }
-}
-
-/// What a handler's response needs from the request header.
-#[derive(Debug, Clone, Copy)]
-struct Call {
-    version: i16,
-    correlation_id: i32,
-}
-
 /// Decodes, runs and encodes one request of type `R`; the handler answers with `T`, the
 /// codec's response type except for Fetch.
-fn run<R, F, Fut, T>(shard: Rc<ShardContext>, call: Call, mut body: Bytes, handler: F) -> LocalBoxFuture<'static, Reply>
+fn run<R, F, Fut, T>(
+    shard: Rc<ShardContext>,
+    call: Call,
+    correlation_id: i32,
+    mut body: Bytes,
+    handler: F,
+) -> LocalBoxFuture<'static, Reply>
 where
     R: Request + 'static,
-    F: FnOnce(Rc<ShardContext>, i16, R) -> Fut + 'static,
+    F: FnOnce(Rc<ShardContext>, Call, R) -> Fut + 'static,
     Fut: Future<Output = Outcome<T>> + 'static,
     T: Respond,
 {
@@ -296,8 +265,8 @@ where
             Ok(request) => request,
             Err(reason) => return Reply::Close(format!("bad request body (api {}): {reason}", R::KEY)),
         };
-        match handler(shard, version, request).await {
-            Outcome::Respond(response) => match response.reply(call.correlation_id, version) {
+        match crate::crash::abort_on_panic("request handler", handler(shard, call, request)).await {
+            Outcome::Respond(response) => match response.reply(correlation_id, version) {
                 Ok(reply) => reply,
                 Err(error) => {
                     tracing::error!(api = R::KEY, version, %error, "response does not encode");
@@ -342,17 +311,12 @@ pub(crate) fn api_versions_response() -> ApiVersionsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::protocol::Message;
 
     #[test]
-    fn api_versions_is_at_its_table_index() {
-        assert_eq!(APIS[4].key, ApiKey::ApiVersions);
-    }
-
-    #[test]
-    fn every_advertised_range_is_decodable_by_the_codec() {
+    fn every_advertised_range_is_decodable_by_the_codec_of_its_request_type() {
         for api in advertised() {
-            let codec = codec_versions(api.key);
+            let (request_key, codec) = codec_versions(api.key).expect("every advertised API is registered");
+            assert_eq!(request_key, api.key as i16, "{:?}: the handler's API names its request type's key", api.key);
             let floor = if api.key == ApiKey::Produce { PRODUCE_VERSION_MIN_SERVED } else { api.min };
             assert!(
                 codec.min <= floor && api.max <= codec.max,
@@ -364,37 +328,13 @@ mod tests {
         }
     }
 
-    fn codec_versions(key: ApiKey) -> kafka_protocol::protocol::VersionRange {
-        match key {
-            ApiKey::Produce => ProduceRequest::VERSIONS,
-            ApiKey::Fetch => FetchRequest::VERSIONS,
-            ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
-            ApiKey::Metadata => MetadataRequest::VERSIONS,
-            ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
-            ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
-            ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
-            ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
-            ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
-            ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
-            ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
-            ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
-            ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
-            ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
-            ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
-            ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
-            ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
-            ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
-            ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
-            ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
-            ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
-            ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
-            ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
-            ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
-            ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
-            ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
-            ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
-            other => panic!("no codec range listed for {other:?}"),
-        }
+    #[test]
+    fn every_api_is_registered_once() {
+        let mut keys: Vec<i16> = advertised().map(|api| api.key as i16).collect();
+        keys.sort_unstable();
+        let count = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), count, "an API is listed twice");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use kafka_protocol::ResponseError;
 use sluice_engine::batch::BatchError;
-use sluice_engine::{AppendError, ConfigError, ReadError, TopicError};
+use sluice_engine::{AppendError, ConfigError, ReadError};
 
 /// An engine error of any operation, borrowed for classification.
 #[derive(Debug, Clone, Copy)]
@@ -18,8 +18,6 @@ pub(crate) enum EngineError<'a> {
     Append(&'a AppendError),
     /// A read, offset lookup or record deletion failed.
     Read(&'a ReadError),
-    /// A topic administration call failed.
-    Topic(&'a TopicError),
     /// A topic config entry was rejected.
     Config(&'a ConfigError),
 }
@@ -32,7 +30,9 @@ pub(crate) enum EngineError<'a> {
 #[allow(clippy::match_same_arms, reason = "one arm per variant documents each choice")]
 pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
     match error {
-        EngineError::Append(AppendError::UnknownPartition { .. }) => ResponseError::UnknownTopicOrPartition,
+        // The metadata image decides what exists: a partition it has that the engine does not
+        // is one whose log this broker is still opening, or has just removed.
+        EngineError::Append(AppendError::UnknownPartition { .. }) => ResponseError::NotLeaderOrFollower,
         EngineError::Append(AppendError::InvalidBatch { source: BatchError::UnsupportedMagic { .. }, .. }) => {
             ResponseError::UnsupportedForMessageFormat
         }
@@ -59,20 +59,12 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Append(AppendError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
         EngineError::Append(AppendError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Append(AppendError::ShuttingDown) => ResponseError::NotLeaderOrFollower,
-        EngineError::Read(ReadError::UnknownPartition { .. }) => ResponseError::UnknownTopicOrPartition,
+        EngineError::Read(ReadError::UnknownPartition { .. }) => ResponseError::NotLeaderOrFollower,
         EngineError::Read(ReadError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
         EngineError::Read(ReadError::Corrupt { .. }) => ResponseError::CorruptMessage,
         EngineError::Read(ReadError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
         EngineError::Read(ReadError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Read(ReadError::ShuttingDown) => ResponseError::NotLeaderOrFollower,
-        EngineError::Topic(TopicError::AlreadyExists { .. }) => ResponseError::TopicAlreadyExists,
-        EngineError::Topic(TopicError::UnknownTopic { .. }) => ResponseError::UnknownTopicOrPartition,
-        EngineError::Topic(TopicError::InvalidName { .. }) => ResponseError::InvalidTopicException,
-        EngineError::Topic(TopicError::InvalidPartitions { .. }) => ResponseError::InvalidPartitions,
-        EngineError::Topic(TopicError::InvalidConfig { .. }) => ResponseError::InvalidConfig,
-        EngineError::Topic(TopicError::TopicIdMismatch { .. }) => ResponseError::InconsistentTopicId,
-        EngineError::Topic(TopicError::Io { .. }) => ResponseError::KafkaStorageError,
-        EngineError::Topic(TopicError::ShuttingDown) => ResponseError::NotController,
         EngineError::Config(ConfigError::UnknownName { .. }) => ResponseError::InvalidConfig,
         EngineError::Config(ConfigError::InvalidValue { .. }) => ResponseError::InvalidConfig,
     }
@@ -86,11 +78,6 @@ pub(crate) fn append_error_code(error: &AppendError) -> i16 {
 /// The wire code of a read error.
 pub(crate) fn read_error_code(error: &ReadError) -> i16 {
     kafka_error(EngineError::Read(error)).code()
-}
-
-/// The wire code of a topic administration error.
-pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
-    kafka_error(EngineError::Topic(error)).code()
 }
 
 /// The wire code of a rejected topic config.
@@ -108,11 +95,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_partition_is_unknown_topic_or_partition() {
+    fn a_partition_the_engine_does_not_hold_is_not_led_here() {
+        // The metadata image answers UNKNOWN_TOPIC_OR_PARTITION for what does not exist; a
+        // partition it has that the engine lacks is one whose log is opening or going.
         let append = AppendError::UnknownPartition { partition: partition() };
         let read = ReadError::UnknownPartition { partition: partition() };
-        assert_eq!(append_error_code(&append), 3);
-        assert_eq!(read_error_code(&read), 3);
+        assert_eq!(append_error_code(&append), 6);
+        assert_eq!(read_error_code(&read), 6);
     }
 
     #[test]
@@ -135,16 +124,6 @@ mod tests {
         let large = AppendError::TooLarge { partition: partition(), size_bytes: 10, size_bytes_max: 5 };
         assert_eq!(append_error_code(&crc), 2);
         assert_eq!(append_error_code(&large), 10);
-    }
-
-    #[test]
-    fn topic_errors_use_kafka_admin_codes() {
-        let exists = TopicError::AlreadyExists { topic: "t".to_owned() };
-        let name = TopicError::InvalidName { topic: "bad name".to_owned() };
-        let partitions = TopicError::InvalidPartitions { topic: "t".to_owned(), count: 0 };
-        assert_eq!(topic_error_code(&exists), 36);
-        assert_eq!(topic_error_code(&name), 17);
-        assert_eq!(topic_error_code(&partitions), 37);
     }
 
     #[test]

@@ -9,10 +9,11 @@
 //! | `POST /faults/fail-writes[?topic=NAME]`     | every segment write fails (on NAME only)     |
 //! | `POST /faults/fail-syncs[?topic=NAME]`      | every segment fdatasync fails (on NAME only) |
 //! | `POST /faults/fail-writes-after?count=N`    | N more writes succeed, then every write fails |
+//! | `POST /faults/panic-appends[?topic=NAME]`   | every append panics inside its partition     |
 //! | `POST /faults/clear`                        | disarms every fault                          |
 //!
-//! A partition whose write or fsync failed stays failed until the broker restarts (the engine
-//! latches it); clearing only spares partitions not hit yet. With the variable unset, nothing
+//! A partition whose write or fsync failed, or whose work panicked, stays failed until the broker
+//! restarts (the engine latches it); clearing only spares partitions not hit yet. With the variable unset, nothing
 //! here runs: the engine gets no injector and the metrics server never parses a request line.
 //! Called on the metrics thread.
 
@@ -73,6 +74,11 @@ pub(crate) fn control(faults: &Arc<FaultInjector>, head: &[u8], peer: SocketAddr
             let topic = parameter("topic");
             faults.fail(kind, topic);
             ControlAnswer::ok(format!("{action} armed on {}", topic.unwrap_or("every topic")))
+        }
+        "panic-appends" => {
+            let topic = parameter("topic");
+            faults.fail(FaultKind::Panic, topic);
+            ControlAnswer::ok(format!("appends panic on {}", topic.unwrap_or("every topic")))
         }
         "fail-writes-after" => match parameter("count").map(str::parse::<u64>) {
             Some(Ok(count)) => {

@@ -34,6 +34,7 @@
 mod clock;
 pub mod config;
 mod context;
+mod crash;
 mod dispatch;
 mod error;
 mod faults;
@@ -42,6 +43,7 @@ pub mod fuzzing;
 mod groups;
 mod handlers;
 pub mod memory;
+mod metadata;
 mod metrics;
 mod net;
 mod producer_ids;
@@ -49,7 +51,6 @@ pub mod signals;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +105,12 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The cluster metadata could not be loaded or brought in line.
+    #[error("metadata: {reason}")]
+    Metadata {
+        /// What went wrong.
+        reason: String,
+    },
     /// A shard refused the listener task (the engine stopped while starting).
     #[error("shard {shard} is not running")]
     Shard {
@@ -155,9 +162,16 @@ impl Broker {
         }
         engine_config.faults.clone_from(&faults);
         engine_config.clock = config.clock.clone();
+        // Startup runs in a fixed order: recover the logs (the engine, in parallel), load the
+        // metadata, start every shard's context, bring the logs in line with the metadata and
+        // load the coordinators of the partitions this broker leads, and only then accept
+        // clients. Connections arriving meanwhile wait in the listen backlog.
         let engine = Engine::open(engine_config)?;
-        let shared = match shared_state(config, engine.clone(), local_addr, faults) {
-            Ok(shared) => Arc::new(shared),
+        let started = shared_state(config, engine.clone(), local_addr, faults)
+            .map(Arc::new)
+            .and_then(|shared| prepare_shards(&shared).map(|()| shared));
+        let shared = match started {
+            Ok(shared) => shared,
             Err(error) => {
                 engine.shutdown();
                 return Err(error);
@@ -165,10 +179,9 @@ impl Broker {
         };
         for (index, listener) in listeners.into_iter().enumerate() {
             let shard = ShardId(index as u16);
-            let task_shared = shared.clone();
             let spawned = engine.spawn_on(shard, move || async move {
-                let context = Rc::new(ShardContext::new(task_shared, shard));
-                net::listener::accept_loop(listener, context).await;
+                let context = ShardContext::current().expect("every shard's context is installed before accepting");
+                crash::abort_on_panic("accept loop", net::listener::accept_loop(listener, context)).await;
             });
             if !spawned {
                 engine.shutdown();
@@ -216,6 +229,41 @@ impl Broker {
     }
 }
 
+/// Steps 3 and 4 of startup: installs every shard's context (its coordinators started), then
+/// has the metadata align this broker's logs and roles, which loads the coordinators of the
+/// offsets partitions it leads; creates the offsets topic when the cluster has none.
+fn prepare_shards(shared: &Arc<Shared>) -> Result<(), StartError> {
+    let engine = &shared.engine;
+    for index in 0..engine.shard_count() {
+        let shard = ShardId(index);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let task_shared = shared.clone();
+        let spawned = engine.spawn_on(shard, move || async move {
+            ShardContext::install(task_shared, shard);
+            let _startup_waits = sender.send(());
+        });
+        if !spawned || receiver.recv().is_err() {
+            return Err(StartError::Shard { shard: index });
+        }
+    }
+    let metadata = &shared.metadata;
+    metadata.set_listeners(vec![Arc::new(groups::GroupLeadership::new(engine.clone()))]);
+    let identity = &shared.identity;
+    let registration = metadata::image::BrokerRegistration {
+        node_id: identity.node_id,
+        incarnation: clock::entropy(),
+        host: identity.host.clone(),
+        port: identity.port,
+        rack: None,
+        fenced: false,
+    };
+    let metadata_error = |error: metadata::WriteError| StartError::Metadata { reason: error.to_string() };
+    sluice_engine::block_on(metadata.start(registration)).map_err(metadata_error)?;
+    sluice_engine::block_on(groups::ensure_offsets_topic(shared))
+        .map_err(|refusal| StartError::Metadata { reason: refusal.message })?;
+    Ok(())
+}
+
 fn shared_state(
     config: BrokerConfig,
     engine: Engine,
@@ -229,6 +277,10 @@ fn shared_state(
     let identity = ClusterIdentity { cluster_id, node_id: config.node_id, host, port };
     let shard_count = usize::from(engine.shard_count());
     let clock = config.clock.clone();
+    let defaults = metadata::Defaults { partition_count: config.num_partitions, replication_factor: 1 };
+    let metadata =
+        metadata::Metadata::open(&config.data_dir, &identity.cluster_id, config.node_id, engine.clone(), defaults)
+            .map_err(|error| StartError::Metadata { reason: error.to_string() })?;
     Ok(Shared {
         engine,
         connections: ConnectionCounter::new(config.limits.connection_count_max),
@@ -239,6 +291,7 @@ fn shared_state(
         metrics: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
         faults,
         clock,
+        metadata: Arc::new(metadata),
     })
 }
 
@@ -281,7 +334,7 @@ fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, StartError> {
         Err(error) => return Err(state_error(error)),
     }
     let id = new_cluster_id();
-    producer_ids::write_atomic(&path, format!("{id}\n").as_bytes()).map_err(state_error)?;
+    sluice_engine::io::write_atomic(&path, format!("{id}\n").as_bytes()).map_err(state_error)?;
     Ok(id)
 }
 

@@ -12,7 +12,7 @@
 //! Shared by every shard thread behind a mutex: InitProducerId is rare, never on the produce path.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -60,7 +60,7 @@ impl ProducerIdAllocator {
         let mut claim = self.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if claim.next == claim.end {
             let end = claim.end + BLOCK_ID_COUNT;
-            write_atomic(&self.path, format!("{end}\n").as_bytes())?;
+            sluice_engine::io::write_atomic(&self.path, format!("{end}\n").as_bytes())?;
             claim.end = end;
         }
         let id = claim.next;
@@ -68,20 +68,6 @@ impl ProducerIdAllocator {
         assert!(claim.next <= claim.end, "handed out an unclaimed producer id");
         Ok(id)
     }
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a mix.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temp = path.with_extension("tmp");
-    let mut file = fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temp, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -76,17 +76,6 @@ struct MetaTopic {
     partitions: Vec<(i32, u16)>,
 }
 
-fn parse_topic_id(text: &str) -> Option<TopicId> {
-    if text.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (index, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
-    }
-    Some(TopicId(id))
-}
-
 impl Catalog {
     /// Every topic, sorted by name.
     pub(crate) fn topics(&self) -> Vec<TopicInfo> {
@@ -166,7 +155,7 @@ impl Catalog {
         }
         let mut catalog = Catalog::default();
         for topic in meta.topics {
-            let id = parse_topic_id(&topic.id).ok_or_else(|| format!("bad topic id {:?}", topic.id))?;
+            let id = TopicId::from_hex(&topic.id).ok_or_else(|| format!("bad topic id {:?}", topic.id))?;
             let held: Vec<(i32, u16)> = if meta.version == 1 {
                 topic.shards.iter().enumerate().map(|(index, shard)| (index as i32, *shard)).collect()
             } else {

@@ -52,6 +52,7 @@ pub mod error;
 pub mod inspect;
 pub mod io;
 pub mod notify;
+pub mod panic;
 mod partition;
 pub mod placement;
 mod segment;

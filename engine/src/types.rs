@@ -54,6 +54,34 @@ impl fmt::Display for Offset {
     }
 }
 
+impl TopicId {
+    /// Parses the 32 lowercase or uppercase hex digits [`Display`](fmt::Display) writes.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 32 {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        for (index, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(index * 2..index * 2 + 2)?, 16).ok()?;
+        }
+        Some(TopicId(id))
+    }
+}
+
+/// Serialized as its 32 hex digits.
+impl serde::Serialize for TopicId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TopicId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        TopicId::from_hex(&text).ok_or_else(|| serde::de::Error::custom(format!("bad topic id {text:?}")))
+    }
+}
+
 impl fmt::Display for TopicId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for byte in self.0 {

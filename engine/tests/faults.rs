@@ -38,6 +38,36 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 #[test]
+fn a_panic_in_partition_work_takes_only_that_partition_offline_until_reopened() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (engine, faults) = open_with_faults(dir.path());
+    let bad = TopicPartition::new("panicky", 0);
+    let good = TopicPartition::new("calm", 0);
+    block_on(async {
+        engine.create_topic("panicky", 1, TopicConfig::default()).await.expect("create");
+        engine.create_topic("calm", 1, TopicConfig::default()).await.expect("create");
+        engine.append(&bad, batch_of(b"kept", 1), DURABLE).await.expect("before the panic");
+        faults.fail(FaultKind::Panic, Some("panicky"));
+        let panicked = engine.append(&bad, batch_of(b"x", 1), DURABLE).await;
+        assert!(matches!(panicked, Err(AppendError::StorageFailed { .. })), "{panicked:?}");
+        faults.clear();
+        // Offline for everything, not only appends: its state may be half updated.
+        assert!(matches!(engine.append(&bad, batch_of(b"y", 1), FAST).await, Err(AppendError::StorageFailed { .. })));
+        assert!(matches!(
+            engine.read(&bad, Offset(0), 100, sluice_engine::ReadBound::HighWatermark).await,
+            Err(ReadError::StorageFailed { .. })
+        ));
+        engine.append(&good, batch_of(b"z", 1), DURABLE).await.expect("other partitions keep working");
+    });
+    engine.shutdown();
+    let (engine, _faults) = open_with_faults(dir.path());
+    let offsets = block_on(engine.offsets(&bad)).expect("reopened");
+    assert_eq!(offsets.log_end_offset, Offset(1), "what was acknowledged before the panic is there");
+    block_on(engine.append(&bad, batch_of(b"again", 1), DURABLE)).expect("serves again after reopening");
+    engine.shutdown();
+}
+
+#[test]
 fn failed_fsync_is_not_acknowledged_and_fails_only_that_partition() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (engine, faults) = open_with_faults(dir.path());

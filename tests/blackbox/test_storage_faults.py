@@ -63,7 +63,7 @@ def test_fault_control_is_off_without_the_environment_variable(own_broker):
     assert produce_raw(own_broker, topic, 0, 5, "ok").error_code == 0
 
 
-@pytest.mark.parametrize("kind", ["fail-syncs", "fail-writes"])
+@pytest.mark.parametrize("kind", ["fail-syncs", "fail-writes", "panic-appends"])
 def test_failed_storage_answers_storage_error_and_spares_other_topics(faulty_broker, kind):
     broker = faulty_broker
     bad, good = unique_topic(f"bad-{kind}"), unique_topic(f"good-{kind}")

@@ -26,6 +26,9 @@ pub(crate) struct GroupConfig {
     pub(crate) offsets_retention_check_interval_ms: i64,
     /// `offsets.topic.num.partitions`, used only when the topic is first created (Kafka: 50).
     pub(crate) offsets_topic_partition_count: i32,
+    /// `offsets.topic.replication.factor`, capped at the brokers registered when the topic is
+    /// created (Kafka: 3).
+    pub(crate) offsets_topic_replication_factor: i16,
     /// `offsets.topic.segment.bytes` (Kafka: 100 MiB).
     pub(crate) offsets_topic_segment_bytes: u64,
     /// `offset.metadata.max.bytes` (Kafka: 4096).
@@ -41,6 +44,7 @@ impl Default for GroupConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offsets_topic_partition_count: 50,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             offset_metadata_bytes_max: 4096,
         }
@@ -93,6 +97,12 @@ impl GroupConfig {
         config.offsets_topic_partition_count =
             read("SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", 1, 10_000, i64::from(config.offsets_topic_partition_count))
                 as i32;
+        config.offsets_topic_replication_factor = read(
+            "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            1,
+            i64::from(i16::MAX),
+            i64::from(config.offsets_topic_replication_factor),
+        ) as i16;
         config
     }
 }

@@ -1,14 +1,16 @@
-//! One shard's group coordinator: the groups whose `__consumer_offsets` partition this shard
-//! owns, their committed offsets, and the tasks that load, write and expire them.
+//! One shard's group coordinator: the groups whose `__consumer_offsets` partition this broker
+//! leads and this shard holds, their committed offsets, and the tasks that write and expire them.
 //!
 //! Lifecycle, per shard:
-//! 1. created on first use on the shard thread (the shard's context, or a request forwarded
-//!    here), and kept in a thread-local so forwarded requests find it;
-//! 2. a start task creates the offsets topic if needed and loads every partition of it that this
-//!    shard owns; requests wait until loading is done;
-//! 3. a writer task appends records (see `storage`), and a timer task applies group deadlines
-//!    (sessions, join and sync phases) when they pass and expires old offsets every
-//!    `offsets.retention.check.interval.ms`.
+//! 1. started with the shard's context, before any client is accepted: its writer task appends
+//!    records (see `storage`), and its timer task applies group deadlines (sessions, join and
+//!    sync phases) when they pass and expires old offsets every
+//!    `offsets.retention.check.interval.ms`; it coordinates nothing yet;
+//! 2. when this broker starts leading an offsets partition held on this shard, the metadata's
+//!    leadership signal [`load`](Coordinator::load)s it: its records are read into groups, and
+//!    its groups' requests get COORDINATOR_LOAD_IN_PROGRESS until that is done;
+//! 3. when it stops leading one, [`unload`](Coordinator::unload) drops its groups, and their
+//!    requests get NOT_COORDINATOR, so clients find the new coordinator.
 //!
 //! Operations borrow the group map only between awaits; a group can change while a write is in
 //! flight, which is why commits are applied to whatever the group is when the write completes.
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use futures_util::future::{Either, select};
 use kafka_protocol::ResponseError;
-use sluice_engine::{ShardId, TopicPartition};
+use sluice_engine::ShardId;
 
 use super::config::GroupConfig;
 use super::group::{CommittedOffset, Group, GroupState, JoinOutcome, Now, SyncOutcome};
@@ -37,19 +39,14 @@ use crate::context::Shared;
 
 /// How long the timer task sleeps at most between looks at the groups.
 const TICK_MS_MAX: i64 = 1000;
-/// Loading is retried this many times (50 ms apart) before the shard gives up coordinating.
-const LOAD_ATTEMPT_COUNT_MAX: u32 = 200;
 
-/// Whether the shard's offsets partitions are loaded.
+/// A `__consumer_offsets` partition this shard coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LoadState {
-    Loading,
-    Ready,
-    Failed,
-}
-
-thread_local! {
-    static COORDINATOR: RefCell<Option<Rc<Coordinator>>> = const { RefCell::new(None) };
+enum OffsetsPartition {
+    /// Its records are being read; its groups are not served yet.
+    Loading { leader_epoch: i32 },
+    /// Its groups are in memory and served.
+    Loaded { leader_epoch: i32 },
 }
 
 /// One shard's coordinator.
@@ -59,8 +56,8 @@ pub(crate) struct Coordinator {
     shard: ShardId,
     config: GroupConfig,
     groups: RefCell<BTreeMap<String, Group>>,
-    load_state: Cell<LoadState>,
-    loaded: Event,
+    /// The offsets partitions this shard leads, by index.
+    partitions: RefCell<BTreeMap<i32, OffsetsPartition>>,
     writes: WriteQueue,
     /// Woken when a group changed, so the timer task recomputes its next deadline.
     wake: Event,
@@ -123,36 +120,33 @@ pub(crate) type TopicPartitions = Option<Vec<(String, Vec<i32>)>>;
 pub(crate) type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
 impl Coordinator {
-    /// The coordinator of the calling shard thread, created (and started) on first use.
-    pub(crate) fn for_this_shard(shared: &Arc<Shared>, shard: ShardId) -> Rc<Self> {
-        if let Some(existing) = COORDINATOR.with(|slot| slot.borrow().clone()) {
-            return existing;
-        }
-        let coordinator = Rc::new(Self::new(shared.clone(), shard));
-        COORDINATOR.with(|slot| *slot.borrow_mut() = Some(coordinator.clone()));
-        let starting = coordinator.clone();
-        compio::runtime::spawn(async move { starting.start().await }).detach();
-        coordinator
-    }
-
-    fn new(shared: Arc<Shared>, shard: ShardId) -> Self {
+    /// The calling shard's coordinator, with its writer and timer tasks started. It coordinates
+    /// nothing until [`Coordinator::load`] gives it a partition.
+    pub(crate) fn start(shared: &Arc<Shared>, shard: ShardId) -> Rc<Self> {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u16(shard.0);
         hasher.write_u64(clock::entropy());
-        Self {
+        let coordinator = Rc::new(Self {
             epoch: shared.clock.now(),
-            shared,
+            shared: shared.clone(),
             shard,
             config: GroupConfig::global(),
             groups: RefCell::new(BTreeMap::new()),
-            load_state: Cell::new(LoadState::Loading),
-            loaded: Event::new(),
+            partitions: RefCell::new(BTreeMap::new()),
             writes: WriteQueue::default(),
             wake: Event::new(),
-
             member_id_seed: hasher.finish(),
             member_id_counter: Cell::new(0),
-        }
+        });
+        let writer = coordinator.clone();
+        compio::runtime::spawn(crate::crash::abort_on_panic("group offsets writer", async move {
+            writer.writes.run(&writer.shared).await;
+        }))
+        .detach();
+        let timers = coordinator.clone();
+        compio::runtime::spawn(crate::crash::abort_on_panic("group timers", async move { timers.run_timers().await }))
+            .detach();
+        coordinator
     }
 
     fn now(&self) -> Now {
@@ -164,81 +158,76 @@ impl Coordinator {
         JoinPolicy { initial_rebalance_delay_ms: self.config.initial_rebalance_delay_ms }
     }
 
-    /// Creates the offsets topic if needed, loads this shard's partitions, then runs the writer
-    /// and the timer until shutdown.
-    async fn start(self: Rc<Self>) {
-        let writer = self.clone();
-        compio::runtime::spawn(async move { writer.writes.run(&writer.shared.engine, &writer.shared.clock).await })
-            .detach();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.load().await {
-                Ok(()) => {
-                    self.load_state.set(LoadState::Ready);
-                    break;
-                }
-                // Another shard may have created the topic a moment ago, and this shard's
-                // partitions may not be open yet: try again shortly.
-                Err(reason) if attempt < LOAD_ATTEMPT_COUNT_MAX => {
-                    tracing::debug!(shard = self.shard.0, %reason, attempt, "group coordinator load retried");
-                    self.groups.borrow_mut().clear();
-                    self.shared.clock.sleep(Duration::from_millis(50)).await;
-                }
-                Err(reason) => {
-                    tracing::error!(shard = self.shard.0, %reason, "group coordinator failed to load");
-                    self.load_state.set(LoadState::Failed);
-                    break;
-                }
-            }
+    /// Starts coordinating offsets partition `index`, which this broker now leads at
+    /// `leader_epoch`: reads its records into groups, then serves them. Requests for its groups
+    /// get COORDINATOR_LOAD_IN_PROGRESS meanwhile. Answers once loaded (or once unloaded again).
+    pub(crate) async fn load(&self, index: i32, leader_epoch: i32) {
+        let loading = OffsetsPartition::Loading { leader_epoch };
+        let previous = self.partitions.borrow_mut().insert(index, loading);
+        if matches!(previous, Some(OffsetsPartition::Loaded { .. })) {
+            // A new epoch of a partition already loaded: its groups stay as they are.
+            self.partitions.borrow_mut().insert(index, OffsetsPartition::Loaded { leader_epoch });
+            return;
         }
-        self.loaded.notify(usize::MAX);
-        self.run_timers().await;
-    }
-
-    async fn load(&self) -> Result<(), String> {
-        let engine = &self.shared.engine;
-        let topic_config = storage::offsets_topic_config(&self.shared.config.default_topic_config, &self.config);
-        let partition_count = self.config.offsets_topic_partition_count;
-        let info = storage::ensure_offsets_topic(engine, topic_config, partition_count, &self.shared.clock)
-            .await
-            .map_err(|error| error.to_string())?;
         let now = self.now();
-        let mut record_count = 0;
-        for (index, owner) in &info.partitions {
-            if *owner != self.shard {
-                continue;
+        let mut groups = BTreeMap::new();
+        let loaded = storage::load_partition(&self.shared.engine, index, |key, value| {
+            apply_record(&mut groups, now, key, value);
+        })
+        .await;
+        if self.partitions.borrow().get(&index) != Some(&loading) {
+            return; // Unloaded (or reloaded) while reading: what was read is stale.
+        }
+        match loaded {
+            Ok(record_count) => {
+                let mut live = self.groups.borrow_mut();
+                let group_count = groups.len();
+                live.extend(groups.into_iter().filter(|(_, group)| group.state != GroupState::Dead));
+                drop(live);
+                self.partitions.borrow_mut().insert(index, OffsetsPartition::Loaded { leader_epoch });
+                tracing::info!(
+                    shard = self.shard.0,
+                    partition = index,
+                    groups = group_count,
+                    records = record_count,
+                    "group coordinator loaded a partition"
+                );
             }
-            let index = *index;
-            let mut groups = BTreeMap::new();
-            let loaded =
-                storage::load_partition(engine, index, |key, value| apply_record(&mut groups, now, key, value));
-            record_count += loaded.await.map_err(|error| error.to_string())?;
-            let mut live = self.groups.borrow_mut();
-            for (id, group) in groups {
-                if group.state != GroupState::Dead {
-                    live.insert(id, group);
-                }
+            Err(error) => {
+                self.partitions.borrow_mut().remove(&index);
+                tracing::error!(shard = self.shard.0, partition = index, %error, "group coordinator failed to load a partition");
             }
         }
-        let group_count = self.groups.borrow().len();
-        tracing::info!(shard = self.shard.0, groups = group_count, records = record_count, "group coordinator loaded");
-        Ok(())
+        self.wake.notify(1);
     }
 
-    /// Waits until this shard's groups are loaded.
-    pub(crate) async fn ready(&self) -> Result<(), ResponseError> {
-        loop {
-            match self.load_state.get() {
-                LoadState::Ready => return Ok(()),
-                LoadState::Failed => return Err(ResponseError::CoordinatorNotAvailable),
-                LoadState::Loading => {}
-            }
-            let listener = self.loaded.listen();
-            if self.load_state.get() != LoadState::Loading {
-                continue;
-            }
-            listener.await;
+    /// Stops coordinating offsets partition `index`: its groups leave memory, and their members
+    /// waiting in a join or sync are told to find the coordinator again.
+    pub(crate) fn unload(&self, index: i32) {
+        if self.partitions.borrow_mut().remove(&index).is_none() {
+            return;
+        }
+        let count = self.offsets_partition_count();
+        let mut groups = self.groups.borrow_mut();
+        let before = groups.len();
+        // Dropping a group drops its waiting members' answer channels: they answer
+        // NOT_COORDINATOR (see `until_shutdown`).
+        groups.retain(|id, _| Self::partition_of(id, count) != index);
+        tracing::info!(
+            shard = self.shard.0,
+            partition = index,
+            groups = before - groups.len(),
+            "group coordinator unloaded a partition"
+        );
+    }
+
+    /// Whether `group_id`'s partition is served here: NOT_COORDINATOR when this shard does not
+    /// lead it, COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    fn check(&self, group_id: &str) -> Result<(), ResponseError> {
+        match self.partitions.borrow().get(&self.group_partition(group_id)) {
+            Some(OffsetsPartition::Loaded { .. }) => Ok(()),
+            Some(OffsetsPartition::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
+            None => Err(ResponseError::NotCoordinator),
         }
     }
 
@@ -250,9 +239,12 @@ impl Coordinator {
         positive % partition_count.max(1)
     }
 
+    fn offsets_partition_count(&self) -> i32 {
+        self.shared.metadata.image().topic(OFFSETS_TOPIC).map_or(1, |topic| topic.partition_count())
+    }
+
     fn group_partition(&self, group_id: &str) -> i32 {
-        let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count());
-        Self::partition_of(group_id, count)
+        Self::partition_of(group_id, self.offsets_partition_count())
     }
 
     fn new_member_id(&self, prefix: &str) -> String {
@@ -284,11 +276,11 @@ impl Coordinator {
 
     /// JoinGroup: answers when the join phase ends (or at once for errors and rejoins).
     pub(crate) async fn join(&self, group_id: &str, mut args: JoinArgs) -> JoinOutcome {
-        if let Err(error) = self.ready().await {
-            return JoinOutcome::failed(error, &args.member_id);
-        }
         if group_id.is_empty() {
             return JoinOutcome::failed(ResponseError::InvalidGroupId, &args.member_id);
+        }
+        if let Err(error) = self.check(group_id) {
+            return JoinOutcome::failed(error, &args.member_id);
         }
         let session_range = self.config.session_timeout_ms_min..=self.config.session_timeout_ms_max;
         if !session_range.contains(&args.session_timeout_ms) {
@@ -322,14 +314,15 @@ impl Coordinator {
         let shutdown = std::pin::pin!(self.shared.shutdown.wait());
         match select(answer, shutdown).await {
             Either::Left((Ok(outcome), _)) => Ok(outcome),
-            Either::Left((Err(_closed), _)) => Err(ResponseError::CoordinatorNotAvailable),
+            // The group went: its partition was unloaded, so another broker coordinates it now.
+            Either::Left((Err(_closed), _)) => Err(ResponseError::NotCoordinator),
             Either::Right(((), _)) => Err(ResponseError::NotCoordinator),
         }
     }
 
     /// SyncGroup: answers once the leader's assignment is in (or at once).
     pub(crate) async fn sync(&self, group_id: &str, args: SyncArgs) -> SyncOutcome {
-        if let Err(error) = self.ready().await {
+        if let Err(error) = self.check(group_id) {
             return SyncOutcome::failed(error);
         }
         let (sender, receiver) = async_channel::bounded(1);
@@ -345,13 +338,13 @@ impl Coordinator {
     }
 
     /// Heartbeat.
-    pub(crate) async fn heartbeat(
+    pub(crate) fn heartbeat(
         &self,
         group_id: &str,
         member: MemberRef<'_>,
         generation_id: i32,
     ) -> Result<(), ResponseError> {
-        self.ready().await?;
+        self.check(group_id)?;
         let result = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -362,12 +355,12 @@ impl Coordinator {
     }
 
     /// LeaveGroup: one result per member, or a group-level error.
-    pub(crate) async fn leave(
+    pub(crate) fn leave(
         &self,
         group_id: &str,
         members: &[MemberRef<'_>],
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        self.ready().await?;
+        self.check(group_id)?;
         let results = {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(group_id) else {
@@ -389,11 +382,11 @@ impl Coordinator {
         entries: &[CommitEntry],
     ) -> Vec<Result<(), ResponseError>> {
         let all = |error: ResponseError| entries.iter().map(|_| Err(error)).collect();
-        if let Err(error) = self.ready().await {
-            return all(error);
-        }
         if group_id.is_empty() {
             return all(ResponseError::InvalidGroupId);
+        }
+        if let Err(error) = self.check(group_id) {
+            return all(error);
         }
         let now = self.now();
         let mut results: Vec<Result<(), ResponseError>> = entries.iter().map(|entry| self.check_entry(entry)).collect();
@@ -457,15 +450,16 @@ impl Coordinator {
         }
         let exists = self
             .shared
-            .engine
+            .metadata
+            .image()
             .topic(&entry.topic)
-            .is_some_and(|info| (0..info.partition_count()).contains(&entry.partition));
+            .is_some_and(|topic| (0..topic.partition_count()).contains(&entry.partition));
         if exists { Ok(()) } else { Err(ResponseError::UnknownTopicOrPartition) }
     }
 
     /// OffsetFetch: committed offsets of the partitions asked for, or of every partition.
-    pub(crate) async fn fetch(&self, group_id: &str, topics: TopicPartitions) -> Result<FetchedOffsets, ResponseError> {
-        self.ready().await?;
+    pub(crate) fn fetch(&self, group_id: &str, topics: TopicPartitions) -> Result<FetchedOffsets, ResponseError> {
+        self.check(group_id)?;
         let groups = self.groups.borrow();
         let offsets = groups.get(group_id).map(|group| &group.offsets);
         let Some(topics) = topics else {
@@ -493,7 +487,7 @@ impl Coordinator {
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, Vec<(i32, Result<(), ResponseError>)>)>, ResponseError> {
-        self.ready().await?;
+        self.check(group_id)?;
         let mut records = Vec::new();
         let mut removed = Vec::new();
         let results = {
@@ -513,7 +507,7 @@ impl Coordinator {
                 .into_iter()
                 .map(|(topic, partitions)| {
                     let allowed = group.may_delete_offsets_of(&topic);
-                    let exists = self.shared.engine.topic(&topic).is_some();
+                    let exists = self.shared.metadata.image().topic(&topic).is_some();
                     let results = partitions
                         .into_iter()
                         .map(|partition| {
@@ -546,10 +540,8 @@ impl Coordinator {
     }
 
     /// ListGroups: every live group of this shard.
-    pub(crate) async fn list(&self) -> Result<Vec<ListedGroup>, ResponseError> {
-        self.ready().await?;
-        Ok(self
-            .groups
+    pub(crate) fn list(&self) -> Vec<ListedGroup> {
+        self.groups
             .borrow()
             .values()
             .filter(|group| group.state != GroupState::Dead)
@@ -558,12 +550,12 @@ impl Coordinator {
                 protocol_type: group.protocol_type.clone().unwrap_or_default(),
                 state: group.state,
             })
-            .collect())
+            .collect()
     }
 
     /// DescribeGroups for one group; an unknown group is described as Dead, as Kafka does.
-    pub(crate) async fn describe(&self, group_id: &str) -> Result<DescribedGroup, ResponseError> {
-        self.ready().await?;
+    pub(crate) fn describe(&self, group_id: &str) -> Result<DescribedGroup, ResponseError> {
+        self.check(group_id)?;
         let groups = self.groups.borrow();
         let Some(group) = groups.get(group_id) else {
             return Ok(DescribedGroup {
@@ -597,7 +589,7 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only an empty group, with its offsets.
     pub(crate) async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        self.ready().await?;
+        self.check(group_id)?;
         let records = {
             let groups = self.groups.borrow();
             let group = groups
@@ -671,6 +663,7 @@ impl Coordinator {
 
     /// Applies `offsets.retention.minutes`: drops expired offsets, and empty groups left with none.
     fn expire_offsets(&self, now: Now) {
+        let count = self.offsets_partition_count();
         let mut groups = self.groups.borrow_mut();
         let mut dead = Vec::new();
         for group in groups.values_mut() {
@@ -690,20 +683,12 @@ impl Coordinator {
             }
             if !records.is_empty() {
                 tracing::info!(group = %group.id, offsets = expired.len(), removed = abandoned, "offsets expired");
-                let count = self.shared.engine.topic(OFFSETS_TOPIC).map_or(1, |info| info.partition_count());
                 self.writes.write_detached(Self::partition_of(&group.id, count), records);
             }
         }
         for group_id in dead {
             groups.remove(&group_id);
         }
-    }
-
-    /// The shard owning a group's offsets partition, once the offsets topic exists.
-    pub(crate) fn coordinator_shard(shared: &Shared, group_id: &str) -> Option<ShardId> {
-        let info = shared.engine.topic(OFFSETS_TOPIC)?;
-        let partition = Self::partition_of(group_id, info.partition_count());
-        shared.engine.shard_of(&TopicPartition::new(OFFSETS_TOPIC, partition))
     }
 }
 

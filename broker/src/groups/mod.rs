@@ -6,9 +6,10 @@
 //!    `abs(javaHash(group)) % partition count` as in Kafka. [`on_coordinator`] runs a closure on
 //!    that shard (directly, or through the engine's `spawn_on` mailbox) and brings its answer
 //!    back, so a request arriving on any shard is forwarded there, as partition requests are;
-//! 2. each shard's [`Coordinator`] (in `coordinator.rs`) holds its groups, loads them at start,
-//!    writes their records, and runs their timers; [`GroupShard`] is its handle in the shard's
-//!    `ShardContext`;
+//! 2. each shard's [`Coordinator`] (in `coordinator.rs`) holds the groups of the offsets
+//!    partitions this broker leads on that shard, writes their records, and runs their timers;
+//!    [`GroupShard`] is its handle in the shard's `ShardContext`; [`GroupLeadership`] loads and
+//!    unloads partitions as the metadata says this broker starts or stops leading them;
 //! 3. one handler per API under `handlers/` translates requests and responses per version; the
 //!    group logic itself is in `group.rs`, `membership.rs` and `offsets.rs`, and the record
 //!    layout in `records.rs`.
@@ -27,29 +28,15 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::ApiKey;
-use sluice_engine::ShardId;
+use sluice_engine::{ShardId, TopicPartition};
 
 pub(crate) use coordinator::Coordinator;
+pub(crate) use storage::{OFFSETS_TOPIC, offsets_topic_config};
 
 use crate::context::{ShardContext, Shared};
-use crate::dispatch::ApiRange;
-
-/// Group APIs and the versions served; advertised in ApiVersions.
-pub(crate) const APIS: &[ApiRange] = &[
-    ApiRange { key: ApiKey::OffsetCommit, min: 2, max: 9 },
-    ApiRange { key: ApiKey::OffsetFetch, min: 1, max: 9 },
-    ApiRange { key: ApiKey::FindCoordinator, min: 0, max: 4 },
-    ApiRange { key: ApiKey::JoinGroup, min: 0, max: 9 },
-    ApiRange { key: ApiKey::Heartbeat, min: 0, max: 4 },
-    ApiRange { key: ApiKey::LeaveGroup, min: 0, max: 5 },
-    ApiRange { key: ApiKey::SyncGroup, min: 0, max: 5 },
-    ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 5 },
-    ApiRange { key: ApiKey::ListGroups, min: 0, max: 5 },
-    ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 },
-    ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 },
-];
+use crate::metadata::{LeadershipChange, LeadershipListener, Role};
 
 /// One shard's part of the group coordinator.
 #[derive(Debug)]
@@ -59,32 +46,34 @@ pub(crate) struct GroupShard {
 }
 
 impl GroupShard {
-    /// Creates (or finds) the calling shard's coordinator. Runs on the shard's thread.
+    /// Starts the calling shard's coordinator. Runs on the shard's thread.
     pub(crate) fn new(shared: &Arc<Shared>, shard: ShardId) -> Self {
-        Self { coordinator: Coordinator::for_this_shard(shared, shard) }
+        Self { coordinator: Coordinator::start(shared, shard) }
     }
 }
 
-/// Runs `task` with the coordinator of `group_id`'s shard and returns its answer.
+/// Runs `task` with the coordinator of `group_id` (on the shard holding its offsets partition)
+/// and returns its answer.
 ///
 /// # Errors
-/// COORDINATOR_NOT_AVAILABLE while the offsets topic does not exist yet, or when the target
-/// shard stopped (shutdown).
+/// NOT_COORDINATOR when this broker does not hold the group's offsets partition (or the offsets
+/// topic does not exist), COORDINATOR_NOT_AVAILABLE when the shard stopped (shutdown). The
+/// coordinator itself answers COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR for a partition
+/// loading or not led here.
 pub(crate) async fn on_coordinator<T, F, Fut>(shard: &ShardContext, group_id: &str, task: F) -> Result<T, ResponseError>
 where
     F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    // The local coordinator creates the offsets topic while loading; until then no group has
-    // a home.
-    shard.groups.coordinator.ready().await?;
-    let target =
-        Coordinator::coordinator_shard(&shard.shared, group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let image = shard.image();
+    let topic = image.topic(OFFSETS_TOPIC).ok_or(ResponseError::NotCoordinator)?;
+    let partition = TopicPartition::new(OFFSETS_TOPIC, Coordinator::partition_of(group_id, topic.partition_count()));
+    let target = shard.engine().shard_of(&partition).ok_or(ResponseError::NotCoordinator)?;
     on_shard(shard, target, task).await
 }
 
-/// Runs `task` with the coordinator of `target` and returns its answer.
+/// Runs `task` with the coordinator of shard `target` and returns its answer.
 ///
 /// # Errors
 /// COORDINATOR_NOT_AVAILABLE when the target shard stopped (shutdown).
@@ -94,20 +83,104 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    if target == shard.shard {
-        return Ok(task(shard.groups.coordinator.clone()).await);
+    crate::context::on_shard(shard.engine(), target, move |context| task(context.groups.coordinator.clone()))
+        .await
+        .map_err(|_gone| ResponseError::CoordinatorNotAvailable)
+}
+
+/// Follows leadership of `__consumer_offsets`: a partition this broker starts leading is loaded
+/// by the coordinator of the shard holding it; one it stops leading is unloaded everywhere.
+#[derive(Debug)]
+pub(crate) struct GroupLeadership {
+    engine: sluice_engine::Engine,
+}
+
+impl GroupLeadership {
+    pub(crate) fn new(engine: sluice_engine::Engine) -> Self {
+        Self { engine }
     }
-    let (sender, receiver) = async_channel::bounded(1);
-    let shared = shard.shared.clone();
-    let spawned = shard.engine().spawn_on(target, move || async move {
-        let coordinator = Coordinator::for_this_shard(&shared, target);
-        let answer = task(coordinator).await;
-        if sender.send(answer).await.is_err() {
-            tracing::debug!("forwarded group answer dropped: the requester is gone");
+}
+
+impl LeadershipListener for GroupLeadership {
+    fn topic(&self) -> &str {
+        OFFSETS_TOPIC
+    }
+
+    fn changed(&self, changes: Vec<LeadershipChange>) -> LocalBoxFuture<'static, ()> {
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let mut waits: Vec<LocalBoxFuture<'_, Result<(), crate::context::ShardGone>>> = Vec::new();
+            for change in changes {
+                let index = change.partition.partition.0;
+                match change.role {
+                    Some(Role::Leader { leader_epoch }) => {
+                        let Some(target) = engine.shard_of(&change.partition) else {
+                            tracing::error!(partition = %change.partition, "an offsets partition led here has no log");
+                            continue;
+                        };
+                        waits.push(Box::pin(crate::context::on_shard(&engine, target, move |context| async move {
+                            context.groups.coordinator.load(index, leader_epoch).await;
+                        })));
+                    }
+                    Some(Role::Follower { .. }) | None => {
+                        for shard in 0..engine.shard_count() {
+                            let unload = crate::context::on_shard(
+                                &engine,
+                                ShardId(shard),
+                                move |context: Rc<ShardContext>| async move {
+                                    context.groups.coordinator.unload(index);
+                                },
+                            );
+                            waits.push(Box::pin(unload));
+                        }
+                    }
+                }
+            }
+            for outcome in futures_util::future::join_all(waits).await {
+                if outcome.is_err() {
+                    tracing::debug!("a shard stopped before acting on an offsets leadership change");
+                }
+            }
+        })
+    }
+}
+
+/// Creates `__consumer_offsets` when the cluster has none yet, with
+/// `offsets.topic.num.partitions` partitions and `offsets.topic.replication.factor` replicas (at
+/// most as many as there are brokers), compacted.
+///
+/// # Errors
+/// The controller's refusal (a storage failure).
+pub(crate) async fn ensure_offsets_topic(shared: &Shared) -> Result<(), crate::metadata::Refusal> {
+    let metadata = &shared.metadata;
+    let image = metadata.image();
+    if image.topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let config = config::GroupConfig::global();
+    let brokers = image.live_brokers().count().max(1);
+    let replication_factor = i16::try_from(brokers).unwrap_or(i16::MAX).min(config.offsets_topic_replication_factor);
+    let topic = crate::metadata::NewTopic {
+        name: OFFSETS_TOPIC.to_owned(),
+        partition_count: Some(config.offsets_topic_partition_count),
+        replication_factor: Some(replication_factor),
+        assignments: Vec::new(),
+        config: offsets_topic_config(&shared.config.default_topic_config, &config),
+    };
+    let created = metadata.create_topics(vec![topic], false).await.into_iter().next();
+    match created {
+        Some(Ok(_)) => {
+            tracing::info!(
+                topic = OFFSETS_TOPIC,
+                partitions = config.offsets_topic_partition_count,
+                replication_factor,
+                "created the offsets topic"
+            );
+            Ok(())
         }
-    });
-    if !spawned {
-        return Err(ResponseError::CoordinatorNotAvailable);
+        // Another broker created it meanwhile.
+        Some(Err(refusal)) if refusal.error == ResponseError::TopicAlreadyExists => Ok(()),
+        Some(Err(refusal)) => Err(refusal),
+        None => Ok(()),
     }
-    receiver.recv().await.map_err(|_closed| ResponseError::CoordinatorNotAvailable)
 }

@@ -1,5 +1,5 @@
-//! The coordinator's use of `__consumer_offsets`: creating the topic, loading a shard's
-//! partitions at start, and writing records in order.
+//! The coordinator's use of `__consumer_offsets`: its config, loading a partition, and writing
+//! records in order.
 //!
 //! Writes: every record for one partition goes through a per-shard queue drained by one writer
 //! task, so records of a partition are appended in the order they were produced (a later commit
@@ -22,7 +22,7 @@ use event_listener::Event;
 use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
-use sluice_engine::{AppendOptions, Engine, Offset, ReadBound, TopicConfig, TopicError, TopicInfo, TopicPartition};
+use sluice_engine::{AppendOptions, Engine, Offset, ReadBound, TopicConfig, TopicPartition};
 
 use super::config::GroupConfig;
 use crate::error::{EngineError, kafka_error};
@@ -35,8 +35,6 @@ pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const BATCH_SIZE_BYTES_MAX: usize = 1 << 20;
 /// Bytes read per call while loading.
 const LOAD_READ_BYTES_MAX: u32 = 4 << 20;
-/// How often a shard retries when another shard is creating the offsets topic.
-const CREATE_ATTEMPT_COUNT_MAX: u32 = 500;
 
 /// One keyed record: key, and value or `None` for a tombstone.
 pub(crate) type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
@@ -80,7 +78,8 @@ impl WriteQueue {
     }
 
     /// The writer task: drains the queue forever, appending each partition's records in order.
-    pub(crate) async fn run(&self, engine: &Engine, clock: &sluice_engine::clock::SharedClock) {
+    pub(crate) async fn run(&self, shared: &crate::context::Shared) {
+        let engine = &shared.engine;
         loop {
             let listener = self.event.listen();
             let drained = std::mem::take(&mut *self.pending.borrow_mut());
@@ -94,7 +93,14 @@ impl WriteQueue {
             }
             let appends = by_partition.into_iter().map(|(partition, writes)| async move {
                 let records: Vec<&KeyedRecord> = writes.iter().flat_map(|write| &write.records).collect();
-                let result = append_records(engine, partition, &records, clock.unix_ms()).await;
+                let leader_epoch = shared
+                    .metadata
+                    .image()
+                    .topic(OFFSETS_TOPIC)
+                    .and_then(|topic| topic.partition(partition))
+                    .map_or(0, |state| state.leader_epoch);
+                let stamp = Stamp { timestamp_ms: shared.clock.unix_ms(), leader_epoch };
+                let result = append_records(engine, partition, &records, stamp).await;
                 for write in writes {
                     if let Some(done) = write.done
                         && done.try_send(result).is_err()
@@ -108,11 +114,18 @@ impl WriteQueue {
     }
 }
 
+/// What an offsets batch is stamped with: its time, and the leader epoch it is written in.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    timestamp_ms: i64,
+    leader_epoch: i32,
+}
+
 async fn append_records(
     engine: &Engine,
     partition: i32,
     records: &[&KeyedRecord],
-    timestamp_ms: i64,
+    stamp: Stamp,
 ) -> Result<(), ResponseError> {
     let target = TopicPartition::new(OFFSETS_TOPIC, partition);
     let mut start = 0;
@@ -126,10 +139,9 @@ async fn append_records(
         }
         let slices: Vec<(&[u8], Option<&[u8]>)> =
             records[start..end].iter().map(|(key, value)| (key.as_slice(), value.as_deref())).collect();
-        let batch = sluice_engine::batch::build_keyed_batch(&slices, timestamp_ms);
-        if let Err(error) = engine
-            .append(&target, batch, AppendOptions { durable: true, leader_epoch: crate::handlers::LEADER_EPOCH })
-            .await
+        let batch = sluice_engine::batch::build_keyed_batch(&slices, stamp.timestamp_ms);
+        if let Err(error) =
+            engine.append(&target, batch, AppendOptions { durable: true, leader_epoch: stamp.leader_epoch }).await
         {
             tracing::error!(partition = %target, %error, "writing to the offsets topic failed");
             return Err(match kafka_error(EngineError::Append(&error)) {
@@ -154,34 +166,6 @@ pub(crate) fn offsets_topic_config(defaults: &TopicConfig, config: &GroupConfig)
     topic.segment_bytes = config.offsets_topic_segment_bytes;
     topic.max_message_bytes = topic.max_message_bytes.max(16 << 20);
     topic
-}
-
-/// Returns the offsets topic, creating it if no shard has yet.
-pub(crate) async fn ensure_offsets_topic(
-    engine: &Engine,
-    topic_config: TopicConfig,
-    partition_count: i32,
-    clock: &sluice_engine::clock::SharedClock,
-) -> Result<TopicInfo, TopicError> {
-    let mut last_error = None;
-    for _ in 0..CREATE_ATTEMPT_COUNT_MAX {
-        if let Some(info) = engine.topic(OFFSETS_TOPIC) {
-            return Ok(info);
-        }
-        match engine.create_topic(OFFSETS_TOPIC, partition_count, topic_config.clone()).await {
-            Ok(info) => {
-                tracing::info!(topic = OFFSETS_TOPIC, partitions = partition_count, "created the offsets topic");
-                return Ok(info);
-            }
-            Err(TopicError::AlreadyExists { .. }) => clock.sleep(std::time::Duration::from_millis(10)).await,
-            Err(error) => {
-                tracing::warn!(%error, "creating the offsets topic failed; retrying");
-                last_error = Some(error);
-                clock.sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
-    Err(last_error.unwrap_or(TopicError::AlreadyExists { topic: OFFSETS_TOPIC.to_owned() }))
 }
 
 /// Why loading a partition stopped.

@@ -10,13 +10,18 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC, code, message};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
-use crate::error::{config_error_code, topic_error_code};
+use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::error::config_error_code;
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AlterConfigs, min: 0, max: 2 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: AlterConfigsRequest,
 ) -> Outcome<AlterConfigsResponse> {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -47,22 +52,12 @@ async fn replace<'a>(
     entries: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
-    if shard.engine().topic(topic).is_none() {
-        return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {topic}")));
-    }
     let mut config = shard.config().default_topic_config.clone();
     for (name, value) in entries {
         if let Some(value) = value {
             config.set(name, value).map_err(|error| (config_error_code(&error), error.to_string()))?;
         }
     }
-    if validate_only {
-        return Ok(());
-    }
-    shard
-        .engine()
-        .alter_topic_config(topic, config)
-        .await
-        .map(|_| ())
-        .map_err(|error| (topic_error_code(&error), error.to_string()))
+    let replaced = shard.shared.metadata.alter_topic_config(topic, |_| Ok(config), validate_only).await;
+    replaced.map_err(|refusal| (code(refusal.error), refusal.message))
 }

@@ -1,7 +1,7 @@
-//! CreateTopics (v2-v7). A single broker can hold one replica, so the replication factor must be
-//! 1 or -1 (default), and manual assignments must name this broker alone. `num_partitions` -1
-//! means `num.partitions`. Configs use Kafka's names and start from the broker's topic defaults.
-//! With `validate_only` everything is checked and nothing created.
+//! CreateTopics (v2-v7), decided by the controller: the replication factor (-1: the broker's
+//! default) must not exceed the live brokers, manual assignments must name registered brokers,
+//! `num_partitions` -1 means `num.partitions`. Configs use Kafka's names and start from the
+//! broker's topic defaults. With `validate_only` everything is checked and nothing created.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -13,19 +13,26 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use sluice_engine::TopicConfig;
 
 use super::describe_configs::{config_source, describe_topic_config};
-use super::{code, is_valid_topic_name, message, str_bytes, uuid_of};
+use super::{code, message, str_bytes, uuid_of};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
-use crate::error::{config_error_code, topic_error_code};
+use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::error::config_error_code;
+use crate::metadata::NewTopic;
 
 /// A refusal: error code and message.
 type Refusal = (i16, String);
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::CreateTopics, min: 2, max: 7 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: CreateTopicsRequest,
 ) -> Outcome<CreateTopicsResponse> {
+    let version = call.version;
     let mut seen = BTreeMap::new();
     for topic in &request.topics {
         *seen.entry(topic.name.as_str().to_owned()).or_insert(0u32) += 1;
@@ -39,8 +46,8 @@ pub(crate) async fn handle(
             create_one(&shard, topic, request.validate_only).await
         };
         results.push(match outcome {
-            Ok((partition_count, config, id)) => {
-                let result = result.with_num_partitions(partition_count).with_replication_factor(1);
+            Ok((partition_count, replication_factor, config, id)) => {
+                let result = result.with_num_partitions(partition_count).with_replication_factor(replication_factor);
                 let result = if version >= 7 { result.with_topic_id(uuid_of(id)) } else { result };
                 if version >= 5 { result.with_configs(Some(describe_created(&shard, &config))) } else { result }
             }
@@ -58,16 +65,7 @@ async fn create_one(
     shard: &ShardContext,
     topic: &CreatableTopic,
     validate_only: bool,
-) -> Result<(i32, TopicConfig, sluice_engine::TopicId), Refusal> {
-    let name = topic.name.as_str();
-    if !is_valid_topic_name(name) {
-        return Err((code(ResponseError::InvalidTopicException), format!("invalid topic name {name:?}")));
-    }
-    if !matches!(topic.replication_factor, -1 | 1) {
-        let text = format!("replication factor {} is impossible on a single broker", topic.replication_factor);
-        return Err((code(ResponseError::InvalidReplicationFactor), text));
-    }
-    let partition_count = partition_count(shard, topic)?;
+) -> Result<(i32, i16, TopicConfig, sluice_engine::TopicId), Refusal> {
     let mut config = shard.config().default_topic_config.clone();
     for entry in &topic.configs {
         if let Some(value) = &entry.value {
@@ -76,42 +74,40 @@ async fn create_one(
                 .map_err(|error| (config_error_code(&error), error.to_string()))?;
         }
     }
-    if shard.engine().topic(name).is_some() {
-        return Err((code(ResponseError::TopicAlreadyExists), format!("topic {name} already exists")));
+    let manual = !topic.assignments.is_empty();
+    if manual && (topic.num_partitions != -1 || topic.replication_factor != -1) {
+        let text = "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at \
+                    the same time.";
+        return Err((code(ResponseError::InvalidRequest), text.to_owned()));
     }
-    if validate_only {
-        return Ok((partition_count, config, sluice_engine::TopicId::default()));
-    }
-    match shard.engine().create_topic(name, partition_count, config).await {
-        Ok(info) => {
-            tracing::info!(topic = name, partitions = partition_count, "created topic");
-            Ok((info.partition_count(), info.config, info.id))
-        }
-        Err(error) => Err((topic_error_code(&error), error.to_string())),
-    }
-}
-
-fn partition_count(shard: &ShardContext, topic: &CreatableTopic) -> Result<i32, Refusal> {
-    let node = shard.shared.identity.node_id;
-    if topic.assignments.is_empty() {
-        return match topic.num_partitions {
-            -1 => Ok(shard.config().num_partitions),
-            count if count > 0 => Ok(count),
-            count => Err((code(ResponseError::InvalidPartitions), format!("partition count {count} must be positive"))),
-        };
-    }
-    if topic.num_partitions != -1 || topic.replication_factor != -1 {
-        let text = "give either assignments or partition count and replication factor".to_owned();
-        return Err((code(ResponseError::InvalidRequest), text));
-    }
+    let mut assignments = Vec::with_capacity(topic.assignments.len());
     for (position, assignment) in topic.assignments.iter().enumerate() {
-        let this_broker_only = assignment.broker_ids.len() == 1 && assignment.broker_ids[0].0 == node;
-        if assignment.partition_index != position as i32 || !this_broker_only {
-            let text = format!("assignments must be partitions 0.. each on broker {node} alone");
+        if assignment.partition_index != position as i32 {
+            let text = "partitions in replica assignments must be numbered 0, 1, 2, ... in order".to_owned();
             return Err((code(ResponseError::InvalidReplicaAssignment), text));
         }
+        assignments.push(assignment.broker_ids.iter().map(|id| id.0).collect());
     }
-    Ok(topic.assignments.len() as i32)
+    let new_topic = NewTopic {
+        name: topic.name.as_str().to_owned(),
+        partition_count: (topic.num_partitions != -1).then_some(topic.num_partitions),
+        replication_factor: (topic.replication_factor != -1).then_some(topic.replication_factor),
+        assignments,
+        config,
+    };
+    let created = shard.shared.metadata.create_topics(vec![new_topic], validate_only).await.into_iter().next();
+    match created {
+        Some(Ok(image)) => {
+            if !validate_only {
+                tracing::info!(topic = %image.name, partitions = image.partition_count(), "created topic");
+            }
+            let replication_factor = image.partitions.first().map_or(0, |partition| partition.replicas.len() as i16);
+            let id = if validate_only { sluice_engine::TopicId::default() } else { image.id };
+            Ok((image.partition_count(), replication_factor, image.config.clone(), id))
+        }
+        Some(Err(refusal)) => Err((code(refusal.error), refusal.message)),
+        None => Err((code(ResponseError::UnknownServerError), "no answer".to_owned())),
+    }
 }
 
 fn describe_created(shard: &ShardContext, config: &TopicConfig) -> Vec<CreatableTopicConfigs> {

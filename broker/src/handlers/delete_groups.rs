@@ -7,13 +7,18 @@ use futures_util::future::join_all;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: DeleteGroupsRequest,
 ) -> Outcome<DeleteGroupsResponse> {
     let answers = join_all(request.groups_names.iter().map(|group| {

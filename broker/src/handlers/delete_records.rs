@@ -4,27 +4,46 @@
 use std::rc::Rc;
 
 use futures_util::future::join_all;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use sluice_engine::{Offset, TopicPartition};
+use sluice_engine::Offset;
+
+use kafka_protocol::messages::ApiKey;
 
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::read_error_code;
+use crate::metadata::lead;
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DeleteRecords, min: 0, max: 2 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: DeleteRecordsRequest,
 ) -> Outcome<DeleteRecordsResponse> {
+    let image = shard.image();
+    let node_id = shard.node_id();
+    let engine = shard.engine();
     let deletions = request.topics.iter().flat_map(|topic| {
-        topic.partitions.iter().map(|partition| {
-            let engine = shard.engine().clone();
-            let target = TopicPartition::new(topic.name.as_str(), partition.partition_index);
+        let known = image.topic(topic.name.as_str()).cloned();
+        topic.partitions.iter().map(move |partition| {
+            let engine = engine.clone();
+            let index = partition.partition_index;
+            let led = match &known {
+                Some(known) => lead(node_id, known, index, -1),
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
             let offset = Offset(partition.offset);
             async move {
-                let result = DeleteRecordsPartitionResult::default().with_partition_index(target.partition.0);
-                match engine.delete_records(&target, offset).await {
+                let result = DeleteRecordsPartitionResult::default().with_partition_index(index);
+                let led = match led {
+                    Ok(led) => led,
+                    Err(error) => return result.with_low_watermark(-1).with_error_code(error.code()),
+                };
+                match engine.delete_records(&led.partition, offset).await {
                     Ok(low_watermark) => result.with_low_watermark(low_watermark.0),
                     Err(error) => result.with_low_watermark(-1).with_error_code(read_error_code(&error)),
                 }

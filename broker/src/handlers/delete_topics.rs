@@ -8,15 +8,20 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use uuid::Uuid;
 
 use super::{code, message, topic_id_of, topic_name, uuid_of};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
-use crate::error::topic_error_code;
+use crate::dispatch::{ApiRange, Call, Outcome};
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DeleteTopics, min: 1, max: 6 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: DeleteTopicsRequest,
 ) -> Outcome<DeleteTopicsResponse> {
+    let version = call.version;
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         request
             .topics
@@ -28,9 +33,10 @@ pub(crate) async fn handle(
     };
     let mut results = Vec::with_capacity(targets.len());
     for (name, id) in targets {
+        let image = shard.image();
         let info = match &name {
-            Some(name) => shard.engine().topic(name),
-            None => shard.engine().topic_by_id(topic_id_of(id)),
+            Some(name) => image.topic(name).cloned(),
+            None => image.topic_by_id(topic_id_of(id)).cloned(),
         };
         let result = DeletableTopicResult::default().with_name(name.as_deref().map(topic_name)).with_topic_id(id);
         let Some(info) = info else {
@@ -44,15 +50,17 @@ pub(crate) async fn handle(
         } else {
             Uuid::nil()
         });
-        match shard.engine().delete_topic(&info.name).await {
-            Ok(()) => {
+        let deleted = shard.shared.metadata.delete_topics(vec![info.id]).await.into_iter().next();
+        match deleted {
+            Some(Ok(())) => {
                 tracing::info!(topic = %info.name, "deleted topic");
                 results.push(result);
             }
-            Err(error) => {
-                let result = result.with_error_code(topic_error_code(&error));
-                results.push(if version >= 5 { result.with_error_message(message(error.to_string())) } else { result });
+            Some(Err(refusal)) => {
+                let result = result.with_error_code(code(refusal.error));
+                results.push(if version >= 5 { result.with_error_message(message(refusal.message)) } else { result });
             }
+            None => results.push(result.with_error_code(code(ResponseError::UnknownServerError))),
         }
     }
     Outcome::Respond(DeleteTopicsResponse::default().with_responses(results))

@@ -1,4 +1,4 @@
-//! DescribeCluster (v0-v1): this broker as the whole cluster and its controller.
+//! DescribeCluster (v0-v1): the live brokers of the metadata image, and the controller.
 
 use std::rc::Rc;
 
@@ -7,33 +7,44 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::{AUTHORIZED_OPERATIONS_OMITTED, code, message, str_bytes};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 
 /// `endpoint_type` asking for brokers (2 asks for controllers, which clients reach only in KRaft
 /// controller mode).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeCluster, min: 0, max: 1 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: DescribeClusterRequest,
 ) -> Outcome<DescribeClusterResponse> {
-    let identity = &shard.shared.identity;
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
         let response = DescribeClusterResponse::default()
             .with_error_code(code(ResponseError::MismatchedEndpointType))
             .with_error_message(message("this node serves brokers only"));
         return Outcome::Respond(response);
     }
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(identity.node_id))
-        .with_host(str_bytes(&identity.host))
-        .with_port(identity.port);
+    let image = shard.image();
+    let brokers = image
+        .live_brokers()
+        .map(|broker| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(broker.node_id))
+                .with_host(str_bytes(&broker.host))
+                .with_port(broker.port)
+                .with_rack(broker.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let response = DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(&identity.cluster_id))
-        .with_controller_id(BrokerId(identity.node_id))
-        .with_brokers(vec![broker])
+        .with_cluster_id(str_bytes(&image.cluster_id))
+        .with_controller_id(BrokerId(shard.node_id()))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Outcome::Respond(response)
 }

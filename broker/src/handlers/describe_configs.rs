@@ -15,8 +15,10 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_engine::TopicConfig;
 
 use super::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_BROKER_LOGGER, RESOURCE_TYPE_TOPIC, code, message, str_bytes};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 
 /// Config sources, as Kafka numbers them.
 const SOURCE_TOPIC: i8 = 1;
@@ -45,11 +47,15 @@ const BROKER_NAMES: &[(&str, &str)] = &[
     ("segment.ms", "log.roll.ms"),
 ];
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeConfigs, min: 1, max: 4 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: DescribeConfigsRequest,
 ) -> Outcome<DescribeConfigsResponse> {
+    let version = call.version;
     let results = request
         .resources
         .iter()
@@ -86,7 +92,8 @@ type Entry = (String, String, i8);
 fn describe(shard: &ShardContext, resource_type: i8, name: &str) -> Result<Vec<Entry>, (i16, String)> {
     match resource_type {
         RESOURCE_TYPE_TOPIC => {
-            let Some(topic) = shard.engine().topic(name) else {
+            let image = shard.image();
+            let Some(topic) = image.topic(name) else {
                 return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {name}")));
             };
             Ok(describe_topic_config(&topic.config)

@@ -9,24 +9,30 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{AUTHORIZED_OPERATIONS_OMITTED, str_bytes};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
 
 /// READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a group without authorization.
 const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 5 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: DescribeGroupsRequest,
 ) -> Outcome<DescribeGroupsResponse> {
+    let version = call.version;
     let answers = join_all(request.groups.iter().map(|group| {
         let group_id = group.to_string();
         let target = group_id.clone();
         let shard = &shard;
         async move {
-            on_coordinator(shard, &target, move |coordinator| async move { coordinator.describe(&group_id).await })
+            on_coordinator(shard, &target, move |coordinator| async move { coordinator.describe(&group_id) })
                 .await
                 .and_then(|answer| answer)
         }

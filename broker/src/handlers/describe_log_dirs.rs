@@ -13,12 +13,17 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 use sluice_engine::TopicPartition;
 
 use super::{str_bytes, topic_name};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeLogDirs, min: 1, max: 4 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: DescribeLogDirsRequest,
 ) -> Outcome<DescribeLogDirsResponse> {
     let data_dir = &shard.config().data_dir;
@@ -27,7 +32,7 @@ pub(crate) async fn handle(
             .engine()
             .topics()
             .iter()
-            .map(|topic| (topic.name.to_string(), (0..topic.partition_count()).collect()))
+            .map(|topic| (topic.name.to_string(), topic.partitions.keys().copied().collect()))
             .collect(),
         Some(topics) => {
             topics.iter().map(|topic| (topic.topic.as_str().to_owned(), topic.partitions.clone())).collect()
@@ -37,7 +42,7 @@ pub(crate) async fn handle(
     for (name, indexes) in wanted {
         let Some(info) = shard.engine().topic(&name) else { continue };
         let mut partitions = Vec::with_capacity(indexes.len());
-        for index in indexes.into_iter().filter(|index| (0..info.partition_count()).contains(index)) {
+        for index in indexes.into_iter().filter(|index| info.partitions.contains_key(index)) {
             let partition = TopicPartition::new(name.as_str(), index);
             // A partition deleted meanwhile reports 0 bytes rather than failing the whole answer.
             let size =

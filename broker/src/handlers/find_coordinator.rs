@@ -1,6 +1,7 @@
-//! FindCoordinator (v0-v4, v4 with batched keys). This single broker coordinates every group;
-//! within it, group requests are forwarded to the group's shard (see `groups`). Transactions do
-//! not exist yet, so transaction coordinators are not available.
+//! FindCoordinator (v0-v4, v4 with batched keys). A group's coordinator is the leader of its
+//! `__consumer_offsets` partition (`abs(javaHash(group)) % partitions`), as the metadata image
+//! says; within that broker, group requests are forwarded to the partition's shard (see
+//! `groups`). Transactions do not exist yet, so transaction coordinators are not available.
 
 use std::rc::Rc;
 
@@ -10,35 +11,47 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, message, str_bytes};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::groups::OFFSETS_TOPIC;
+use crate::metadata::MetadataImage;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// Where a key's coordinator is: node id, host and port, or why it is not available.
+type Found = Result<(i32, String, i32), (ResponseError, &'static str)>;
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::FindCoordinator, min: 0, max: 4 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: FindCoordinatorRequest,
 ) -> Outcome<FindCoordinatorResponse> {
-    let refusal = match request.key_type {
-        KEY_TYPE_GROUP => None,
-        KEY_TYPE_TRANSACTION => Some((ResponseError::CoordinatorNotAvailable, "transactions are not supported")),
-        _ => Some((ResponseError::InvalidRequest, "unknown coordinator key type")),
+    let version = call.version;
+    let image = shard.image();
+    let find = |key: &str| -> Found {
+        match request.key_type {
+            KEY_TYPE_GROUP => group_coordinator(&image, key),
+            KEY_TYPE_TRANSACTION => Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported")),
+            _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
+        }
     };
-    let identity = &shard.shared.identity;
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
             .iter()
             .map(|key| {
                 let found = Coordinator::default().with_key(key.clone());
-                match refusal {
-                    None => found
-                        .with_node_id(BrokerId(identity.node_id))
-                        .with_host(str_bytes(&identity.host))
-                        .with_port(identity.port),
-                    Some((error, text)) => found
+                match find(key.as_str()) {
+                    Ok((node_id, host, port)) => {
+                        found.with_node_id(BrokerId(node_id)).with_host(str_bytes(&host)).with_port(port)
+                    }
+                    Err((error, text)) => found
                         .with_node_id(BrokerId(-1))
                         .with_host(StrBytes::default())
                         .with_port(-1)
@@ -50,15 +63,24 @@ pub(crate) async fn handle(
         return Outcome::Respond(FindCoordinatorResponse::default().with_coordinators(coordinators));
     }
     let response = FindCoordinatorResponse::default();
-    let response = match refusal {
-        None => response
-            .with_node_id(BrokerId(identity.node_id))
-            .with_host(str_bytes(&identity.host))
-            .with_port(identity.port),
-        Some((error, text)) => {
+    let response = match find(request.key.as_str()) {
+        Ok((node_id, host, port)) => {
+            response.with_node_id(BrokerId(node_id)).with_host(str_bytes(&host)).with_port(port)
+        }
+        Err((error, text)) => {
             let response = response.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(error));
             if version >= 1 { response.with_error_message(message(text)) } else { response }
         }
     };
     Outcome::Respond(response)
+}
+
+/// The live leader of the group's offsets partition.
+fn group_coordinator(image: &MetadataImage, group_id: &str) -> Found {
+    let unavailable = (ResponseError::CoordinatorNotAvailable, "the group's coordinator is not available");
+    let topic = image.topic(OFFSETS_TOPIC).ok_or(unavailable)?;
+    let index = crate::groups::Coordinator::partition_of(group_id, topic.partition_count());
+    let leader = topic.partition(index).map(|partition| partition.leader).ok_or(unavailable)?;
+    let broker = image.brokers.get(&leader).filter(|broker| !broker.fenced).ok_or(unavailable)?;
+    Ok((broker.node_id, broker.host.clone(), broker.port))
 }

@@ -5,14 +5,19 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::membership::MemberRef;
 use crate::groups::on_coordinator;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Heartbeat, min: 0, max: 4 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: HeartbeatRequest,
 ) -> Outcome<HeartbeatResponse> {
     let group_id = request.group_id.to_string();
@@ -22,7 +27,7 @@ pub(crate) async fn handle(
     let target = group_id.clone();
     let result = on_coordinator(&shard, &target, move |coordinator| async move {
         let member = MemberRef { member_id: &member_id, group_instance_id: instance.as_deref() };
-        coordinator.heartbeat(&group_id, member, generation_id).await
+        coordinator.heartbeat(&group_id, member, generation_id)
     })
     .await
     .and_then(|result| result);

@@ -11,9 +11,11 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use sluice_engine::TopicConfig;
 
 use super::{RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC, code, message};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
-use crate::error::{config_error_code, topic_error_code};
+use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::error::config_error_code;
 
 const OPERATION_SET: i8 = 0;
 const OPERATION_DELETE: i8 = 1;
@@ -26,9 +28,12 @@ const LIST_NAMES: &[&str] =
 
 type Refusal = (i16, String);
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::IncrementalAlterConfigs, min: 0, max: 1 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: IncrementalAlterConfigsRequest,
 ) -> Outcome<IncrementalAlterConfigsResponse> {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -57,22 +62,28 @@ async fn alter(
     entries: &[AlterableConfig],
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    let Some(info) = shard.engine().topic(topic) else {
-        return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {topic}")));
-    };
-    let mut config = info.config;
-    for entry in entries {
-        apply(&mut config, &shard.config().default_topic_config, entry)?;
-    }
-    if validate_only {
-        return Ok(());
-    }
-    shard
-        .engine()
-        .alter_topic_config(topic, config)
-        .await
-        .map(|_| ())
-        .map_err(|error| (topic_error_code(&error), error.to_string()))
+    let defaults = &shard.config().default_topic_config;
+    let altered = shard
+        .shared
+        .metadata
+        .alter_topic_config(
+            topic,
+            |current| {
+                let mut config = current.clone();
+                for entry in entries {
+                    apply(&mut config, defaults, entry).map_err(|(error_code, text)| {
+                        crate::metadata::Refusal::new(
+                            ResponseError::try_from_code(error_code).unwrap_or(ResponseError::InvalidConfig),
+                            text,
+                        )
+                    })?;
+                }
+                Ok(config)
+            },
+            validate_only,
+        )
+        .await;
+    altered.map_err(|refusal| (code(refusal.error), refusal.message))
 }
 
 fn apply(config: &mut TopicConfig, defaults: &TopicConfig, entry: &AlterableConfig) -> Result<(), Refusal> {

@@ -10,18 +10,23 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::group::{JoinOutcome, Protocol};
 use crate::groups::membership::JoinArgs;
 use crate::groups::on_coordinator;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::JoinGroup, min: 0, max: 9 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: JoinGroupRequest,
-    client_id: String,
 ) -> Outcome<JoinGroupResponse> {
+    let version = call.version;
     let group_id = request.group_id.to_string();
     let member_id = request.member_id.to_string();
     let rebalance_timeout_ms = if version >= 1 && request.rebalance_timeout_ms >= 0 {
@@ -32,8 +37,9 @@ pub(crate) async fn handle(
     let args = JoinArgs {
         member_id: member_id.clone(),
         group_instance_id: request.group_instance_id.as_ref().map(ToString::to_string),
-        client_id,
-        client_host: String::new(),
+        client_id: call.client_id.to_string(),
+        // Kafka shows the client's address with a leading slash (Java's InetAddress form).
+        client_host: call.peer.map_or_else(String::new, |peer| format!("/{}", peer.ip())),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms,
         protocol_type: request.protocol_type.to_string(),

@@ -9,16 +9,22 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::str_bytes;
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::membership::MemberRef;
 use crate::groups::on_coordinator;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::LeaveGroup, min: 0, max: 5 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: LeaveGroupRequest,
 ) -> Outcome<LeaveGroupResponse> {
+    let version = call.version;
     let group_id = request.group_id.to_string();
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
@@ -36,7 +42,7 @@ pub(crate) async fn handle(
             .iter()
             .map(|(member_id, instance)| MemberRef { member_id, group_instance_id: instance.as_deref() })
             .collect();
-        coordinator.leave(&group_id, &refs).await
+        coordinator.leave(&group_id, &refs)
     })
     .await
     .and_then(|results| results);

@@ -9,22 +9,27 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use sluice_engine::ShardId;
 
 use super::str_bytes;
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_shard;
 
 /// The only group type the classic protocol has.
 const GROUP_TYPE_CLASSIC: &str = "classic";
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ListGroups, min: 0, max: 5 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: ListGroupsRequest,
 ) -> Outcome<ListGroupsResponse> {
+    let version = call.version;
     let shard_count = shard.engine().shard_count();
     let answers = join_all(
-        (0..shard_count)
-            .map(|index| on_shard(&shard, ShardId(index), |coordinator| async move { coordinator.list().await })),
+        (0..shard_count).map(|index| on_shard(&shard, ShardId(index), |coordinator| async move { coordinator.list() })),
     )
     .await;
     let states: Vec<String> = request.states_filter.iter().map(|state| state.to_lowercase()).collect();
@@ -33,7 +38,7 @@ pub(crate) async fn handle(
     let mut error_code = 0;
     let mut groups = Vec::new();
     for answer in answers {
-        match answer.and_then(|answer| answer) {
+        match answer {
             Ok(listed) => groups.extend(
                 listed
                     .into_iter()

@@ -10,10 +10,13 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_engine::{Engine, OffsetAnswer, OffsetQuery, ReadError, TopicPartition};
 
-use super::{LEADER_EPOCH, code};
+use super::code;
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::read_error_code;
+use crate::metadata::lead;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -21,19 +24,33 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const READ_COMMITTED: i8 = 1;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ListOffsets, min: 1, max: 8 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: ListOffsetsRequest,
 ) -> Outcome<ListOffsetsResponse> {
+    let version = call.version;
     let committed = request.isolation_level == READ_COMMITTED;
+    let image = shard.image();
+    let node_id = shard.node_id();
+    let engine = shard.engine();
     let lookups = request.topics.iter().flat_map(|topic| {
-        topic.partitions.iter().map(|partition| {
-            let engine = shard.engine().clone();
-            let target = TopicPartition::new(topic.name.as_str(), partition.partition_index);
+        let known = image.topic(topic.name.as_str()).cloned();
+        topic.partitions.iter().map(move |partition| {
+            let engine = engine.clone();
+            let led = match &known {
+                Some(known) => lead(node_id, known, partition.partition_index, partition.current_leader_epoch),
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
             let timestamp = partition.timestamp;
-            let epoch = partition.current_leader_epoch;
-            async move { lookup(&engine, &target, timestamp, epoch, committed).await }
+            async move {
+                let led = led.map_err(code)?;
+                let found = lookup(&engine, &led.partition, timestamp, committed).await?;
+                Ok(found.map(|found| (found, led.leader_epoch)))
+            }
         })
     });
     let mut answers = join_all(lookups).await.into_iter();
@@ -49,9 +66,9 @@ pub(crate) async fn handle(
                     let response =
                         ListOffsetsPartitionResponse::default().with_partition_index(partition.partition_index);
                     match answer {
-                        Ok(Some(found)) => {
+                        Ok(Some((found, leader_epoch))) => {
                             let response = response.with_offset(found.offset.0).with_timestamp(found.timestamp_ms);
-                            if version >= 4 { response.with_leader_epoch(LEADER_EPOCH) } else { response }
+                            if version >= 4 { response.with_leader_epoch(leader_epoch) } else { response }
                         }
                         Ok(None) => response.with_offset(-1).with_timestamp(-1),
                         Err(error_code) => response.with_error_code(error_code).with_offset(-1).with_timestamp(-1),
@@ -68,12 +85,8 @@ async fn lookup(
     engine: &Engine,
     partition: &TopicPartition,
     timestamp: i64,
-    current_leader_epoch: i32,
     committed: bool,
 ) -> Result<Option<OffsetAnswer>, i16> {
-    if current_leader_epoch > LEADER_EPOCH {
-        return Err(code(ResponseError::UnknownLeaderEpoch));
-    }
     let query = match timestamp {
         LATEST if committed => {
             let offsets = engine.offsets(partition).await.map_err(|error: ReadError| read_error_code(&error))?;

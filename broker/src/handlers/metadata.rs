@@ -1,8 +1,11 @@
-//! Metadata (v0-v12): this broker, and the topics asked for (all when the list is null, or empty
-//! at v0). Unknown topics are created when the broker allows it and the request does (v4+ flag;
-//! always for v0-v3), with `num.partitions` partitions and the default topic config.
+//! Metadata (v0-v12): the live brokers, the controller, and the topics asked for (all when the
+//! list is null, or empty at v0), from the metadata image. Unknown topics are created when the
+//! broker allows it and the request does (v4+ flag; always for v0-v3), with `num.partitions`
+//! partitions and the default topic config.
 //!
-//! Every partition is led by this broker at leader epoch 0, with itself as the only replica.
+//! Each partition lists its leader (-1 and LEADER_NOT_AVAILABLE when it has none), leader
+//! epoch, replicas, in-sync replicas and offline replicas (replicas on fenced or unregistered
+//! brokers).
 
 use std::rc::Rc;
 
@@ -11,62 +14,71 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
-use sluice_engine::{TopicError, TopicInfo};
 use uuid::Uuid;
 
 use super::{
-    AUTHORIZED_OPERATIONS_OMITTED, LEADER_EPOCH, code, is_internal_topic, is_valid_topic_name, str_bytes, topic_id_of,
-    topic_name, uuid_of,
+    AUTHORIZED_OPERATIONS_OMITTED, code, is_internal_topic, is_valid_topic_name, str_bytes, topic_id_of, topic_name,
+    uuid_of,
 };
-use crate::context::ShardContext;
-use crate::dispatch::Outcome;
-use crate::error::topic_error_code;
+use kafka_protocol::messages::ApiKey;
 
-pub(crate) async fn handle(
-    shard: Rc<ShardContext>,
-    version: i16,
-    request: MetadataRequest,
-) -> Outcome<MetadataResponse> {
+use crate::context::ShardContext;
+use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::metadata::{MetadataImage, NO_LEADER, NewTopic, TopicImage};
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Metadata, min: 0, max: 12 };
+
+pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: MetadataRequest) -> Outcome<MetadataResponse> {
+    let version = call.version;
     let allow_create = shard.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let image = shard.image();
     let topics = match request.topics {
-        None => all_topics(&shard),
-        Some(list) if list.is_empty() && version == 0 => all_topics(&shard),
+        None => all_topics(&image),
+        Some(list) if list.is_empty() && version == 0 => all_topics(&image),
         Some(list) => {
             let mut topics = Vec::with_capacity(list.len());
             for requested in list {
                 // As Kafka: a non-zero id wins, whatever the name (the Java client sends an
                 // empty name with an id).
                 let topic = match requested.name {
-                    _ if !requested.topic_id.is_nil() => by_id(&shard, requested.topic_id),
-                    Some(name) => by_name(&shard, &name, allow_create).await,
-                    None => by_id(&shard, requested.topic_id),
+                    _ if !requested.topic_id.is_nil() => by_id(&image, requested.topic_id),
+                    Some(name) => by_name(&shard, &image, &name, allow_create).await,
+                    None => by_id(&image, requested.topic_id),
                 };
                 topics.push(topic);
             }
             topics
         }
     };
-    let identity = &shard.shared.identity;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(identity.node_id))
-        .with_host(str_bytes(&identity.host))
-        .with_port(identity.port);
+    // Brokers as of now: an auto-created topic's leaders are in the newest image.
+    let image = shard.image();
+    let brokers = image
+        .live_brokers()
+        .map(|broker| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.node_id))
+                .with_host(str_bytes(&broker.host))
+                .with_port(broker.port)
+                .with_rack(broker.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let response = MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_cluster_id(Some(str_bytes(&identity.cluster_id)))
-        .with_controller_id(BrokerId(identity.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&image.cluster_id)))
+        .with_controller_id(BrokerId(shard.node_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Outcome::Respond(response)
 }
 
-fn all_topics(shard: &ShardContext) -> Vec<MetadataResponseTopic> {
-    shard.engine().topics().iter().map(|topic| describe(shard, topic)).collect()
+fn all_topics(image: &MetadataImage) -> Vec<MetadataResponseTopic> {
+    image.topics().map(|topic| describe(image, topic)).collect()
 }
 
-async fn by_name(shard: &ShardContext, name: &str, allow_create: bool) -> MetadataResponseTopic {
-    if let Some(topic) = shard.engine().topic(name) {
-        return describe(shard, &topic);
+async fn by_name(shard: &ShardContext, image: &MetadataImage, name: &str, allow_create: bool) -> MetadataResponseTopic {
+    if let Some(topic) = image.topic(name) {
+        return describe(image, topic);
     }
     if !is_valid_topic_name(name) {
         return failed(name, Uuid::nil(), ResponseError::InvalidTopicException.code());
@@ -75,24 +87,32 @@ async fn by_name(shard: &ShardContext, name: &str, allow_create: bool) -> Metada
         return failed(name, Uuid::nil(), code(ResponseError::UnknownTopicOrPartition));
     }
     let config = shard.config();
-    let created = shard.engine().create_topic(name, config.num_partitions, config.default_topic_config.clone()).await;
+    let topic = NewTopic {
+        name: name.to_owned(),
+        partition_count: None,
+        replication_factor: None,
+        assignments: Vec::new(),
+        config: config.default_topic_config.clone(),
+    };
+    let created = shard.shared.metadata.create_topics(vec![topic], false).await.into_iter().next();
     match created {
-        Ok(topic) => {
+        Some(Ok(topic)) => {
             tracing::info!(topic = name, partitions = topic.partition_count(), "auto-created topic");
-            describe(shard, &topic)
+            describe(&shard.image(), &topic)
         }
         // Another request created it first.
-        Err(TopicError::AlreadyExists { .. }) => match shard.engine().topic(name) {
-            Some(topic) => describe(shard, &topic),
+        Some(Err(refusal)) if refusal.error == ResponseError::TopicAlreadyExists => match shard.image().topic(name) {
+            Some(topic) => describe(&shard.image(), topic),
             None => failed(name, Uuid::nil(), code(ResponseError::LeaderNotAvailable)),
         },
-        Err(error) => failed(name, Uuid::nil(), topic_error_code(&error)),
+        Some(Err(refusal)) => failed(name, Uuid::nil(), code(refusal.error)),
+        None => failed(name, Uuid::nil(), code(ResponseError::UnknownServerError)),
     }
 }
 
-fn by_id(shard: &ShardContext, id: Uuid) -> MetadataResponseTopic {
-    match shard.engine().topic_by_id(topic_id_of(id)) {
-        Some(topic) => describe(shard, &topic),
+fn by_id(image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+    match image.topic_by_id(topic_id_of(id)) {
+        Some(topic) => describe(image, topic),
         None => MetadataResponseTopic::default()
             .with_error_code(code(ResponseError::UnknownTopicId))
             .with_topic_id(id)
@@ -108,17 +128,25 @@ fn failed(name: &str, id: Uuid, error_code: i16) -> MetadataResponseTopic {
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-/// One topic as Metadata describes it: every partition led by this broker.
-fn describe(shard: &ShardContext, topic: &TopicInfo) -> MetadataResponseTopic {
-    let node = BrokerId(shard.shared.identity.node_id);
-    let partitions = (0..topic.partition_count())
-        .map(|index| {
+/// One topic as Metadata describes it.
+fn describe(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+    let live = |node: &i32| image.brokers.get(node).is_some_and(|broker| !broker.fenced);
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, state)| {
+            let ids = |nodes: &[i32]| nodes.iter().copied().map(BrokerId).collect::<Vec<_>>();
+            let offline: Vec<i32> = state.replicas.iter().copied().filter(|node| !live(node)).collect();
+            let error = if state.leader == NO_LEADER { code(ResponseError::LeaderNotAvailable) } else { 0 };
             MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(error)
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_replica_nodes(ids(&state.replicas))
+                .with_isr_nodes(ids(&state.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -3,7 +3,7 @@
 //! routes every partition operation to the partition's owning shard and back, so a handler that
 //! issues its partition calls together has split the request by shard and gathers the answers.
 //!
-//! Shared helpers for names, ids and the single-broker topology live here.
+//! Shared helpers for names and ids live here.
 
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
@@ -39,8 +39,6 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_engine::TopicId;
 use uuid::Uuid;
 
-/// The leader epoch of every partition: a single broker never changes leader.
-pub(crate) const LEADER_EPOCH: i32 = 0;
 /// Kafka's "authorized operations not requested" marker.
 pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 

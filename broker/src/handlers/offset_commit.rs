@@ -9,16 +9,22 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::coordinator::{CommitArgs, CommitEntry};
 use crate::groups::on_coordinator;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetCommit, min: 2, max: 9 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: OffsetCommitRequest,
 ) -> Outcome<OffsetCommitResponse> {
+    let version = call.version;
     let group_id = request.group_id.to_string();
     let args = CommitArgs {
         member_id: request.member_id.to_string(),

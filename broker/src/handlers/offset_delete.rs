@@ -8,13 +8,18 @@ use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponseParti
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::topic_name;
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetDelete, min: 0, max: 0 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _version: i16,
+    _call: Call,
     request: OffsetDeleteRequest,
 ) -> Outcome<OffsetDeleteResponse> {
     let group_id = request.group_id.to_string();

@@ -14,19 +14,25 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse}
 use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, topic_name};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::coordinator::{FetchedOffsets, TopicPartitions};
 use crate::groups::on_coordinator;
 
 /// One group's answer: offsets, or a group-level error with the partitions asked for.
 type GroupAnswer = Result<FetchedOffsets, (ResponseError, FetchedOffsets)>;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetFetch, min: 1, max: 9 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: OffsetFetchRequest,
 ) -> Outcome<OffsetFetchResponse> {
+    let version = call.version;
     if version >= 8 {
         let answers = join_all(request.groups.iter().map(|group| {
             let topics = group.topics.as_ref().map(|topics| {
@@ -79,10 +85,9 @@ pub(crate) async fn handle(
 async fn fetch_group(shard: &ShardContext, group_id: String, topics: TopicPartitions) -> GroupAnswer {
     let asked = topics.clone();
     let target = group_id.clone();
-    let answer =
-        on_coordinator(shard, &target, move |coordinator| async move { coordinator.fetch(&group_id, topics).await })
-            .await
-            .and_then(|answer| answer);
+    let answer = on_coordinator(shard, &target, move |coordinator| async move { coordinator.fetch(&group_id, topics) })
+        .await
+        .and_then(|answer| answer);
     answer.map_err(|error| {
         let empty = asked
             .unwrap_or_default()

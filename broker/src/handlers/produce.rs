@@ -1,7 +1,9 @@
 //! Produce (v3-v11; v0-v2 are advertised but refused in `dispatch`).
 //!
 //! Steps:
-//! 1. check `acks` (0, 1 or -1) and refuse transactional produce (no transactions yet);
+//! 1. check `acks` (0, 1 or -1) and refuse transactional produce (no transactions yet), and
+//!    check in the metadata image that this broker leads each partition (Kafka's errors
+//!    otherwise: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER);
 //! 2. for every partition, copy the records bytes once into the `Vec<u8>` the engine takes, and
 //!    issue all appends at once, in request order (the engine validates each batch's header and
 //!    CRC, checks idempotent producer sequences, and assigns offsets in arrival order on the
@@ -21,8 +23,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::{AppendError, AppendOptions, AppendResult, TopicPartition};
 
 use super::{code, message};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::append_error_code;
 use crate::metrics::batch_count;
 
@@ -69,7 +73,11 @@ impl Failure {
 /// One partition's outcome.
 type PartitionResult = Result<AppendResult, Failure>;
 
-pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: ProduceRequest) -> Outcome<ProduceResponse> {
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Produce, min: 0, max: 11 };
+
+pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: ProduceRequest) -> Outcome<ProduceResponse> {
+    let version = call.version;
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
         Some(Failure::new(code(ResponseError::InvalidRequiredAcks), format!("acks must be 0, 1 or -1, not {acks}")))
@@ -81,12 +89,24 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Produ
     } else {
         None
     };
-    let options = AppendOptions { durable: acks == -1, leader_epoch: super::LEADER_EPOCH };
+    let durable = acks == -1;
+    let image = shard.image();
+    let node_id = shard.node_id();
     let mut appends = Vec::new();
     for topic in &request.topic_data {
+        let known = image.topic(topic.name.as_str());
         for partition in &topic.partition_data {
-            let target = TopicPartition::new(topic.name.as_str(), partition.index);
-            let refusal = refusal.clone();
+            let led = match known {
+                Some(known) => crate::metadata::lead(node_id, known, partition.index, -1),
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+            let refusal = refusal
+                .clone()
+                .or_else(|| led.as_ref().err().map(|error| Failure::new(code(*error), error.to_string())));
+            let (target, options) = match led {
+                Ok(led) => (led.partition, AppendOptions { durable, leader_epoch: led.leader_epoch }),
+                Err(_) => (TopicPartition::new(topic.name.as_str(), partition.index), AppendOptions::default()),
+            };
             let records = partition.records.clone();
             let engine = shard.engine().clone();
             let metrics_shard = shard.clone();

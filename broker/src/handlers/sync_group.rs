@@ -7,17 +7,23 @@ use std::rc::Rc;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::str_bytes;
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::group::SyncOutcome;
 use crate::groups::membership::SyncArgs;
 use crate::groups::on_coordinator;
 
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::SyncGroup, min: 0, max: 5 };
+
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    version: i16,
+    call: Call,
     request: SyncGroupRequest,
 ) -> Outcome<SyncGroupResponse> {
+    let version = call.version;
     let group_id = request.group_id.to_string();
     let args = SyncArgs {
         member_id: request.member_id.to_string(),

@@ -46,7 +46,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardCo
     let budget = Rc::new(MemoryBudget::new(limits.connection_memory_bytes_max));
     let writer = compio::runtime::spawn(write_loop(write_half, receiver, budget.clone(), shard.clone()));
     let reader = FrameReader::new(read_half.clone(), limits.request_size_bytes_max);
-    if let Err(error) = read_loop(reader, sender, &budget, &shard).await {
+    if let Err(error) = read_loop(reader, sender, &budget, &shard, peer).await {
         match error {
             FrameError::Io(_) | FrameError::Truncated => tracing::debug!(%peer, %error, "connection ended"),
             FrameError::Negative { .. } | FrameError::TooSmall { .. } | FrameError::TooLarge { .. } => {
@@ -72,6 +72,7 @@ async fn read_loop(
     sender: async_channel::Sender<InFlight>,
     budget: &MemoryBudget,
     shard: &Rc<ShardContext>,
+    peer: SocketAddr,
 ) -> Result<(), FrameError> {
     loop {
         let size = {
@@ -89,7 +90,7 @@ async fn read_loop(
         let started = shard.shared.clock.now();
         shard.metrics().add_bytes_in(size_bytes);
         let prefix = framing::header_prefix(&frame).expect("frame_size admits no frame shorter than a header prefix");
-        let reply = compio::runtime::spawn(dispatch::dispatch(shard.clone(), prefix, frame));
+        let reply = compio::runtime::spawn(dispatch::dispatch(shard.clone(), prefix, frame, Some(peer)));
         let in_flight = InFlight { reply, api_key: prefix.api_key, size_bytes, started };
         if let Err(unsent) = sender.send(in_flight).await {
             // The writer has closed the connection; let the handler finish on its own.

@@ -98,7 +98,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<ShardContext>) 
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
-                compio::runtime::spawn(connection::serve(stream, peer, shard.clone(), slot)).detach();
+                let connection = connection::serve(stream, peer, shard.clone(), slot);
+                compio::runtime::spawn(crate::crash::abort_on_panic("connection", connection)).detach();
             }
             Err(error) => {
                 // Out of file descriptors or a connection reset before accept: back off briefly

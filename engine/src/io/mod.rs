@@ -21,6 +21,7 @@ pub struct FaultInjector {
     armed: AtomicBool,
     fail_writes: AtomicBool,
     fail_syncs: AtomicBool,
+    panic_appends: AtomicBool,
     writes_until_failure: AtomicU64,
     topic: Mutex<Option<String>>,
 }
@@ -32,6 +33,9 @@ pub enum FaultKind {
     Write,
     /// `fdatasync` of segment files.
     Sync,
+    /// Appends: an armed fault panics inside the append (a stand-in for a broken invariant),
+    /// to test what a panic in partition work does.
+    Panic,
 }
 
 impl FaultInjector {
@@ -46,6 +50,7 @@ impl FaultInjector {
         match kind {
             FaultKind::Write => self.fail_writes.store(true, Ordering::SeqCst),
             FaultKind::Sync => self.fail_syncs.store(true, Ordering::SeqCst),
+            FaultKind::Panic => self.panic_appends.store(true, Ordering::SeqCst),
         }
         self.armed.store(true, Ordering::SeqCst);
     }
@@ -60,6 +65,7 @@ impl FaultInjector {
     pub fn clear(&self) {
         self.fail_writes.store(false, Ordering::SeqCst);
         self.fail_syncs.store(false, Ordering::SeqCst);
+        self.panic_appends.store(false, Ordering::SeqCst);
         self.writes_until_failure.store(0, Ordering::SeqCst);
         self.armed.store(false, Ordering::SeqCst);
     }
@@ -81,6 +87,7 @@ impl FaultInjector {
         let armed = match kind {
             FaultKind::Write => self.fail_writes.load(Ordering::SeqCst),
             FaultKind::Sync => self.fail_syncs.load(Ordering::SeqCst),
+            FaultKind::Panic => self.panic_appends.load(Ordering::SeqCst),
         };
         let topic_matches = self
             .topic
@@ -92,6 +99,7 @@ impl FaultInjector {
             return Err(io::Error::other(match kind {
                 FaultKind::Write => "injected write failure",
                 FaultKind::Sync => "injected fsync failure",
+                FaultKind::Panic => "injected panic",
             }));
         }
         Ok(())
@@ -163,9 +171,10 @@ fn unpin_current_thread() {
 /// Runs blocking work on a thread of its own, on the engine's unpinned CPUs, and waits for it
 /// without blocking the caller's thread. Unlike [`unblocked`] it needs no runtime: admin calls
 /// come from shard threads and from embedders' own threads alike.
-pub(crate) async fn on_own_thread<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+///
+/// # Errors
+/// `work`'s error, or an error when the thread cannot start or panics.
+pub async fn on_own_thread<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     let (sender, receiver) = futures_channel::oneshot::channel();
     std::thread::Builder::new().name("sluice-admin-io".to_owned()).spawn(move || {
         unpin_current_thread();
@@ -229,7 +238,10 @@ fn temp_beside(path: &Path) -> io::Result<(&Path, std::path::PathBuf)> {
 }
 
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+///
+/// # Errors
+/// Any error of the file system calls; `path` then holds its old contents (or nothing).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     let (dir, temp_path) = temp_beside(path)?;
     let mut file = fs::File::create(&temp_path)?;

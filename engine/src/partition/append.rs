@@ -79,6 +79,7 @@ impl Partition {
         if self.failed.get() {
             return Err(AppendError::StorageFailed { partition: self.id.clone() });
         }
+        assert!(self.check_fault(FaultKind::Panic).is_ok(), "injected panic in an append to {}", self.id);
         let headers = self.validate(&bytes)?;
         if let Some(duplicate) = self.check_sequence(&headers[0])? {
             return Ok(duplicate);

@@ -329,6 +329,12 @@ impl Partition {
         self.log.borrow().epochs.latest_epoch()
     }
 
+    /// Latches the partition failed after a panic in its work (see `crate::panic`).
+    pub(crate) fn fail_after_panic(&self, message: &str) {
+        tracing::error!(partition = %self.id, panic = message, "a panic in partition work; the partition is offline until restart");
+        self.fail(&std::io::Error::other(format!("panic in partition work: {message}")));
+    }
+
     /// Latches the partition failed after a storage error, and wakes every waiter.
     fn fail(&self, error: &std::io::Error) {
         if !self.failed.replace(true) {

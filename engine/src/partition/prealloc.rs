@@ -84,7 +84,10 @@ impl Partition {
         log.zero_tails.insert(segment_base);
         drop(log);
         let partition = Rc::clone(self);
-        compio::runtime::spawn(async move { partition.fill(segment_base, file, start, end).await }).detach();
+        compio::runtime::spawn(async move {
+            crate::panic::contain(&partition, partition.fill(segment_base, file, start, end)).await;
+        })
+        .detach();
     }
 
     async fn fill(&self, segment_base: i64, file: compio::fs::File, start: u64, end: u64) {

@@ -31,9 +31,9 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64, clock
         let retention_due = tick.is_multiple_of(ticks_per_retention);
         let partitions = state.partition_list();
         for partition in &partitions {
-            partition.flush_if_due(now_ms).await;
+            crate::panic::contain(partition, partition.flush_if_due(now_ms)).await;
             if retention_due {
-                partition.maintain(now_ms).await;
+                crate::panic::contain(partition, partition.maintain(now_ms)).await;
             }
         }
         if retention_due && !compacting.get() {
@@ -57,7 +57,8 @@ fn start_compaction(partitions: &[Rc<Partition>], compacting: &Rc<Cell<bool>>, c
     let compacting = compacting.clone();
     let clock = clock.clone();
     compio::runtime::spawn(async move {
-        if let Err(error) = partition.compact(clock.unix_ms()).await {
+        let compacted = crate::panic::contain(&partition, partition.compact(clock.unix_ms())).await;
+        if let Some(Err(error)) = compacted {
             tracing::warn!(partition = %partition.id(), %error, "compaction failed; the log is unchanged");
         }
         compacting.set(false);

@@ -92,6 +92,8 @@ pub(crate) enum RouteError {
     Missing,
     /// The engine is stopping.
     ShuttingDown,
+    /// The operation panicked: the partition is failed until the engine reopens it.
+    Panicked,
 }
 
 impl Shared {
@@ -270,14 +272,11 @@ impl Shared {
         self.on_shard(shard, move |state| {
             let found = state.partition(&key);
             async move {
-                match found {
-                    Some(partition) => Some(operation(partition).await),
-                    None => None,
-                }
+                let partition = found.ok_or(RouteError::Missing)?;
+                crate::panic::contain(&partition, operation(partition.clone())).await.ok_or(RouteError::Panicked)
             }
         })
         .await?
-        .ok_or(RouteError::Missing)
     }
 
     pub(crate) async fn append(
@@ -291,6 +290,7 @@ impl Shared {
             Ok(result) => result,
             Err(RouteError::Missing) => Err(AppendError::UnknownPartition { partition: partition.clone() }),
             Err(RouteError::ShuttingDown) => Err(AppendError::ShuttingDown),
+            Err(RouteError::Panicked) => Err(AppendError::StorageFailed { partition: partition.clone() }),
         }
     }
 
@@ -331,6 +331,7 @@ impl Shared {
             Ok(result) => result,
             Err(RouteError::Missing) => Err(AppendError::UnknownPartition { partition: partition.clone() }),
             Err(RouteError::ShuttingDown) => Err(AppendError::ShuttingDown),
+            Err(RouteError::Panicked) => Err(AppendError::StorageFailed { partition: partition.clone() }),
         }
     }
 
@@ -439,6 +440,7 @@ fn flatten_read<T>(
         Ok(result) => result,
         Err(RouteError::Missing) => Err(ReadError::UnknownPartition { partition: partition.clone() }),
         Err(RouteError::ShuttingDown) => Err(ReadError::ShuttingDown),
+        Err(RouteError::Panicked) => Err(ReadError::StorageFailed { partition: partition.clone() }),
     }
 }
 

@@ -30,9 +30,11 @@ use kafka_protocol::messages::FetchRequest;
 use sluice_engine::{FileRange, Offset, PartitionOffsets, ReadError, TopicPartition};
 use uuid::Uuid;
 
-use super::{LEADER_EPOCH, code, topic_id_of};
+use super::{code, topic_id_of};
+use kafka_protocol::messages::ApiKey;
+
 use crate::context::ShardContext;
-use crate::dispatch::Outcome;
+use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::read_error_code;
 pub(crate) use response::FetchAnswer;
 use response::{PartitionAnswer, TopicAnswer};
@@ -73,7 +75,11 @@ impl PartitionRead {
     }
 }
 
-pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: FetchRequest) -> Outcome<FetchAnswer> {
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Fetch, min: 4, max: 16 };
+
+pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRequest) -> Outcome<FetchAnswer> {
+    let version = call.version;
     // A positive epoch continues a session; none exists, since the broker never creates one.
     if request.session_epoch > 0 {
         let error_code = code(ResponseError::FetchSessionIdNotFound);
@@ -106,14 +112,16 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, version: i16, request: Fetch
 }
 
 fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<TopicTargets> {
+    let image = shard.image();
+    let node_id = shard.node_id();
     request
         .topics
         .iter()
         .map(|topic| {
             let info = if version >= 13 {
-                shard.engine().topic_by_id(topic_id_of(topic.topic_id))
+                image.topic_by_id(topic_id_of(topic.topic_id))
             } else {
-                shard.engine().topic(topic.topic.as_str())
+                image.topic(topic.topic.as_str())
             };
             // As Kafka: an id no topic has is UNKNOWN_TOPIC_ID; a known topic without the
             // partition (or a name, before v13) is UNKNOWN_TOPIC_OR_PARTITION.
@@ -126,17 +134,23 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
                 .partitions
                 .iter()
                 .map(|partition| {
-                    let known = info.as_ref().filter(|info| (0..info.partition_count()).contains(&partition.partition));
-                    let epoch_error = match partition.current_leader_epoch {
-                        epoch if epoch > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
-                        _ => None,
+                    let led = match info {
+                        Some(info) => {
+                            crate::metadata::lead(node_id, info, partition.partition, partition.current_leader_epoch)
+                                .map_err(
+                                    |error| {
+                                        if error == ResponseError::UnknownTopicOrPartition { unknown } else { error }
+                                    },
+                                )
+                        }
+                        None => Err(unknown),
                     };
                     Target {
-                        partition: known.map(|info| TopicPartition::new(info.name.clone(), partition.partition)),
+                        partition: led.as_ref().ok().map(|led| led.partition.clone()),
                         index: partition.partition,
                         fetch_offset: partition.fetch_offset,
                         size_bytes_max: partition.partition_max_bytes,
-                        error: if known.is_none() { Some(unknown) } else { epoch_error },
+                        error: led.err(),
                     }
                 })
                 .collect();
