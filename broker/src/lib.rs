@@ -48,6 +48,8 @@ mod metrics;
 mod net;
 mod producer_ids;
 pub mod signals;
+#[doc(hidden)]
+pub mod testing;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
