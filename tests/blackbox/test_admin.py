@@ -21,8 +21,6 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
 
 from clients import (admin, assert_matches, confluent_producer, create_topic, describe, make_records, now_ms,
                      produce, read_all, unique_topic, wait_all, wait_for_partitions, watermarks)
-from conftest import sluice_differs
-
 TOPIC = ResourceType.TOPIC
 
 
@@ -233,8 +231,6 @@ def test_describe_configs_reports_synonyms_in_precedence_order(broker):
     assert defaults == [("log.cleanup.policy", ConfigSource.DEFAULT_CONFIG)], defaults
 
 
-@sluice_differs("retention.ms lists a DEFAULT_CONFIG synonym log.retention.ms=604800000, which Kafka's broker "
-                "does not have (its default retention comes from log.retention.hours=168)")
 def test_retention_ms_synonyms_name_no_broker_default(broker):
     """Kafka sets no log.retention.ms unless told to: an overridden retention.ms lists only the
     override as its synonym, and a default one lists none."""

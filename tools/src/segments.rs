@@ -464,12 +464,19 @@ fn check_index(path: &Path, report: &LogReport, check: &mut SegmentCheck) -> Res
         check.warnings.push("no .index file (the engine rebuilds it at open)".to_owned());
         return Ok(());
     }
-    let starts: BTreeMap<u64, i64> =
-        report.batches.iter().map(|(position, header)| (*position, header.base_offset)).collect();
+    // An entry names the last offset of the batch starting at its position, as Kafka writes it
+    // (logs written before Sluice followed Kafka here name the batch's base offset).
+    let starts: BTreeMap<u64, (i64, i64)> = report
+        .batches
+        .iter()
+        .map(|(position, header)| (*position, (header.base_offset, header.last_offset())))
+        .collect();
     match read_index(path, report.valid_size_bytes).with_context(|| format!("cannot read {}", path.display()))? {
         IndexReport::Offsets(entries) => {
             for (offset, position) in entries {
-                if starts.get(&u64::from(position)) != Some(&offset) {
+                let matches =
+                    starts.get(&u64::from(position)).is_some_and(|(base, last)| offset == *last || offset == *base);
+                if !matches {
                     check
                         .problems
                         .push(format!(".index entry (offset {offset}, position {position}) matches no batch"));

@@ -33,18 +33,22 @@ const TYPE_LONG: i8 = 5;
 const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
-/// Broker config names of the topic configs the broker sets defaults for.
-const BROKER_NAMES: &[(&str, &str)] = &[
-    ("cleanup.policy", "log.cleanup.policy"),
-    ("flush.messages", "log.flush.interval.messages"),
-    ("flush.ms", "log.flush.interval.ms"),
-    ("index.interval.bytes", "log.index.interval.bytes"),
-    ("max.message.bytes", "message.max.bytes"),
-    ("message.timestamp.type", "log.message.timestamp.type"),
-    ("retention.bytes", "log.retention.bytes"),
-    ("retention.ms", "log.retention.ms"),
-    ("segment.bytes", "log.segment.bytes"),
-    ("segment.ms", "log.roll.ms"),
+/// Broker config names of the topic configs the broker sets defaults for, and whether Kafka
+/// declares a default for that broker config. Where it does not (`log.retention.ms`,
+/// `log.roll.ms`, `log.flush.interval.ms` default to null: their values come from
+/// `log.retention.hours`, `log.roll.hours` and the flush scheduler), Kafka lists no default
+/// synonym, and neither does Sluice.
+const BROKER_NAMES: &[(&str, &str, bool)] = &[
+    ("cleanup.policy", "log.cleanup.policy", true),
+    ("flush.messages", "log.flush.interval.messages", true),
+    ("flush.ms", "log.flush.interval.ms", false),
+    ("index.interval.bytes", "log.index.interval.bytes", true),
+    ("max.message.bytes", "message.max.bytes", true),
+    ("message.timestamp.type", "log.message.timestamp.type", true),
+    ("retention.bytes", "log.retention.bytes", true),
+    ("retention.ms", "log.retention.ms", false),
+    ("segment.bytes", "log.segment.bytes", true),
+    ("segment.ms", "log.roll.ms", false),
 ];
 
 /// The versions served.
@@ -136,8 +140,8 @@ fn synonym(name: &str, value: String, source: i8) -> DescribeConfigsSynonym {
 
 /// The synonyms of one config, highest precedence first. A topic config: its own setting when
 /// the topic overrides it, the broker's setting when it differs from Kafka's default, then
-/// Kafka's default (both under the broker name, for configs that have one). A broker setting:
-/// itself.
+/// Kafka's default where Kafka declares one (both under the broker name, for configs that have
+/// one). A broker setting: itself.
 fn synonyms(
     shard: &ShardContext,
     resource_type: i8,
@@ -153,13 +157,13 @@ fn synonyms(
     if source == SOURCE_TOPIC {
         synonyms.push(synonym(name, value.to_owned(), SOURCE_TOPIC));
     }
-    if let Some((_, broker_name)) = BROKER_NAMES.iter().find(|(topic_name, _)| *topic_name == name) {
+    if let Some((_, broker_name, has_default)) = BROKER_NAMES.iter().find(|(topic_name, _, _)| *topic_name == name) {
         let broker_value = value_of(&shard.config().default_topic_config);
         let kafka_default = value_of(&TopicConfig::default());
         if let Some(broker_value) = broker_value.clone().filter(|_| broker_value != kafka_default) {
             synonyms.push(synonym(broker_name, broker_value, SOURCE_STATIC_BROKER));
         }
-        if let Some(kafka_default) = kafka_default {
+        if let Some(kafka_default) = kafka_default.filter(|_| *has_default) {
             synonyms.push(synonym(broker_name, kafka_default, SOURCE_DEFAULT));
         }
     } else if source != SOURCE_TOPIC {
@@ -206,7 +210,7 @@ fn broker_entries(shard: &ShardContext) -> Vec<Entry> {
         ("advertised.listeners".to_owned(), format!("PLAINTEXT://{}:{}", identity.host, identity.port)),
     ];
     for (topic_name, value) in config.default_topic_config.entries() {
-        if let Some((_, broker_name)) = BROKER_NAMES.iter().find(|(name, _)| *name == topic_name) {
+        if let Some((_, broker_name, _)) = BROKER_NAMES.iter().find(|(name, _, _)| *name == topic_name) {
             entries.push(((*broker_name).to_owned(), value));
         }
     }

@@ -97,7 +97,9 @@ pub(crate) fn note_batch(
     assert_eq!(point.position, summary.size_bytes, "batches are appended at the end of the segment");
     assert!(batch.base_offset >= summary.next_offset, "offsets grow within a segment");
     if summary.index.is_empty() || *bytes_since_index >= u64::from(point.index_interval_bytes) {
-        let relative_offset = (batch.base_offset - point.base_offset) as u32;
+        // As Kafka: an entry names the batch's last offset with its start position, so a lookup
+        // (the last entry at or below the target) starts at or before the target's batch.
+        let relative_offset = (batch.last_offset() - point.base_offset) as u32;
         summary.index.push(IndexEntry { relative_offset, position: point.position as u32 });
         let last_time = summary.time_index.last().map_or(-1, |entry| entry.timestamp_ms);
         if summary.max_timestamp_ms > last_time {
