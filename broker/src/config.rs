@@ -4,7 +4,8 @@
 //!
 //! Broker settings that Kafka also has accept Kafka's names in the TOML file
 //! (`num.partitions`, `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
-//! `node.id`); default topic configs always use Kafka's topic config names (`retention.ms`, ...).
+//! `node.id`, `process.roles`, `controller.quorum.voters`, ...); default topic configs always use
+//! Kafka's topic config names (`retention.ms`, ...).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -134,6 +135,33 @@ pub struct Args {
     /// steps of 100 ms [default: 30000].
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// What this node runs: `broker,controller`, or `broker` to follow a quorum of other nodes
+    /// [default: broker,controller].
+    #[arg(long, env = "SLUICE_PROCESS_ROLES", value_name = "ROLES")]
+    pub process_roles: Option<String>,
+    /// Address of this node's controller listener, where quorum nodes reach each other; needed
+    /// with --controller-quorum-voters [default: none, for a single node].
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "HOST:PORT")]
+    pub controller_listen: Option<String>,
+    /// The controller quorum, Kafka's `controller.quorum.voters`: `ID@HOST:PORT,...`
+    /// [default: none, this node alone].
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS", value_name = "ID@HOST:PORT,...")]
+    pub controller_quorum_voters: Option<String>,
+    /// The cluster id this node must belong to [default: the one it joins, or a new one].
+    #[arg(long, env = "SLUICE_CLUSTER_ID", value_name = "ID")]
+    pub cluster_id: Option<String>,
+    /// Replication factor of auto-created topics and of CreateTopics requests that ask for the
+    /// default, Kafka's `default.replication.factor` [default: 1].
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
+    pub default_replication_factor: Option<i16>,
+    /// How long the controller waits for a broker's heartbeat before fencing it, Kafka's
+    /// `broker.session.timeout.ms` [default: 9000].
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often a broker heartbeats to the controller, Kafka's `broker.heartbeat.interval.ms`
+    /// [default: 2000].
+    #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
 }
 
 /// The TOML file's contents.
@@ -165,6 +193,19 @@ struct FileConfig {
     compaction_map_bytes: Option<u64>,
     #[serde(alias = "log.retention.check.interval.ms")]
     retention_check_interval_ms: Option<u64>,
+    #[serde(alias = "process.roles")]
+    process_roles: Option<String>,
+    controller_listen: Option<String>,
+    #[serde(alias = "controller.quorum.voters")]
+    controller_quorum_voters: Option<String>,
+    #[serde(alias = "cluster.id")]
+    cluster_id: Option<String>,
+    #[serde(alias = "default.replication.factor")]
+    default_replication_factor: Option<i16>,
+    #[serde(alias = "broker.session.timeout.ms")]
+    broker_session_timeout_ms: Option<u64>,
+    #[serde(alias = "broker.heartbeat.interval.ms")]
+    broker_heartbeat_interval_ms: Option<u64>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -193,6 +234,74 @@ impl Default for Limits {
             connection_memory_bytes_max: 128 * 1024 * 1024,
         }
     }
+}
+
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// Serves clients and holds partitions.
+    pub broker: bool,
+    /// Votes in the controller quorum.
+    pub controller: bool,
+}
+
+impl Default for ProcessRoles {
+    fn default() -> Self {
+        Self { broker: true, controller: true }
+    }
+}
+
+impl ProcessRoles {
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut roles = Self { broker: false, controller: false };
+        for role in text.split(',').map(str::trim).filter(|role| !role.is_empty()) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        setting: "process-roles",
+                        reason: format!("unknown role {other:?}; the roles are broker and controller"),
+                    });
+                }
+            }
+        }
+        Ok(roles)
+    }
+}
+
+/// A voter of the controller quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// Its node id.
+    pub node_id: i32,
+    /// Its controller listener, `HOST:PORT`.
+    pub address: String,
+}
+
+/// Parses Kafka's `controller.quorum.voters`: `ID@HOST:PORT` entries separated by commas.
+fn parse_voters(text: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { setting: "controller-quorum-voters", reason };
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let (id, address) = entry.split_once('@').ok_or_else(|| invalid(format!("{entry:?} is not ID@HOST:PORT")))?;
+        let node_id = id
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| invalid(format!("{entry:?}: the node id must be a non-negative integer")))?;
+        let port_ok =
+            address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(invalid(format!("{entry:?}: the address must be HOST:PORT")));
+        }
+        if voters.iter().any(|voter| voter.node_id == node_id) {
+            return Err(invalid(format!("node {node_id} is listed twice")));
+        }
+        voters.push(QuorumVoter { node_id, address: address.trim().to_owned() });
+    }
+    Ok(voters)
 }
 
 /// The resolved broker configuration.
@@ -232,6 +341,20 @@ pub struct BrokerConfig {
     pub shutdown_timeout_ms: u64,
     /// Where time comes from: the system clock, or a manual one in tests.
     pub clock: sluice_engine::clock::SharedClock,
+    /// What this node runs.
+    pub process_roles: ProcessRoles,
+    /// This node's controller listener; `None` for a single node, which has none.
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum's voters; empty: this node alone is its one-voter quorum.
+    pub quorum_voters: Vec<QuorumVoter>,
+    /// The cluster id this node must belong to; `None` accepts the one it joins (or makes one).
+    pub cluster_id: Option<String>,
+    /// Replication factor of topics created without one.
+    pub default_replication_factor: i16,
+    /// Heartbeat silence after which the controller fences a broker, in ms.
+    pub broker_session_timeout_ms: u64,
+    /// Interval of a broker's heartbeats to the controller, in ms.
+    pub broker_heartbeat_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -255,7 +378,19 @@ impl BrokerConfig {
             retention_check_interval_ms: 30_000,
             shutdown_timeout_ms: 10_000,
             clock: sluice_engine::clock::SystemClock::shared(),
+            process_roles: ProcessRoles::default(),
+            controller_listen: None,
+            quorum_voters: Vec::new(),
+            cluster_id: None,
+            default_replication_factor: 1,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
         }
+    }
+
+    /// Whether this node is part of a quorum of several nodes (not a single node alone).
+    pub fn clustered(&self) -> bool {
+        !self.quorum_voters.is_empty()
     }
 
     /// Resolves flags and environment (already merged in `args`) over the TOML file over defaults.
@@ -290,6 +425,29 @@ impl BrokerConfig {
             .retention_check_interval_ms
             .or(file.retention_check_interval_ms)
             .unwrap_or(config.retention_check_interval_ms);
+        if let Some(text) = args.process_roles.or(file.process_roles) {
+            config.process_roles = ProcessRoles::parse(&text)?;
+        }
+        config.controller_listen = match args.controller_listen.or(file.controller_listen) {
+            Some(text) => Some(resolve("controller-listen", &text)?),
+            None => None,
+        };
+        if let Some(text) = args.controller_quorum_voters.or(file.controller_quorum_voters) {
+            config.quorum_voters = parse_voters(&text)?;
+        }
+        config.cluster_id = args.cluster_id.or(file.cluster_id).map(|id| id.trim().to_owned());
+        config.default_replication_factor = args
+            .default_replication_factor
+            .or(file.default_replication_factor)
+            .unwrap_or(config.default_replication_factor);
+        config.broker_session_timeout_ms = args
+            .broker_session_timeout_ms
+            .or(file.broker_session_timeout_ms)
+            .unwrap_or(config.broker_session_timeout_ms);
+        config.broker_heartbeat_interval_ms = args
+            .broker_heartbeat_interval_ms
+            .or(file.broker_heartbeat_interval_ms)
+            .unwrap_or(config.broker_heartbeat_interval_ms);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);
@@ -343,6 +501,69 @@ impl BrokerConfig {
         }
         if self.advertise.as_ref().is_some_and(|advertise| advertise.trim().is_empty()) {
             return invalid("advertise", "must not be empty");
+        }
+        self.validate_quorum()
+    }
+
+    fn validate_quorum(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: String| Err(ConfigError::Invalid { setting, reason });
+        let roles = self.process_roles;
+        if !roles.broker {
+            return invalid(
+                "process-roles",
+                "a node without the broker role is not supported yet; use broker,controller".to_owned(),
+            );
+        }
+        if self.default_replication_factor < 1 {
+            return invalid("default-replication-factor", "must be at least 1".to_owned());
+        }
+        if self.broker_heartbeat_interval_ms == 0 || self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms
+        {
+            return invalid(
+                "broker-session-timeout-ms",
+                "must be longer than broker-heartbeat-interval-ms, which must be at least 1".to_owned(),
+            );
+        }
+        if let Some(id) = &self.cluster_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'))
+        {
+            return invalid("cluster-id", format!("{id:?}: use 1 to 64 letters, digits, '-' or '_'"));
+        }
+        let listed = self.quorum_voters.iter().any(|voter| voter.node_id == self.node_id);
+        if self.quorum_voters.is_empty() {
+            if !roles.controller {
+                return invalid(
+                    "process-roles",
+                    "a broker-only node needs --controller-quorum-voters to find its controllers".to_owned(),
+                );
+            }
+            if self.controller_listen.is_some() {
+                return invalid(
+                    "controller-listen",
+                    "needs --controller-quorum-voters; a single node has no controller listener".to_owned(),
+                );
+            }
+            return Ok(());
+        }
+        if self.controller_listen.is_none() {
+            return invalid(
+                "controller-listen",
+                "is needed with --controller-quorum-voters (controllers reach this node there)".to_owned(),
+            );
+        }
+        if roles.controller && !listed {
+            return invalid(
+                "controller-quorum-voters",
+                format!("node {} has the controller role but is not a voter", self.node_id),
+            );
+        }
+        if !roles.controller && listed {
+            return invalid(
+                "process-roles",
+                format!("node {} is a voter, so it needs the controller role", self.node_id),
+            );
         }
         Ok(())
     }
@@ -399,6 +620,65 @@ mod tests {
         assert_eq!(config.writeback_bytes, 1024, "from the file");
         assert_eq!(config.compaction_map_bytes, 4096, "from the file, under Kafka's name");
         assert_eq!(config.retention_check_interval_ms, 700, "the flag over the file");
+    }
+
+    #[test]
+    fn quorum_flags_parse_in_kafka_shape() {
+        let args = Args {
+            node_id: Some(2),
+            controller_listen: Some("127.0.0.1:9093".to_owned()),
+            controller_quorum_voters: Some("1@127.0.0.1:9093, 2@127.0.0.1:9193,3@localhost:9293".to_owned()),
+            ..Args::default()
+        };
+        let config = BrokerConfig::from_args(args).expect("valid");
+        assert!(config.clustered());
+        assert_eq!(config.quorum_voters.len(), 3);
+        assert_eq!(config.quorum_voters[2], QuorumVoter { node_id: 3, address: "localhost:9293".to_owned() });
+        assert_eq!(config.broker_session_timeout_ms, 9000);
+        assert!(!BrokerConfig::from_args(Args::default()).expect("defaults").clustered());
+    }
+
+    #[test]
+    fn inconsistent_quorum_flags_are_refused() {
+        let voters = Some("1@127.0.0.1:9093".to_owned());
+        let listen = Some("127.0.0.1:9193".to_owned());
+        let cases = [
+            Args { controller_quorum_voters: voters.clone(), ..Args::default() },
+            Args { controller_listen: listen.clone(), ..Args::default() },
+            Args {
+                node_id: Some(2),
+                controller_quorum_voters: voters.clone(),
+                controller_listen: listen.clone(),
+                ..Args::default()
+            },
+            Args {
+                process_roles: Some("broker".to_owned()),
+                controller_quorum_voters: voters.clone(),
+                controller_listen: listen.clone(),
+                ..Args::default()
+            },
+            Args { process_roles: Some("broker".to_owned()), ..Args::default() },
+            Args { process_roles: Some("brokr".to_owned()), ..Args::default() },
+            Args {
+                controller_quorum_voters: Some("1@nohostport".to_owned()),
+                controller_listen: listen.clone(),
+                ..Args::default()
+            },
+            Args { cluster_id: Some("has space".to_owned()), ..Args::default() },
+        ];
+        for args in cases {
+            let shown = format!("{args:?}");
+            assert!(BrokerConfig::from_args(args).is_err(), "{shown}");
+        }
+        let broker_only = Args {
+            node_id: Some(4),
+            process_roles: Some("broker".to_owned()),
+            controller_quorum_voters: voters,
+            controller_listen: listen,
+            ..Args::default()
+        };
+        let config = BrokerConfig::from_args(broker_only).expect("a broker-only node");
+        assert!(!config.process_roles.controller);
     }
 
     #[test]

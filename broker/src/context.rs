@@ -23,13 +23,11 @@ use crate::groups::GroupShard;
 use crate::metrics::ShardMetrics;
 use crate::net::limits::ConnectionCounter;
 use crate::net::send::PipePool;
-use crate::producer_ids::ProducerIdAllocator;
+use crate::producer_ids::ProducerIds;
 
 /// How clients see this broker.
 #[derive(Debug, Clone)]
 pub(crate) struct ClusterIdentity {
-    /// The cluster id, persisted in the data directory.
-    pub(crate) cluster_id: String,
     /// This broker's node id.
     pub(crate) node_id: i32,
     /// The advertised host.
@@ -79,10 +77,10 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     /// The resolved configuration.
     pub(crate) config: BrokerConfig,
-    /// Cluster id, node id and advertised address.
+    /// Node id and advertised address (the cluster id is in the metadata image).
     pub(crate) identity: ClusterIdentity,
     /// Producer id blocks.
-    pub(crate) producer_ids: ProducerIdAllocator,
+    pub(crate) producer_ids: ProducerIds,
     /// The stop signal.
     pub(crate) shutdown: Shutdown,
     /// Open connections over all shards.
@@ -93,7 +91,7 @@ pub(crate) struct Shared {
     pub(crate) faults: Option<Arc<FaultInjector>>,
     /// Where time comes from (the config's clock).
     pub(crate) clock: sluice_engine::clock::SharedClock,
-    /// The cluster metadata and its writer.
+    /// The cluster metadata, and the way to the controller.
     pub(crate) metadata: Arc<crate::metadata::Metadata>,
 }
 

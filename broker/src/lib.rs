@@ -34,6 +34,7 @@
 mod clock;
 pub mod config;
 mod context;
+mod controller;
 mod crash;
 mod dispatch;
 mod error;
@@ -60,14 +61,14 @@ use sluice_engine::io::FaultInjector;
 use sluice_engine::{Engine, EngineConfig, OpenError, ShardId};
 use thiserror::Error;
 
-pub use config::{Args, BrokerConfig, ConfigError, Limits};
+pub use config::{Args, BrokerConfig, ConfigError, Limits, ProcessRoles, QuorumVoter};
 
 use context::{ClusterIdentity, ShardContext, Shared, Shutdown};
 use metrics::ShardMetrics;
 use net::limits::ConnectionCounter;
-use producer_ids::ProducerIdAllocator;
+use producer_ids::ProducerIds;
 
-/// The file, in the data directory, holding the cluster id.
+/// The file, in the data directory, recording the id of the cluster it belongs to.
 const CLUSTER_ID_FILE_NAME: &str = "broker-cluster-id";
 
 /// Why the broker did not start. Its `Display` is one line naming what failed and why.
@@ -85,6 +86,21 @@ pub enum StartError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// The controller listener could not be bound.
+    #[error("cannot listen for controllers on {address}: {source}")]
+    ControllerListen {
+        /// The address.
+        address: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node cannot join the cluster (another cluster's data directory, no quorum).
+    #[error("cluster: {reason}")]
+    Cluster {
+        /// What went wrong.
+        reason: String,
     },
     /// The metrics listener could not be bound.
     #[error("cannot serve metrics on {address}: {source}")]
@@ -150,6 +166,12 @@ impl Broker {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|listener| listener.local_addr().ok());
+        let controller_listener = match config.controller_listen {
+            Some(address) => {
+                Some(TcpListener::bind(address).map_err(|source| StartError::ControllerListen { address, source })?)
+            }
+            None => None,
+        };
         let mut engine_config = EngineConfig::new(&config.data_dir);
         engine_config.shard_count = Some(shard_count);
         engine_config.pin_shards = config.pin_shards;
@@ -164,21 +186,20 @@ impl Broker {
         }
         engine_config.faults.clone_from(&faults);
         engine_config.clock = config.clock.clone();
-        // Startup runs in a fixed order: recover the logs (the engine, in parallel), load the
-        // metadata, start every shard's context, bring the logs in line with the metadata and
-        // load the coordinators of the partitions this broker leads, and only then accept
-        // clients. Connections arriving meanwhile wait in the listen backlog.
+        // Startup runs in a fixed order: recover the logs (the engine, in parallel), start
+        // every shard's context, start the controller thread (which replays the metadata log,
+        // brings the logs in line with it and loads the coordinators of the partitions this
+        // broker leads), join the cluster and register, and only then accept clients.
+        // Connections arriving meanwhile wait in the listen backlog.
         let engine = Engine::open(engine_config)?;
-        let started = shared_state(config, engine.clone(), local_addr, faults)
-            .map(Arc::new)
-            .and_then(|shared| prepare_shards(&shared).map(|()| shared));
-        let shared = match started {
-            Ok(shared) => shared,
-            Err(error) => {
-                engine.shutdown();
-                return Err(error);
+        let shared = Arc::new(shared_state(config, engine.clone(), local_addr, faults));
+        if let Err(error) = prepare_shards(&shared, controller_listener) {
+            if let Some(controller) = shared.metadata.controller() {
+                controller.stop(false);
             }
-        };
+            engine.shutdown();
+            return Err(error);
+        }
         for (index, listener) in listeners.into_iter().enumerate() {
             let shard = ShardId(index as u16);
             let spawned = engine.spawn_on(shard, move || async move {
@@ -220,6 +241,10 @@ impl Broker {
     /// closed in time.
     pub fn shutdown(self) -> bool {
         self.shared.shutdown.trigger();
+        if let Some(controller) = self.shared.metadata.controller() {
+            // In a cluster, the controller moves what this broker leads before it goes.
+            controller.stop(self.shared.config.clustered());
+        }
         let timeout = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
         let drained = self.shared.connections.wait_all_closed(clock::startup_now() + timeout);
         if !drained {
@@ -231,10 +256,12 @@ impl Broker {
     }
 }
 
-/// Steps 3 and 4 of startup: installs every shard's context (its coordinators started), then
-/// has the metadata align this broker's logs and roles, which loads the coordinators of the
-/// offsets partitions it leads; creates the offsets topic when the cluster has none.
-fn prepare_shards(shared: &Arc<Shared>) -> Result<(), StartError> {
+/// Steps 2 to 4 of startup: installs every shard's context (its coordinators started), starts
+/// the controller thread, joins the cluster (checking its id) and registers this broker, which
+/// returns once this broker has caught up with the metadata log; a single node creates the
+/// offsets topic when it has none (a cluster creates it at the first FindCoordinator, once its
+/// brokers have registered, so that its partitions spread over them).
+fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>) -> Result<(), StartError> {
     let engine = &shared.engine;
     for index in 0..engine.shard_count() {
         let shard = ShardId(index);
@@ -250,7 +277,34 @@ fn prepare_shards(shared: &Arc<Shared>) -> Result<(), StartError> {
     }
     let metadata = &shared.metadata;
     metadata.set_listeners(vec![Arc::new(groups::GroupLeadership::new(engine.clone()))]);
+    let config = &shared.config;
     let identity = &shared.identity;
+    let controller_address = match &controller_listener {
+        Some(listener) => {
+            let bound = listener.local_addr().map_err(|source| StartError::ControllerListen {
+                address: config.controller_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                source,
+            })?;
+            let (host, port) = advertised_address(None, bound);
+            format!("{host}:{port}")
+        }
+        None => String::new(),
+    };
+    let setup = controller::Setup {
+        node_id: identity.node_id,
+        data_dir: config.data_dir.clone(),
+        voters: config.quorum_voters.iter().map(|voter| (voter.node_id, voter.address.clone())).collect(),
+        voter: config.process_roles.controller,
+        listener: controller_listener,
+        address: controller_address,
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        clock: config.clock.clone(),
+    };
+    let handle =
+        controller::Handle::start(setup, metadata.clone()).map_err(|reason| StartError::Metadata { reason })?;
+    metadata.set_controller(handle);
+    join_cluster(shared)?;
     let registration = metadata::image::BrokerRegistration {
         node_id: identity.node_id,
         incarnation: clock::entropy(),
@@ -259,10 +313,84 @@ fn prepare_shards(shared: &Arc<Shared>) -> Result<(), StartError> {
         rack: None,
         fenced: false,
     };
-    let metadata_error = |error: metadata::WriteError| StartError::Metadata { reason: error.to_string() };
-    sluice_engine::block_on(metadata.start(registration)).map_err(metadata_error)?;
-    sluice_engine::block_on(groups::ensure_offsets_topic(shared))
-        .map_err(|refusal| StartError::Metadata { reason: refusal.message })?;
+    let controller = metadata.controller().expect("set above");
+    match sluice_engine::block_on(controller.register(registration)) {
+        controller::wire::ControllerAnswer::Done { .. } => {}
+        answer => {
+            return Err(StartError::Cluster { reason: format!("registration with the controller failed: {answer:?}") });
+        }
+    }
+    if !config.clustered() {
+        sluice_engine::block_on(groups::ensure_offsets_topic(shared))
+            .map_err(|refusal| StartError::Metadata { reason: refusal.message })?;
+    }
+    Ok(())
+}
+
+/// Settles the cluster id: the metadata log's, or, for a new log, the one this node brings (its
+/// `--cluster-id`, the id its data directory recorded, or a new one), written with what an
+/// older single-broker data directory held. Refuses a data directory or a `--cluster-id` of
+/// another cluster.
+fn join_cluster(shared: &Shared) -> Result<(), StartError> {
+    let config = &shared.config;
+    let recorded = read_cluster_id(&config.data_dir)?;
+    if let (Some(pinned), Some(recorded)) = (&config.cluster_id, &recorded)
+        && pinned != recorded
+    {
+        return Err(StartError::Cluster {
+            reason: format!(
+                "the data directory {} belongs to cluster {recorded}, not {pinned} (--cluster-id)",
+                config.data_dir.display()
+            ),
+        });
+    }
+    let proposed = config.cluster_id.clone().or_else(|| recorded.clone()).unwrap_or_else(new_cluster_id);
+    let adopt = if config.clustered() {
+        Vec::new()
+    } else {
+        metadata::store::adopt(&config.data_dir, config.node_id, &shared.engine)
+            .map_err(|error| StartError::Metadata { reason: error.to_string() })?
+    };
+    let adopted =
+        adopt.iter().filter(|record| matches!(record, metadata::records::MetadataRecord::CreateTopic { .. })).count();
+    let request = controller::wire::ControllerRequest::InitCluster { cluster_id: proposed.clone(), adopt };
+    let controller = shared.metadata.controller().expect("the controller runs");
+    let (cluster_id, created) = match sluice_engine::block_on(controller.call(request)) {
+        controller::wire::ControllerAnswer::Done {
+            outcome: controller::wire::Outcome::Cluster { cluster_id, created },
+            ..
+        } => (cluster_id, created),
+        answer => return Err(StartError::Cluster { reason: format!("no controller quorum answered: {answer:?}") }),
+    };
+    if let Some(pinned) = &config.cluster_id
+        && *pinned != cluster_id
+    {
+        return Err(StartError::Cluster {
+            reason: format!("the controller quorum runs cluster {cluster_id}, not {pinned} (--cluster-id)"),
+        });
+    }
+    if let Some(recorded) = &recorded
+        && *recorded != cluster_id
+    {
+        return Err(StartError::Cluster {
+            reason: format!(
+                "the data directory {} belongs to cluster {recorded}, but the controller quorum runs cluster {cluster_id}",
+                config.data_dir.display()
+            ),
+        });
+    }
+    if recorded.is_none() {
+        let path = config.data_dir.join(CLUSTER_ID_FILE_NAME);
+        sluice_engine::io::write_atomic(&path, format!("{cluster_id}\n").as_bytes())
+            .map_err(|source| StartError::State { path, source })?;
+    }
+    if created && !config.clustered() {
+        if adopted > 0 {
+            tracing::info!(topics = adopted, "metadata: the metadata log took over the topics of the data directory");
+        }
+        metadata::store::remove_adopted(&config.data_dir);
+    }
+    tracing::info!(%cluster_id, node_id = config.node_id, "joined the cluster");
     Ok(())
 }
 
@@ -271,30 +399,28 @@ fn shared_state(
     engine: Engine,
     local_addr: SocketAddr,
     faults: Option<Arc<FaultInjector>>,
-) -> Result<Shared, StartError> {
-    let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
-    let producer_ids = ProducerIdAllocator::open(&config.data_dir)
-        .map_err(|source| StartError::State { path: config.data_dir.join(producer_ids::FILE_NAME), source })?;
+) -> Shared {
     let (host, port) = advertised_address(config.advertise.as_deref(), local_addr);
-    let identity = ClusterIdentity { cluster_id, node_id: config.node_id, host, port };
+    let identity = ClusterIdentity { node_id: config.node_id, host, port };
     let shard_count = usize::from(engine.shard_count());
     let clock = config.clock.clone();
-    let defaults = metadata::Defaults { partition_count: config.num_partitions, replication_factor: 1 };
-    let metadata =
-        metadata::Metadata::open(&config.data_dir, &identity.cluster_id, config.node_id, engine.clone(), defaults)
-            .map_err(|error| StartError::Metadata { reason: error.to_string() })?;
-    Ok(Shared {
+    let defaults = metadata::Defaults {
+        partition_count: config.num_partitions,
+        replication_factor: config.default_replication_factor,
+    };
+    let metadata = metadata::Metadata::new(config.node_id, engine.clone(), defaults);
+    Shared {
         engine,
         connections: ConnectionCounter::new(config.limits.connection_count_max),
         config,
         identity,
-        producer_ids,
+        producer_ids: ProducerIds::default(),
         shutdown: Shutdown::default(),
         metrics: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
         faults,
         clock,
         metadata: Arc::new(metadata),
-    })
+    }
 }
 
 /// The host and port clients are told to connect to.
@@ -324,22 +450,18 @@ fn reachable_ip() -> Option<String> {
     (!ip.is_unspecified()).then(|| ip.to_string())
 }
 
-/// Reads the cluster id from the data directory, or creates one (22 URL-safe base64 characters
-/// of 16 random bytes, as Kafka's ids are).
-fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, StartError> {
+/// The cluster id the data directory recorded, if any.
+fn read_cluster_id(data_dir: &Path) -> Result<Option<String>, StartError> {
     let path = data_dir.join(CLUSTER_ID_FILE_NAME);
-    let state_error = |source| StartError::State { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(state_error(error)),
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+        Ok(_) => Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StartError::State { path, source }),
     }
-    let id = new_cluster_id();
-    sluice_engine::io::write_atomic(&path, format!("{id}\n").as_bytes()).map_err(state_error)?;
-    Ok(id)
 }
 
+/// A new cluster id: 22 URL-safe base64 characters of 16 random bytes, as Kafka's ids are.
 fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut bytes = [0u8; 16];
@@ -378,10 +500,10 @@ mod tests {
     }
 
     #[test]
-    fn cluster_id_persists() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let first = load_or_create_cluster_id(dir.path()).expect("create");
-        assert_eq!(first.len(), 22);
-        assert_eq!(load_or_create_cluster_id(dir.path()).expect("read"), first);
+    fn cluster_ids_look_like_kafkas() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'));
+        assert_ne!(id, new_cluster_id());
     }
 }

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("SLUICE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        // openraft narrates every election and membership step at info; its warnings are enough.
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     // Before any thread starts, so every thread inherits the blocked mask.

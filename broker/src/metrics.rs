@@ -208,7 +208,18 @@ pub(crate) fn render(shared: &Shared) -> String {
     }
     render_family(&mut out, "sluice_partitions", "gauge", partitions.iter().map(ToString::to_string));
     render_storage(&mut out, &shared.engine);
+    render_controller(&mut out, shared);
     out
+}
+
+/// The controller quorum as this node sees it: the active controller (-1 while none is known)
+/// and the Raft term, which counts elections.
+fn render_controller(out: &mut String, shared: &Shared) {
+    let Some(controller) = shared.metadata.controller() else { return };
+    let status = controller.status();
+    let active = status.leader.unwrap_or(-1);
+    let _ = writeln!(out, "# TYPE sluice_controller_active_id gauge\nsluice_controller_active_id {active}");
+    let _ = writeln!(out, "# TYPE sluice_controller_term gauge\nsluice_controller_term {}", status.term);
 }
 
 /// Writes the engine's per-shard storage counters: fsync latency histogram and bytes appended.

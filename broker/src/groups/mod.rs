@@ -146,11 +146,13 @@ impl LeadershipListener for GroupLeadership {
 }
 
 /// Creates `__consumer_offsets` when the cluster has none yet, with
-/// `offsets.topic.num.partitions` partitions and `offsets.topic.replication.factor` replicas (at
-/// most as many as there are brokers), compacted.
+/// `offsets.topic.num.partitions` partitions and `offsets.topic.replication.factor` replicas,
+/// compacted. A single node gives it as many replicas as it has brokers (one); a cluster, as
+/// Kafka does, waits until that many brokers are live.
 ///
 /// # Errors
-/// The controller's refusal (a storage failure).
+/// COORDINATOR_NOT_AVAILABLE while a cluster has too few live brokers, or the controller's
+/// refusal (a storage failure, no active controller).
 pub(crate) async fn ensure_offsets_topic(shared: &Shared) -> Result<(), crate::metadata::Refusal> {
     let metadata = &shared.metadata;
     let image = metadata.image();
@@ -159,6 +161,15 @@ pub(crate) async fn ensure_offsets_topic(shared: &Shared) -> Result<(), crate::m
     }
     let config = config::GroupConfig::global();
     let brokers = image.live_brokers().count().max(1);
+    if shared.config.clustered() && brokers < usize::try_from(config.offsets_topic_replication_factor).unwrap_or(0) {
+        return Err(crate::metadata::Refusal::new(
+            ResponseError::CoordinatorNotAvailable,
+            format!(
+                "{brokers} live brokers, fewer than offsets.topic.replication.factor ({})",
+                config.offsets_topic_replication_factor
+            ),
+        ));
+    }
     let replication_factor = i16::try_from(brokers).unwrap_or(i16::MAX).min(config.offsets_topic_replication_factor);
     let topic = crate::metadata::NewTopic {
         name: OFFSETS_TOPIC.to_owned(),

@@ -58,6 +58,7 @@ async fn replace<'a>(
             config.set(name, value).map_err(|error| (config_error_code(&error), error.to_string()))?;
         }
     }
-    let replaced = shard.shared.metadata.alter_topic_config(topic, |_| Ok(config), validate_only).await;
+    let change = crate::metadata::config_change::ConfigChange::Replace(config);
+    let replaced = shard.shared.metadata.alter_topic_config(topic, change, validate_only).await;
     replaced.map_err(|refusal| (code(refusal.error), refusal.message))
 }

@@ -43,7 +43,7 @@ pub(crate) async fn handle(
         .collect();
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&image.cluster_id))
-        .with_controller_id(BrokerId(shard.node_id()))
+        .with_controller_id(BrokerId(shard.shared.metadata.controller_id(&image)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Outcome::Respond(response)

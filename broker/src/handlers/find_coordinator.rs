@@ -1,7 +1,10 @@
 //! FindCoordinator (v0-v4, v4 with batched keys). A group's coordinator is the leader of its
 //! `__consumer_offsets` partition (`abs(javaHash(group)) % partitions`), as the metadata image
 //! says; within that broker, group requests are forwarded to the partition's shard (see
-//! `groups`). Transactions do not exist yet, so transaction coordinators are not available.
+//! `groups`). A cluster creates `__consumer_offsets` at the first group lookup (a single node
+//! creates it at start); until it exists and has a live leader the answer is
+//! COORDINATOR_NOT_AVAILABLE, which clients retry. Transactions do not exist yet, so transaction
+//! coordinators are not available.
 
 use std::rc::Rc;
 
@@ -33,6 +36,12 @@ pub(crate) async fn handle(
     request: FindCoordinatorRequest,
 ) -> Outcome<FindCoordinatorResponse> {
     let version = call.version;
+    if request.key_type == KEY_TYPE_GROUP && shard.image().topic(OFFSETS_TOPIC).is_none() {
+        // A cluster creates the offsets topic when a group first needs it, as Kafka does.
+        if let Err(refusal) = crate::groups::ensure_offsets_topic(&shard.shared).await {
+            tracing::debug!(reason = %refusal.message, "the offsets topic could not be created yet");
+        }
+    }
     let image = shard.image();
     let find = |key: &str| -> Found {
         match request.key_type {

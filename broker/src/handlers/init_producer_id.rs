@@ -26,13 +26,14 @@ pub(crate) async fn handle(
     if request.transactional_id.as_ref().is_some_and(|id| !id.is_empty()) {
         return Outcome::Respond(refused.with_error_code(code(ResponseError::UnsupportedVersion)));
     }
-    match shard.shared.producer_ids.allocate() {
+    match shard.shared.producer_ids.allocate(&shard.shared.metadata).await {
         Ok(id) => {
             Outcome::Respond(InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0))
         }
-        Err(error) => {
-            tracing::error!(%error, "cannot persist the producer id block");
-            Outcome::Respond(refused.with_error_code(code(ResponseError::UnknownServerError)))
+        Err(refusal) => {
+            tracing::warn!(reason = %refusal.message, "no producer id block from the controller");
+            // Retriable for clients: they ask again.
+            Outcome::Respond(refused.with_error_code(code(ResponseError::CoordinatorLoadInProgress)))
         }
     }
 }

@@ -66,7 +66,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Metadat
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
-        .with_controller_id(BrokerId(shard.node_id()))
+        .with_controller_id(BrokerId(shard.shared.metadata.controller_id(&image)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Outcome::Respond(response)

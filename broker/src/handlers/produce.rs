@@ -16,10 +16,12 @@ use std::rc::Rc;
 
 use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use sluice_engine::{AppendError, AppendOptions, AppendResult, TopicPartition};
 
 use super::{code, message};
@@ -150,7 +152,38 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
             TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
         })
         .collect();
-    Outcome::Respond(ProduceResponse::default().with_responses(responses))
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if version >= 10 {
+        tell_current_leaders(&image, &mut response);
+    }
+    Outcome::Respond(response)
+}
+
+/// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
+/// and the response carries those leaders' endpoints, so the client re-routes at once.
+fn tell_current_leaders(image: &crate::metadata::MetadataImage, response: &mut ProduceResponse) {
+    let not_leader = code(ResponseError::NotLeaderOrFollower);
+    let mut leaders = Vec::new();
+    for topic in &mut response.responses {
+        let Some(known) = image.topic(topic.name.as_str()) else { continue };
+        for partition in topic.partition_responses.iter_mut().filter(|partition| partition.error_code == not_leader) {
+            if let Some((leader, epoch)) = crate::metadata::current_leader(known, partition.index) {
+                partition.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+                leaders.push(leader);
+            }
+        }
+    }
+    response.node_endpoints = crate::metadata::endpoints(image, leaders)
+        .into_iter()
+        .map(|endpoint| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(endpoint.node_id))
+                .with_host(StrBytes::from_string(endpoint.host))
+                .with_port(endpoint.port)
+                .with_rack(endpoint.rack.map(StrBytes::from_string))
+        })
+        .collect();
 }
 
 fn partition_response(version: i16, index: i32, result: PartitionResult) -> PartitionProduceResponse {

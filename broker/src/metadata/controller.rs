@@ -35,7 +35,7 @@ impl Refusal {
 }
 
 /// A topic to create, with its config already resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct NewTopic {
     pub(crate) name: String,
     /// `None`: the broker's `num.partitions` (only without `assignments`).

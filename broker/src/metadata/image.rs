@@ -47,10 +47,15 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
-    /// A new partition led by the first replica, every replica in sync.
+    /// A new partition led by the first replica.
+    ///
+    /// Its ISR is the leader alone: followers do not fetch from leaders yet, so no other replica
+    /// may count as in sync, and a fenced leader's partition goes offline rather than being
+    /// handed to an empty follower.
     pub(crate) fn new(replicas: Vec<i32>) -> Self {
         let leader = replicas.first().copied().unwrap_or(NO_LEADER);
-        Self { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+        let isr = if leader == NO_LEADER { Vec::new() } else { vec![leader] };
+        Self { isr, replicas, leader, leader_epoch: 0, partition_epoch: 0 }
     }
 }
 
@@ -88,6 +93,7 @@ pub(crate) struct MetadataImage {
 
 impl MetadataImage {
     /// An empty cluster.
+    #[cfg(test)]
     pub(crate) fn new(cluster_id: String) -> Self {
         Self { cluster_id, ..Self::default() }
     }
@@ -118,6 +124,11 @@ impl MetadataImage {
     /// from a wrong image would be worse than stopping.
     pub(crate) fn apply(&mut self, record: &MetadataRecord) {
         match record {
+            MetadataRecord::InitCluster { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id.clone_from(cluster_id);
+                }
+            }
             MetadataRecord::RegisterBroker(registration) => {
                 self.brokers.insert(registration.node_id, registration.clone());
             }

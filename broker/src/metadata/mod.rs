@@ -3,30 +3,36 @@
 //!
 //! - `image`: the [`MetadataImage`] every handler reads (an immutable snapshot, swapped whole);
 //! - `records`: the changes it is built from, in log order;
-//! - `controller`: admin requests turned into records, or refused;
-//! - `store`: where a single broker keeps its image;
-//! - this module: [`Metadata`], the one writer, and what a change does to this broker.
+//! - `controller`: admin requests turned into records, or refused (used by the active
+//!   controller, `crate::controller`);
+//! - `config_change`: topic config changes, decided against the config the controller holds;
+//! - `store`: the metadata file of single brokers from before the controller quorum, adopted
+//!   into the metadata log once;
+//! - this module: [`Metadata`], this broker's view of the metadata log, and what an applied
+//!   change does to this broker.
 //!
-//! A change, step by step (one at a time, under the writer lock):
-//! 1. decide the records against the current image (`controller`);
-//! 2. persist them (the store) and build the next image;
-//! 3. bring this broker's logs in line: remove the logs of partitions it no longer holds (or
+//! Changes are written by the active controller to the replicated metadata log; every node
+//! applies the log in order and hands each new image to [`Metadata::publish`], one at a time:
+//! 1. bring this broker's logs in line: remove the logs of partitions it no longer holds (or
 //!    that a topic of the same name now holds under a new id), open the logs of partitions it now
 //!    holds, hand changed configs to the engine;
-//! 4. publish the image to readers: a handler that sees a partition finds its log open;
-//! 5. tell leadership listeners (the group coordinator, later the transaction coordinator) which
-//!    partitions this broker started or stopped leading, and wait until they have acted.
+//! 2. publish the image to readers: a handler that sees a partition finds its log open;
+//! 3. tell leadership listeners (the group coordinator, later the transaction coordinator) which
+//!    partitions this broker started or stopped leading, and wait until they have acted;
+//! 4. record the image's log index, waking requests that wait for it.
 //!
-//! Any thread may read the image; writes come from shard threads (admin handlers) and from the
-//! startup thread.
+//! Admin handlers ask for changes through [`Metadata`]'s methods, which send them to the active
+//! controller and return once this broker has published the result. Any thread may read the
+//! image.
 
+pub(crate) mod config_change;
 pub(crate) mod controller;
 pub(crate) mod image;
 pub(crate) mod records;
 pub(crate) mod store;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -34,10 +40,10 @@ use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
 use sluice_engine::{Engine, PartitionSpec, TopicConfig, TopicId, TopicPartition};
 
+use crate::controller::wire::{ControllerAnswer, ControllerRequest, Outcome, QuorumDescription};
+use config_change::ConfigChange;
 pub(crate) use controller::{Defaults, NewTopic, Refusal};
-pub(crate) use image::{MetadataImage, NO_LEADER, TopicImage};
-use records::MetadataRecord;
-use store::{LocalStore, StoreError};
+pub(crate) use image::{MetadataImage, NO_LEADER, PartitionState, TopicImage};
 
 /// This broker's role for one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,62 +66,42 @@ pub(crate) struct LeadershipChange {
 pub(crate) trait LeadershipListener: Send + Sync + std::fmt::Debug {
     /// The topic whose partitions it follows.
     fn topic(&self) -> &str;
-    /// Acts on changes of that topic's partitions; the future, awaited on the writer's thread,
-    /// completes once it has.
+    /// Acts on changes of that topic's partitions; the future, awaited on the publisher's
+    /// thread, completes once it has.
     fn changed(&self, changes: Vec<LeadershipChange>) -> LocalBoxFuture<'static, ()>;
 }
 
-/// Why a metadata change did not happen.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum WriteError {
-    #[error("metadata could not be stored: {0}")]
-    Store(#[from] StoreError),
-}
-
-impl WriteError {
-    /// The error clients get: the change may be retried.
-    pub(crate) fn refusal(&self) -> Refusal {
-        Refusal::new(ResponseError::KafkaStorageError, self.to_string())
-    }
-}
-
-/// The writer's state: the store and this broker's last roles.
-#[derive(Debug)]
-struct Writer {
-    store: LocalStore,
-    roles: BTreeMap<TopicPartition, Role>,
-}
-
-/// The metadata of this broker: the published image and its single writer.
+/// The metadata of this broker: the published image, and the way to the controller.
 #[derive(Debug)]
 pub(crate) struct Metadata {
     node_id: i32,
     image: ArcSwap<MetadataImage>,
-    writer: futures_util::lock::Mutex<Writer>,
     engine: Engine,
-    /// Broker defaults that resolve new topics' configs.
+    /// Broker defaults that resolve new topics' partition counts and replication factors.
     pub(crate) defaults: Defaults,
     listeners: OnceLock<Vec<Arc<dyn LeadershipListener>>>,
+    /// This broker's roles as last published; only the publisher touches them.
+    roles: futures_util::lock::Mutex<BTreeMap<TopicPartition, Role>>,
+    /// The metadata log index of the published image.
+    published_index: AtomicU64,
+    published: event_listener::Event,
+    controller: OnceLock<crate::controller::Handle>,
 }
 
 impl Metadata {
-    /// Loads (or first builds) this broker's metadata from `data_dir`.
-    pub(crate) fn open(
-        data_dir: &Path,
-        cluster_id: &str,
-        node_id: i32,
-        engine: Engine,
-        defaults: Defaults,
-    ) -> Result<Self, StoreError> {
-        let (store, image) = LocalStore::open(data_dir, cluster_id, node_id, &engine)?;
-        Ok(Self {
+    /// This broker's metadata, empty until the controller thread publishes the first image.
+    pub(crate) fn new(node_id: i32, engine: Engine, defaults: Defaults) -> Self {
+        Self {
             node_id,
-            image: ArcSwap::from_pointee(image),
-            writer: futures_util::lock::Mutex::new(Writer { store, roles: BTreeMap::new() }),
+            image: ArcSwap::from_pointee(MetadataImage::default()),
             engine,
             defaults,
             listeners: OnceLock::new(),
-        })
+            roles: futures_util::lock::Mutex::new(BTreeMap::new()),
+            published_index: AtomicU64::new(0),
+            published: event_listener::Event::new(),
+            controller: OnceLock::new(),
+        }
     }
 
     /// The current image.
@@ -123,92 +109,117 @@ impl Metadata {
         self.image.load_full()
     }
 
-    /// Registers the leadership listeners; once, at startup, before [`Metadata::start`].
+    /// Registers the leadership listeners; once, at startup, before the controller starts.
     pub(crate) fn set_listeners(&self, listeners: Vec<Arc<dyn LeadershipListener>>) {
         assert!(self.listeners.set(listeners).is_ok(), "leadership listeners are set once");
     }
 
-    /// Brings this broker in line with the image it loaded (its logs, its roles), and registers
-    /// it under `host:port` when the image does not already have it so.
-    pub(crate) async fn start(&self, registration: image::BrokerRegistration) -> Result<(), WriteError> {
-        let registered = self.image().brokers.get(&self.node_id).cloned();
-        let records = match registered {
-            Some(known) if known.host == registration.host && known.port == registration.port && !known.fenced => {
-                Vec::new()
-            }
-            _ => vec![MetadataRecord::RegisterBroker(registration)],
-        };
-        self.write(records).await
+    /// Connects the controller; once, at startup.
+    pub(crate) fn set_controller(&self, controller: crate::controller::Handle) {
+        assert!(self.controller.set(controller).is_ok(), "the controller is set once");
     }
 
-    /// Runs `decide` against the current image and commits the records it returns, then applies
-    /// them to this broker (steps 1-5 of the module docs). Its answer is returned either way.
-    pub(crate) async fn update<T>(
-        &self,
-        decide: impl FnOnce(&MetadataImage) -> (Vec<MetadataRecord>, T),
-    ) -> Result<T, WriteError> {
-        let mut writer = self.writer.lock().await;
-        let current = self.image();
-        let (records, answer) = decide(&current);
-        if !records.is_empty() {
-            self.commit(&mut writer, &current, &records).await?;
+    /// The controller thread's handle, once started.
+    pub(crate) fn controller(&self) -> Option<&crate::controller::Handle> {
+        self.controller.get()
+    }
+
+    /// The controller id clients are told. Clients send admin requests there, and every broker
+    /// forwards them to the active controller, so (as Kafka's KRaft brokers name any live broker)
+    /// this broker names itself: it is alive, which a remembered active controller may no longer
+    /// be, and a client never waits on a dead "controller" while live brokers could serve it.
+    /// Before it has registered, the first live broker; -1 when there is none.
+    pub(crate) fn controller_id(&self, image: &MetadataImage) -> i32 {
+        if image.brokers.contains_key(&self.node_id) {
+            return self.node_id;
         }
-        Ok(answer)
+        image.live_brokers().next().map_or(NO_LEADER, |broker| broker.node_id)
+    }
+
+    /// The metadata log index of the published image.
+    pub(crate) fn published_index(&self) -> u64 {
+        self.published_index.load(Ordering::Acquire)
+    }
+
+    /// Completes once the published image includes log index `index`.
+    pub(crate) async fn wait_published(&self, index: u64) {
+        loop {
+            let listener = self.published.listen();
+            if self.published_index() >= index {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Steps 1-4 of the module docs for the image at log index `index`; the controller thread's
+    /// publisher calls it for each new image, in order.
+    pub(crate) async fn publish(&self, next: Arc<MetadataImage>, index: u64) {
+        let mut roles = self.roles.lock().await;
+        let desired = self.local_partitions(&next);
+        self.align_logs(&desired).await;
+        self.image.store(next);
+        let changes = role_changes(&roles, &desired);
+        *roles = desired.into_iter().map(|(partition, wanted)| (partition, wanted.role)).collect();
+        self.tell_listeners(changes).await;
+        self.published_index.store(index, Ordering::Release);
+        self.published.notify(usize::MAX);
+    }
+
+    /// Sends `request` to the active controller; its outcome once this broker has published
+    /// what it wrote.
+    pub(crate) async fn submit(&self, request: ControllerRequest) -> Result<Outcome, Refusal> {
+        let Some(controller) = self.controller.get() else {
+            return Err(Refusal::new(ResponseError::NotController, "the controller is not running yet"));
+        };
+        match controller.call(request).await {
+            ControllerAnswer::Done { outcome, .. } => Ok(outcome),
+            ControllerAnswer::NotController { .. } => {
+                Err(Refusal::new(ResponseError::NotController, "no active controller answered; try again"))
+            }
+            ControllerAnswer::Unavailable(reason) => {
+                Err(Refusal::new(ResponseError::RequestTimedOut, format!("the controller is unavailable: {reason}")))
+            }
+        }
     }
 
     /// Creates topics (or, with `validate_only`, only checks them): one answer per topic, in
-    /// order, with the topic as created (or as it would be).
+    /// order, with the topic as created (or as it would be). Partition counts and replication
+    /// factors left to the broker are resolved here, with this broker's defaults.
     pub(crate) async fn create_topics(
         &self,
-        topics: Vec<NewTopic>,
+        mut topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<Arc<TopicImage>, Refusal>> {
-        let defaults = self.defaults;
-        let decided = self.update(|image| {
-            let mut scratch = image.clone();
-            let mut records = Vec::new();
-            let mut answers = Vec::new();
-            for topic in &topics {
-                let decision =
-                    controller::create_topic(&scratch, topic, new_topic_id(), defaults, crate::clock::entropy());
-                answers.push(decision.map(|record| {
-                    scratch.apply(&record);
-                    records.push(record);
-                    scratch.topic(&topic.name).cloned().expect("the record just created it")
-                }));
+        let count = topics.len();
+        for topic in &mut topics {
+            if topic.assignments.is_empty() {
+                topic.partition_count.get_or_insert(self.defaults.partition_count);
+                topic.replication_factor.get_or_insert(self.defaults.replication_factor);
             }
-            if validate_only {
-                records.clear();
-            }
-            (records, answers)
-        });
-        match decided.await {
-            Ok(answers) => answers,
-            Err(error) => topics.iter().map(|_| Err(error.refusal())).collect(),
+        }
+        match self.submit(ControllerRequest::CreateTopics { topics, validate_only }).await {
+            Ok(Outcome::Topics(answers)) if answers.len() == count => answers
+                .into_iter()
+                .map(|answer| match answer {
+                    Ok(topic) => Ok(self.image().topic(&topic.name).cloned().unwrap_or_else(|| Arc::new(topic))),
+                    Err(refusal) => Err(refusal.into()),
+                })
+                .collect(),
+            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
+            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
         }
     }
 
     /// Deletes topics by id: one answer per id, in order.
     pub(crate) async fn delete_topics(&self, ids: Vec<TopicId>) -> Vec<Result<(), Refusal>> {
-        let decided = self.update(|image| {
-            let mut records = Vec::new();
-            let answers = ids
-                .iter()
-                .map(|id| match image.topic_by_id(*id) {
-                    Some(_) => {
-                        records.push(MetadataRecord::DeleteTopic { id: *id });
-                        Ok(())
-                    }
-                    None => {
-                        Err(Refusal::new(ResponseError::UnknownTopicId, "This server does not host this topic ID."))
-                    }
-                })
-                .collect::<Vec<_>>();
-            (records, answers)
-        });
-        match decided.await {
-            Ok(answers) => answers,
-            Err(error) => ids.iter().map(|_| Err(error.refusal())).collect(),
+        let count = ids.len();
+        match self.submit(ControllerRequest::DeleteTopics { ids }).await {
+            Ok(Outcome::Each(answers)) if answers.len() == count => {
+                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
+            }
+            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
+            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
         }
     }
 
@@ -221,68 +232,52 @@ impl Metadata {
         assignments: Vec<Vec<i32>>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        let decided = self.update(|image| {
-            let decision = match image.topic(name) {
-                Some(topic) => {
-                    controller::create_partitions(image, topic, count, &assignments, crate::clock::entropy())
-                }
-                None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))),
-            };
-            match decision {
-                Ok(record) if !validate_only => (vec![record], Ok(())),
-                Ok(_) => (Vec::new(), Ok(())),
-                Err(refusal) => (Vec::new(), Err(refusal)),
-            }
-        });
-        decided.await.unwrap_or_else(|error| Err(error.refusal()))
+        let request = ControllerRequest::CreatePartitions { name: name.to_owned(), count, assignments, validate_only };
+        self.submit_one(request).await
     }
 
-    /// Replaces a topic's config with what `change` makes of it (refusing with its answer).
+    /// Changes a topic's config as `change` says, against the config the controller holds.
     pub(crate) async fn alter_topic_config(
         &self,
         name: &str,
-        change: impl FnOnce(&TopicConfig) -> Result<TopicConfig, Refusal>,
+        change: ConfigChange,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        let decided = self.update(|image| {
-            let Some(topic) = image.topic(name) else {
-                return (
-                    Vec::new(),
-                    Err(Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))),
-                );
-            };
-            match change(&topic.config) {
-                Ok(config) if !validate_only && config != topic.config => {
-                    (vec![MetadataRecord::AlterTopicConfig { id: topic.id, config }], Ok(()))
-                }
-                Ok(_) => (Vec::new(), Ok(())),
-                Err(refusal) => (Vec::new(), Err(refusal)),
-            }
-        });
-        decided.await.unwrap_or_else(|error| Err(error.refusal()))
+        let request = ControllerRequest::AlterTopicConfig { name: name.to_owned(), change, validate_only };
+        self.submit_one(request).await
     }
 
-    async fn write(&self, records: Vec<MetadataRecord>) -> Result<(), WriteError> {
-        let mut writer = self.writer.lock().await;
-        let current = self.image();
-        self.commit(&mut writer, &current, &records).await
-    }
-
-    /// Steps 2-5 for `records` (none: only bring the broker in line with the image).
-    async fn commit(
+    /// Moves a partition's leadership (tests, and the operations that move it).
+    pub(crate) async fn move_leadership(
         &self,
-        writer: &mut Writer,
-        current: &MetadataImage,
-        records: &[MetadataRecord],
-    ) -> Result<(), WriteError> {
-        let next = if records.is_empty() { current.clone() } else { writer.store.commit(current, records).await? };
-        let desired = self.local_partitions(&next);
-        self.align_logs(&desired).await;
-        self.image.store(Arc::new(next));
-        let changes = role_changes(&writer.roles, &desired);
-        writer.roles = desired.into_iter().map(|(partition, wanted)| (partition, wanted.role)).collect();
-        self.tell_listeners(changes).await;
-        Ok(())
+        topic: &str,
+        partition: i32,
+        leader: Option<i32>,
+    ) -> Result<(), Refusal> {
+        self.submit_one(ControllerRequest::MoveLeadership { topic: topic.to_owned(), partition, leader }).await
+    }
+
+    /// A block of producer ids no other broker holds: `(first, count)`.
+    pub(crate) async fn allocate_producer_ids(&self, count: i64) -> Result<(i64, i64), Refusal> {
+        match self.submit(ControllerRequest::AllocateProducerIds { count }).await? {
+            Outcome::ProducerIds { start, count } => Ok((start, count)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The controller quorum, as the active controller describes it.
+    pub(crate) async fn describe_quorum(&self) -> Result<QuorumDescription, Refusal> {
+        match self.submit(ControllerRequest::DescribeQuorum).await? {
+            Outcome::Quorum(description) => Ok(description),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn submit_one(&self, request: ControllerRequest) -> Result<(), Refusal> {
+        match self.submit(request).await? {
+            Outcome::One(answer) => answer.map_err(Refusal::from),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// The partitions `image` places on this broker, with what their logs need.
@@ -305,7 +300,7 @@ impl Metadata {
         local
     }
 
-    /// Step 3: removes and opens logs so the engine holds exactly `desired`. A failure is
+    /// Step 1: removes and opens logs so the engine holds exactly `desired`. A failure is
     /// logged, and the partition's requests fail until a later change or a restart fixes it.
     async fn align_logs(&self, desired: &BTreeMap<TopicPartition, LocalPartition>) {
         let mut doomed = Vec::new();
@@ -343,7 +338,7 @@ impl Metadata {
         }
     }
 
-    /// Step 5: hands each listener the changes of its topic and waits for all of them.
+    /// Step 3: hands each listener the changes of its topic and waits for all of them.
     async fn tell_listeners(&self, changes: Vec<LeadershipChange>) {
         let Some(listeners) = self.listeners.get() else { return };
         let mut waits = Vec::new();
@@ -358,12 +353,9 @@ impl Metadata {
     }
 }
 
-/// A new random topic id (Kafka's are random UUIDs too).
-fn new_topic_id() -> TopicId {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&crate::clock::entropy().to_be_bytes());
-    id[8..].copy_from_slice(&crate::clock::entropy().to_be_bytes());
-    TopicId(id)
+/// The refusal for an answer of the wrong kind (a controller of another version).
+fn unexpected(outcome: &Outcome) -> Refusal {
+    Refusal::new(ResponseError::UnknownServerError, format!("unexpected controller answer {outcome:?}"))
 }
 
 /// What a partition held here needs: its topic id and config, and this broker's role.
@@ -422,4 +414,33 @@ pub(crate) fn lead(
         return Err(ResponseError::NotLeaderOrFollower);
     }
     Ok(Led { partition: TopicPartition::new(topic.name.clone(), index), leader_epoch: state.leader_epoch })
+}
+
+/// The leader and leader epoch of partition `index` of `topic`, when it has a leader.
+pub(crate) fn current_leader(topic: &TopicImage, index: i32) -> Option<(i32, i32)> {
+    let state = topic.partition(index)?;
+    (state.leader >= 0).then_some((state.leader, state.leader_epoch))
+}
+
+/// A broker's client endpoint, as KIP-951's `NodeEndpoints` tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeEndpoint {
+    pub(crate) node_id: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+    pub(crate) rack: Option<String>,
+}
+
+/// The endpoints of the registered brokers among `ids`, each once, by node id.
+pub(crate) fn endpoints(image: &MetadataImage, ids: impl IntoIterator<Item = i32>) -> Vec<NodeEndpoint> {
+    let ids: std::collections::BTreeSet<i32> = ids.into_iter().collect();
+    ids.into_iter()
+        .filter_map(|id| image.brokers.get(&id))
+        .map(|broker| NodeEndpoint {
+            node_id: broker.node_id,
+            host: broker.host.clone(),
+            port: broker.port,
+            rack: broker.rack.clone(),
+        })
+        .collect()
 }

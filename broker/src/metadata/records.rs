@@ -23,6 +23,8 @@ pub(crate) struct PartitionRecord {
 /// One change to the metadata image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum MetadataRecord {
+    /// The metadata log's first record: the cluster's id (later ones change nothing).
+    InitCluster { cluster_id: String },
     /// A broker registers (or registers again after a restart, with a new incarnation).
     RegisterBroker(BrokerRegistration),
     /// A broker is fenced (its session expired or it shut down) or unfenced.
@@ -56,7 +58,7 @@ mod tests {
     /// Records a controller could write, in an order it could write them: every change names a
     /// topic and partition created before it.
     fn records() -> impl Strategy<Value = Vec<MetadataRecord>> {
-        proptest::collection::vec((0u8..8, 1u8..5, 0i32..4, 0i32..3), 1..40).prop_map(|steps| {
+        proptest::collection::vec((0u8..9, 1u8..5, 0i32..4, 0i32..3), 1..40).prop_map(|steps| {
             let mut created: Vec<(TopicId, i32)> = Vec::new();
             let mut out = Vec::new();
             for (kind, seed, node, epoch) in steps {
@@ -117,6 +119,7 @@ mod tests {
                             out.push(MetadataRecord::AlterTopicConfig { id: *id, config });
                         }
                     }
+                    7 => out.push(MetadataRecord::InitCluster { cluster_id: format!("c{seed}") }),
                     _ => out.push(MetadataRecord::AllocateProducerIds { next_producer_id: i64::from(seed) * 1000 }),
                 }
             }
@@ -127,8 +130,8 @@ mod tests {
     proptest! {
         #[test]
         fn every_record_applied_twice_gives_the_same_image(records in records()) {
-            let mut once = MetadataImage::new("cluster".to_owned());
-            let mut twice = MetadataImage::new("cluster".to_owned());
+            let mut once = MetadataImage::default();
+            let mut twice = MetadataImage::default();
             for record in &records {
                 once.apply(record);
                 twice.apply(record);
@@ -139,12 +142,12 @@ mod tests {
 
         #[test]
         fn a_snapshot_and_the_records_after_it_rebuild_the_same_image(records in records(), cut in 0usize..40) {
-            let mut full = MetadataImage::new("cluster".to_owned());
+            let mut full = MetadataImage::default();
             for record in &records {
                 full.apply(record);
             }
             let cut = cut.min(records.len());
-            let mut prefix = MetadataImage::new("cluster".to_owned());
+            let mut prefix = MetadataImage::default();
             for record in &records[..cut] {
                 prefix.apply(record);
             }

@@ -1,33 +1,33 @@
-//! Where a single broker keeps its metadata: the image, written whole and atomically to
-//! `metadata.json` in the data directory after every change.
+//! What a single broker's data directory held before the controller quorum, adopted into the
+//! metadata log the first time such a directory starts as a one-node quorum.
 //!
-//! Admin changes are rare and small next to data traffic, so rewriting the image (a few hundred
-//! bytes per topic) with two fsyncs per change costs nothing that matters, and there is no log to
-//! compact. A data directory from before the metadata moved out of the engine has no such file:
-//! its image is built once from the engine's catalog of topics, ids and configs, every partition
-//! led by this broker.
-//!
-//! Touched only by the metadata writer, under its lock.
+//! Two older layouts exist: a `metadata.json` file holding the whole image, written after every
+//! change, and before it none at all (the engine's catalog of topics, ids and configs, every
+//! partition led by the broker). Producer ids were claimed in blocks recorded in
+//! `broker-producer-ids`. All of it becomes records written with the cluster's first entry;
+//! the old files are removed once that entry is committed.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_engine::Engine;
 
 use super::image::{MetadataImage, PartitionState};
-use super::records::MetadataRecord;
+use super::records::{MetadataRecord, PartitionRecord};
 
-/// The image file's name in the data directory.
-pub(crate) const FILE_NAME: &str = "metadata.json";
+/// The image file of the single-broker layout.
+const IMAGE_FILE_NAME: &str = "metadata.json";
+/// The producer id claim of the single-broker layout.
+const PRODUCER_IDS_FILE_NAME: &str = "broker-producer-ids";
 const FORMAT_VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredImage {
     version: u32,
     image: MetadataImage,
 }
 
-/// Why the stored image could not be used.
+/// Why an old layout could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     #[error("{path}: {source}")]
@@ -38,96 +38,95 @@ pub(crate) enum StoreError {
     },
     #[error("{path}: not a metadata image this version reads: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("{path}: this data directory belongs to cluster {stored}, not {wanted}")]
-    OtherCluster { path: PathBuf, stored: String, wanted: String },
 }
 
-/// The single broker's metadata file.
-#[derive(Debug)]
-pub(crate) struct LocalStore {
-    path: PathBuf,
-}
-
-impl LocalStore {
-    /// Loads the image from `data_dir`, or builds the first one: from the engine's topics when
-    /// the directory predates the file, empty otherwise.
-    pub(crate) fn open(
-        data_dir: &Path,
-        cluster_id: &str,
-        node_id: i32,
-        engine: &Engine,
-    ) -> Result<(Self, MetadataImage), StoreError> {
-        let path = data_dir.join(FILE_NAME);
-        let store = Self { path: path.clone() };
-        let image = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let stored: StoredImage = serde_json::from_slice(&bytes)
-                    .map_err(|error| StoreError::Unreadable { path: path.clone(), reason: error.to_string() })?;
-                if stored.version != FORMAT_VERSION {
-                    let reason = format!("format version {}", stored.version);
-                    return Err(StoreError::Unreadable { path, reason });
-                }
-                if stored.image.cluster_id != cluster_id {
-                    let stored = stored.image.cluster_id;
-                    return Err(StoreError::OtherCluster { path, stored, wanted: cluster_id.to_owned() });
-                }
-                stored.image
+/// The records that rebuild what `data_dir` held for broker `node_id`, empty for a new
+/// directory.
+///
+/// # Errors
+/// When an old file exists but cannot be read.
+pub(crate) fn adopt(data_dir: &Path, node_id: i32, engine: &Engine) -> Result<Vec<MetadataRecord>, StoreError> {
+    let image = match read_image(data_dir)? {
+        Some(image) => image,
+        None => from_engine(node_id, engine),
+    };
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        records.push(MetadataRecord::CreateTopic {
+            name: topic.name.to_string(),
+            id: topic.id,
+            config: topic.config.clone(),
+            partitions: topic.partitions.iter().map(|state| state.replicas.clone()).collect(),
+        });
+        for (index, state) in topic.partitions.iter().enumerate() {
+            if *state != PartitionState::new(state.replicas.clone()) {
+                records.push(MetadataRecord::ChangePartition(PartitionRecord {
+                    topic_id: topic.id,
+                    partition: index as i32,
+                    state: state.clone(),
+                }));
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let image = bootstrap(cluster_id, node_id, engine);
-                store.write(&image)?;
-                image
-            }
-            Err(source) => return Err(StoreError::Io { path, source }),
-        };
-        Ok((store, image))
-    }
-
-    /// Applies `records` to a copy of `image` and persists the result before returning it.
-    pub(crate) async fn commit(
-        &self,
-        image: &MetadataImage,
-        records: &[MetadataRecord],
-    ) -> Result<MetadataImage, StoreError> {
-        let mut next = image.clone();
-        for record in records {
-            next.apply(record);
         }
-        let bytes = encode(&next);
-        let path = self.path.clone();
-        sluice_engine::io::on_own_thread(move || sluice_engine::io::write_atomic(&path, &bytes))
-            .await
-            .map_err(|source| StoreError::Io { path: self.path.clone(), source })?;
-        Ok(next)
     }
+    let next_producer_id = image.next_producer_id.max(read_producer_ids(data_dir)?);
+    if next_producer_id > 0 {
+        records.push(MetadataRecord::AllocateProducerIds { next_producer_id });
+    }
+    Ok(records)
+}
 
-    fn write(&self, image: &MetadataImage) -> Result<(), StoreError> {
-        sluice_engine::io::write_atomic(&self.path, &encode(image))
-            .map_err(|source| StoreError::Io { path: self.path.clone(), source })
+/// Removes the old files once their contents are in the metadata log.
+pub(crate) fn remove_adopted(data_dir: &Path) {
+    for name in [IMAGE_FILE_NAME, PRODUCER_IDS_FILE_NAME] {
+        match std::fs::remove_file(data_dir.join(name)) {
+            Ok(()) => tracing::info!(file = name, "metadata: removed a file the metadata log now holds"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(file = name, %error, "metadata: cannot remove an adopted file"),
+        }
     }
 }
 
-fn encode(image: &MetadataImage) -> Vec<u8> {
-    let stored = StoredImage { version: FORMAT_VERSION, image: image.clone() };
-    serde_json::to_vec(&stored).expect("the image holds only plain data")
+fn read_image(data_dir: &Path) -> Result<Option<MetadataImage>, StoreError> {
+    let path = data_dir.join(IMAGE_FILE_NAME);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let stored: StoredImage = serde_json::from_slice(&bytes)
+                .map_err(|error| StoreError::Unreadable { path: path.clone(), reason: error.to_string() })?;
+            if stored.version != FORMAT_VERSION {
+                return Err(StoreError::Unreadable { path, reason: format!("format version {}", stored.version) });
+            }
+            Ok(Some(stored.image))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { path, source }),
+    }
 }
 
-/// The first image of a data directory: its engine's topics, each partition on this broker.
-fn bootstrap(cluster_id: &str, node_id: i32, engine: &Engine) -> MetadataImage {
-    let mut image = MetadataImage::new(cluster_id.to_owned());
+fn read_producer_ids(data_dir: &Path) -> Result<i64, StoreError> {
+    let path = data_dir.join(PRODUCER_IDS_FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|next| *next >= 0)
+            .ok_or_else(|| StoreError::Unreadable { path, reason: "not a non-negative integer".to_owned() }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(source) => Err(StoreError::Io { path, source }),
+    }
+}
+
+/// The oldest layout: the engine's topics, each partition on this broker.
+fn from_engine(node_id: i32, engine: &Engine) -> MetadataImage {
+    let mut image = MetadataImage::default();
     for topic in engine.topics() {
         let count = topic.partitions.keys().next_back().map_or(0, |last| last + 1);
-        let record = MetadataRecord::CreateTopic {
+        image.apply(&MetadataRecord::CreateTopic {
             name: topic.name.to_string(),
             id: topic.id,
             config: topic.config.clone(),
             partitions: (0..count).map(|_| vec![node_id]).collect(),
-        };
-        image.apply(&record);
-        tracing::info!(topic = %topic.name, partitions = count, "metadata: adopted a topic of the data directory");
+        });
     }
-    debug_assert!(
-        image.topics().all(|topic| topic.partitions.iter().all(|p| *p == PartitionState::new(vec![node_id])))
-    );
     image
 }

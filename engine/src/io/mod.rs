@@ -107,7 +107,7 @@ impl FaultInjector {
 }
 
 /// Converts a std file into one driven by the calling thread's compio runtime.
-pub(crate) fn into_runtime_file(file: fs::File) -> compio::fs::File {
+pub fn into_runtime_file(file: fs::File) -> compio::fs::File {
     let fd = file.into_raw_fd();
     // SAFETY: `fd` was just released by `into_raw_fd`, so it is open and owned by nobody else;
     // the compio file takes ownership and closes it on drop.
@@ -225,7 +225,10 @@ pub(crate) async fn unblocked<T: Send + 'static>(
 }
 
 /// Fsyncs a directory so that entries created, renamed or removed in it survive a crash.
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+///
+/// # Errors
+/// Opening or fsyncing the directory failed.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
 }
 

@@ -52,6 +52,9 @@ struct Target {
     size_bytes_max: i32,
     /// Error found before reading (unknown topic, fenced epoch).
     error: Option<ResponseError>,
+    /// The partition's leader and epoch, told to a client that asked the wrong broker or an old
+    /// epoch (KIP-951) so it re-routes without a Metadata round trip.
+    current_leader: Option<(i32, i32)>,
 }
 
 /// One topic of the request, resolved.
@@ -83,7 +86,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
     // A positive epoch continues a session; none exists, since the broker never creates one.
     if request.session_epoch > 0 {
         let error_code = code(ResponseError::FetchSessionIdNotFound);
-        return Outcome::Respond(FetchAnswer { error_code, topics: Vec::new() });
+        return Outcome::Respond(FetchAnswer { error_code, ..FetchAnswer::default() });
     }
     let targets = resolve(&shard, version, &request);
     let clock = shard.shared.clock.clone();
@@ -98,9 +101,14 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
             .filter_map(|target| target.partition.as_ref().and_then(|partition| shard.engine().listen(partition)))
             .collect();
         let reads = read_all(&shard, &targets).await;
-        let (response, found_bytes, failed) = assemble(&shard, &targets, reads, bytes_max, committed);
+        let (mut response, found_bytes, failed) = assemble(&shard, &targets, reads, bytes_max, committed);
         let now = clock.now();
         if found_bytes >= bytes_min || failed || now >= deadline || shard.shared.shutdown.is_started() {
+            if version >= 16 {
+                let leaders = response.topics.iter().flat_map(|topic| &topic.partitions);
+                let leaders = leaders.filter_map(|partition| partition.current_leader.map(|(leader, _)| leader));
+                response.node_endpoints = crate::metadata::endpoints(&shard.image(), leaders);
+            }
             return Outcome::Respond(response);
         }
         let mut waits: Vec<LocalBoxFuture<'_, ()>> =
@@ -145,12 +153,19 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
                         }
                         None => Err(unknown),
                     };
+                    let current_leader = match (&led, info) {
+                        (Err(ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch), Some(info)) => {
+                            crate::metadata::current_leader(info, partition.partition)
+                        }
+                        _ => None,
+                    };
                     Target {
                         partition: led.as_ref().ok().map(|led| led.partition.clone()),
                         index: partition.partition,
                         fetch_offset: partition.fetch_offset,
                         size_bytes_max: partition.partition_max_bytes,
                         error: led.err(),
+                        current_leader,
                     }
                 })
                 .collect();
@@ -253,11 +268,12 @@ fn assemble(
                 log_start_offset: offsets.log_start_offset.0,
                 read_committed,
                 records,
+                current_leader: target.current_leader,
             });
         }
         let name = topic.name.clone();
         topics.push(TopicAnswer { name, id: topic.id, partitions });
     }
     shard.metrics().add_record_sets_out(ranges);
-    (FetchAnswer { error_code: 0, topics }, total_bytes, failed)
+    (FetchAnswer { error_code: 0, topics, node_endpoints: Vec::new() }, total_bytes, failed)
 }

@@ -28,6 +28,8 @@ pub(crate) struct FetchAnswer {
     pub(crate) error_code: i16,
     /// Topics in request order.
     pub(crate) topics: Vec<TopicAnswer>,
+    /// The brokers named as current leaders below (v16+, KIP-951).
+    pub(crate) node_endpoints: Vec<crate::metadata::NodeEndpoint>,
 }
 
 /// One topic's answer.
@@ -54,6 +56,8 @@ pub(crate) struct PartitionAnswer {
     pub(crate) read_committed: bool,
     /// The record bytes, from a segment file.
     pub(crate) records: Option<FileRange>,
+    /// Leader id and epoch, for a client that asked the wrong broker (v12+ tagged field).
+    pub(crate) current_leader: Option<(i32, i32)>,
 }
 
 /// Builds a frame out of memory and file chunks.
@@ -95,6 +99,22 @@ impl ChunkWriter {
             self.current.put_i16(i16::try_from(text.len()).unwrap_or(i16::MAX));
         }
         self.current.put_slice(text.as_bytes());
+    }
+
+    fn nullable_string(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) => self.string(text),
+            None => self.length(None),
+        }
+    }
+
+    /// One tagged field whose body `write` encodes: tag, size, body.
+    fn tagged_field(&mut self, tag: u32, write: impl FnOnce(&mut BytesMut)) {
+        let mut body = BytesMut::new();
+        write(&mut body);
+        self.unsigned_varint(tag);
+        self.unsigned_varint(u32::try_from(body.len()).unwrap_or(u32::MAX));
+        self.current.put_slice(&body);
     }
 
     fn no_tagged_fields(&mut self) {
@@ -155,11 +175,38 @@ pub(crate) fn encode(correlation_id: i32, version: i16, answer: FetchAnswer) -> 
             if let Some(range) = partition.records.filter(|range| range.size_bytes > 0) {
                 writer.file(range);
             }
-            writer.no_tagged_fields();
+            match partition.current_leader.filter(|_| writer.flexible()) {
+                // Tag 1: CurrentLeader { leader_id, leader_epoch, no tagged fields }.
+                Some((leader_id, leader_epoch)) => {
+                    writer.unsigned_varint(1);
+                    writer.tagged_field(1, |body| {
+                        body.put_i32(leader_id);
+                        body.put_i32(leader_epoch);
+                        body.put_u8(0);
+                    });
+                }
+                None => writer.no_tagged_fields(),
+            }
         }
         writer.no_tagged_fields();
     }
-    writer.no_tagged_fields();
+    if version >= 16 && !answer.node_endpoints.is_empty() {
+        // Tag 0: NodeEndpoints [node_id, host, port, rack, no tagged fields].
+        writer.unsigned_varint(1);
+        let mut inner = ChunkWriter { version, chunks: Vec::new(), current: BytesMut::new() };
+        inner.length(Some(answer.node_endpoints.len()));
+        for endpoint in &answer.node_endpoints {
+            inner.current.put_i32(endpoint.node_id);
+            inner.string(&endpoint.host);
+            inner.current.put_i32(endpoint.port);
+            inner.nullable_string(endpoint.rack.as_deref());
+            inner.no_tagged_fields();
+        }
+        let body = inner.current;
+        writer.tagged_field(0, |out| out.put_slice(&body));
+    } else {
+        writer.no_tagged_fields();
+    }
     writer.finish()
 }
 
@@ -223,8 +270,14 @@ mod tests {
             let contents: Vec<u8> = (0..4200u32).map(|index| (index % 251) as u8).collect();
             file.write_all(&contents).expect("write");
             let file = Arc::new(file);
+            let leaders: Vec<i32> = shape.topics.iter().flat_map(|(_, partitions)| partitions)
+                .filter(|(_, error_code, _, _)| *error_code != 0).map(|(index, _, _, _)| index + 1).collect();
+            let node_endpoints = leaders.iter().collect::<std::collections::BTreeSet<_>>().into_iter()
+                .map(|&node_id| crate::metadata::NodeEndpoint { node_id, host: format!("h{node_id}"), port: node_id + 9000, rack: (node_id % 2 == 0).then(|| "r".to_owned()) })
+                .collect::<Vec<_>>();
             let answer = FetchAnswer {
                 error_code: 0,
+                node_endpoints: node_endpoints.clone(),
                 topics: shape.topics.iter().enumerate().map(|(number, (name, partitions))| TopicAnswer {
                     name: name.clone(),
                     id: Uuid::from_u128(number as u128 + 1),
@@ -236,6 +289,7 @@ mod tests {
                         log_start_offset: 7,
                         read_committed: *committed,
                         records: records.map(|(position, size_bytes)| FileRange { file: Arc::clone(&file), position, size_bytes }),
+                        current_leader: (*error_code != 0).then_some((index + 1, 5)),
                     }).collect(),
                 }).collect(),
             };
@@ -261,14 +315,31 @@ mod tests {
                     prop_assert_eq!(decoded.aborted_transactions.as_ref().map(Vec::len), committed.then_some(0));
                     let expected = records.map_or(&[][..], |(position, size)| &contents[position as usize..(position + u64::from(size)) as usize]);
                     prop_assert_eq!(decoded.records.as_deref(), Some(expected));
+                    if version >= 12 && *error_code != 0 {
+                        prop_assert_eq!(decoded.current_leader.leader_id.0, index + 1);
+                        prop_assert_eq!(decoded.current_leader.leader_epoch, 5);
+                    } else {
+                        prop_assert_eq!(decoded.current_leader.leader_id.0, -1);
+                    }
                 }
+            }
+            if version >= 16 {
+                prop_assert_eq!(response.node_endpoints.len(), node_endpoints.len());
+                for (decoded, sent) in response.node_endpoints.iter().zip(&node_endpoints) {
+                    prop_assert_eq!(decoded.node_id.0, sent.node_id);
+                    prop_assert_eq!(decoded.host.as_str(), sent.host.as_str());
+                    prop_assert_eq!(decoded.port, sent.port);
+                    prop_assert_eq!(decoded.rack.as_ref().map(kafka_protocol::protocol::StrBytes::as_str), sent.rack.as_deref());
+                }
+            } else {
+                prop_assert!(response.node_endpoints.is_empty());
             }
         }
     }
 
     #[test]
     fn top_level_error_is_sent_from_v7() {
-        let answer = FetchAnswer { error_code: 70, topics: Vec::new() };
+        let answer = FetchAnswer { error_code: 70, ..FetchAnswer::default() };
         let (_, response) = decode(&materialize(&encode(1, 7, answer)), 7);
         assert_eq!(response.error_code, 70);
         assert_eq!(response.session_id, 0);
@@ -286,9 +357,10 @@ mod tests {
             log_start_offset: 0,
             read_committed: false,
             records: Some(range),
+            current_leader: None,
         };
         let topic = TopicAnswer { name: "t".to_owned(), id: Uuid::nil(), partitions: vec![partition] };
-        let chunks = encode(5, 16, FetchAnswer { error_code: 0, topics: vec![topic] });
+        let chunks = encode(5, 16, FetchAnswer { topics: vec![topic], ..FetchAnswer::default() });
         let memory: usize = chunks.iter().filter(|chunk| matches!(chunk, Chunk::Memory(_))).map(Chunk::len).sum();
         assert!(memory < 100, "{memory} bytes in memory");
         assert!(chunks.iter().any(|chunk| matches!(chunk, Chunk::File(range) if range.size_bytes == 1 << 20)));

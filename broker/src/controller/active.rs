@@ -1,0 +1,341 @@
+//! The active controller's decisions: controller requests turned into metadata records, and
+//! the records that fence a broker whose heartbeats stopped or bring one back.
+//!
+//! Pure functions of the image (and a seed for replica placement), so every rule is tested
+//! without a quorum. Leadership rules, as in Kafka:
+//! - a fenced broker leads nothing: each partition it led gets the first in-sync replica that
+//!   is live as leader, or none (-1, offline) when no in-sync replica is live, and its leader
+//!   and partition epochs are bumped; the fenced broker leaves the ISR unless it was the last
+//!   member (the ISR never empties, so the last in-sync replica is remembered for when it
+//!   returns);
+//! - a broker that registers or heartbeats again is unfenced and becomes leader of the
+//!   leaderless partitions whose ISR names it.
+
+use std::collections::BTreeSet;
+
+use kafka_protocol::ResponseError;
+
+use super::wire::{ControllerRequest, Outcome, WireRefusal};
+use crate::metadata::controller::{self as decide, Refusal};
+use crate::metadata::image::MetadataImage;
+use crate::metadata::records::{MetadataRecord, PartitionRecord};
+use crate::metadata::{NO_LEADER, PartitionState};
+
+/// Decides a request (other than membership and liveness): the records to write and the
+/// answer once they are written.
+pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u64) -> (Vec<MetadataRecord>, Outcome) {
+    match request {
+        ControllerRequest::CreateTopics { topics, validate_only } => create_topics(image, topics, *validate_only, seed),
+        ControllerRequest::DeleteTopics { ids } => {
+            let mut records = Vec::new();
+            let answers = ids
+                .iter()
+                .map(|id| match image.topic_by_id(*id) {
+                    Some(_) => {
+                        records.push(MetadataRecord::DeleteTopic { id: *id });
+                        Ok(())
+                    }
+                    None => Err(refused(ResponseError::UnknownTopicId, "This server does not host this topic ID.")),
+                })
+                .collect();
+            (records, Outcome::Each(answers))
+        }
+        ControllerRequest::CreatePartitions { name, count, assignments, validate_only } => {
+            let decision = match image.topic(name) {
+                Some(topic) => decide::create_partitions(image, topic, *count, assignments, seed),
+                None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))),
+            };
+            one(decision.map(|record| if *validate_only { Vec::new() } else { vec![record] }))
+        }
+        ControllerRequest::AlterTopicConfig { name, change, validate_only } => {
+            let decision = match image.topic(name) {
+                None => Err(Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))),
+                Some(topic) => change.apply(&topic.config).map(|config| {
+                    if *validate_only || config == topic.config {
+                        Vec::new()
+                    } else {
+                        vec![MetadataRecord::AlterTopicConfig { id: topic.id, config }]
+                    }
+                }),
+            };
+            one(decision)
+        }
+        ControllerRequest::AllocateProducerIds { count } => {
+            let start = image.next_producer_id;
+            let next = start.saturating_add((*count).max(1));
+            (
+                vec![MetadataRecord::AllocateProducerIds { next_producer_id: next }],
+                Outcome::ProducerIds { start, count: next - start },
+            )
+        }
+        ControllerRequest::AdoptProducerIds { next } => {
+            let records = if *next > image.next_producer_id {
+                vec![MetadataRecord::AllocateProducerIds { next_producer_id: *next }]
+            } else {
+                Vec::new()
+            };
+            (records, Outcome::One(Ok(())))
+        }
+        ControllerRequest::MoveLeadership { topic, partition, leader } => {
+            one(move_leadership(image, topic, *partition, *leader))
+        }
+        ControllerRequest::RegisterBroker(registration) => {
+            let mut records = vec![MetadataRecord::RegisterBroker(registration.clone())];
+            records.extend(elect_for_returning_broker(image, registration.node_id));
+            (records, Outcome::One(Ok(())))
+        }
+        ControllerRequest::InitCluster { cluster_id, adopt } => {
+            if image.cluster_id.is_empty() {
+                let mut records = vec![MetadataRecord::InitCluster { cluster_id: cluster_id.clone() }];
+                records.extend(adopt.iter().cloned());
+                (records, Outcome::Cluster { cluster_id: cluster_id.clone(), created: true })
+            } else {
+                (Vec::new(), Outcome::Cluster { cluster_id: image.cluster_id.clone(), created: false })
+            }
+        }
+        ControllerRequest::ControlledShutdown { node_id, incarnation } => {
+            let current =
+                image.brokers.get(node_id).is_some_and(|broker| broker.incarnation == *incarnation && !broker.fenced);
+            let records = if current { fence(image, *node_id) } else { Vec::new() };
+            (records, Outcome::One(Ok(())))
+        }
+        ControllerRequest::Heartbeat { .. }
+        | ControllerRequest::AddLearner { .. }
+        | ControllerRequest::DescribeQuorum => (Vec::new(), Outcome::One(Ok(()))),
+    }
+}
+
+fn refused(error: ResponseError, message: &str) -> WireRefusal {
+    Refusal::new(error, message).into()
+}
+
+fn one(decision: Result<Vec<MetadataRecord>, Refusal>) -> (Vec<MetadataRecord>, Outcome) {
+    match decision {
+        Ok(records) => (records, Outcome::One(Ok(()))),
+        Err(refusal) => (Vec::new(), Outcome::One(Err(refusal.into()))),
+    }
+}
+
+fn create_topics(
+    image: &MetadataImage,
+    topics: &[decide::NewTopic],
+    validate_only: bool,
+    seed: u64,
+) -> (Vec<MetadataRecord>, Outcome) {
+    let mut scratch = image.clone();
+    let mut records = Vec::new();
+    let mut answers = Vec::new();
+    for (position, topic) in topics.iter().enumerate() {
+        let id = new_topic_id(seed, position);
+        // Defaults were resolved by the asking broker: none are needed here.
+        let defaults = decide::Defaults { partition_count: 1, replication_factor: 1 };
+        let seed = seed.rotate_left(position as u32 * 7 + 1);
+        match decide::create_topic(&scratch, topic, id, defaults, seed) {
+            Ok(record) => {
+                scratch.apply(&record);
+                answers.push(Ok(scratch.topic(&topic.name).map(|created| (**created).clone()).expect("just created")));
+                records.push(record);
+            }
+            Err(refusal) => answers.push(Err(refusal.into())),
+        }
+    }
+    if validate_only {
+        records.clear();
+    }
+    (records, Outcome::Topics(answers))
+}
+
+/// A topic id from the request's seed: random, as Kafka's are.
+fn new_topic_id(seed: u64, position: usize) -> sluice_engine::TopicId {
+    let mix = |value: u64| {
+        let mut mixed = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    };
+    let first = mix(seed ^ (position as u64).rotate_left(17));
+    let second = mix(first ^ 0x5851_f42d_4c95_7f2d);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&first.to_be_bytes());
+    id[8..].copy_from_slice(&second.to_be_bytes());
+    sluice_engine::TopicId(id)
+}
+
+fn move_leadership(
+    image: &MetadataImage,
+    topic: &str,
+    index: i32,
+    leader: Option<i32>,
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let unknown = || Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown partition {topic}-{index}"));
+    let found = image.topic(topic).ok_or_else(unknown)?;
+    let current = found.partition(index).ok_or_else(unknown)?;
+    let mut state = current.clone();
+    state.leader = leader.unwrap_or(NO_LEADER);
+    Ok(vec![changed(found.id, index, state)])
+}
+
+/// A partition change record with both epochs bumped.
+fn changed(topic_id: sluice_engine::TopicId, partition: i32, mut state: PartitionState) -> MetadataRecord {
+    state.leader_epoch += 1;
+    state.partition_epoch += 1;
+    MetadataRecord::ChangePartition(PartitionRecord { topic_id, partition, state })
+}
+
+/// Brokers that may lead: registered and not fenced, minus `excluded`.
+fn live_brokers(image: &MetadataImage, excluded: Option<i32>) -> BTreeSet<i32> {
+    image.live_brokers().map(|broker| broker.node_id).filter(|node| Some(*node) != excluded).collect()
+}
+
+/// The records that fence `node_id`: the fence, and new leaders (or none) for what it led.
+pub(crate) fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::FenceBroker { node_id, fenced: true }];
+    let live = live_brokers(image, Some(node_id));
+    for topic in image.topics() {
+        for (index, state) in topic.partitions.iter().enumerate() {
+            let leads = state.leader == node_id;
+            let in_isr = state.isr.contains(&node_id);
+            if !(leads || in_isr && state.isr.len() > 1) {
+                continue;
+            }
+            let mut next = state.clone();
+            if in_isr && state.isr.len() > 1 {
+                next.isr.retain(|member| *member != node_id);
+            }
+            if leads {
+                next.leader = next.isr.iter().copied().find(|member| live.contains(member)).unwrap_or(NO_LEADER);
+            }
+            records.push(if leads {
+                changed(topic.id, index as i32, next)
+            } else {
+                let mut next = next;
+                next.partition_epoch += 1;
+                MetadataRecord::ChangePartition(PartitionRecord {
+                    topic_id: topic.id,
+                    partition: index as i32,
+                    state: next,
+                })
+            });
+        }
+    }
+    records
+}
+
+/// The records that bring `node_id` back: the unfence, and its leadership of leaderless
+/// partitions whose ISR names it.
+pub(crate) fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::FenceBroker { node_id, fenced: false }];
+    records.extend(elect_for_returning_broker(image, node_id));
+    records
+}
+
+fn elect_for_returning_broker(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, state) in topic.partitions.iter().enumerate() {
+            if state.leader == NO_LEADER && state.isr.contains(&node_id) {
+                let mut next = state.clone();
+                next.leader = node_id;
+                records.push(changed(topic.id, index as i32, next));
+            }
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::image::BrokerRegistration;
+
+    fn registration(node_id: i32) -> BrokerRegistration {
+        BrokerRegistration { node_id, incarnation: 1, host: "h".to_owned(), port: 1, rack: None, fenced: false }
+    }
+
+    fn cluster(nodes: &[i32], topics: &[(&str, Vec<Vec<i32>>)]) -> MetadataImage {
+        let mut image = MetadataImage::new("c".to_owned());
+        for node in nodes {
+            image.apply(&MetadataRecord::RegisterBroker(registration(*node)));
+        }
+        for (position, (name, partitions)) in topics.iter().enumerate() {
+            image.apply(&MetadataRecord::CreateTopic {
+                name: (*name).to_owned(),
+                id: sluice_engine::TopicId([position as u8 + 1; 16]),
+                config: sluice_engine::TopicConfig::default(),
+                partitions: partitions.clone(),
+            });
+            // As if every follower had caught up: the whole replica set in sync.
+            for (index, replicas) in partitions.iter().enumerate() {
+                let topic_id = sluice_engine::TopicId([position as u8 + 1; 16]);
+                let state = PartitionState { isr: replicas.clone(), ..PartitionState::new(replicas.clone()) };
+                image.apply(&MetadataRecord::ChangePartition(PartitionRecord {
+                    topic_id,
+                    partition: index as i32,
+                    state,
+                }));
+            }
+        }
+        image
+    }
+
+    fn apply(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for record in records {
+            image.apply(record);
+        }
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_a_live_in_sync_replica_or_takes_it_offline() {
+        let mut image = cluster(&[1, 2, 3], &[("replicated", vec![vec![1, 2, 3]]), ("single", vec![vec![1]])]);
+        let fenced = fence(&image, 1);
+        apply(&mut image, &fenced);
+        let replicated = image.topic("replicated").expect("topic").partitions[0].clone();
+        assert_eq!(replicated.leader, 2);
+        assert_eq!(replicated.isr, vec![2, 3]);
+        assert_eq!((replicated.leader_epoch, replicated.partition_epoch), (1, 1));
+        let single = image.topic("single").expect("topic").partitions[0].clone();
+        assert_eq!(single.leader, NO_LEADER, "a single replica on a fenced broker is offline");
+        assert_eq!(single.isr, vec![1], "the last in-sync replica is remembered");
+        assert!(image.brokers[&1].fenced);
+
+        let unfenced = unfence(&image, 1);
+        apply(&mut image, &unfenced);
+        let single = image.topic("single").expect("topic").partitions[0].clone();
+        assert_eq!((single.leader, single.leader_epoch), (1, 2), "the returning broker leads its partition again");
+        assert_eq!(image.topic("replicated").expect("topic").partitions[0].leader, 2, "others keep their leader");
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut image = cluster(&[1], &[]);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (records, outcome) = decide(&image, &ControllerRequest::AllocateProducerIds { count: 1000 }, 0);
+            apply(&mut image, &records);
+            let Outcome::ProducerIds { start, count } = outcome else { panic!("a block") };
+            seen.push((start, start + count));
+        }
+        assert_eq!(seen, vec![(0, 1000), (1000, 2000), (2000, 3000)]);
+        let (records, _) = decide(&image, &ControllerRequest::AdoptProducerIds { next: 500 }, 0);
+        assert!(records.is_empty(), "adopting ids below the blocks changes nothing");
+    }
+
+    #[test]
+    fn config_changes_apply_to_the_config_the_controller_holds() {
+        use crate::metadata::config_change::{ConfigChange, ConfigOperation, OPERATION_SET};
+        let mut image = cluster(&[1], &[("t", vec![vec![1]])]);
+        for (name, value) in [("retention.ms", "5"), ("segment.ms", "7")] {
+            let operations = vec![ConfigOperation {
+                name: name.to_owned(),
+                operation: OPERATION_SET,
+                value: Some(value.to_owned()),
+            }];
+            let change = ConfigChange::Incremental { operations, defaults: sluice_engine::TopicConfig::default() };
+            let request = ControllerRequest::AlterTopicConfig { name: "t".to_owned(), change, validate_only: false };
+            let (records, _) = decide(&image, &request, 0);
+            apply(&mut image, &records);
+        }
+        let config = &image.topic("t").expect("topic").config;
+        assert_eq!((config.retention_ms, config.segment_ms), (5, 7), "the second change kept the first");
+    }
+}

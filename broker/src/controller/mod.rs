@@ -1,0 +1,721 @@
+//! The controller quorum: the metadata log, replicated by Raft (the `openraft` crate) over the
+//! controller listeners of the quorum's nodes, and the active controller that writes it.
+//!
+//! - `types`: openraft's type configuration; an entry is one batch of metadata records;
+//! - `log_store`, `state_machine`: the log and the metadata image it builds, on disk;
+//! - `network`: the controller listener's protocol (Raft messages and forwarded requests);
+//! - `wire`: controller requests and answers;
+//! - `active`: the active controller's decisions, pure functions of the image;
+//! - `liveness`: broker sessions, fenced when their heartbeats stop;
+//! - this module: the controller thread, and [`Handle`], how the rest of the broker reaches it.
+//!
+//! Everything of the quorum runs on one thread, `sluice-controller`, with its own compio
+//! runtime: openraft's core and its storage and network tasks, the controller listener, the
+//! publisher that hands each applied image to the broker's [`Metadata`], the broker's heartbeats
+//! and, on the active controller, the session checker. Shards reach it through a channel.
+//!
+//! A request's path: a shard sends it over [`Handle::call`]; the controller thread decides it
+//! when this node leads the quorum, or forwards it over the controller listener to the node that
+//! does (trying the configured voters when no leader is known), retrying while leadership moves;
+//! the active controller decides it against the image (after a read barrier, so a new leader
+//! decides on everything committed before it), writes the records as one entry and answers once
+//! the entry is committed and applied; the asking node then waits until its own broker has
+//! published that entry, and only then answers the shard. So a client that created a topic
+//! through a broker finds it in that broker's Metadata at once.
+//!
+//! A single node (no `--controller-quorum-voters`) is its own one-voter quorum: the same path,
+//! with no listener and no network.
+
+pub(crate) mod active;
+pub(crate) mod liveness;
+pub(crate) mod log_store;
+pub(crate) mod network;
+pub(crate) mod state_machine;
+pub(crate) mod types;
+pub(crate) mod wire;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use futures_util::future::LocalBoxFuture;
+use openraft::async_runtime::WatchReceiver as _;
+use openraft::{Config, ReadPolicy, SnapshotPolicy};
+use sluice_engine::clock::SharedClock;
+
+use crate::metadata::image::BrokerRegistration;
+use crate::metadata::{Metadata, MetadataImage};
+use network::{CONTROLLER_CALL_TIMEOUT, Client, ControllerService, Network, Request, Response};
+use state_machine::{Handoff, StateMachine};
+use types::{MetadataBatch, QuorumNode, Raft};
+use wire::{ControllerAnswer, ControllerRequest, Outcome, QuorumDescription, ReplicaProgress};
+
+/// How long a request keeps looking for an active controller before the asker is told none is
+/// available.
+const FIND_CONTROLLER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The pause between attempts while no controller answers.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// How long an answered request waits for this broker to publish what it wrote.
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
+/// How often the active controller looks for expired broker sessions.
+const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// The metadata directory's name in the data directory.
+pub(crate) const DIR_NAME: &str = "metadata";
+
+/// Raft timing: a leader heartbeats its followers every 150 ms; a follower that hears nothing
+/// for 1 to 2 s starts an election, so a dead controller is replaced within about 2 s.
+fn raft_config() -> Result<Config, String> {
+    let config = Config {
+        cluster_name: "sluice-metadata".to_owned(),
+        heartbeat_interval: 150,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        // A snapshot of the image every 1000 entries bounds the log; a node that fell further
+        // behind installs the leader's snapshot.
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 100,
+        ..Config::default()
+    };
+    config.validate().map_err(|error| error.to_string())
+}
+
+/// What the controller thread needs.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    pub(crate) node_id: i32,
+    /// The data directory; the quorum's files are in its `metadata` directory.
+    pub(crate) data_dir: PathBuf,
+    /// The voters: node id and controller listener. Empty: this node alone.
+    pub(crate) voters: Vec<(i32, String)>,
+    /// Whether this node votes (otherwise it follows the log as a learner).
+    pub(crate) voter: bool,
+    /// The controller listener, bound by the caller (`None` for a single node).
+    pub(crate) listener: Option<std::net::TcpListener>,
+    /// Where other nodes reach this node's listener (a learner tells the leader).
+    pub(crate) address: String,
+    pub(crate) session_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) clock: SharedClock,
+}
+
+/// The quorum as this node last saw it, readable from any thread.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QuorumStatus {
+    /// The active controller's node id.
+    pub(crate) leader: Option<i32>,
+    pub(crate) term: u64,
+}
+
+enum Command {
+    Call { request: ControllerRequest, reply: futures_channel::oneshot::Sender<ControllerAnswer> },
+    Register { registration: BrokerRegistration, reply: futures_channel::oneshot::Sender<ControllerAnswer> },
+    Stop { controlled: bool, reply: std::sync::mpsc::Sender<()> },
+}
+
+/// How the broker reaches its controller thread; shared by every thread.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    commands: async_channel::Sender<Command>,
+    status: Arc<Mutex<QuorumStatus>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Call { request, .. } => write!(f, "Call({request:?})"),
+            Self::Register { registration, .. } => write!(f, "Register({registration:?})"),
+            Self::Stop { controlled, .. } => write!(f, "Stop {{ controlled: {controlled} }}"),
+        }
+    }
+}
+
+impl Handle {
+    /// Starts the controller thread: opens the metadata log, starts Raft (initializing a new
+    /// quorum's log), and the publisher that brings `metadata` in line with every applied
+    /// entry. Returns once Raft runs.
+    ///
+    /// # Errors
+    /// A description when the log cannot be opened or Raft does not start.
+    pub(crate) fn start(setup: Setup, metadata: Arc<Metadata>) -> Result<Self, String> {
+        let (commands, receiver) = async_channel::unbounded();
+        let status = Arc::new(Mutex::new(QuorumStatus::default()));
+        let (ready, started) = std::sync::mpsc::channel();
+        let thread_status = status.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-controller".to_owned())
+            .spawn(move || {
+                let runtime = match compio::runtime::Runtime::new() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _gone = ready.send(Err(format!("controller runtime: {error}")));
+                        return;
+                    }
+                };
+                runtime.block_on(crate::crash::abort_on_panic(
+                    "controller",
+                    run(setup, metadata, receiver, thread_status, ready),
+                ));
+            })
+            .map_err(|error| format!("controller thread: {error}"))?;
+        match started.recv() {
+            Ok(Ok(())) => Ok(Self { commands, status, thread: Mutex::new(Some(thread)) }),
+            Ok(Err(reason)) => {
+                let _ended = thread.join();
+                Err(reason)
+            }
+            Err(_) => Err("the controller thread stopped while starting".to_owned()),
+        }
+    }
+
+    /// Sends `request` to the active controller and returns its answer once this broker has
+    /// published what it wrote.
+    pub(crate) async fn call(&self, request: ControllerRequest) -> ControllerAnswer {
+        let (reply, answer) = futures_channel::oneshot::channel();
+        if self.commands.send(Command::Call { request, reply }).await.is_err() {
+            return ControllerAnswer::Unavailable("the controller has stopped".to_owned());
+        }
+        answer.await.unwrap_or_else(|_| ControllerAnswer::Unavailable("the controller has stopped".to_owned()))
+    }
+
+    /// Registers this broker, then keeps its session alive with heartbeats.
+    pub(crate) async fn register(&self, registration: BrokerRegistration) -> ControllerAnswer {
+        let (reply, answer) = futures_channel::oneshot::channel();
+        if self.commands.send(Command::Register { registration, reply }).await.is_err() {
+            return ControllerAnswer::Unavailable("the controller has stopped".to_owned());
+        }
+        answer.await.unwrap_or_else(|_| ControllerAnswer::Unavailable("the controller has stopped".to_owned()))
+    }
+
+    /// The quorum as this node last saw it.
+    pub(crate) fn status(&self) -> QuorumStatus {
+        self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Stops the controller thread; with `controlled`, first has the active controller fence
+    /// this broker so that what it leads moves at once. Blocks until the thread ends.
+    pub(crate) fn stop(&self, controlled: bool) {
+        let (reply, stopped) = std::sync::mpsc::channel();
+        if self.commands.send_blocking(Command::Stop { controlled, reply }).is_ok() {
+            let _stopped_or_gone = stopped.recv();
+        }
+        let thread = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the controller thread panicked");
+        }
+    }
+}
+
+/// The controller thread's state.
+struct Node {
+    id: i32,
+    raft: Raft,
+    handoff: Rc<Handoff>,
+    metadata: Arc<Metadata>,
+    voters: Vec<(i32, String)>,
+    /// One decision at a time on the active controller, each against the image its
+    /// predecessor left.
+    decisions: futures_util::lock::Mutex<()>,
+    liveness: RefCell<liveness::Liveness>,
+    /// Clients of other nodes, for forwarded requests, by node id.
+    clients: RefCell<BTreeMap<i32, Client>>,
+    /// The voter to try next when no leader is known.
+    next_voter: Cell<usize>,
+    /// This broker's registration, once registered.
+    registration: RefCell<Option<BrokerRegistration>>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+async fn run(
+    setup: Setup,
+    metadata: Arc<Metadata>,
+    commands: async_channel::Receiver<Command>,
+    status: Arc<Mutex<QuorumStatus>>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let started = start_raft(&setup).await;
+    let (raft, handoff, committed_at_start) = match started {
+        Ok(started) => started,
+        Err(reason) => {
+            let _gone = ready.send(Err(reason));
+            return;
+        }
+    };
+    let node = Rc::new(Node {
+        id: setup.node_id,
+        raft: raft.clone(),
+        handoff: handoff.clone(),
+        metadata: metadata.clone(),
+        voters: setup.voters.clone(),
+        decisions: futures_util::lock::Mutex::new(()),
+        liveness: RefCell::new(liveness::Liveness::new(setup.session_timeout)),
+        clients: RefCell::new(BTreeMap::new()),
+        next_voter: Cell::new(setup.node_id.unsigned_abs() as usize),
+        registration: RefCell::new(None),
+        clock: setup.clock.clone(),
+    });
+    let (stop_sender, stop) = futures_channel::oneshot::channel::<()>();
+    let stop = stop.shared();
+    let mut tasks = vec![
+        compio::runtime::spawn(publish(handoff, metadata, committed_at_start, stop.clone())),
+        compio::runtime::spawn(watch_status(raft.clone(), status, stop.clone())),
+        compio::runtime::spawn(check_sessions(node.clone(), stop.clone())),
+    ];
+    if let Some(listener) = setup.listener {
+        match listener.set_nonblocking(true).and_then(|()| compio::net::TcpListener::from_std(listener)) {
+            Ok(listener) => {
+                let server = network::serve(listener, raft.clone(), setup.node_id as u64, node.clone(), stop.clone());
+                tasks.push(compio::runtime::spawn(server));
+            }
+            Err(error) => {
+                let _gone = ready.send(Err(format!("controller listener: {error}")));
+                return;
+            }
+        }
+    }
+    if !setup.voter {
+        // A broker-only node asks the active controller to replicate the log to it.
+        let request = ControllerRequest::AddLearner { node_id: setup.node_id, address: setup.address.clone() };
+        let answer = node.clone().serve_local(request).await;
+        if !matches!(answer, ControllerAnswer::Done { .. }) {
+            let _gone = ready.send(Err(format!("no controller added this node as a learner: {answer:?}")));
+            return;
+        }
+    }
+    let _waiting = ready.send(Ok(()));
+    let heartbeat_interval = setup.heartbeat_interval;
+    while let Ok(command) = commands.recv().await {
+        match command {
+            Command::Call { request, reply } => {
+                let node = node.clone();
+                compio::runtime::spawn(async move {
+                    let answer = node.call_and_publish(request).await;
+                    let _asker_gone = reply.send(answer);
+                })
+                .detach();
+            }
+            Command::Register { registration, reply } => {
+                let answer =
+                    node.clone().call_and_publish(ControllerRequest::RegisterBroker(registration.clone())).await;
+                if matches!(answer, ControllerAnswer::Done { .. }) {
+                    *node.registration.borrow_mut() = Some(registration);
+                    tasks.push(compio::runtime::spawn(heartbeat(node.clone(), heartbeat_interval, stop.clone())));
+                }
+                let _asker_gone = reply.send(answer);
+            }
+            Command::Stop { controlled, reply } => {
+                let registration = node.registration.borrow().clone();
+                if controlled && let Some(registration) = registration {
+                    let request = ControllerRequest::ControlledShutdown {
+                        node_id: registration.node_id,
+                        incarnation: registration.incarnation,
+                    };
+                    let shutdown = node.clone().serve_local(request);
+                    if compio::time::timeout(Duration::from_secs(5), shutdown).await.is_err() {
+                        tracing::warn!("controlled shutdown: no controller answered in time");
+                    }
+                }
+                if let Err(error) = raft.shutdown().await {
+                    tracing::warn!(%error, "controller: raft did not stop cleanly");
+                }
+                let _stopped = stop_sender.send(());
+                for task in tasks.drain(..) {
+                    let _ended = compio::time::timeout(Duration::from_secs(5), task).await;
+                }
+                node.clients.borrow_mut().clear();
+                let _asker_gone = reply.send(());
+                break;
+            }
+        }
+    }
+}
+
+/// Opens the log and state machine, starts Raft, and initializes a new quorum's log.
+async fn start_raft(setup: &Setup) -> Result<(Raft, Rc<Handoff>, u64), String> {
+    let dir = setup.data_dir.join(DIR_NAME);
+    let fail = |what: &str, error: &dyn std::fmt::Display| format!("{}: {what}: {error}", dir.display());
+    let log = log_store::LogStore::open(&dir).map_err(|error| fail("metadata log", &error))?;
+    let committed = log.committed_index();
+    let handoff = Rc::new(Handoff::default());
+    let state_machine = StateMachine::open(&dir, handoff.clone()).map_err(|error| fail("snapshot", &error))?;
+    let config = Arc::new(raft_config()?);
+    let network = Network { node_id: setup.node_id as u64 };
+    let raft = Raft::new(setup.node_id as u64, config, network, log, state_machine)
+        .await
+        .map_err(|error| format!("raft: {error}"))?;
+    let initialized = raft.is_initialized().await.map_err(|error| format!("raft: {error}"))?;
+    if !initialized && setup.voter {
+        // A new quorum: every voter proposes the same membership; Raft elects one leader.
+        let members: BTreeMap<u64, QuorumNode> = if setup.voters.is_empty() {
+            BTreeMap::from([(setup.node_id as u64, QuorumNode::default())])
+        } else {
+            setup.voters.iter().map(|(id, address)| (*id as u64, QuorumNode { address: address.clone() })).collect()
+        };
+        if let Err(error) = raft.initialize(members).await {
+            // Another voter's membership reached this node first: nothing to do.
+            tracing::debug!(%error, "metadata log already initialized");
+        }
+    }
+    Ok((raft, handoff, committed))
+}
+
+/// Hands each applied image to the broker's metadata, in order, starting once the state
+/// machine has applied everything this node knew committed before it stopped (so a restarted
+/// broker never goes back to an older image than it served).
+async fn publish(
+    handoff: Rc<Handoff>,
+    metadata: Arc<Metadata>,
+    committed_at_start: u64,
+    stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
+) {
+    let mut published = 0u64;
+    loop {
+        let changed = handoff.changed.listen();
+        let (image, index) = {
+            let latest = handoff.latest.borrow();
+            (latest.image.clone(), latest.index)
+        };
+        // An image without a cluster id is a new log's, before its first entry: publishing it
+        // would remove the logs of a data directory about to be adopted.
+        if index > published && index >= committed_at_start && !image.cluster_id.is_empty() {
+            metadata.publish(image, index).await;
+            published = index;
+            continue;
+        }
+        let woken = std::pin::pin!(changed);
+        if let futures_util::future::Either::Right(_) = futures_util::future::select(woken, stop.clone()).await {
+            return;
+        }
+    }
+}
+
+/// Keeps [`QuorumStatus`] up to date from Raft's metrics.
+async fn watch_status(
+    raft: Raft,
+    status: Arc<Mutex<QuorumStatus>>,
+    stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
+) {
+    let mut metrics = raft.metrics();
+    let mut last_leader = None;
+    loop {
+        let next = {
+            // Copied at once: holding the borrow across an await would block Raft's core.
+            let current = metrics.borrow_watched().clone();
+            QuorumStatus { leader: current.current_leader.map(|id| id as i32), term: current.current_term }
+        };
+        if next.leader != last_leader {
+            tracing::info!(leader = ?next.leader, term = next.term, "controller quorum: active controller changed");
+            last_leader = next.leader;
+        }
+        *status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        let changed = std::pin::pin!(metrics.changed());
+        match futures_util::future::select(changed, stop.clone()).await {
+            futures_util::future::Either::Left((Ok(()), _)) => {}
+            _ => return,
+        }
+    }
+}
+
+/// This broker's heartbeats: every `interval`, to the active controller; registers again when
+/// the controller no longer knows this incarnation.
+async fn heartbeat(
+    node: Rc<Node>,
+    interval: Duration,
+    stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
+) {
+    loop {
+        let pause = std::pin::pin!(compio::time::sleep(interval));
+        if let futures_util::future::Either::Right(_) = futures_util::future::select(pause, stop.clone()).await {
+            return;
+        }
+        let Some(registration) = node.registration.borrow().clone() else { return };
+        let request =
+            ControllerRequest::Heartbeat { node_id: registration.node_id, incarnation: registration.incarnation };
+        match node.clone().serve_local(request).await {
+            ControllerAnswer::Done { outcome: Outcome::Heartbeat { registered: false, .. }, .. } => {
+                tracing::warn!("the controller does not know this broker's registration: registering again");
+                let answer = node.clone().serve_local(ControllerRequest::RegisterBroker(registration)).await;
+                if !matches!(answer, ControllerAnswer::Done { .. }) {
+                    tracing::warn!(?answer, "registering again failed; retrying at the next heartbeat");
+                }
+            }
+            ControllerAnswer::Done { .. } => {}
+            answer => tracing::debug!(?answer, "heartbeat not answered"),
+        }
+    }
+}
+
+/// On the active controller: fences brokers whose sessions expired.
+async fn check_sessions(node: Rc<Node>, stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>) {
+    let mut leading = false;
+    loop {
+        let pause = std::pin::pin!(compio::time::sleep(SESSION_CHECK_INTERVAL));
+        if let futures_util::future::Either::Right(_) = futures_util::future::select(pause, stop.clone()).await {
+            return;
+        }
+        let now = node.clock.now();
+        if node.raft.as_leader().is_err() {
+            leading = false;
+            continue;
+        }
+        let image = node.handoff.latest.borrow().image.clone();
+        if !leading {
+            leading = true;
+            node.liveness.borrow_mut().restart(&image, now);
+            continue;
+        }
+        let expired = node.liveness.borrow_mut().expired(&image, now);
+        for node_id in expired {
+            if node_id == node.id {
+                // This node's own broker heartbeats through this thread; it cannot be silent
+                // while the thread runs.
+                continue;
+            }
+            tracing::warn!(node_id, "fencing a broker whose heartbeats stopped");
+            let answer = node
+                .decide(|image| {
+                    let still_live = image.brokers.get(&node_id).is_some_and(|broker| !broker.fenced);
+                    let records = if still_live { active::fence(image, node_id) } else { Vec::new() };
+                    (records, Outcome::One(Ok(())))
+                })
+                .await;
+            if !matches!(answer, ControllerAnswer::Done { .. }) {
+                tracing::warn!(node_id, ?answer, "fencing failed; retrying");
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Serves a request from this node's broker, then waits for the broker to publish what it
+    /// wrote.
+    async fn call_and_publish(self: Rc<Self>, request: ControllerRequest) -> ControllerAnswer {
+        let answer = self.clone().serve_local(request).await;
+        if let ControllerAnswer::Done { index, .. } = &answer {
+            let index = *index;
+            let waited = compio::time::timeout(PUBLISH_WAIT, self.metadata.wait_published(index)).await;
+            if waited.is_err() {
+                tracing::warn!(index, "metadata: this broker has not published a committed change in time");
+            }
+        }
+        answer
+    }
+
+    /// Serves a request from this node's broker: decides it when this node is the active
+    /// controller, forwards it otherwise; retries while no controller answers.
+    async fn serve_local(self: Rc<Self>, request: ControllerRequest) -> ControllerAnswer {
+        let deadline = self.clock.now() + FIND_CONTROLLER_TIMEOUT;
+        let mut target: Option<(i32, String)> = None;
+        loop {
+            let answer = match &target {
+                Some((id, address)) if *id != self.id => self.forward(*id, address, request.clone()).await,
+                _ => self.clone().serve_as_leader(request.clone()).await,
+            };
+            let hint = match answer {
+                ControllerAnswer::Done { .. } => return answer,
+                ControllerAnswer::NotController { leader: Some((id, ref address)) }
+                    if target.as_ref().is_none_or(|(tried, _)| *tried != id as i32) =>
+                {
+                    Some((id as i32, address.clone()))
+                }
+                _ => None,
+            };
+            if let Some(hint) = hint {
+                target = Some(hint);
+                continue;
+            }
+            if self.clock.now() >= deadline {
+                return answer;
+            }
+            compio::time::sleep(RETRY_BACKOFF).await;
+            target = self.leader_hint();
+        }
+    }
+
+    /// Where to send a request now: the leader Raft knows of, else the next configured voter.
+    fn leader_hint(&self) -> Option<(i32, String)> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if let Some(leader) = metrics.current_leader {
+            let membership = metrics.membership_config.membership();
+            if let Some(node) = membership.get_node(&leader) {
+                return Some((leader as i32, node.address.clone()));
+            }
+        }
+        if self.voters.is_empty() {
+            return None;
+        }
+        let next = self.next_voter.get();
+        self.next_voter.set(next.wrapping_add(1));
+        self.voters.get(next % self.voters.len()).cloned()
+    }
+
+    /// Sends a request to node `id` at `address`.
+    async fn forward(&self, id: i32, address: &str, request: ControllerRequest) -> ControllerAnswer {
+        let client = self.clients.borrow_mut().remove(&id);
+        let mut client = client.unwrap_or_else(|| Client::new(id as u64, address.to_owned()));
+        let answer = match client.call(Request::Controller(request), CONTROLLER_CALL_TIMEOUT).await {
+            Ok(Response::Controller(answer)) => answer,
+            Ok(_) => ControllerAnswer::Unavailable(format!("node {id} answered something else")),
+            Err(error) => ControllerAnswer::Unavailable(format!("node {id}: {error}")),
+        };
+        self.clients.borrow_mut().insert(id, client);
+        answer
+    }
+
+    /// Where the leader is, for a node that is not it.
+    fn not_controller(forward: &openraft::error::ForwardToLeader<types::TypeConfig>) -> ControllerAnswer {
+        let leader = match (forward.leader_id, &forward.leader_node) {
+            (Some(id), Some(node)) if !node.address.is_empty() => Some((id, node.address.clone())),
+            _ => None,
+        };
+        ControllerAnswer::NotController { leader }
+    }
+
+    /// Decides a request as the active controller, or says where it is.
+    async fn serve_as_leader(self: Rc<Self>, request: ControllerRequest) -> ControllerAnswer {
+        if let Err(forward) = self.raft.as_leader() {
+            return Self::not_controller(&forward);
+        }
+        match request {
+            ControllerRequest::Heartbeat { node_id, incarnation } => self.heartbeat_from(node_id, incarnation).await,
+            ControllerRequest::AddLearner { node_id, address } => self.add_learner(node_id, address).await,
+            ControllerRequest::DescribeQuorum => self.describe_quorum(),
+            request => {
+                if let ControllerRequest::RegisterBroker(registration) = &request {
+                    self.liveness.borrow_mut().heard(registration.node_id, registration.incarnation, self.clock.now());
+                }
+                let seed = crate::clock::entropy();
+                self.decide(|image| active::decide(image, &request, seed)).await
+            }
+        }
+    }
+
+    async fn heartbeat_from(&self, node_id: i32, incarnation: u64) -> ControllerAnswer {
+        let image = self.handoff.latest.borrow().image.clone();
+        let Some(broker) = image.brokers.get(&node_id).filter(|broker| broker.incarnation == incarnation) else {
+            return ControllerAnswer::Done {
+                index: 0,
+                outcome: Outcome::Heartbeat { fenced: true, registered: false },
+            };
+        };
+        self.liveness.borrow_mut().heard(node_id, incarnation, self.clock.now());
+        if !broker.fenced {
+            return ControllerAnswer::Done {
+                index: 0,
+                outcome: Outcome::Heartbeat { fenced: false, registered: true },
+            };
+        }
+        tracing::info!(node_id, "unfencing a broker whose heartbeats resumed");
+        self.decide(|image| {
+            let fenced =
+                image.brokers.get(&node_id).is_some_and(|broker| broker.incarnation == incarnation && broker.fenced);
+            let records = if fenced { active::unfence(image, node_id) } else { Vec::new() };
+            (records, Outcome::Heartbeat { fenced: false, registered: true })
+        })
+        .await
+    }
+
+    async fn add_learner(&self, node_id: i32, address: String) -> ControllerAnswer {
+        let known = {
+            let metrics = self.raft.metrics().borrow_watched().clone();
+            let membership = metrics.membership_config.membership();
+            membership.get_node(&(node_id as u64)).is_some_and(|node| node.address == address)
+        };
+        if known {
+            return ControllerAnswer::Done { index: 0, outcome: Outcome::One(Ok(())) };
+        }
+        tracing::info!(node_id, %address, "adding a broker-only node as a learner of the metadata log");
+        match self.raft.add_learner(node_id as u64, QuorumNode { address }, false).await {
+            Ok(written) => ControllerAnswer::Done { index: written.log_id.index(), outcome: Outcome::One(Ok(())) },
+            Err(error) => match error.forward_to_leader() {
+                Some(forward) => Self::not_controller(forward),
+                None => ControllerAnswer::Unavailable(error.to_string()),
+            },
+        }
+    }
+
+    fn describe_quorum(&self) -> ControllerAnswer {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let now_unix_ms = self.clock.unix_ms();
+        let replication = metrics.replication.clone().unwrap_or_default();
+        let heartbeat = metrics.heartbeat.clone().unwrap_or_default();
+        let last_log_end = metrics.last_log_index.map_or(0, |index| index as i64 + 1);
+        let progress = |id: u64| {
+            let end = replication.get(&id).and_then(Option::as_ref).map_or(-1, |log_id| log_id.index() as i64 + 1);
+            let end = if id == self.id as u64 { last_log_end } else { end };
+            let last_fetch_ms = if id == self.id as u64 {
+                now_unix_ms
+            } else {
+                heartbeat
+                    .get(&id)
+                    .and_then(Option::as_ref)
+                    .map_or(-1, |at| now_unix_ms - at.elapsed().as_millis() as i64)
+            };
+            let caught_up = if end >= last_log_end { last_fetch_ms } else { -1 };
+            ReplicaProgress { node_id: id as i32, log_end_offset: end, last_fetch_ms, last_caught_up_ms: caught_up }
+        };
+        let nodes = membership
+            .nodes()
+            .filter_map(|(id, node)| {
+                let (host, port) = node.address.rsplit_once(':')?;
+                Some((*id as i32, host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
+            })
+            .collect();
+        let description = QuorumDescription {
+            leader_id: self.id,
+            leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+            high_watermark: metrics.cluster_committed.as_ref().map_or(0, |log_id| log_id.index() as i64 + 1),
+            voters: membership.voter_ids().map(progress).collect(),
+            observers: membership.learner_ids().map(progress).collect(),
+            nodes,
+        };
+        ControllerAnswer::Done { index: 0, outcome: Outcome::Quorum(description) }
+    }
+
+    /// Runs one decision as the active controller: after a read barrier (this node still
+    /// leads, and has applied everything committed before), `decide` sees the current image;
+    /// its records are written as one entry, answered once committed and applied.
+    async fn decide(
+        &self,
+        decide: impl FnOnce(&MetadataImage) -> (Vec<crate::metadata::records::MetadataRecord>, Outcome),
+    ) -> ControllerAnswer {
+        let _turn = self.decisions.lock().await;
+        if let Err(error) = self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            return match error.forward_to_leader() {
+                Some(forward) => Self::not_controller(forward),
+                None => ControllerAnswer::Unavailable(error.to_string()),
+            };
+        }
+        let image = self.handoff.latest.borrow().image.clone();
+        let (records, outcome) = decide(&image);
+        if records.is_empty() {
+            return ControllerAnswer::Done { index: 0, outcome };
+        }
+        match self.raft.client_write(MetadataBatch { records }).await {
+            Ok(written) => ControllerAnswer::Done { index: written.log_id.index(), outcome },
+            Err(error) => match error.forward_to_leader() {
+                Some(forward) => Self::not_controller(forward),
+                None => ControllerAnswer::Unavailable(error.to_string()),
+            },
+        }
+    }
+}
+
+impl ControllerService for Node {
+    fn serve(self: Rc<Self>, request: ControllerRequest) -> LocalBoxFuture<'static, ControllerAnswer> {
+        Box::pin(self.serve_as_leader(request))
+    }
+}
