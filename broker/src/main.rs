@@ -18,8 +18,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("SLUICE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        // openraft narrates every election and membership step at info; its warnings are enough.
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+        // openraft narrates every election at info and every missed heartbeat to a down peer at
+        // warn; the broker logs quorum changes itself, so only its errors are kept.
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=error"));
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     // Before any thread starts, so every thread inherits the blocked mask.

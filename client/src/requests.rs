@@ -79,6 +79,12 @@ pub struct PartitionInfo {
     pub leader_id: i32,
     /// Leader epoch, -1 when unknown.
     pub leader_epoch: i32,
+    /// Node ids of the replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// Node ids of the in-sync replicas.
+    pub isr: Vec<i32>,
+    /// Node ids of replicas on brokers that are down.
+    pub offline_replicas: Vec<i32>,
     /// Error code reported for the partition (e.g. `LEADER_NOT_AVAILABLE`).
     pub error: Option<ResponseError>,
 }
@@ -124,6 +130,9 @@ impl ClusterInfo {
                         partition: partition.partition_index,
                         leader_id: partition.leader_id.0,
                         leader_epoch: partition.leader_epoch,
+                        replicas: partition.replica_nodes.iter().map(|node| node.0).collect(),
+                        isr: partition.isr_nodes.iter().map(|node| node.0).collect(),
+                        offline_replicas: partition.offline_replicas.iter().map(|node| node.0).collect(),
                         error: partition.error_code.err(),
                     })
                     .collect();

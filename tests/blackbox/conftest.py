@@ -176,6 +176,11 @@ class Broker:
 
     def start(self, timeout_s: float | None = None) -> None:
         timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
+        self.launch()
+        self._wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Spawn the process without waiting for it to serve (cluster nodes wait for each other)."""
         if self.proc is not None and self.proc.poll() is None:
             raise BrokerError(f"{self.name}: start() while pid {self.proc.pid} is running")
         self.check_startable()
@@ -191,7 +196,10 @@ class Broker:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=self.data_dir.parent, start_new_session=True)
-        self._wait_ready(timeout_s)
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Wait for a launched process to answer ApiVersions."""
+        self._wait_ready(self.start_timeout_s if timeout_s is None else timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
         """Poll until the port accepts and answers ApiVersions v0, or fail with the log."""
@@ -444,3 +452,5 @@ def pytest_runtest_makereport(item, call):
                 pid = value.proc.pid if value.proc else "-"
                 report.sections.append((f"{value.kind} broker {value.bootstrap} (pid {pid})",
                                         value.log_tail()))
+            elif hasattr(value, "log_tails"):  # a cluster of several brokers
+                report.sections.append(("cluster logs", value.log_tails()))

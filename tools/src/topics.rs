@@ -248,13 +248,21 @@ fn describe_configs(session: &mut Session, topic: &str) -> Result<Vec<ConfigEntr
     Ok(entries)
 }
 
-/// Log start and end offsets of every partition of `topic`, asked of each partition's leader.
+/// Log start and end offsets of every partition of `topic` that has a leader, asked of that
+/// leader.
 ///
 /// # Errors
 /// Connection errors and per-partition errors.
 pub(crate) fn log_offsets(session: &mut Session, topic: &TopicInfo) -> Result<BTreeMap<i32, (i64, i64)>> {
-    let starts = session.offsets_for(topic, None, EARLIEST_TIMESTAMP)?;
-    let ends = session.offsets_for(topic, None, LATEST_TIMESTAMP)?;
+    // A partition without a leader (its only replica's broker is down) has no offsets to ask for.
+    let led: Vec<i32> = topic
+        .partitions
+        .iter()
+        .filter(|partition| partition.leader_id >= 0)
+        .map(|partition| partition.partition)
+        .collect();
+    let starts = session.offsets_for(topic, Some(&led), EARLIEST_TIMESTAMP)?;
+    let ends = session.offsets_for(topic, Some(&led), LATEST_TIMESTAMP)?;
     Ok(starts
         .into_iter()
         .map(|(partition, start)| (partition, (start, ends.get(&partition).copied().unwrap_or(-1))))
@@ -279,13 +287,22 @@ fn describe(session: &mut Session, names: &[String], output: Output) -> Result<(
 
 fn describe_one(topic: &TopicInfo, offsets: &BTreeMap<i32, (i64, i64)>, configs: &[ConfigEntry]) -> (Value, String) {
     let mut partitions = Vec::new();
-    let mut table = Table::new(&["PARTITION", "LEADER", "EPOCH", "LOG-START", "LOG-END", "RECORDS"]);
+    let mut table =
+        Table::new(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "OFFLINE", "LOG-START", "LOG-END", "RECORDS"]);
+    let ids = |nodes: &[i32]| {
+        if nodes.is_empty() {
+            "-".to_owned()
+        } else {
+            nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        }
+    };
     let mut record_count = 0;
     for partition in &topic.partitions {
         let (start, end) = offsets.get(&partition.partition).copied().unwrap_or((-1, -1));
         record_count += (end - start).max(0);
         partitions.push(json!({
             "partition": partition.partition, "leader": partition.leader_id, "leader_epoch": partition.leader_epoch,
+            "replicas": partition.replicas, "isr": partition.isr, "offline_replicas": partition.offline_replicas,
             "log_start_offset": start, "log_end_offset": end,
             "error": partition.error.map(|error| error.to_string()),
         }));
@@ -293,6 +310,9 @@ fn describe_one(topic: &TopicInfo, offsets: &BTreeMap<i32, (i64, i64)>, configs:
             partition.partition.to_string(),
             partition.leader_id.to_string(),
             partition.leader_epoch.to_string(),
+            ids(&partition.replicas),
+            ids(&partition.isr),
+            ids(&partition.offline_replicas),
             start.to_string(),
             end.to_string(),
             (end - start).max(0).to_string(),
