@@ -162,6 +162,10 @@ pub struct Args {
     /// [default: 2000].
     #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
     pub broker_heartbeat_interval_ms: Option<u64>,
+    /// Entries of the metadata log between two snapshots of the metadata image; older entries are
+    /// then dropped, and a node too far behind receives the snapshot [default: 1000].
+    #[arg(long, env = "SLUICE_METADATA_SNAPSHOT_ENTRIES", value_name = "N")]
+    pub metadata_snapshot_entries: Option<u64>,
 }
 
 /// The TOML file's contents.
@@ -206,6 +210,8 @@ struct FileConfig {
     broker_session_timeout_ms: Option<u64>,
     #[serde(alias = "broker.heartbeat.interval.ms")]
     broker_heartbeat_interval_ms: Option<u64>,
+    #[serde(alias = "metadata.snapshot.entries")]
+    metadata_snapshot_entries: Option<u64>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -355,6 +361,8 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// Interval of a broker's heartbeats to the controller, in ms.
     pub broker_heartbeat_interval_ms: u64,
+    /// Metadata log entries between snapshots.
+    pub metadata_snapshot_entries: u64,
 }
 
 impl BrokerConfig {
@@ -384,6 +392,7 @@ impl BrokerConfig {
             cluster_id: None,
             default_replication_factor: 1,
             broker_session_timeout_ms: 9_000,
+            metadata_snapshot_entries: 1_000,
             broker_heartbeat_interval_ms: 2_000,
         }
     }
@@ -448,6 +457,10 @@ impl BrokerConfig {
             .broker_heartbeat_interval_ms
             .or(file.broker_heartbeat_interval_ms)
             .unwrap_or(config.broker_heartbeat_interval_ms);
+        config.metadata_snapshot_entries = args
+            .metadata_snapshot_entries
+            .or(file.metadata_snapshot_entries)
+            .unwrap_or(config.metadata_snapshot_entries);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);
@@ -513,6 +526,9 @@ impl BrokerConfig {
                 "process-roles",
                 "a node without the broker role is not supported yet; use broker,controller".to_owned(),
             );
+        }
+        if self.metadata_snapshot_entries == 0 {
+            return invalid("metadata-snapshot-entries", "must be at least 1".to_owned());
         }
         if self.default_replication_factor < 1 {
             return invalid("default-replication-factor", "must be at least 1".to_owned());
@@ -635,6 +651,9 @@ mod tests {
         assert_eq!(config.quorum_voters.len(), 3);
         assert_eq!(config.quorum_voters[2], QuorumVoter { node_id: 3, address: "localhost:9293".to_owned() });
         assert_eq!(config.broker_session_timeout_ms, 9000);
+        assert_eq!(config.metadata_snapshot_entries, 1000);
+        let zero = Args { metadata_snapshot_entries: Some(0), ..Args::default() };
+        assert!(BrokerConfig::from_args(zero).is_err(), "a snapshot after every 0 entries is refused");
         assert!(!BrokerConfig::from_args(Args::default()).expect("defaults").clustered());
     }
 

@@ -299,6 +299,7 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         address: controller_address,
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        snapshot_entries: config.metadata_snapshot_entries,
         clock: config.clock.clone(),
     };
     let handle =

@@ -59,13 +59,14 @@ class ClusterNode(Broker):
 class Cluster:
     """`voters` combined broker+controller nodes (ids 1..voters), plus broker-only nodes added later."""
 
-    def __init__(self, workdir: Path, voters: int = 3):
+    def __init__(self, workdir: Path, voters: int = 3, extra_args: list[str] | None = None):
         ports = free_ports(voters)
         self.voters = ",".join(f"{node}@{HOST}:{port}" for node, port in zip(range(1, voters + 1), ports))
         self.workdir = workdir
         self.nodes: dict[int, ClusterNode] = {}
         for node_id, port in zip(range(1, voters + 1), ports):
             self.nodes[node_id] = ClusterNode(workdir / f"node-{node_id}", node_id, port, self.voters, True)
+            self.nodes[node_id].extra_args += extra_args or []
         self.admins: list[AdminClient] = []
 
     def start(self) -> None:

@@ -59,8 +59,10 @@ def java_hash(text: str) -> int:
 
 
 def offsets_partition(group: str) -> int:
-    """The `__consumer_offsets` partition of a group, as Kafka computes it."""
-    return (java_hash(group) & 0x7FFFFFFF) % OFFSETS_PARTITIONS
+    """The `__consumer_offsets` partition of a group, as Kafka computes it: Utils.abs(hashCode)
+    % partitions, where Utils.abs maps Integer.MIN_VALUE to 0."""
+    value = java_hash(group)
+    return (0 if value == -(1 << 31) else abs(value)) % OFFSETS_PARTITIONS
 
 
 def create(admin, name: str, partitions: int, replication_factor: int = 1, timeout_s: float = WAIT_S) -> None:
@@ -304,6 +306,50 @@ def test_a_broker_only_node_joins_a_three_voter_quorum(cluster):
     records = clients.make_records(400, "four", clients.now_ms())
     clients.produce(clients.confluent_producer(joined, acks="all"), topic, records)
     clients.assert_matches(records, clients.consume_range(joined, topic, clients.partition_ranges(records)))
+
+
+def test_a_node_far_behind_catches_up_from_a_snapshot(tmp_path):
+    """With a snapshot every 20 entries, a voter that misses 40 topic creations finds the leader's
+    log purged past its own end, so it must install the leader's snapshot to catch up."""
+    cluster = Cluster(tmp_path, extra_args=["--metadata-snapshot-entries", "20"])
+    cluster.start()
+    try:
+        binary = _sluicectl_binary()
+        active = cluster.active_controller()
+        lagging = next(node for node in cluster.nodes.values() if node is not active)
+        before = json.loads(ok(sluicectl(binary, active, "--output", "json", "cluster", "quorum")))["high_watermark"]
+        lagging.kill9()
+        survivors = [node for node in cluster.nodes.values() if node is not lagging]
+        admin = cluster.admin(*survivors)
+        names = [clients.unique_topic("missed") for _ in range(40)]
+        for name in names:
+            create(admin, name, 1)
+        purged_file = active.data_dir / "metadata" / "purged.json"
+        # Snapshots and purges run in the background after the entries are applied.
+        wait_until(f"the leader purges its log past index {before}",
+                   lambda: purged_file.is_file() and _log_index(json.loads(purged_file.read_text())) > before)
+
+        lagging.start()
+        own = cluster.admin(lagging)
+        wait_until("the lagging node knows every topic created without it",
+                   lambda: set(names) <= set(own.list_topics(timeout=10).topics))
+        assert (lagging.data_dir / "metadata" / "snapshot").is_file()
+        topic = names[-1]
+        assert leaders(own, topic) == leaders(admin, topic)
+    finally:
+        died = cluster.stop()
+        assert not died, f"nodes exited on their own: {died}\n{cluster.log_tails()}"
+
+
+def _log_index(log_id) -> int:
+    """The index of a log id as the metadata directory's JSON files store it."""
+    if isinstance(log_id, dict):
+        if "index" in log_id:
+            return int(log_id["index"])
+        return max((_log_index(value) for value in log_id.values()), default=-1)
+    if isinstance(log_id, list):
+        return max((_log_index(value) for value in log_id), default=-1)
+    return -1
 
 
 def test_a_data_directory_from_another_cluster_is_refused(cluster):

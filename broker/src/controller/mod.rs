@@ -67,17 +67,19 @@ const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 pub(crate) const DIR_NAME: &str = "metadata";
 
 /// Raft timing: a leader heartbeats its followers every 150 ms; a follower that hears nothing
-/// for 1 to 2 s starts an election, so a dead controller is replaced within about 2 s.
-fn raft_config() -> Result<Config, String> {
+/// for 1 to 2 s starts an election, so a dead controller is replaced within a few seconds
+/// (3.4 s median after SIGKILL, measured on loopback: docs/benchmarks.md).
+fn raft_config(snapshot_entries: u64) -> Result<Config, String> {
     let config = Config {
         cluster_name: "sluice-metadata".to_owned(),
         heartbeat_interval: 150,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        // A snapshot of the image every 1000 entries bounds the log; a node that fell further
-        // behind installs the leader's snapshot.
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
-        max_in_snapshot_log_to_keep: 100,
+        // A snapshot of the image every `snapshot_entries` entries bounds the log; a node that
+        // fell further behind installs the leader's snapshot. A tenth of that stays in the log
+        // so that a node just a little behind still catches up from entries.
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_entries),
+        max_in_snapshot_log_to_keep: snapshot_entries / 10,
         ..Config::default()
     };
     config.validate().map_err(|error| error.to_string())
@@ -99,6 +101,8 @@ pub(crate) struct Setup {
     pub(crate) address: String,
     pub(crate) session_timeout: Duration,
     pub(crate) heartbeat_interval: Duration,
+    /// Metadata log entries between snapshots.
+    pub(crate) snapshot_entries: u64,
     pub(crate) clock: SharedClock,
 }
 
@@ -350,7 +354,7 @@ async fn start_raft(setup: &Setup) -> Result<(Raft, Rc<Handoff>, u64), String> {
     let committed = log.committed_index();
     let handoff = Rc::new(Handoff::default());
     let state_machine = StateMachine::open(&dir, handoff.clone()).map_err(|error| fail("snapshot", &error))?;
-    let config = Arc::new(raft_config()?);
+    let config = Arc::new(raft_config(setup.snapshot_entries)?);
     let network = Network { node_id: setup.node_id as u64 };
     let raft = Raft::new(setup.node_id as u64, config, network, log, state_machine)
         .await
