@@ -166,6 +166,10 @@ pub struct Args {
     /// then dropped, and a node too far behind receives the snapshot [default: 1000].
     #[arg(long, env = "SLUICE_METADATA_SNAPSHOT_ENTRIES", value_name = "N")]
     pub metadata_snapshot_entries: Option<u64>,
+    /// How long a follower may go without catching up with its leader before the leader drops
+    /// it from the ISR, Kafka's `replica.lag.time.max.ms` [default: 30000].
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
 }
 
 /// The TOML file's contents.
@@ -212,6 +216,8 @@ struct FileConfig {
     broker_heartbeat_interval_ms: Option<u64>,
     #[serde(alias = "metadata.snapshot.entries")]
     metadata_snapshot_entries: Option<u64>,
+    #[serde(alias = "replica.lag.time.max.ms")]
+    replica_lag_time_max_ms: Option<u64>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -363,6 +369,8 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// Metadata log entries between snapshots.
     pub metadata_snapshot_entries: u64,
+    /// How long a follower may lag before it leaves the ISR, in ms.
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl BrokerConfig {
@@ -393,6 +401,7 @@ impl BrokerConfig {
             default_replication_factor: 1,
             broker_session_timeout_ms: 9_000,
             metadata_snapshot_entries: 1_000,
+            replica_lag_time_max_ms: 30_000,
             broker_heartbeat_interval_ms: 2_000,
         }
     }
@@ -461,6 +470,8 @@ impl BrokerConfig {
             .metadata_snapshot_entries
             .or(file.metadata_snapshot_entries)
             .unwrap_or(config.metadata_snapshot_entries);
+        config.replica_lag_time_max_ms =
+            args.replica_lag_time_max_ms.or(file.replica_lag_time_max_ms).unwrap_or(config.replica_lag_time_max_ms);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);

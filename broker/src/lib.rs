@@ -48,6 +48,7 @@ mod metadata;
 mod metrics;
 mod net;
 mod producer_ids;
+mod replication;
 pub mod signals;
 #[doc(hidden)]
 pub mod testing;
@@ -245,6 +246,8 @@ impl Broker {
             // In a cluster, the controller moves what this broker leads before it goes.
             controller.stop(self.shared.config.clustered());
         }
+        // Fetchers end; acks=all appends still waiting for followers answer NOT_LEADER_OR_FOLLOWER.
+        self.shared.metadata.replication().stop();
         let timeout = Duration::from_millis(self.shared.config.shutdown_timeout_ms);
         let drained = self.shared.connections.wait_all_closed(clock::startup_now() + timeout);
         if !drained {
@@ -409,7 +412,13 @@ fn shared_state(
         partition_count: config.num_partitions,
         replication_factor: config.default_replication_factor,
     };
-    let metadata = metadata::Metadata::new(config.node_id, engine.clone(), defaults);
+    let replication = replication::Replication::new(
+        config.node_id,
+        Duration::from_millis(config.replica_lag_time_max_ms),
+        clock.clone(),
+    );
+    let metadata = Arc::new(metadata::Metadata::new(config.node_id, engine.clone(), defaults, replication));
+    metadata.replication().set_metadata(&metadata);
     Shared {
         engine,
         connections: ConnectionCounter::new(config.limits.connection_count_max),
@@ -420,7 +429,7 @@ fn shared_state(
         metrics: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
         faults,
         clock,
-        metadata: Arc::new(metadata),
+        metadata,
     }
 }
 

@@ -79,6 +79,9 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
         ControllerRequest::MoveLeadership { topic, partition, leader } => {
             one(move_leadership(image, topic, *partition, *leader))
         }
+        ControllerRequest::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, isr } => {
+            one(alter_partition(image, *topic_id, *partition, (*leader, *leader_epoch, *partition_epoch), isr))
+        }
         ControllerRequest::RegisterBroker(registration) => {
             let mut records = vec![MetadataRecord::RegisterBroker(registration.clone())];
             records.extend(elect_for_returning_broker(image, registration.node_id));
@@ -173,6 +176,46 @@ fn move_leadership(
     let mut state = current.clone();
     state.leader = leader.unwrap_or(NO_LEADER);
     Ok(vec![changed(found.id, index, state)])
+}
+
+/// Kafka's AlterPartition: the leader of a partition, at its current epochs, sets the ISR.
+/// Refusals as Kafka's: NOT_LEADER_OR_FOLLOWER for a request from anyone but the leader,
+/// FENCED_LEADER_EPOCH for an old leader epoch, INVALID_UPDATE_VERSION for an old partition
+/// epoch, INELIGIBLE_REPLICA for a new member that is not a live replica, INVALID_REQUEST for an
+/// ISR without the leader. Only the partition epoch is bumped.
+fn alter_partition(
+    image: &MetadataImage,
+    topic_id: sluice_engine::TopicId,
+    index: i32,
+    (leader, leader_epoch, partition_epoch): (i32, i32, i32),
+    isr: &[i32],
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let unknown = || Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown partition {index}"));
+    let topic = image.topic_by_id(topic_id).ok_or_else(unknown)?;
+    let current = topic.partition(index).ok_or_else(unknown)?;
+    if current.leader != leader {
+        return Err(Refusal::new(ResponseError::NotLeaderOrFollower, format!("{leader} does not lead the partition")));
+    }
+    if leader_epoch != current.leader_epoch {
+        return Err(Refusal::new(ResponseError::FencedLeaderEpoch, "the leader epoch moved on".to_owned()));
+    }
+    if partition_epoch != current.partition_epoch {
+        return Err(Refusal::new(ResponseError::InvalidUpdateVersion, "the partition epoch moved on".to_owned()));
+    }
+    if !isr.contains(&leader) {
+        return Err(Refusal::new(ResponseError::InvalidRequest, "the ISR must hold the leader".to_owned()));
+    }
+    let live = live_brokers(image, None);
+    let ineligible = isr
+        .iter()
+        .find(|member| !current.isr.contains(member) && (!current.replicas.contains(member) || !live.contains(member)));
+    if let Some(member) = ineligible {
+        return Err(Refusal::new(ResponseError::IneligibleReplica, format!("{member} may not join the ISR")));
+    }
+    let mut state = current.clone();
+    state.isr = current.replicas.iter().copied().filter(|replica| isr.contains(replica)).collect();
+    state.partition_epoch += 1;
+    Ok(vec![MetadataRecord::ChangePartition(PartitionRecord { topic_id, partition: index, state })])
 }
 
 /// A partition change record with both epochs bumped.
@@ -303,6 +346,35 @@ mod tests {
         let single = image.topic("single").expect("topic").partitions[0].clone();
         assert_eq!((single.leader, single.leader_epoch), (1, 2), "the returning broker leads its partition again");
         assert_eq!(image.topic("replicated").expect("topic").partitions[0].leader, 2, "others keep their leader");
+    }
+
+    #[test]
+    fn alter_partition_is_taken_from_the_current_leader_at_its_epochs_only() {
+        let mut image = cluster(&[1, 2, 3], &[("t", vec![vec![1, 2, 3]])]);
+        let id = image.topic("t").expect("topic").id;
+        let state = image.topic("t").expect("topic").partitions[0].clone();
+        let epochs = (1, state.leader_epoch, state.partition_epoch);
+        let shrunk = alter_partition(&image, id, 0, epochs, &[1, 3]).expect("the leader shrinks the ISR");
+        apply(&mut image, &shrunk);
+        let after = image.topic("t").expect("topic").partitions[0].clone();
+        assert_eq!(after.isr, vec![1, 3]);
+        assert_eq!((after.leader_epoch, after.partition_epoch), (state.leader_epoch, state.partition_epoch + 1));
+        let stale = alter_partition(&image, id, 0, epochs, &[1, 2, 3]).expect_err("an old partition epoch");
+        assert_eq!(stale.error, ResponseError::InvalidUpdateVersion);
+        let now = (1, after.leader_epoch, after.partition_epoch);
+        let follower = alter_partition(&image, id, 0, (2, now.1, now.2), &[2, 3]).expect_err("not the leader");
+        assert_eq!(follower.error, ResponseError::NotLeaderOrFollower);
+        let without_leader = alter_partition(&image, id, 0, now, &[3]).expect_err("the leader must stay");
+        assert_eq!(without_leader.error, ResponseError::InvalidRequest);
+        let fenced = fence(&image, 2);
+        apply(&mut image, &fenced);
+        let after = image.topic("t").expect("topic").partitions[0].clone();
+        let now = (1, after.leader_epoch, after.partition_epoch);
+        let fenced = alter_partition(&image, id, 0, now, &[1, 2, 3]).expect_err("a fenced broker may not join");
+        assert_eq!(fenced.error, ResponseError::IneligibleReplica);
+        let grown = alter_partition(&image, id, 0, now, &[3, 1]).expect("a live replica rejoins");
+        apply(&mut image, &grown);
+        assert_eq!(image.topic("t").expect("topic").partitions[0].isr, vec![1, 3], "ISR in replica order");
     }
 
     #[test]

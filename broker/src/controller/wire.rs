@@ -43,6 +43,17 @@ pub(crate) enum ControllerRequest {
     /// A partition's leader becomes `leader` (or nobody), its epochs bumped (tests, and the
     /// operations that move leadership).
     MoveLeadership { topic: String, partition: i32, leader: Option<i32> },
+    /// A partition's leader asks for a new ISR (Kafka's AlterPartition): accepted only from the
+    /// current leader at the current leader and partition epochs, with live replicas only in
+    /// an added place.
+    AlterPartition {
+        topic_id: TopicId,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// A refusal as it travels: Kafka's error code and message.

@@ -8,11 +8,16 @@
 //!    issue all appends at once, in request order (the engine validates each batch's header and
 //!    CRC, checks idempotent producer sequences, and assigns offsets in arrival order on the
 //!    owning shard; a duplicate batch is answered with its original offset);
-//! 3. gather the results; acks=-1 appends are answered only once fsynced;
+//! 3. gather the results; acks=-1 appends are answered only once fsynced, and on a replicated
+//!    partition once every in-sync replica has them fsynced too (the high watermark passed
+//!    them): NOT_ENOUGH_REPLICAS before the append while the ISR is smaller than
+//!    `min.insync.replicas`, NOT_ENOUGH_REPLICAS_AFTER_APPEND if it shrank meanwhile,
+//!    REQUEST_TIMED_OUT after the request's `timeout_ms`;
 //! 4. with acks=0 send nothing, but close the connection if any partition failed, as Kafka does,
 //!    so the client notices.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
@@ -112,9 +117,20 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
             let records = partition.records.clone();
             let engine = shard.engine().clone();
             let metrics_shard = shard.clone();
+            let min_insync = known.map_or(1, |known| min_insync_replicas(&known.config));
+            let replication = shard.shared.metadata.replication().clone();
+            let clock = shard.shared.clock.clone();
+            let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
             appends.push(async move {
                 if let Some(refused) = refusal {
                     return Err(refused);
+                }
+                // acks=all to a replicated partition: Kafka refuses it up front while the ISR is
+                // smaller than min.insync.replicas.
+                let isr_size = if durable { replication.isr_size(&target) } else { None };
+                if isr_size.is_some_and(|size| size < min_insync) {
+                    let message = format!("the ISR is smaller than min.insync.replicas ({min_insync})");
+                    return Err(Failure::new(code(ResponseError::NotEnoughReplicas), message));
                 }
                 let Some(records) = records.filter(|records| !records.is_empty()) else {
                     return Err(Failure::new(code(ResponseError::CorruptMessage), "no records".to_owned()));
@@ -124,10 +140,19 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
                 // The one copy of the produced bytes: from the request frame into the buffer the
                 // engine owns from here on.
                 let batch = records.to_vec();
-                engine.append(&target, batch, options).await.map_err(|error| {
+                let appended = engine.append(&target, batch, options).await.map_err(|error| {
                     tracing::debug!(partition = %target, %error, "append failed");
                     Failure::of_append(&target, &error)
-                })
+                })?;
+                if isr_size.is_some() {
+                    let deadline = clock.now() + timeout;
+                    let end = appended.last_offset.0 + 1;
+                    if let Err(why) = replication.wait_replicated(&target, end, min_insync, deadline).await {
+                        let error = why.error();
+                        return Err(Failure::new(code(error), error.to_string()));
+                    }
+                }
+                Ok(appended)
             });
         }
     }
@@ -157,6 +182,11 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
         tell_current_leaders(&image, &mut response);
     }
     Outcome::Respond(response)
+}
+
+/// A topic's `min.insync.replicas` (Kafka's default 1).
+fn min_insync_replicas(config: &sluice_engine::TopicConfig) -> usize {
+    config.other.get("min.insync.replicas").and_then(|value| value.trim().parse().ok()).unwrap_or(1).max(1)
 }
 
 /// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader and epoch,

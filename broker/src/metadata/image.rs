@@ -47,15 +47,10 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
-    /// A new partition led by the first replica.
-    ///
-    /// Its ISR is the leader alone: followers do not fetch from leaders yet, so no other replica
-    /// may count as in sync, and a fenced leader's partition goes offline rather than being
-    /// handed to an empty follower.
+    /// A new partition led by the first replica, every (empty) replica in sync.
     pub(crate) fn new(replicas: Vec<i32>) -> Self {
         let leader = replicas.first().copied().unwrap_or(NO_LEADER);
-        let isr = if leader == NO_LEADER { Vec::new() } else { vec![leader] };
-        Self { isr, replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+        Self { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
     }
 }
 

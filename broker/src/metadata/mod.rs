@@ -86,12 +86,19 @@ pub(crate) struct Metadata {
     published_index: AtomicU64,
     published: event_listener::Event,
     controller: OnceLock<crate::controller::Handle>,
+    replication: Arc<crate::replication::Replication>,
 }
 
 impl Metadata {
     /// This broker's metadata, empty until the controller thread publishes the first image.
-    pub(crate) fn new(node_id: i32, engine: Engine, defaults: Defaults) -> Self {
+    pub(crate) fn new(
+        node_id: i32,
+        engine: Engine,
+        defaults: Defaults,
+        replication: Arc<crate::replication::Replication>,
+    ) -> Self {
         Self {
+            replication,
             node_id,
             image: ArcSwap::from_pointee(MetadataImage::default()),
             engine,
@@ -117,6 +124,11 @@ impl Metadata {
     /// Connects the controller; once, at startup.
     pub(crate) fn set_controller(&self, controller: crate::controller::Handle) {
         assert!(self.controller.set(controller).is_ok(), "the controller is set once");
+    }
+
+    /// The replication state of the partitions this broker holds.
+    pub(crate) fn replication(&self) -> &Arc<crate::replication::Replication> {
+        &self.replication
     }
 
     /// The controller thread's handle, once started.
@@ -158,6 +170,7 @@ impl Metadata {
         let mut roles = self.roles.lock().await;
         let desired = self.local_partitions(&next);
         self.align_logs(&desired).await;
+        self.replication.align(&next, &self.engine).await;
         self.image.store(next);
         let changes = role_changes(&roles, &desired);
         *roles = desired.into_iter().map(|(partition, wanted)| (partition, wanted.role)).collect();
@@ -255,6 +268,27 @@ impl Metadata {
         leader: Option<i32>,
     ) -> Result<(), Refusal> {
         self.submit_one(ControllerRequest::MoveLeadership { topic: topic.to_owned(), partition, leader }).await
+    }
+
+    /// Asks the controller to set a partition's ISR, as its leader at the given epochs.
+    pub(crate) async fn alter_partition(
+        &self,
+        topic_id: sluice_engine::TopicId,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<(), Refusal> {
+        let leader = self.node_id;
+        self.submit_one(ControllerRequest::AlterPartition {
+            topic_id,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        })
+        .await
     }
 
     /// A block of producer ids no other broker holds: `(first, count)`.

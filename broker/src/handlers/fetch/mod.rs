@@ -10,6 +10,12 @@
 //! 4. answer when at least `min_bytes` were found, on any partition error, at `max_wait_ms`, or on
 //!    shutdown; otherwise wait for a listener to fire and go back to step 2.
 //!
+//! A fetch from a follower (`replica_id`, or `replica_state` from v15, at least 0) reads up to
+//! the log end instead of the high watermark; a `last_fetched_epoch` that this leader's log does
+//! not share answers a diverging epoch (v12+) for the follower to truncate; and the fetch offset
+//! of each partition tells [`crate::replication`] how far the follower has the log, which moves
+//! the high watermark and the ISR.
+//!
 //! Record bytes are never read by the broker: the engine answers each partition with a segment
 //! file range ([`Engine::read_range`](sluice_engine::Engine::read_range)), and the response
 //! encoder in [`response`] puts those ranges in the reply for the connection to `splice` from
@@ -55,6 +61,8 @@ struct Target {
     /// The partition's leader and epoch, told to a client that asked the wrong broker or an old
     /// epoch (KIP-951) so it re-routes without a Metadata round trip.
     current_leader: Option<(i32, i32)>,
+    /// The epoch of the follower's last fetched batch (-1: none, or not a follower).
+    last_fetched_epoch: i32,
 }
 
 /// One topic of the request, resolved.
@@ -70,6 +78,8 @@ struct PartitionRead {
     error_code: i16,
     offsets: Option<PartitionOffsets>,
     records: Option<FileRange>,
+    /// Where a follower's log parts from this leader's: epoch and its end offset here.
+    diverging_epoch: Option<(i32, i64)>,
 }
 
 impl PartitionRead {
@@ -89,6 +99,9 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
         return Outcome::Respond(FetchAnswer { error_code, ..FetchAnswer::default() });
     }
     let targets = resolve(&shard, version, &request);
+    let replica = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let follower = (replica >= 0).then_some(replica);
+    let mut reported = false;
     let clock = shard.shared.clock.clone();
     let deadline = clock.now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let bytes_min = usize::try_from(request.min_bytes).unwrap_or(0);
@@ -100,7 +113,13 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
             .flat_map(|topic| &topic.partitions)
             .filter_map(|target| target.partition.as_ref().and_then(|partition| shard.engine().listen(partition)))
             .collect();
-        let reads = read_all(&shard, &targets).await;
+        let reads = read_all(&shard, &targets, follower.is_some()).await;
+        if let Some(follower) = follower
+            && !reported
+        {
+            reported = true;
+            report_progress(&shard, &targets, &reads, follower).await;
+        }
         let (mut response, found_bytes, failed) = assemble(&shard, &targets, reads, bytes_max, committed);
         let now = clock.now();
         if found_bytes >= bytes_min || failed || now >= deadline || shard.shared.shutdown.is_started() {
@@ -166,6 +185,7 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
                         size_bytes_max: partition.partition_max_bytes,
                         error: led.err(),
                         current_leader,
+                        last_fetched_epoch: if version >= 12 { partition.last_fetched_epoch } else { -1 },
                     }
                 })
                 .collect();
@@ -175,23 +195,67 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
         .collect()
 }
 
-/// Reads every partition at once; each read runs on its partition's shard.
-async fn read_all(shard: &ShardContext, targets: &[TopicTargets]) -> Vec<PartitionRead> {
+/// Reads every partition at once; each read runs on its partition's shard. A follower reads up
+/// to the log end, after a check that its log has not parted from this one.
+async fn read_all(shard: &ShardContext, targets: &[TopicTargets], follower: bool) -> Vec<PartitionRead> {
     let reads = targets.iter().flat_map(|topic| &topic.partitions).map(|target| {
         let engine = shard.engine().clone();
         let target = target.clone();
         async move {
             if let Some(error) = target.error {
-                return PartitionRead { error_code: code(error), offsets: None, records: None };
+                return PartitionRead::failed(code(error));
             }
             let Some(partition) = target.partition else {
-                let error_code = code(ResponseError::UnknownTopicOrPartition);
-                return PartitionRead { error_code, offsets: None, records: None };
+                return PartitionRead::failed(code(ResponseError::UnknownTopicOrPartition));
             };
-            read_one(&engine, &partition, target.fetch_offset, target.size_bytes_max).await
+            if follower && target.last_fetched_epoch >= 0 {
+                match engine.end_offset_for_epoch(&partition, target.last_fetched_epoch).await {
+                    Ok(end)
+                        if end.leader_epoch != target.last_fetched_epoch || end.end_offset.0 < target.fetch_offset =>
+                    {
+                        let mut read = read_one(
+                            &engine,
+                            &partition,
+                            target.fetch_offset.min(end.end_offset.0),
+                            0,
+                            sluice_engine::ReadBound::LogEnd,
+                        )
+                        .await;
+                        read.diverging_epoch = Some((end.leader_epoch, end.end_offset.0));
+                        return read;
+                    }
+                    Ok(_) => {}
+                    Err(error) => return PartitionRead::failed(read_error_code(&error)),
+                }
+            }
+            let bound =
+                if follower { sluice_engine::ReadBound::LogEnd } else { sluice_engine::ReadBound::HighWatermark };
+            read_one(&engine, &partition, target.fetch_offset, target.size_bytes_max, bound).await
         }
     });
     join_all(reads).await
+}
+
+/// Tells replication how far `follower` has each partition it fetched without error, then
+/// publishes any high watermark that moved and proposes any follower that caught up.
+async fn report_progress(shard: &ShardContext, targets: &[TopicTargets], reads: &[PartitionRead], follower: i32) {
+    let replication = shard.shared.metadata.replication().clone();
+    let fetched = targets.iter().flat_map(|topic| &topic.partitions).zip(reads);
+    for (target, read) in fetched {
+        let (Some(partition), Some(offsets)) = (&target.partition, &read.offsets) else { continue };
+        if read.error_code != 0 || read.diverging_epoch.is_some() {
+            continue;
+        }
+        let outcome =
+            replication.follower_fetched(partition, follower, target.fetch_offset, offsets.local_end_offset.0);
+        if outcome.high_watermark.is_some() {
+            replication.publish_high_watermark(shard.engine(), partition).await;
+        }
+        if let Some(change) = outcome.expand {
+            let replication = replication.clone();
+            compio::runtime::spawn(async move { replication.propose(change).await }).detach();
+        }
+    }
 }
 
 async fn read_one(
@@ -199,17 +263,20 @@ async fn read_one(
     partition: &TopicPartition,
     offset: i64,
     size_bytes_max: i32,
+    bound: sluice_engine::ReadBound,
 ) -> PartitionRead {
     let result = if size_bytes_max <= 0 {
         engine.offsets(partition).await.map(|offsets| (offsets, None))
     } else {
         engine
-            .read_range(partition, Offset(offset), size_bytes_max as u32, sluice_engine::ReadBound::HighWatermark)
+            .read_range(partition, Offset(offset), size_bytes_max as u32, bound)
             .await
             .map(|read| (read.offsets, read.range))
     };
     match result {
-        Ok((offsets, records)) => PartitionRead { error_code: 0, offsets: Some(offsets), records },
+        Ok((offsets, records)) => {
+            PartitionRead { error_code: 0, offsets: Some(offsets), records, diverging_epoch: None }
+        }
         Err(error) => {
             let offsets = match &error {
                 ReadError::OffsetOutOfRange { log_start_offset, high_watermark, .. } => Some(PartitionOffsets {
@@ -221,8 +288,14 @@ async fn read_one(
                 }),
                 _ => None,
             };
-            PartitionRead { error_code: read_error_code(&error), offsets, records: None }
+            PartitionRead { error_code: read_error_code(&error), offsets, records: None, diverging_epoch: None }
         }
+    }
+}
+
+impl PartitionRead {
+    fn failed(error_code: i16) -> Self {
+        Self { error_code, offsets: None, records: None, diverging_epoch: None }
     }
 }
 
@@ -269,6 +342,7 @@ fn assemble(
                 read_committed,
                 records,
                 current_leader: target.current_leader,
+                diverging_epoch: read.diverging_epoch,
             });
         }
         let name = topic.name.clone();

@@ -58,6 +58,8 @@ pub(crate) struct PartitionAnswer {
     pub(crate) records: Option<FileRange>,
     /// Leader id and epoch, for a client that asked the wrong broker (v12+ tagged field).
     pub(crate) current_leader: Option<(i32, i32)>,
+    /// Epoch and end offset where a follower's log parts from this one (v12+ tagged field).
+    pub(crate) diverging_epoch: Option<(i32, i64)>,
 }
 
 /// Builds a frame out of memory and file chunks.
@@ -175,17 +177,26 @@ pub(crate) fn encode(correlation_id: i32, version: i16, answer: FetchAnswer) -> 
             if let Some(range) = partition.records.filter(|range| range.size_bytes > 0) {
                 writer.file(range);
             }
-            match partition.current_leader.filter(|_| writer.flexible()) {
+            if writer.flexible() {
+                let diverging = partition.diverging_epoch;
+                let leader = partition.current_leader;
+                writer.unsigned_varint(u32::from(diverging.is_some()) + u32::from(leader.is_some()));
+                // Tag 0: DivergingEpoch { epoch, end_offset, no tagged fields }.
+                if let Some((epoch, end_offset)) = diverging {
+                    writer.tagged_field(0, |body| {
+                        body.put_i32(epoch);
+                        body.put_i64(end_offset);
+                        body.put_u8(0);
+                    });
+                }
                 // Tag 1: CurrentLeader { leader_id, leader_epoch, no tagged fields }.
-                Some((leader_id, leader_epoch)) => {
-                    writer.unsigned_varint(1);
+                if let Some((leader_id, leader_epoch)) = leader {
                     writer.tagged_field(1, |body| {
                         body.put_i32(leader_id);
                         body.put_i32(leader_epoch);
                         body.put_u8(0);
                     });
                 }
-                None => writer.no_tagged_fields(),
             }
         }
         writer.no_tagged_fields();
@@ -290,6 +301,7 @@ mod tests {
                         read_committed: *committed,
                         records: records.map(|(position, size_bytes)| FileRange { file: Arc::clone(&file), position, size_bytes }),
                         current_leader: (*error_code != 0).then_some((index + 1, 5)),
+                        diverging_epoch: (*index % 3 == 0).then_some((*index, i64::from(*index) * 7)),
                     }).collect(),
                 }).collect(),
             };
@@ -315,6 +327,12 @@ mod tests {
                     prop_assert_eq!(decoded.aborted_transactions.as_ref().map(Vec::len), committed.then_some(0));
                     let expected = records.map_or(&[][..], |(position, size)| &contents[position as usize..(position + u64::from(size)) as usize]);
                     prop_assert_eq!(decoded.records.as_deref(), Some(expected));
+                    if version >= 12 && *index % 3 == 0 {
+                        prop_assert_eq!(decoded.diverging_epoch.epoch, *index);
+                        prop_assert_eq!(decoded.diverging_epoch.end_offset, i64::from(*index) * 7);
+                    } else {
+                        prop_assert_eq!(decoded.diverging_epoch.epoch, -1);
+                    }
                     if version >= 12 && *error_code != 0 {
                         prop_assert_eq!(decoded.current_leader.leader_id.0, index + 1);
                         prop_assert_eq!(decoded.current_leader.leader_epoch, 5);
@@ -358,6 +376,7 @@ mod tests {
             read_committed: false,
             records: Some(range),
             current_leader: None,
+            diverging_epoch: None,
         };
         let topic = TopicAnswer { name: "t".to_owned(), id: Uuid::nil(), partitions: vec![partition] };
         let chunks = encode(5, 16, FetchAnswer { topics: vec![topic], ..FetchAnswer::default() });

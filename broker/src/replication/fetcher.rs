@@ -1,0 +1,259 @@
+//! The follower's side: one fetcher per leader broker, fetching every partition this broker
+//! follows from it with Kafka's Fetch (v12: a replica id, the current leader epoch and the last
+//! fetched epoch of each partition), on the controller thread.
+//!
+//! Each round: for every partition followed from this leader, fetch from the local log end
+//! (everything below it is fsynced, since follower appends are durable), long-polling up to
+//! 500 ms. For each partition in the answer:
+//! - a diverging epoch (the leader's log and this one part at an epoch): truncate to the
+//!   leader's end of that epoch, and fetch again from there;
+//! - records: append them whole batches at a time with the leader's offsets and epochs
+//!   (`append_replica`, fsynced), then take the leader's high watermark (capped at the local
+//!   end by the engine);
+//! - NOT_LEADER_OR_FOLLOWER and the epoch errors: wait for the metadata to move on.
+//!
+//! A fetcher whose leader no longer leads anything this broker follows ends; a new one starts
+//! when a partition follows that leader again. Connection errors back off for 200 ms.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use compio::BufResult;
+use compio::buf::IoBuf as _;
+use compio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use compio::net::TcpStream;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use sluice_engine::{Engine, Offset, TopicPartition};
+
+use super::{Followed, Replication};
+
+/// The Fetch version fetchers speak: flexible, with topic names, epochs and diverging epochs.
+const FETCH_VERSION: i16 = 12;
+/// How long the leader may hold a fetch with nothing new.
+const MAX_WAIT_MS: i32 = 500;
+/// Bytes asked per partition and per fetch.
+const PARTITION_BYTES_MAX: i32 = 1 << 20;
+const FETCH_BYTES_MAX: i32 = 16 << 20;
+/// A fetch that takes longer than this has lost its leader.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Back-off after a failed exchange or when there is nothing to fetch from.
+const BACKOFF: Duration = Duration::from_millis(200);
+/// Largest response frame accepted.
+const FRAME_BYTES_MAX: usize = 64 << 20;
+
+/// Fetches what this broker follows from `leader` until it follows nothing there.
+pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i32) {
+    let mut connection: Option<(String, TcpStream)> = None;
+    let mut correlation_id = 0i32;
+    tracing::debug!(leader, "replica fetcher started");
+    while let Some((partitions, address)) = replication.following(leader) {
+        if partitions.is_empty() {
+            if replication.retire_fetcher(leader) {
+                break;
+            }
+            continue;
+        }
+        let Some(address) = address else {
+            // The leader is fenced or unknown: the metadata will name another.
+            let listener = replication.followed_changed.listen();
+            let _ = compio::time::timeout(BACKOFF, listener).await;
+            continue;
+        };
+        if connection.as_ref().is_none_or(|(connected, _)| *connected != address) {
+            if let Ok(Ok(stream)) = compio::time::timeout(EXCHANGE_TIMEOUT, TcpStream::connect(address.as_str())).await
+            {
+                let _ = stream.set_nodelay(true);
+                connection = Some((address.clone(), stream));
+            } else {
+                connection = None;
+                replication.clock().sleep(BACKOFF).await;
+                continue;
+            }
+        }
+        let Some((_, stream)) = connection.as_mut() else { continue };
+        let Some(request) = build_request(&replication, &engine, &partitions).await else {
+            replication.clock().sleep(BACKOFF).await;
+            continue;
+        };
+        correlation_id = correlation_id.wrapping_add(1);
+        let exchanged = compio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, correlation_id, &request)).await;
+        let response = match exchanged {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                tracing::debug!(leader, %error, "replica fetch failed");
+                connection = None;
+                replication.clock().sleep(BACKOFF).await;
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!(leader, "replica fetch timed out");
+                connection = None;
+                continue;
+            }
+        };
+        if !apply(&engine, &partitions, response).await {
+            // Every partition was refused (leadership moving): wait for the metadata.
+            let listener = replication.followed_changed.listen();
+            let _ = compio::time::timeout(BACKOFF, listener).await;
+        }
+    }
+    tracing::debug!(leader, "replica fetcher stopped");
+}
+
+/// The Fetch for `partitions`, each from its local log end; `None` when no partition can be
+/// read here (its log is not open yet).
+async fn build_request(
+    replication: &Replication,
+    engine: &Engine,
+    partitions: &[(TopicPartition, Followed)],
+) -> Option<FetchRequest> {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (partition, followed) in partitions {
+        let Ok(offsets) = engine.offsets(partition).await else { continue };
+        let last_fetched_epoch = engine.latest_epoch(partition).await.ok().flatten().unwrap_or(-1);
+        let fetch = FetchPartition::default()
+            .with_partition(partition.partition.0)
+            .with_current_leader_epoch(followed.leader_epoch)
+            .with_fetch_offset(offsets.local_end_offset.0)
+            .with_last_fetched_epoch(last_fetched_epoch)
+            .with_log_start_offset(offsets.log_start_offset.0)
+            .with_partition_max_bytes(PARTITION_BYTES_MAX);
+        let name = partition.topic.as_ref();
+        match topics.iter_mut().find(|topic| topic.topic.0.as_str() == name) {
+            Some(topic) => topic.partitions.push(fetch),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(name.to_owned())))
+                    .with_partitions(vec![fetch]),
+            ),
+        }
+    }
+    if topics.is_empty() {
+        return None;
+    }
+    Some(
+        FetchRequest::default()
+            .with_replica_id(BrokerId(replication.node_id()))
+            .with_max_wait_ms(MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(FETCH_BYTES_MAX)
+            .with_session_epoch(-1)
+            .with_topics(topics),
+    )
+}
+
+/// Sends one Fetch and reads its answer.
+async fn exchange(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    request: &FetchRequest,
+) -> std::io::Result<FetchResponse> {
+    let invalid = |error: anyhow::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string());
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(FETCH_VERSION)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-replica-fetcher")));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    header.encode(&mut frame, FetchRequest::header_version(FETCH_VERSION)).map_err(invalid)?;
+    request.encode(&mut frame, FETCH_VERSION).map_err(invalid)?;
+    let size = i32::try_from(frame.len() - 4).unwrap_or(i32::MAX);
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    let BufResult(written, _) = stream.write_all(frame.to_vec()).await;
+    written?;
+    let BufResult(read, size) = stream.read_exact([0u8; 4]).await;
+    read?;
+    let size = usize::try_from(i32::from_be_bytes(size))
+        .ok()
+        .filter(|size| *size <= FRAME_BYTES_MAX)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "response frame size"))?;
+    let BufResult(read, body) = stream.read_exact(Vec::with_capacity(size).slice(..size)).await;
+    read?;
+    let mut body = Bytes::from(compio::buf::IntoInner::into_inner(body));
+    let header = ResponseHeader::decode(&mut body, FetchResponse::header_version(FETCH_VERSION)).map_err(invalid)?;
+    if header.correlation_id != correlation_id {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "correlation id mismatch"));
+    }
+    FetchResponse::decode(&mut body, FETCH_VERSION).map_err(invalid)
+}
+
+/// Applies an answer; `false` when every partition was refused.
+async fn apply(engine: &Engine, partitions: &[(TopicPartition, Followed)], response: FetchResponse) -> bool {
+    let mut any_served = false;
+    for topic in response.responses {
+        for answer in topic.partitions {
+            let partition = TopicPartition::new(topic.topic.0.as_str(), answer.partition_index);
+            if !partitions.iter().any(|(followed, _)| *followed == partition) {
+                continue;
+            }
+            if answer.error_code != 0 {
+                tracing::debug!(%partition, code = answer.error_code, "the leader refused a replica fetch");
+                continue;
+            }
+            any_served = true;
+            if answer.diverging_epoch.epoch >= 0 {
+                let end = Offset(answer.diverging_epoch.end_offset);
+                match engine.truncate_to(&partition, end).await {
+                    Ok(ended) => tracing::info!(%partition, epoch = answer.diverging_epoch.epoch, end = ended.0,
+                        "truncated a diverging log to the leader's"),
+                    Err(error) => tracing::warn!(%partition, %error, "could not truncate a diverging log"),
+                }
+                continue;
+            }
+            if let Some(records) = answer.records.map(whole_batches).filter(|records| !records.is_empty())
+                && let Err(error) = engine.append_replica(&partition, records, true).await
+            {
+                tracing::warn!(%partition, %error, "could not append fetched batches");
+                continue;
+            }
+            let _ = engine.set_high_watermark(&partition, Some(Offset(answer.high_watermark))).await;
+        }
+    }
+    any_served
+}
+
+/// The whole batches at the front of `records`: a fetch may end inside a batch.
+fn whole_batches(mut records: Bytes) -> Vec<u8> {
+    let total = records.len();
+    let mut end = 0usize;
+    let mut view = records.clone();
+    while view.remaining() >= 12 {
+        let _base_offset = view.get_i64();
+        let Ok(length) = usize::try_from(view.get_i32()) else { break };
+        if view.remaining() < length {
+            break;
+        }
+        view.advance(length);
+        end += 12 + length;
+    }
+    debug_assert!(end <= total);
+    records.truncate(end);
+    records.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_last_batch_is_left_for_the_next_fetch() {
+        let mut records = BytesMut::new();
+        for length in [20i32, 30] {
+            records.put_i64(0);
+            records.put_i32(length);
+            records.put_slice(&vec![7u8; length as usize]);
+        }
+        let whole = records.len();
+        records.put_i64(0);
+        records.put_i32(100);
+        records.put_slice(&[1u8; 40]);
+        assert_eq!(whole_batches(records.freeze()).len(), whole);
+        assert!(whole_batches(Bytes::from_static(&[0u8; 5])).is_empty());
+    }
+}

@@ -1,0 +1,577 @@
+//! Partition replication as Kafka does it: followers fetch from leaders, the leader tracks each
+//! follower's log end, the high watermark is the smallest log end of the in-sync replicas, and
+//! ISR changes go through the controller (AlterPartition) before they count.
+//!
+//! - The leader's side lives in [`Replication`]: for every partition this broker leads with more
+//!   than one replica, the followers' progress (log end, when last caught up), the high
+//!   watermark it has set in the engine, and the ISR as the metadata image has it. A follower's
+//!   Fetch (the fetch handler, on any shard) reports its fetch offset: everything below it is
+//!   written and fsynced on the follower, since followers append durably. That moves the high
+//!   watermark; a follower that has caught up and is outside the ISR is proposed to the
+//!   controller. A periodic check on the controller thread proposes to drop followers that have
+//!   not caught up for `replica.lag.time.max.ms`.
+//! - An ISR of the leader alone leaves the partition unreplicated in the engine (its high
+//!   watermark is the local end), as a single replica's is; with more members the engine's high
+//!   watermark is set from here.
+//! - acks=all appends wait (`wait_replicated`) until the high watermark passes them, and fail
+//!   with NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below `min.insync.replicas`
+//!   meanwhile, with NOT_LEADER_OR_FOLLOWER when leadership moved, or time out.
+//! - The follower's side is [`fetcher`]: one task per leader broker, on the controller thread,
+//!   fetching every partition this broker follows from it.
+//!
+//! [`Replication::align`] brings all of this in line with each published metadata image.
+
+pub(crate) mod fetcher;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
+use kafka_protocol::ResponseError;
+use sluice_engine::clock::SharedClock;
+use sluice_engine::{Engine, Offset, TopicId, TopicPartition};
+
+use crate::metadata::MetadataImage;
+
+/// One follower's progress, as the leader sees it.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The follower's last fetch offset: its log end.
+    log_end_offset: i64,
+    /// When a fetch last reached the leader's log end.
+    caught_up_at: Option<Instant>,
+}
+
+/// A partition this broker leads with more than one replica.
+#[derive(Debug)]
+struct Led {
+    topic_id: TopicId,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    /// When this broker became leader at this epoch: a follower never heard from counts as
+    /// caught up then.
+    since: Instant,
+    followers: BTreeMap<i32, Progress>,
+    /// The high watermark set in the engine while the ISR has other members; -1 before.
+    high_watermark: i64,
+    /// An AlterPartition is on its way: no other until the image shows its outcome.
+    isr_change_pending: bool,
+}
+
+impl Led {
+    /// The smallest log end of the ISR's followers, when every one of them has fetched.
+    fn isr_low_water(&self, node_id: i32) -> Option<i64> {
+        let mut low = None::<i64>;
+        for member in self.isr.iter().filter(|member| **member != node_id) {
+            let end = self.followers.get(member)?.log_end_offset;
+            low = Some(low.map_or(end, |low| low.min(end)));
+        }
+        low
+    }
+}
+
+/// The partitions followed from one leader, and the leader's address when it is live.
+type Following = (Vec<(TopicPartition, Followed)>, Option<String>);
+
+/// A partition this broker follows.
+#[derive(Debug, Clone)]
+pub(crate) struct Followed {
+    pub(crate) leader: i32,
+    pub(crate) leader_epoch: i32,
+}
+
+/// An ISR change to propose to the controller, as this partition's leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IsrChange {
+    pub(crate) partition: TopicPartition,
+    pub(crate) topic_id: TopicId,
+    pub(crate) leader_epoch: i32,
+    pub(crate) partition_epoch: i32,
+    pub(crate) isr: Vec<i32>,
+}
+
+/// What a follower's fetch changed on the leader.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fetched {
+    /// The high watermark moved here.
+    pub(crate) high_watermark: Option<i64>,
+    /// The follower caught up and may join the ISR.
+    pub(crate) expand: Option<IsrChange>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    led: HashMap<TopicPartition, Led>,
+    followed: BTreeMap<TopicPartition, Followed>,
+    /// Client endpoints of the unfenced brokers, for fetchers.
+    endpoints: BTreeMap<i32, String>,
+    /// Leaders a fetcher runs for.
+    fetchers: BTreeSet<i32>,
+    stopped: bool,
+}
+
+/// Replication state of this broker, shared by every thread.
+pub(crate) struct Replication {
+    node_id: i32,
+    lag_time_max: Duration,
+    clock: SharedClock,
+    state: Mutex<State>,
+    /// Notified when a high watermark, an ISR or a role changes: acks=all waiters re-check.
+    changed: event_listener::Event,
+    /// Notified when the partitions followed change or replication stops: idle fetchers re-check.
+    followed_changed: event_listener::Event,
+    /// Where ISR changes are proposed (weak: the metadata owns this).
+    metadata: std::sync::OnceLock<std::sync::Weak<crate::metadata::Metadata>>,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+/// How an acks=all append's wait for the ISR ended, when not replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotReplicated {
+    /// Leadership moved: NOT_LEADER_OR_FOLLOWER.
+    NotLeader,
+    /// The ISR is smaller than `min.insync.replicas`: NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+    TooFewInSync,
+    /// The request's timeout passed: REQUEST_TIMED_OUT.
+    TimedOut,
+}
+
+impl NotReplicated {
+    pub(crate) fn error(self) -> ResponseError {
+        match self {
+            Self::NotLeader => ResponseError::NotLeaderOrFollower,
+            Self::TooFewInSync => ResponseError::NotEnoughReplicasAfterAppend,
+            Self::TimedOut => ResponseError::RequestTimedOut,
+        }
+    }
+}
+
+impl Replication {
+    pub(crate) fn new(node_id: i32, lag_time_max: Duration, clock: SharedClock) -> Arc<Self> {
+        Arc::new(Self {
+            node_id,
+            lag_time_max,
+            clock,
+            state: Mutex::new(State::default()),
+            changed: event_listener::Event::new(),
+            followed_changed: event_listener::Event::new(),
+            metadata: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Connects this state to the metadata that proposes its ISR changes.
+    pub(crate) fn set_metadata(&self, metadata: &Arc<crate::metadata::Metadata>) {
+        let _ = self.metadata.set(Arc::downgrade(metadata));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of in-sync replicas of a partition this broker leads with several replicas;
+    /// `None` when it does not (a single replica, or another leader).
+    pub(crate) fn isr_size(&self, partition: &TopicPartition) -> Option<usize> {
+        self.lock().led.get(partition).map(|led| led.isr.len())
+    }
+
+    /// Brings the state in line with `image` (called for each published image, on the
+    /// controller thread): leaders and followers as the image says, engine high watermarks
+    /// switched between unreplicated and set-from-here, fetchers started for new leaders, and
+    /// the periodic ISR check started once.
+    pub(crate) async fn align(self: &Arc<Self>, image: &MetadataImage, engine: &Engine) {
+        let now = self.clock.now();
+        let mut set_unreplicated = Vec::new();
+        let mut set_from_engine = Vec::new();
+        let mut new_fetchers = Vec::new();
+        let first = {
+            let mut state = self.lock();
+            let first = state.endpoints.is_empty() && state.led.is_empty() && state.followed.is_empty();
+            state.endpoints = image
+                .live_brokers()
+                .map(|broker| (broker.node_id, format!("{}:{}", broker.host, broker.port)))
+                .collect();
+            let mut led = HashMap::new();
+            let mut followed = BTreeMap::new();
+            for topic in image.topics() {
+                for (index, partition) in topic.partitions.iter().enumerate() {
+                    if !partition.replicas.contains(&self.node_id) || partition.replicas.len() < 2 {
+                        continue;
+                    }
+                    let tp = TopicPartition::new(topic.name.clone(), index as i32);
+                    if partition.leader == self.node_id {
+                        let previous = state.led.remove(&tp).filter(|led| led.leader_epoch == partition.leader_epoch);
+                        let was_replicated = previous.as_ref().is_some_and(|led| led.isr.len() > 1);
+                        let mut entry = previous.unwrap_or_else(|| Led {
+                            topic_id: topic.id,
+                            leader_epoch: partition.leader_epoch,
+                            partition_epoch: partition.partition_epoch,
+                            replicas: partition.replicas.clone(),
+                            isr: partition.isr.clone(),
+                            since: now,
+                            followers: BTreeMap::new(),
+                            high_watermark: -1,
+                            isr_change_pending: false,
+                        });
+                        if entry.partition_epoch != partition.partition_epoch {
+                            entry.isr_change_pending = false;
+                        }
+                        entry.partition_epoch = partition.partition_epoch;
+                        entry.replicas.clone_from(&partition.replicas);
+                        entry.isr.clone_from(&partition.isr);
+                        let replicated = entry.isr.len() > 1;
+                        if !replicated {
+                            set_unreplicated.push(tp.clone());
+                        } else if !was_replicated {
+                            set_from_engine.push(tp.clone());
+                        }
+                        led.insert(tp, entry);
+                    } else {
+                        let entry = Followed { leader: partition.leader, leader_epoch: partition.leader_epoch };
+                        let known =
+                            state.followed.get(&tp).is_some_and(|known| known.leader_epoch == entry.leader_epoch);
+                        if !known {
+                            set_from_engine.push(tp.clone());
+                        }
+                        followed.insert(tp, entry);
+                    }
+                }
+            }
+            state.led = led;
+            state.followed = followed;
+            let leaders: BTreeSet<i32> =
+                state.followed.values().map(|followed| followed.leader).filter(|leader| *leader >= 0).collect();
+            for leader in leaders {
+                if state.fetchers.insert(leader) {
+                    new_fetchers.push(leader);
+                }
+            }
+            first
+        };
+        for partition in set_unreplicated {
+            if let Err(error) = engine.set_high_watermark(&partition, None).await {
+                tracing::debug!(%partition, %error, "could not make a partition unreplicated");
+            }
+        }
+        for partition in set_from_engine {
+            // The high watermark this replica had (as follower, the leader's) is where a new
+            // leader's starts, and where a new follower's stays until its leader says more.
+            match engine.offsets(&partition).await {
+                Ok(offsets) => {
+                    let high_watermark = offsets.high_watermark;
+                    if let Some(led) = self.lock().led.get_mut(&partition) {
+                        led.high_watermark = high_watermark.0;
+                    }
+                    let _ = engine.set_high_watermark(&partition, Some(high_watermark)).await;
+                }
+                Err(error) => tracing::debug!(%partition, %error, "no offsets for a replicated partition"),
+            }
+        }
+        self.changed.notify(usize::MAX);
+        self.followed_changed.notify(usize::MAX);
+        for leader in new_fetchers {
+            compio::runtime::spawn(fetcher::run(self.clone(), engine.clone(), leader)).detach();
+        }
+        if first {
+            compio::runtime::spawn(self.clone().check_isr_periodically()).detach();
+        }
+    }
+
+    /// Stops fetchers and the ISR check (shutdown).
+    pub(crate) fn stop(&self) {
+        self.lock().stopped = true;
+        self.followed_changed.notify(usize::MAX);
+        self.changed.notify(usize::MAX);
+    }
+
+    /// A follower's fetch of `partition` at `fetch_offset`, answered from a leader whose log
+    /// ended at `leader_end`.
+    pub(crate) fn follower_fetched(
+        &self,
+        partition: &TopicPartition,
+        follower: i32,
+        fetch_offset: i64,
+        leader_end: i64,
+    ) -> Fetched {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let Some(led) = state.led.get_mut(partition) else { return Fetched::default() };
+        if !led.replicas.contains(&follower) {
+            return Fetched::default();
+        }
+        let progress = led.followers.entry(follower).or_insert(Progress { log_end_offset: -1, caught_up_at: None });
+        progress.log_end_offset = fetch_offset;
+        if fetch_offset >= leader_end {
+            progress.caught_up_at = Some(now);
+        }
+        let mut fetched = Fetched::default();
+        if led.isr.len() > 1
+            && let Some(low) = led.isr_low_water(self.node_id)
+        {
+            let next = low.min(leader_end);
+            if next > led.high_watermark {
+                led.high_watermark = next;
+                fetched.high_watermark = Some(next);
+            }
+        }
+        // Kafka's rule: a follower rejoins once it has fetched up to the high watermark (the
+        // leader's log end while the leader is alone in the ISR).
+        let high_watermark = if led.isr.len() > 1 { led.high_watermark } else { leader_end };
+        if !led.isr.contains(&follower) && !led.isr_change_pending && fetch_offset >= high_watermark {
+            led.isr_change_pending = true;
+            let mut isr = led.isr.clone();
+            isr.push(follower);
+            fetched.expand = Some(IsrChange {
+                partition: partition.clone(),
+                topic_id: led.topic_id,
+                leader_epoch: led.leader_epoch,
+                partition_epoch: led.partition_epoch,
+                isr,
+            });
+        }
+        fetched
+    }
+
+    /// An ISR change the controller refused or never answered: a later one may be tried.
+    pub(crate) fn isr_change_failed(&self, partition: &TopicPartition) {
+        if let Some(led) = self.lock().led.get_mut(partition) {
+            led.isr_change_pending = false;
+        }
+    }
+
+    /// Sets the engine's high watermark of `partition` to what this state holds, again if it
+    /// moved meanwhile (concurrent follower fetches), then wakes acks=all waiters.
+    pub(crate) async fn publish_high_watermark(&self, engine: &Engine, partition: &TopicPartition) {
+        let mut set = -1;
+        loop {
+            let wanted = self.lock().led.get(partition).map_or(-1, |led| led.high_watermark);
+            if wanted <= set {
+                break;
+            }
+            if engine.set_high_watermark(partition, Some(Offset(wanted))).await.is_err() {
+                break;
+            }
+            set = wanted;
+        }
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Waits until an acks=all append ending before `end_offset` is on every in-sync replica,
+    /// or until `deadline`.
+    pub(crate) async fn wait_replicated(
+        &self,
+        partition: &TopicPartition,
+        end_offset: i64,
+        min_insync: usize,
+        deadline: Instant,
+    ) -> Result<(), NotReplicated> {
+        loop {
+            let listener = self.changed.listen();
+            {
+                let state = self.lock();
+                if state.stopped {
+                    return Err(NotReplicated::NotLeader);
+                }
+                match state.led.get(partition) {
+                    None => return Err(NotReplicated::NotLeader),
+                    Some(led) if led.isr.len() <= 1 || led.high_watermark >= end_offset => {
+                        return if led.isr.len() < min_insync { Err(NotReplicated::TooFewInSync) } else { Ok(()) };
+                    }
+                    Some(_) => {}
+                }
+            }
+            let now = self.clock.now();
+            if now >= deadline {
+                return Err(NotReplicated::TimedOut);
+            }
+            let sleep = self.clock.sleep(deadline - now);
+            if let Either::Right(_) = select(listener, sleep).await {
+                // Checked once more at the top, then timed out.
+                if self.clock.now() >= deadline {
+                    let state = self.lock();
+                    let done = state.led.get(partition).is_some_and(|led| led.high_watermark >= end_offset);
+                    return if done { Ok(()) } else { Err(NotReplicated::TimedOut) };
+                }
+            }
+        }
+    }
+
+    /// Every second: for each partition led with other ISR members, proposes to drop the
+    /// followers that have not caught up for `replica.lag.time.max.ms`.
+    async fn check_isr_periodically(self: Arc<Self>) {
+        loop {
+            self.clock.sleep(Duration::from_secs(1)).await;
+            if self.lock().stopped {
+                return;
+            }
+            for change in self.lagging(self.clock.now()) {
+                self.propose(change).await;
+            }
+        }
+    }
+
+    /// ISR changes that drop followers lagging at `now`; marks them pending.
+    fn lagging(&self, now: Instant) -> Vec<IsrChange> {
+        let mut changes = Vec::new();
+        let mut state = self.lock();
+        for (partition, led) in &mut state.led {
+            if led.isr.len() <= 1 || led.isr_change_pending {
+                continue;
+            }
+            let lagging = |member: &i32| {
+                *member != self.node_id && {
+                    let heard = led.followers.get(member).and_then(|progress| progress.caught_up_at);
+                    now.saturating_duration_since(heard.unwrap_or(led.since)) > self.lag_time_max
+                }
+            };
+            if !led.isr.iter().any(lagging) {
+                continue;
+            }
+            let isr: Vec<i32> = led.isr.iter().copied().filter(|member| !lagging(member)).collect();
+            led.isr_change_pending = true;
+            changes.push(IsrChange {
+                partition: partition.clone(),
+                topic_id: led.topic_id,
+                leader_epoch: led.leader_epoch,
+                partition_epoch: led.partition_epoch,
+                isr,
+            });
+        }
+        changes
+    }
+
+    /// Sends an ISR change to the controller; a refusal frees the partition for another.
+    pub(crate) async fn propose(&self, change: IsrChange) {
+        let Some(metadata) = self.metadata.get().and_then(std::sync::Weak::upgrade) else { return };
+        let IsrChange { partition, topic_id, leader_epoch, partition_epoch, isr } = change;
+        tracing::info!(%partition, ?isr, "proposing a new ISR");
+        let outcome =
+            metadata.alter_partition(topic_id, partition.partition.0, leader_epoch, partition_epoch, isr).await;
+        if let Err(refusal) = outcome {
+            tracing::info!(%partition, reason = %refusal.message, "the controller refused an ISR change");
+            self.isr_change_failed(&partition);
+        }
+    }
+
+    /// The partitions this broker follows from `leader`, and where to reach it; `None` once
+    /// replication stopped.
+    fn following(&self, leader: i32) -> Option<Following> {
+        let state = self.lock();
+        if state.stopped {
+            return None;
+        }
+        let partitions = state
+            .followed
+            .iter()
+            .filter(|(_, followed)| followed.leader == leader)
+            .map(|(partition, followed)| (partition.clone(), followed.clone()))
+            .collect();
+        Some((partitions, state.endpoints.get(&leader).cloned()))
+    }
+
+    /// A fetcher with nothing to fetch ends; `true` when it really has nothing (checked under
+    /// the lock, so that a partition added meanwhile starts a new fetcher).
+    fn retire_fetcher(&self, leader: i32) -> bool {
+        let mut state = self.lock();
+        let idle = state.stopped || !state.followed.values().any(|followed| followed.leader == leader);
+        if idle {
+            state.fetchers.remove(&leader);
+        }
+        idle
+    }
+
+    /// The node id fetchers name as their replica id.
+    pub(crate) fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::clock::{Clock as _, ManualClock};
+
+    fn leader_of(replication: &Replication, replicas: Vec<i32>, isr: Vec<i32>) -> TopicPartition {
+        let partition = TopicPartition::new("t", 0);
+        let led = Led {
+            topic_id: TopicId([1; 16]),
+            leader_epoch: 3,
+            partition_epoch: 5,
+            replicas,
+            isr,
+            since: replication.clock.now(),
+            followers: BTreeMap::new(),
+            high_watermark: 0,
+            isr_change_pending: false,
+        };
+        replication.lock().led.insert(partition.clone(), led);
+        partition
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_of_the_isr() {
+        let clock = Arc::new(ManualClock::new(0));
+        let replication = Replication::new(1, Duration::from_secs(30), clock);
+        let partition = leader_of(&replication, vec![1, 2, 3], vec![1, 2, 3]);
+        assert_eq!(replication.follower_fetched(&partition, 2, 10, 20).high_watermark, None, "3 has not fetched");
+        assert_eq!(replication.follower_fetched(&partition, 3, 15, 20).high_watermark, Some(10));
+        assert_eq!(replication.follower_fetched(&partition, 2, 20, 20).high_watermark, Some(15));
+        assert_eq!(replication.follower_fetched(&partition, 2, 18, 20).high_watermark, None, "never backwards");
+    }
+
+    #[test]
+    fn a_caught_up_follower_is_proposed_once_and_a_lagging_one_dropped() {
+        let clock = Arc::new(ManualClock::new(0));
+        let replication = Replication::new(1, Duration::from_secs(30), clock.clone());
+        let partition = leader_of(&replication, vec![1, 2, 3], vec![1, 2]);
+        assert_eq!(replication.follower_fetched(&partition, 2, 10, 20).high_watermark, Some(10));
+        assert_eq!(replication.follower_fetched(&partition, 3, 5, 20).expand, None, "behind the high watermark");
+        replication.follower_fetched(&partition, 2, 20, 20);
+        let change = replication.follower_fetched(&partition, 3, 20, 20).expand.expect("caught up");
+        assert_eq!((change.isr, change.leader_epoch, change.partition_epoch), (vec![1, 2, 3], 3, 5));
+        assert_eq!(replication.follower_fetched(&partition, 3, 20, 20).expand, None, "one proposal at a time");
+        replication.isr_change_failed(&partition);
+
+        clock.advance(Duration::from_secs(31));
+        replication.follower_fetched(&partition, 2, 20, 20);
+        assert!(replication.lagging(clock.now()).is_empty(), "2 just caught up");
+        clock.advance(Duration::from_secs(31));
+        let changes = replication.lagging(clock.now());
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].isr, vec![1], "2 lagged for longer than the limit");
+    }
+
+    #[test]
+    fn acks_all_waits_for_the_isr_and_fails_when_leadership_moves() {
+        let clock = Arc::new(ManualClock::new(0));
+        let replication = Replication::new(1, Duration::from_secs(30), clock.clone());
+        let partition = leader_of(&replication, vec![1, 2], vec![1, 2]);
+        let deadline = clock.now() + Duration::from_secs(5);
+        let waiting = replication.wait_replicated(&partition, 10, 1, deadline);
+        let done = sluice_engine::block_on(async {
+            let advance = async {
+                replication.follower_fetched(&partition, 2, 10, 10);
+                replication.changed.notify(usize::MAX);
+            };
+            let (result, ()) = futures_util::join!(waiting, advance);
+            result
+        });
+        assert_eq!(done, Ok(()));
+        let too_few = sluice_engine::block_on(replication.wait_replicated(&partition, 10, 3, deadline));
+        assert_eq!(too_few, Err(NotReplicated::TooFewInSync));
+        replication.lock().led.clear();
+        let moved = sluice_engine::block_on(replication.wait_replicated(&partition, 11, 1, deadline));
+        assert_eq!(moved, Err(NotReplicated::NotLeader));
+    }
+}

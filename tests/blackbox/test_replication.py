@@ -1,0 +1,163 @@
+"""Replicated partitions: followers copy their leaders, acks=all waits for the ISR, and a dead
+leader's partitions move to an in-sync follower with nothing acknowledged lost.
+
+Goal: show Kafka's replication contract on three `sluice` processes: every replica of a
+replication-factor-3 topic holds the records, an idempotent acks=all producer (librdkafka) keeps
+going when the leader of a partition is killed mid-load and every record it had acknowledged is
+still at its offset, byte for byte, on the new leader; the killed broker comes back, catches up
+and rejoins the ISR; `min.insync.replicas` refuses acks=all (NOT_ENOUGH_REPLICAS) while too few
+replicas are in sync, and acks=1 still works.
+
+Method: each test starts its own cluster (cluster.py); failures are SIGKILL; every wait is
+bounded in time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+import clients
+import kafka_wire
+from cluster import SESSION_TIMEOUT_MS, Cluster
+from conftest import HOST
+
+pytestmark = pytest.mark.sluice_only("several nodes of one cluster; the reference runs a single node")
+
+WAIT_S = 30.0
+ERROR_NOT_ENOUGH_REPLICAS = 19
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = Cluster(tmp_path)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        died = cluster.stop()
+        if died:
+            raise AssertionError(f"nodes exited on their own: {died}\n{cluster.log_tails()}")
+
+
+def wait_until(what: str, check, timeout_s: float = WAIT_S, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as error:  # noqa: BLE001 - retried until the deadline
+            last = error
+        time.sleep(interval_s)
+    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})")
+
+
+def partitions(admin, topic: str) -> dict[int, object]:
+    found = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if found is None or found.error is not None:
+        return {}
+    return dict(found.partitions)
+
+
+def create(admin, name: str, count: int, replication_factor: int, config: dict | None = None) -> None:
+    futures = admin.create_topics([NewTopic(name, count, replication_factor, config=config or {})],
+                                  request_timeout=WAIT_S)
+    futures[name].result(timeout=WAIT_S)
+
+
+def fully_in_sync(admin, topic: str, count: int) -> bool:
+    found = partitions(admin, topic)
+    return len(found) == count and all(sorted(p.isrs) == sorted(p.replicas) and p.leader >= 0
+                                       for p in found.values())
+
+
+def test_every_replica_holds_the_records_and_a_dead_leader_loses_nothing_acknowledged(cluster):
+    admin = cluster.admin()
+    topic = clients.unique_topic("replicated")
+    create(admin, topic, 3, 3, {"min.insync.replicas": "2"})
+    wait_until("every replica in sync", lambda: fully_in_sync(admin, topic, 3))
+
+    # Load in the background; the leader of partition 0 dies a third of the way through.
+    records = clients.make_records(6000, "rf3", clients.now_ms())
+    producer = clients.confluent_producer(cluster, **{"acks": "all", "enable.idempotence": True,
+                                                      "message.timeout.ms": 60_000})
+    produced = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce():
+        try:
+            clients.produce(producer, topic, records, check=False)
+        except BaseException as error:  # noqa: BLE001 - reported by the test thread
+            failure.append(error)
+        finally:
+            produced.set()
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    wait_until("a third of the records acknowledged", lambda: sum(r.offset >= 0 for r in records) >= 2000,
+               timeout_s=60, interval_s=0.02)
+    victim_id = partitions(admin, topic)[0].leader
+    victim = cluster.nodes[victim_id]
+    acked_before = [r for r in records if r.offset >= 0]
+    victim.kill9()
+    assert produced.wait(timeout=120), "the producer did not finish within 120 s"
+    thread.join(timeout=10)
+    assert not failure, failure
+
+    survivors = [node for node in cluster.nodes.values() if node is not victim]
+    survivor_admin = cluster.admin(*survivors)
+    wait_until("partition 0 has a new leader",
+               lambda: partitions(survivor_admin, topic)[0].leader not in (-1, victim_id),
+               timeout_s=SESSION_TIMEOUT_MS / 1000 + WAIT_S)
+    acked = [r for r in records if r.offset >= 0 and r.error is None]
+    assert set(map(id, acked_before)) <= set(map(id, acked)), "a record acknowledged before the kill lost its ack"
+    failed = [r for r in records if r.error is not None]
+    assert not failed, f"{len(failed)} records failed, first: {failed[0].error}"
+    got = clients.consume_range(survivors[0], topic, clients.partition_ranges(acked))
+    clients.assert_matches(acked, got)
+
+    # The killed broker returns, catches up and rejoins the ISR of every partition.
+    victim.start()
+    wait_until("the returning broker is back in every ISR", lambda: fully_in_sync(survivor_admin, topic, 3),
+               timeout_s=60)
+    # It holds the same records: kill another broker, so that the partitions that one led move
+    # to the returned broker or the third, and read everything again.
+    killed = survivors[0]
+    killed.kill9()
+    wait_until("leaders moved off the second killed broker",
+               lambda: all(p.leader not in (-1, killed.node_id) for p in partitions(cluster.admin(victim), topic).values()),
+               timeout_s=SESSION_TIMEOUT_MS / 1000 + WAIT_S)
+    got = clients.consume_range(victim, topic, clients.partition_ranges(acked))
+    clients.assert_matches(acked, got)
+    killed.start()
+
+
+def test_min_insync_replicas_refuses_acks_all_while_too_few_are_in_sync(cluster):
+    admin = cluster.admin()
+    topic = clients.unique_topic("strict")
+    create(admin, topic, 1, 3, {"min.insync.replicas": "3"})
+    wait_until("every replica in sync", lambda: fully_in_sync(admin, topic, 1))
+    leader = cluster.nodes[partitions(admin, topic)[0].leader]
+    batch = kafka_wire.record_batch([(b"k", b"v")], clients.now_ms())
+    with kafka_wire.Connection(HOST, leader.port) as conn:
+        assert kafka_wire.produce(conn, 9, topic, 0, batch, acks=-1).error_code == 0
+
+    follower = next(node for node in cluster.nodes.values() if node is not leader)
+    follower.kill9()
+    wait_until("the ISR shrinks to two",
+               lambda: len(partitions(cluster.admin(leader), topic)[0].isrs) == 2,
+               timeout_s=SESSION_TIMEOUT_MS / 1000 + WAIT_S)
+    with kafka_wire.Connection(HOST, leader.port) as conn:
+        refused = kafka_wire.produce(conn, 9, topic, 0, batch, acks=-1)
+        assert refused.error_code == ERROR_NOT_ENOUGH_REPLICAS, refused
+        assert kafka_wire.produce(conn, 9, topic, 0, batch, acks=1).error_code == 0, "acks=1 does not wait"
+
+    follower.start()
+    wait_until("the follower rejoins", lambda: fully_in_sync(cluster.admin(leader), topic, 1), timeout_s=60)
+    with kafka_wire.Connection(HOST, leader.port) as conn:
+        assert kafka_wire.produce(conn, 9, topic, 0, batch, acks=-1).error_code == 0
