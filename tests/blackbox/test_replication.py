@@ -14,14 +14,19 @@ bounded in time.
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import NewTopic
 
 import clients
 import kafka_wire
+import replication_chaos
 from cluster import SESSION_TIMEOUT_MS, Cluster
 from conftest import HOST
 
@@ -161,3 +166,33 @@ def test_min_insync_replicas_refuses_acks_all_while_too_few_are_in_sync(cluster)
     wait_until("the follower rejoins", lambda: fully_in_sync(cluster.admin(leader), topic, 1), timeout_s=60)
     with kafka_wire.Connection(HOST, leader.port) as conn:
         assert kafka_wire.produce(conn, 9, topic, 0, batch, acks=-1).error_code == 0
+
+
+def test_chaos_kill_nine_under_acks_all_load_loses_nothing(tmp_path):
+    """Random SIGKILLs of leaders, the controller and random nodes under acks=all load
+    (replication_chaos.py); `SLUICE_CHAOS_KILLS` sets how many (default 4, 200 by hand) and
+    `SLUICE_CHAOS_RATE` caps the load in records per second."""
+    kills = int(os.environ.get("SLUICE_CHAOS_KILLS", "4"))
+    seed = int(os.environ.get("SLUICE_CHAOS_SEED", str(random.randrange(1 << 30))))
+    print(f"chaos seed {seed}, {kills} kills")
+    cluster = Cluster(tmp_path)
+    cluster.start()
+    try:
+        rate = float(os.environ["SLUICE_CHAOS_RATE"]) if os.environ.get("SLUICE_CHAOS_RATE") else None
+        outcome = replication_chaos.run(cluster, str(_sluicectl()), kills, seed, rate)
+    finally:
+        cluster.stop()
+    assert outcome.kills == kills
+    assert outcome.lost == 0, f"acknowledged records lost: {outcome}"
+    assert outcome.duplicates == 0, f"records written twice: {outcome}"
+    assert outcome.divergent_offsets == 0, f"replicas disagree at some offsets: {outcome}"
+    assert outcome.acknowledged > 1000 and outcome.read >= outcome.acknowledged
+
+
+def _sluicectl():
+    override = os.environ.get("SLUICECTL_BIN")
+    if override:
+        return override
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=root, check=True, timeout=1800)
+    return root / "target" / "release" / "sluicectl"

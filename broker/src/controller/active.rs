@@ -17,7 +17,7 @@ use kafka_protocol::ResponseError;
 
 use super::wire::{ControllerRequest, Outcome, WireRefusal};
 use crate::metadata::controller::{self as decide, Refusal};
-use crate::metadata::image::MetadataImage;
+use crate::metadata::image::{BrokerRegistration, MetadataImage};
 use crate::metadata::records::{MetadataRecord, PartitionRecord};
 use crate::metadata::{NO_LEADER, PartitionState};
 
@@ -82,11 +82,7 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
         ControllerRequest::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, isr } => {
             one(alter_partition(image, *topic_id, *partition, (*leader, *leader_epoch, *partition_epoch), isr))
         }
-        ControllerRequest::RegisterBroker(registration) => {
-            let mut records = vec![MetadataRecord::RegisterBroker(registration.clone())];
-            records.extend(elect_for_returning_broker(image, registration.node_id));
-            (records, Outcome::One(Ok(())))
-        }
+        ControllerRequest::RegisterBroker(registration) => (register(image, registration), Outcome::One(Ok(()))),
         ControllerRequest::InitCluster { cluster_id, adopt } => {
             if image.cluster_id.is_empty() {
                 let mut records = vec![MetadataRecord::InitCluster { cluster_id: cluster_id.clone() }];
@@ -176,6 +172,30 @@ fn move_leadership(
     let mut state = current.clone();
     state.leader = leader.unwrap_or(NO_LEADER);
     Ok(vec![changed(found.id, index, state)])
+}
+
+/// The records that register `registration`. A new incarnation of a broker that is still
+/// registered (a restart quicker than its session timeout) first fences the old one, as Kafka's
+/// controller does: what it led moves to other in-sync replicas at a new leader epoch, so the
+/// restarted broker comes back as a follower and truncates whatever its old incarnation wrote
+/// that the new leaders lack. Then it leads again the partitions left without a leader.
+fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<MetadataRecord> {
+    let node_id = registration.node_id;
+    let mut scratch = image.clone();
+    let mut records = Vec::new();
+    let stale =
+        image.brokers.get(&node_id).is_some_and(|known| known.incarnation != registration.incarnation && !known.fenced);
+    if stale {
+        records = fence(image, node_id);
+        for record in &records {
+            scratch.apply(record);
+        }
+    }
+    let registered = MetadataRecord::RegisterBroker(registration.clone());
+    scratch.apply(&registered);
+    records.push(registered);
+    records.extend(elect_for_returning_broker(&scratch, node_id));
+    records
 }
 
 /// Kafka's AlterPartition: the leader of a partition, at its current epochs, sets the ISR.
@@ -375,6 +395,23 @@ mod tests {
         let grown = alter_partition(&image, id, 0, now, &[3, 1]).expect("a live replica rejoins");
         apply(&mut image, &grown);
         assert_eq!(image.topic("t").expect("topic").partitions[0].isr, vec![1, 3], "ISR in replica order");
+    }
+
+    #[test]
+    fn a_quick_restart_gives_up_leadership_to_the_isr_first() {
+        let mut image = cluster(&[1, 2, 3], &[("replicated", vec![vec![1, 2, 3]]), ("single", vec![vec![1]])]);
+        let again = BrokerRegistration { incarnation: 2, ..registration(1) };
+        let records = register(&image, &again);
+        apply(&mut image, &records);
+        let replicated = image.topic("replicated").expect("topic").partitions[0].clone();
+        assert_eq!((replicated.leader, replicated.leader_epoch), (2, 1), "leadership moved at a new epoch");
+        assert!(!replicated.isr.contains(&1), "the new incarnation rejoins the ISR once caught up");
+        let single = image.topic("single").expect("topic").partitions[0].clone();
+        assert_eq!((single.leader, single.leader_epoch), (1, 2), "its only replica leads again, at a new epoch");
+        assert!(!image.brokers[&1].fenced);
+        assert_eq!(image.brokers[&1].incarnation, 2);
+        let same = register(&image, &again);
+        assert_eq!(same.len(), 1, "the same incarnation registering again changes nothing else");
     }
 
     #[test]

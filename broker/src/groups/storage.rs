@@ -79,7 +79,6 @@ impl WriteQueue {
 
     /// The writer task: drains the queue forever, appending each partition's records in order.
     pub(crate) async fn run(&self, shared: &crate::context::Shared) {
-        let engine = &shared.engine;
         loop {
             let listener = self.event.listen();
             let drained = std::mem::take(&mut *self.pending.borrow_mut());
@@ -100,7 +99,7 @@ impl WriteQueue {
                     .and_then(|topic| topic.partition(partition))
                     .map_or(0, |state| state.leader_epoch);
                 let stamp = Stamp { timestamp_ms: shared.clock.unix_ms(), leader_epoch };
-                let result = append_records(engine, partition, &records, stamp).await;
+                let result = append_records(shared, partition, &records, stamp).await;
                 for write in writes {
                     if let Some(done) = write.done
                         && done.try_send(result).is_err()
@@ -121,12 +120,21 @@ struct Stamp {
     leader_epoch: i32,
 }
 
+/// How long an offsets write waits for the in-sync replicas, Kafka's `offsets.commit.timeout.ms`.
+const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Appends `records` to an offsets partition, durably, and (when it is replicated) waits until
+/// every in-sync replica has them, as Kafka's coordinator writes with acks=all. Errors as Kafka
+/// maps them for group writes: NOT_COORDINATOR when leadership moved, COORDINATOR_NOT_AVAILABLE
+/// when too few replicas are in sync or they did not answer in time.
 async fn append_records(
-    engine: &Engine,
+    shared: &crate::context::Shared,
     partition: i32,
     records: &[&KeyedRecord],
     stamp: Stamp,
 ) -> Result<(), ResponseError> {
+    let engine = &shared.engine;
+    let replication = shared.metadata.replication();
     let target = TopicPartition::new(OFFSETS_TOPIC, partition);
     let mut start = 0;
     while start < records.len() {
@@ -140,16 +148,30 @@ async fn append_records(
         let slices: Vec<(&[u8], Option<&[u8]>)> =
             records[start..end].iter().map(|(key, value)| (key.as_slice(), value.as_deref())).collect();
         let batch = sluice_engine::batch::build_keyed_batch(&slices, stamp.timestamp_ms);
-        if let Err(error) =
-            engine.append(&target, batch, AppendOptions { durable: true, leader_epoch: stamp.leader_epoch }).await
-        {
-            tracing::error!(partition = %target, %error, "writing to the offsets topic failed");
-            return Err(match kafka_error(EngineError::Append(&error)) {
-                ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => {
-                    ResponseError::InvalidCommitOffsetSize
-                }
-                _ => ResponseError::CoordinatorNotAvailable,
-            });
+        let appended =
+            engine.append(&target, batch, AppendOptions { durable: true, leader_epoch: stamp.leader_epoch }).await;
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(error) => {
+                tracing::error!(partition = %target, %error, "writing to the offsets topic failed");
+                return Err(match kafka_error(EngineError::Append(&error)) {
+                    ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge => {
+                        ResponseError::InvalidCommitOffsetSize
+                    }
+                    _ => ResponseError::CoordinatorNotAvailable,
+                });
+            }
+        };
+        if replication.isr_size(&target).is_some() {
+            let deadline = shared.clock.now() + COMMIT_REPLICATION_TIMEOUT;
+            let end_offset = appended.last_offset.0 + 1;
+            if let Err(why) = replication.wait_replicated(&target, end_offset, 1, deadline).await {
+                tracing::info!(partition = %target, ?why, "an offsets write was not replicated");
+                return Err(match why {
+                    crate::replication::NotReplicated::NotLeader => ResponseError::NotCoordinator,
+                    _ => ResponseError::CoordinatorNotAvailable,
+                });
+            }
         }
         start = end;
     }
