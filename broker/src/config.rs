@@ -170,6 +170,11 @@ pub struct Args {
     /// it from the ISR, Kafka's `replica.lag.time.max.ms` [default: 30000].
     #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// Whether a follower fsyncs what it fetched before its next fetch reports it to the leader,
+    /// so that acks=all means fsynced on every in-sync replica; `false` counts a replica once the
+    /// batch is written there, as Kafka does [default: true].
+    #[arg(long, env = "SLUICE_REPLICA_FSYNC", value_name = "BOOL")]
+    pub replica_fsync: Option<bool>,
 }
 
 /// The TOML file's contents.
@@ -218,6 +223,8 @@ struct FileConfig {
     metadata_snapshot_entries: Option<u64>,
     #[serde(alias = "replica.lag.time.max.ms")]
     replica_lag_time_max_ms: Option<u64>,
+    #[serde(alias = "replica.fsync")]
+    replica_fsync: Option<bool>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -371,6 +378,8 @@ pub struct BrokerConfig {
     pub metadata_snapshot_entries: u64,
     /// How long a follower may lag before it leaves the ISR, in ms.
     pub replica_lag_time_max_ms: u64,
+    /// Whether followers fsync fetched batches before reporting them.
+    pub replica_fsync: bool,
 }
 
 impl BrokerConfig {
@@ -402,6 +411,7 @@ impl BrokerConfig {
             broker_session_timeout_ms: 9_000,
             metadata_snapshot_entries: 1_000,
             replica_lag_time_max_ms: 30_000,
+            replica_fsync: true,
             broker_heartbeat_interval_ms: 2_000,
         }
     }
@@ -472,6 +482,7 @@ impl BrokerConfig {
             .unwrap_or(config.metadata_snapshot_entries);
         config.replica_lag_time_max_ms =
             args.replica_lag_time_max_ms.or(file.replica_lag_time_max_ms).unwrap_or(config.replica_lag_time_max_ms);
+        config.replica_fsync = args.replica_fsync.or(file.replica_fsync).unwrap_or(config.replica_fsync);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);

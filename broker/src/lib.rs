@@ -241,10 +241,17 @@ impl Broker {
     /// shutdown timeout), then flushes and stops the engine. Returns whether every connection
     /// closed in time.
     pub fn shutdown(self) -> bool {
+        let clustered = self.shared.config.clustered();
+        let controller = self.shared.metadata.controller();
+        if clustered && let Some(controller) = controller {
+            // Controlled shutdown, while still serving: the controller moves what this broker
+            // leads to other in-sync replicas, and once this broker's image shows it, clients
+            // asking here are told the new leaders (KIP-951) instead of finding a closed port.
+            controller.stop(true);
+        }
         self.shared.shutdown.trigger();
-        if let Some(controller) = self.shared.metadata.controller() {
-            // In a cluster, the controller moves what this broker leads before it goes.
-            controller.stop(self.shared.config.clustered());
+        if !clustered && let Some(controller) = controller {
+            controller.stop(false);
         }
         // Fetchers end; acks=all appends still waiting for followers answer NOT_LEADER_OR_FOLLOWER.
         self.shared.metadata.replication().stop();
@@ -415,6 +422,7 @@ fn shared_state(
     let replication = replication::Replication::new(
         config.node_id,
         Duration::from_millis(config.replica_lag_time_max_ms),
+        config.replica_fsync,
         clock.clone(),
     );
     let metadata = Arc::new(metadata::Metadata::new(config.node_id, engine.clone(), defaults, replication));

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import clients
@@ -196,3 +197,63 @@ def _sluicectl():
     root = Path(__file__).resolve().parents[2]
     subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=root, check=True, timeout=1800)
     return root / "target" / "release" / "sluicectl"
+
+
+def test_a_rolling_restart_loses_no_availability_and_no_record(cluster):
+    """SIGTERM each broker in turn under acks=all load: controlled shutdown moves its leadership
+    first, so the producer sees no error and never waits long for an acknowledgement."""
+    admin = cluster.admin()
+    topic = clients.unique_topic("rolling")
+    create(admin, topic, 3, 3, {"min.insync.replicas": "2"})
+    wait_until("every replica in sync", lambda: fully_in_sync(admin, topic, 3))
+    acked: list[tuple[float, int, int, bytes]] = []
+    errors: list[object] = []
+    stop = threading.Event()
+    producer = clients.confluent_producer(cluster, **{"acks": "all", "enable.idempotence": True, "log_level": 0})
+
+    def report(error, message):
+        if error is None:
+            acked.append((time.monotonic(), message.partition(), message.offset(), message.value()))
+        else:
+            errors.append(error)
+
+    def produce():
+        seq = 0
+        while not stop.is_set() and seq < 2_000_000:
+            try:
+                producer.produce(topic, value=f"r-{seq}".encode(), partition=seq % 3, on_delivery=report)
+                seq += 1
+            except BufferError:
+                pass
+            producer.poll(0.001 if seq % 50 == 0 else 0)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    wait_until("the load is acknowledged", lambda: len(acked) > 1000, timeout_s=60)
+    for node in list(cluster.nodes.values()):
+        node.stop()
+        node.start()
+        wait_until(f"{node.name} is back in every ISR", lambda: fully_in_sync(cluster.admin(), topic, 3), timeout_s=60)
+    stop.set()
+    thread.join(timeout=30)
+    assert producer.flush(60) == 0
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[0]}"
+    times = sorted(at for at, _, _, _ in acked)
+    longest = max(later - earlier for earlier, later in zip(times, times[1:]))
+    print(f"rolling restart: {len(acked)} records acknowledged, longest wait between acknowledgements {longest:.2f}s")
+    assert longest < 10, f"acknowledgements stopped for {longest:.1f}s"
+    records = {(p, o): v for _, p, o, v in acked}
+    ends = {p: max(o for (q, o) in records if q == p) + 1 for p in range(3)}
+    consumer = clients.confluent_consumer(cluster)
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        seen = {}
+        deadline = time.monotonic() + 120
+        while len(seen) < sum(ends.values()) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                seen[(message.partition(), message.offset())] = message.value()
+    finally:
+        consumer.close()
+    lost = [key for key, value in records.items() if seen.get(key) != value]
+    assert not lost, f"{len(lost)} acknowledged records missing or changed, first at {lost[0]}"

@@ -8,8 +8,8 @@
 //! - a diverging epoch (the leader's log and this one part at an epoch): truncate to the
 //!   leader's end of that epoch, and fetch again from there;
 //! - records: append them whole batches at a time with the leader's offsets and epochs
-//!   (`append_replica`, fsynced), then take the leader's high watermark (capped at the local
-//!   end by the engine);
+//!   (`append_replica`, fsynced unless `--replica-fsync false`), then take the leader's high
+//!   watermark (capped at the local end by the engine);
 //! - NOT_LEADER_OR_FOLLOWER and the epoch errors: wait for the metadata to move on.
 //!
 //! A fetcher whose leader no longer leads anything this broker follows ends; a new one starts
@@ -96,7 +96,7 @@ pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i
                 continue;
             }
         };
-        if !apply(&engine, &partitions, response).await {
+        if !apply(&engine, &partitions, response, replication.fsync()).await {
             // Every partition was refused (leadership moving): wait for the metadata.
             let listener = replication.followed_changed.listen();
             let _ = compio::time::timeout(BACKOFF, listener).await;
@@ -184,7 +184,12 @@ async fn exchange(
 }
 
 /// Applies an answer; `false` when every partition was refused.
-async fn apply(engine: &Engine, partitions: &[(TopicPartition, Followed)], response: FetchResponse) -> bool {
+async fn apply(
+    engine: &Engine,
+    partitions: &[(TopicPartition, Followed)],
+    response: FetchResponse,
+    fsync: bool,
+) -> bool {
     let mut any_served = false;
     for topic in response.responses {
         for answer in topic.partitions {
@@ -207,7 +212,7 @@ async fn apply(engine: &Engine, partitions: &[(TopicPartition, Followed)], respo
                 continue;
             }
             if let Some(records) = answer.records.map(whole_batches).filter(|records| !records.is_empty())
-                && let Err(error) = engine.append_replica(&partition, records, true).await
+                && let Err(error) = engine.append_replica(&partition, records, fsync).await
             {
                 tracing::warn!(%partition, %error, "could not append fetched batches");
                 continue;

@@ -6,7 +6,8 @@
 //!   than one replica, the followers' progress (log end, when last caught up), the high
 //!   watermark it has set in the engine, and the ISR as the metadata image has it. A follower's
 //!   Fetch (the fetch handler, on any shard) reports its fetch offset: everything below it is
-//!   written and fsynced on the follower, since followers append durably. That moves the high
+//!   written and fsynced on the follower, since followers append durably (unless
+//!   `--replica-fsync false`: then written, as Kafka counts it). That moves the high
 //!   watermark; a follower that has caught up and is outside the ISR is proposed to the
 //!   controller. A periodic check on the controller thread proposes to drop followers that have
 //!   not caught up for `replica.lag.time.max.ms`.
@@ -117,6 +118,8 @@ struct State {
 pub(crate) struct Replication {
     node_id: i32,
     lag_time_max: Duration,
+    /// Followers fsync fetched batches before their next fetch reports them (`--replica-fsync`).
+    fsync: bool,
     clock: SharedClock,
     state: Mutex<State>,
     /// Notified when a high watermark, an ISR or a role changes: acks=all waiters re-check.
@@ -155,10 +158,11 @@ impl NotReplicated {
 }
 
 impl Replication {
-    pub(crate) fn new(node_id: i32, lag_time_max: Duration, clock: SharedClock) -> Arc<Self> {
+    pub(crate) fn new(node_id: i32, lag_time_max: Duration, fsync: bool, clock: SharedClock) -> Arc<Self> {
         Arc::new(Self {
             node_id,
             lag_time_max,
+            fsync,
             clock,
             state: Mutex::new(State::default()),
             changed: event_listener::Event::new(),
@@ -487,6 +491,11 @@ impl Replication {
         idle
     }
 
+    /// Whether followers fsync what they fetch before reporting it.
+    pub(crate) fn fsync(&self) -> bool {
+        self.fsync
+    }
+
     /// The node id fetchers name as their replica id.
     pub(crate) fn node_id(&self) -> i32 {
         self.node_id
@@ -522,7 +531,7 @@ mod tests {
     #[test]
     fn the_high_watermark_is_the_smallest_log_end_of_the_isr() {
         let clock = Arc::new(ManualClock::new(0));
-        let replication = Replication::new(1, Duration::from_secs(30), clock);
+        let replication = Replication::new(1, Duration::from_secs(30), true, clock);
         let partition = leader_of(&replication, vec![1, 2, 3], vec![1, 2, 3]);
         assert_eq!(replication.follower_fetched(&partition, 2, 10, 20).high_watermark, None, "3 has not fetched");
         assert_eq!(replication.follower_fetched(&partition, 3, 15, 20).high_watermark, Some(10));
@@ -533,7 +542,7 @@ mod tests {
     #[test]
     fn a_caught_up_follower_is_proposed_once_and_a_lagging_one_dropped() {
         let clock = Arc::new(ManualClock::new(0));
-        let replication = Replication::new(1, Duration::from_secs(30), clock.clone());
+        let replication = Replication::new(1, Duration::from_secs(30), true, clock.clone());
         let partition = leader_of(&replication, vec![1, 2, 3], vec![1, 2]);
         assert_eq!(replication.follower_fetched(&partition, 2, 10, 20).high_watermark, Some(10));
         assert_eq!(replication.follower_fetched(&partition, 3, 5, 20).expand, None, "behind the high watermark");
@@ -555,7 +564,7 @@ mod tests {
     #[test]
     fn acks_all_waits_for_the_isr_and_fails_when_leadership_moves() {
         let clock = Arc::new(ManualClock::new(0));
-        let replication = Replication::new(1, Duration::from_secs(30), clock.clone());
+        let replication = Replication::new(1, Duration::from_secs(30), true, clock.clone());
         let partition = leader_of(&replication, vec![1, 2], vec![1, 2]);
         let deadline = clock.now() + Duration::from_secs(5);
         let waiting = replication.wait_replicated(&partition, 10, 1, deadline);
