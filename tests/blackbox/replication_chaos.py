@@ -199,9 +199,10 @@ def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | N
         values = [value for _, value in records]
         outcome.duplicates += len(values) - len(set(values))
     outcome.lost = sum(1 for partition, offset, value in load.acked if at.get((partition, offset)) != value)
+    log(f"read back: {outcome}")
 
     for node in cluster.nodes.values():
-        node.stop()
+        node.stop(timeout_s=60)
     for partition in range(PARTITIONS):
         replicas = [on_disk(sluicectl, node.data_dir, partition) for node in cluster.nodes.values()]
         for offset in set().union(*replicas):

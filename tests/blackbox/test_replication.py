@@ -257,3 +257,52 @@ def test_a_rolling_restart_loses_no_availability_and_no_record(cluster):
         consumer.close()
     lost = [key for key, value in records.items() if seen.get(key) != value]
     assert not lost, f"{len(lost)} acknowledged records missing or changed, first at {lost[0]}"
+
+
+def test_preferred_and_unclean_leader_elections(cluster):
+    """ElectLeaders: the preferred replica takes its partition back (librdkafka's AdminClient);
+    a partition whose only in-sync replica is down stays offline until an unclean election
+    (sluicectl) hands it to a live out-of-sync replica."""
+    from confluent_kafka import ElectionType
+
+    admin = cluster.admin()
+    topic = clients.unique_topic("elect")
+    create(admin, topic, 3, 3)
+    wait_until("every replica in sync", lambda: fully_in_sync(admin, topic, 3))
+    preferred = {p: found.replicas[0] for p, found in partitions(admin, topic).items()}
+    victim = cluster.nodes[preferred[0]]
+    victim.kill9()
+    survivors = cluster.admin(*[node for node in cluster.nodes.values() if node is not victim])
+    wait_until("partition 0 moves", lambda: partitions(survivors, topic)[0].leader not in (-1, victim.node_id),
+               timeout_s=SESSION_TIMEOUT_MS / 1000 + WAIT_S)
+    victim.start()
+    wait_until("the victim rejoins every ISR", lambda: fully_in_sync(admin, topic, 3), timeout_s=60)
+    assert partitions(admin, topic)[0].leader != victim.node_id
+    result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, 0)]).result(timeout=WAIT_S)
+    assert all(error is None for error in result.values()), result
+    wait_until("the preferred replica leads again", lambda: partitions(admin, topic)[0].leader == victim.node_id)
+
+    # Two broker-only nodes hold the second topic, so that losing both leaves the quorum whole.
+    first, second = cluster.add_broker().node_id, cluster.add_broker().node_id
+    lonely = clients.unique_topic("unclean")
+    futures = admin.create_topics([NewTopic(lonely, num_partitions=1, replica_assignment=[[first, second]])],
+                                  request_timeout=WAIT_S)
+    futures[lonely].result(timeout=WAIT_S)
+    wait_until("both replicas in sync", lambda: fully_in_sync(admin, lonely, 1))
+    watcher = cluster.admin(cluster.nodes[1])
+    cluster.nodes[second].kill9()
+    wait_until("the ISR shrinks to the leader", lambda: partitions(watcher, lonely)[0].isrs == [first],
+               timeout_s=SESSION_TIMEOUT_MS / 1000 + WAIT_S)
+    cluster.nodes[first].kill9()
+    wait_until("the partition is offline", lambda: partitions(watcher, lonely)[0].leader == -1,
+               timeout_s=SESSION_TIMEOUT_MS / 1000 + WAIT_S)
+    cluster.nodes[second].start()
+    time.sleep(1)
+    assert partitions(watcher, lonely)[0].leader == -1, "an out-of-sync replica is never elected on its own"
+    ctl = str(_sluicectl())
+    done = subprocess.run([ctl, "-b", cluster.nodes[1].bootstrap, "topics", "elect-leaders", lonely, "--unclean"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "elected" in done.stdout, done.stdout + done.stderr
+    wait_until("the live replica leads", lambda: partitions(watcher, lonely)[0].leader == second)
+    assert partitions(watcher, lonely)[0].isrs == [second]
+    cluster.nodes[first].start()

@@ -13,8 +13,8 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    TopicName,
+    ApiKey, CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ElectLeadersRequest,
+    IncrementalAlterConfigsRequest, TopicName, elect_leaders_request,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
@@ -79,6 +79,19 @@ pub(crate) enum TopicsCommand {
         #[arg(long, short = 'p')]
         partitions: i32,
     },
+    /// Elect leaders (Kafka's ElectLeaders): the preferred replica of each partition, or with
+    /// --unclean any live replica of a partition without a leader (what only the lost in-sync
+    /// replicas had is then lost).
+    ElectLeaders {
+        /// Topic name.
+        name: String,
+        /// Partitions to elect for (repeatable) [default: every partition of the topic].
+        #[arg(long = "partition", short = 'p')]
+        partitions: Vec<i32>,
+        /// Unclean election instead of the preferred replica.
+        #[arg(long)]
+        unclean: bool,
+    },
     /// Delete topics.
     Delete {
         /// Topic names.
@@ -109,7 +122,50 @@ pub(crate) fn run(session: &mut Session, command: &TopicsCommand, output: Output
         TopicsCommand::AlterConfig { name, configs, deletes } => alter_config(session, name, configs, deletes, output),
         TopicsCommand::AddPartitions { name, partitions } => add_partitions(session, name, *partitions, output),
         TopicsCommand::Delete { names, if_exists } => delete(session, names, *if_exists, output),
+        TopicsCommand::ElectLeaders { name, partitions, unclean } => {
+            elect_leaders(session, name, partitions, *unclean, output)
+        }
     }
+}
+
+fn elect_leaders(session: &mut Session, name: &str, partitions: &[i32], unclean: bool, output: Output) -> Result<()> {
+    let topic = session.topic(name)?;
+    let wanted: Vec<i32> = if partitions.is_empty() {
+        topic.partitions.iter().map(|partition| partition.partition).collect()
+    } else {
+        partitions.to_vec()
+    };
+    let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = ElectLeadersRequest::default()
+        .with_election_type(i8::from(unclean))
+        .with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_string(name.to_owned())))
+                .with_partitions(wanted),
+        ]))
+        .with_timeout_ms(timeout_ms);
+    let response = session.connection().send(&request).context("ElectLeaders request failed")?;
+    if let Some(error) = response.error_code.err() {
+        bail!("cannot elect leaders: {error}");
+    }
+    let mut results = Vec::new();
+    let mut table = Table::new(&["PARTITION", "RESULT"]);
+    for topic in &response.replica_election_results {
+        for partition in &topic.partition_result {
+            let result = match partition.error_code.err() {
+                None => "elected".to_owned(),
+                Some(error) => describe_error(error, partition.error_message.as_deref()),
+            };
+            results.push(
+                json!({"partition": partition.partition_id, "error_code": partition.error_code, "result": result}),
+            );
+            table.push(vec![partition.partition_id.to_string(), result]);
+        }
+    }
+    let kind = if unclean { "unclean" } else { "preferred" };
+    let json = json!({"topic": name, "election": kind, "partitions": results});
+    output.emit(&json, || format!("Topic {name}, {kind} election:\n{}", table.render()));
+    Ok(())
 }
 
 struct NewTopicArgs<'a> {

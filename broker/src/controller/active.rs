@@ -79,6 +79,22 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
         ControllerRequest::MoveLeadership { topic, partition, leader } => {
             one(move_leadership(image, topic, *partition, *leader))
         }
+        ControllerRequest::ElectLeaders { unclean, partitions } => {
+            let mut scratch = image.clone();
+            let mut records = Vec::new();
+            let mut answers = Vec::with_capacity(partitions.len());
+            for (topic, partition) in partitions {
+                match elect(&scratch, topic, *partition, *unclean) {
+                    Ok(record) => {
+                        scratch.apply(&record);
+                        records.push(record);
+                        answers.push(Ok(()));
+                    }
+                    Err(refusal) => answers.push(Err(refusal.into())),
+                }
+            }
+            (records, Outcome::Each(answers))
+        }
         ControllerRequest::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, isr } => {
             one(alter_partition(image, *topic_id, *partition, (*leader, *leader_epoch, *partition_epoch), isr))
         }
@@ -198,6 +214,42 @@ fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<Met
     records
 }
 
+/// Kafka's ElectLeaders for one partition. Preferred: the first replica leads when it is live
+/// and in sync (ELECTION_NOT_NEEDED when it leads already, PREFERRED_LEADER_NOT_AVAILABLE when
+/// it may not). Unclean: a partition without a leader gets its first live replica as leader and
+/// sole ISR member, which may lose what only the old ISR had (ELECTION_NOT_NEEDED when it has a
+/// leader, ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is live).
+fn elect(image: &MetadataImage, topic: &str, index: i32, unclean: bool) -> Result<MetadataRecord, Refusal> {
+    let unknown = || Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown partition {topic}-{index}"));
+    let found = image.topic(topic).ok_or_else(unknown)?;
+    let current = found.partition(index).ok_or_else(unknown)?;
+    let live = live_brokers(image, None);
+    let mut next = current.clone();
+    if unclean {
+        if current.leader != NO_LEADER {
+            return Err(Refusal::new(ResponseError::ElectionNotNeeded, "the partition has a leader".to_owned()));
+        }
+        let chosen = current.replicas.iter().copied().find(|replica| live.contains(replica)).ok_or_else(|| {
+            Refusal::new(ResponseError::EligibleLeadersNotAvailable, "no replica of the partition is live".to_owned())
+        })?;
+        next.leader = chosen;
+        next.isr = vec![chosen];
+    } else {
+        let preferred = current.replicas.first().copied().unwrap_or(NO_LEADER);
+        if current.leader == preferred {
+            return Err(Refusal::new(ResponseError::ElectionNotNeeded, "the preferred replica leads".to_owned()));
+        }
+        if !live.contains(&preferred) || !current.isr.contains(&preferred) {
+            return Err(Refusal::new(
+                ResponseError::PreferredLeaderNotAvailable,
+                format!("the preferred replica {preferred} is not live and in sync"),
+            ));
+        }
+        next.leader = preferred;
+    }
+    Ok(changed(found.id, index, next))
+}
+
 /// Kafka's AlterPartition: the leader of a partition, at its current epochs, sets the ISR.
 /// Refusals as Kafka's: NOT_LEADER_OR_FOLLOWER for a request from anyone but the leader,
 /// FENCED_LEADER_EPOCH for an old leader epoch, INVALID_UPDATE_VERSION for an old partition
@@ -267,6 +319,17 @@ pub(crate) fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> 
             }
             if leads {
                 next.leader = next.isr.iter().copied().find(|member| live.contains(member)).unwrap_or(NO_LEADER);
+                // `unclean.leader.election.enable`: rather offline than losing data, unless the
+                // topic says otherwise; then any live replica leads, alone in the ISR.
+                let unclean =
+                    topic.config.other.get("unclean.leader.election.enable").is_some_and(|value| value == "true");
+                if next.leader == NO_LEADER
+                    && unclean
+                    && let Some(replica) = next.replicas.iter().copied().find(|replica| live.contains(replica))
+                {
+                    next.leader = replica;
+                    next.isr = vec![replica];
+                }
             }
             records.push(if leads {
                 changed(topic.id, index as i32, next)
@@ -412,6 +475,28 @@ mod tests {
         assert_eq!(image.brokers[&1].incarnation, 2);
         let same = register(&image, &again);
         assert_eq!(same.len(), 1, "the same incarnation registering again changes nothing else");
+    }
+
+    #[test]
+    fn elections_follow_kafkas_rules() {
+        let mut image = cluster(&[1, 2, 3], &[("t", vec![vec![1, 2, 3]]), ("lonely", vec![vec![2]])]);
+        let not_needed = elect(&image, "t", 0, false).expect_err("1 leads");
+        assert_eq!(not_needed.error, ResponseError::ElectionNotNeeded);
+        let moved = move_leadership(&image, "t", 0, Some(2)).expect("moved");
+        apply(&mut image, &moved);
+        let record = elect(&image, "t", 0, false).expect("1 is live and in sync");
+        apply(&mut image, &[record]);
+        assert_eq!(image.topic("t").expect("topic").partitions[0].leader, 1);
+
+        let fenced = fence(&image, 2);
+        apply(&mut image, &fenced);
+        assert_eq!(image.topic("lonely").expect("topic").partitions[0].leader, NO_LEADER);
+        let nobody = elect(&image, "lonely", 0, true).expect_err("its only replica is down");
+        assert_eq!(nobody.error, ResponseError::EligibleLeadersNotAvailable);
+        let unfenced = unfence(&image, 2);
+        apply(&mut image, &unfenced);
+        let busy = elect(&image, "t", 0, true).expect_err("t has a leader");
+        assert_eq!(busy.error, ResponseError::ElectionNotNeeded);
     }
 
     #[test]

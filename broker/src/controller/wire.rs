@@ -54,6 +54,9 @@ pub(crate) enum ControllerRequest {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Kafka's ElectLeaders: the preferred replica (or, `unclean`, any live replica of a
+    /// partition without a leader) becomes leader of each partition named, in order.
+    ElectLeaders { unclean: bool, partitions: Vec<(String, i32)> },
 }
 
 /// A refusal as it travels: Kafka's error code and message.

@@ -270,6 +270,22 @@ impl Metadata {
         self.submit_one(ControllerRequest::MoveLeadership { topic: topic.to_owned(), partition, leader }).await
     }
 
+    /// Elects leaders (preferred, or `unclean`): one answer per partition, in order.
+    pub(crate) async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Vec<(String, i32)>,
+    ) -> Vec<Result<(), Refusal>> {
+        let count = partitions.len();
+        match self.submit(ControllerRequest::ElectLeaders { unclean, partitions }).await {
+            Ok(Outcome::Each(answers)) if answers.len() == count => {
+                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
+            }
+            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
+            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
+        }
+    }
+
     /// Asks the controller to set a partition's ISR, as its leader at the given epochs.
     pub(crate) async fn alter_partition(
         &self,
