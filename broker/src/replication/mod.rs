@@ -583,4 +583,90 @@ mod tests {
         let moved = sluice_engine::block_on(replication.wait_replicated(&partition, 11, 1, deadline));
         assert_eq!(moved, Err(NotReplicated::NotLeader));
     }
+
+    /// One step of a random schedule: a follower fetches (advancing its log by `grow`, at most
+    /// to the leader's end), the leader appends, the controller accepts a pending ISR change, or
+    /// time passes.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Fetch { follower: i32, grow: i64 },
+        Append(i64),
+        Accept,
+        Elapse(u64),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (2..=3i32, 0..50i64).prop_map(|(follower, grow)| Step::Fetch { follower, grow }),
+            (0..80i64).prop_map(Step::Append),
+            Just(Step::Accept),
+            (0..20_000u64).prop_map(Step::Elapse),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Under any schedule: the high watermark never moves back, never passes the leader's
+        /// end, and moves only to where every in-sync follower has the log; a follower is
+        /// proposed for the ISR only once it has fetched up to the high watermark; the leader is
+        /// never proposed out of it.
+        #[test]
+        fn the_high_watermark_and_the_isr_keep_their_invariants(steps in proptest::collection::vec(step(), 1..200)) {
+            let clock = Arc::new(ManualClock::new(0));
+            let lag = Duration::from_secs(30);
+            let replication = Replication::new(1, lag, true, clock.clone());
+            let partition = leader_of(&replication, vec![1, 2, 3], vec![1, 2, 3]);
+            let mut leader_end = 0i64;
+            let mut follower_end: BTreeMap<i32, i64> = BTreeMap::from([(2, 0), (3, 0)]);
+            let mut pending: Option<IsrChange> = None;
+            let mut last_high_watermark = 0i64;
+            for step in steps {
+                match step {
+                    Step::Fetch { follower, grow } => {
+                        let end = follower_end.get_mut(&follower).expect("follower");
+                        *end = (*end + grow).min(leader_end);
+                        let high_watermark_before = replication.lock().led[&partition].high_watermark;
+                        let fetched = replication.follower_fetched(&partition, follower, *end, leader_end);
+                        if let Some(change) = fetched.expand {
+                            let threshold = if change.isr.len() > 2 { high_watermark_before.max(0) } else { 0 };
+                            proptest::prop_assert!(*end >= threshold.min(leader_end));
+                            proptest::prop_assert!(change.isr.contains(&follower));
+                            pending = Some(change);
+                        }
+                    }
+                    Step::Append(count) => leader_end += count,
+                    Step::Accept => {
+                        if let Some(change) = pending.take() {
+                            let mut state = replication.lock();
+                            let led = state.led.get_mut(&partition).expect("led");
+                            led.isr = change.isr;
+                            led.partition_epoch += 1;
+                            led.isr_change_pending = false;
+                        }
+                    }
+                    Step::Elapse(ms) => {
+                        clock.advance(Duration::from_millis(ms));
+                        for change in replication.lagging(clock.now()) {
+                            proptest::prop_assert!(change.isr.contains(&1), "the leader stays in the ISR");
+                            pending = Some(change);
+                        }
+                    }
+                }
+                let state = replication.lock();
+                let led = &state.led[&partition];
+                proptest::prop_assert!(led.high_watermark >= last_high_watermark, "never backwards");
+                proptest::prop_assert!(led.high_watermark <= leader_end);
+                if led.high_watermark > last_high_watermark {
+                    // It moved: every in-sync follower has the log up to it.
+                    for member in led.isr.iter().filter(|member| **member != 1) {
+                        let end = led.followers.get(member).map_or(-1, |progress| progress.log_end_offset);
+                        proptest::prop_assert!(end >= led.high_watermark, "follower {} at {} below {}", member, end, led.high_watermark);
+                    }
+                }
+                last_high_watermark = led.high_watermark;
+            }
+        }
+    }
 }
