@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -153,6 +155,24 @@ def on_disk(sluicectl: str, data_dir: Path, partition: int) -> dict[int, str]:
     return records
 
 
+def stop_or_dump_stacks(node, log, timeout_s: float = 30.0) -> None:
+    """SIGTERM; a node still running after `timeout_s` has its threads' stacks logged (gdb, when
+    installed) before it is killed and the test fails."""
+    node.proc.send_signal(signal.SIGTERM)
+    try:
+        node.proc.wait(timeout=timeout_s)
+        node.stopped_by_test = True
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    if shutil.which("gdb"):
+        stacks = subprocess.run(["gdb", "-p", str(node.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                                capture_output=True, text=True, timeout=120, check=False).stdout
+        log(f"{node.name} ignored SIGTERM for {timeout_s}s; its threads:\n{stacks}")
+    node.kill9()
+    raise AssertionError(f"{node.name} ignored SIGTERM for {timeout_s}s")
+
+
 def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | None = None, log=print) -> Outcome:
     rng = random.Random(seed)
     outcome = Outcome()
@@ -202,7 +222,7 @@ def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | N
     log(f"read back: {outcome}")
 
     for node in cluster.nodes.values():
-        node.stop(timeout_s=60)
+        stop_or_dump_stacks(node, log)
     for partition in range(PARTITIONS):
         replicas = [on_disk(sluicectl, node.data_dir, partition) for node in cluster.nodes.values()]
         for offset in set().union(*replicas):

@@ -329,14 +329,22 @@ async fn run(
                     let shutdown = node.clone().serve_local(request);
                     if compio::time::timeout(Duration::from_secs(5), shutdown).await.is_err() {
                         tracing::warn!("controlled shutdown: no controller answered in time");
+                    } else {
+                        tracing::info!("controlled shutdown: leadership moved away");
                     }
                 }
-                if let Err(error) = raft.shutdown().await {
-                    tracing::warn!(%error, "controller: raft did not stop cleanly");
+                // Fetchers and the ISR check run on this thread too: they end before Raft does.
+                node.metadata.replication().stop();
+                match compio::time::timeout(Duration::from_secs(10), raft.shutdown()).await {
+                    Ok(Ok(())) => tracing::info!("controller: raft stopped"),
+                    Ok(Err(error)) => tracing::warn!(%error, "controller: raft did not stop cleanly"),
+                    Err(_) => tracing::warn!("controller: raft did not stop within 10 s; leaving it"),
                 }
                 let _stopped = stop_sender.send(());
                 for task in tasks.drain(..) {
-                    let _ended = compio::time::timeout(Duration::from_secs(5), task).await;
+                    if compio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                        tracing::warn!("controller: a task did not end within 5 s; leaving it");
+                    }
                 }
                 node.clients.borrow_mut().clear();
                 let _asker_gone = reply.send(());
