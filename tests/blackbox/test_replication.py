@@ -14,6 +14,7 @@ bounded in time.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -306,3 +307,40 @@ def test_preferred_and_unclean_leader_elections(cluster):
     wait_until("the live replica leads", lambda: partitions(watcher, lonely)[0].leader == second)
     assert partitions(watcher, lonely)[0].isrs == [second]
     cluster.nodes[first].start()
+
+
+def test_a_reassignment_moves_replicas_after_they_catch_up(cluster):
+    """AlterPartitionReassignments through sluicectl: a partition on nodes 1 and 2 moves to a
+    broker-only node 4 and node 3, growing to three replicas first and ending on the target; the
+    records are on the new replicas (read with both old ones down), and the leader moved."""
+    added = cluster.add_broker()
+    admin = cluster.admin()
+    topic = clients.unique_topic("moved")
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2]])],
+                                  request_timeout=WAIT_S)
+    futures[topic].result(timeout=WAIT_S)
+    wait_until("both replicas in sync", lambda: fully_in_sync(admin, topic, 1))
+    records = clients.make_records(3000, "moved", clients.now_ms())
+    clients.produce(clients.confluent_producer(cluster, **{"acks": "all", "enable.idempotence": True}), topic, records)
+
+    ctl = str(_sluicectl())
+    bootstrap = cluster.nodes[3].bootstrap
+    done = subprocess.run([ctl, "-b", bootstrap, "topics", "reassign", topic, "--partition", "0",
+                           "--replicas", f"{added.node_id},3"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until("the reassignment completes",
+               lambda: sorted(partitions(admin, topic)[0].replicas) == [3, added.node_id]
+               and sorted(partitions(admin, topic)[0].isrs) == [3, added.node_id], timeout_s=60)
+    listed = subprocess.run([ctl, "-b", bootstrap, "-o", "json", "topics", "reassignments"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(listed.stdout)["reassignments"] == [], "nothing under way once done"
+    state = partitions(admin, topic)[0]
+    assert state.leader in (3, added.node_id), "leadership moved off the replicas that left"
+
+    # The old replicas go down; the new ones serve everything.
+    cluster.nodes[1].kill9()
+    cluster.nodes[2].kill9()
+    got = clients.consume_range(cluster.nodes[3], topic, clients.partition_ranges(records))
+    clients.assert_matches(records, got)
+    cluster.nodes[1].start()
+    cluster.nodes[2].start()

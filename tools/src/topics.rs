@@ -13,8 +13,9 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ElectLeadersRequest,
-    IncrementalAlterConfigsRequest, TopicName, elect_leaders_request,
+    AlterPartitionReassignmentsRequest, ApiKey, BrokerId, CreatePartitionsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest,
+    TopicName, alter_partition_reassignments_request, elect_leaders_request,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
@@ -92,6 +93,23 @@ pub(crate) enum TopicsCommand {
         #[arg(long)]
         unclean: bool,
     },
+    /// Move a partition's replicas (Kafka's AlterPartitionReassignments): the new replicas catch
+    /// up from the leader, then the old ones are dropped; the replication factor may change.
+    Reassign {
+        /// Topic name.
+        name: String,
+        /// Partition index.
+        #[arg(long, short = 'p')]
+        partition: i32,
+        /// Target replicas, preferred leader first, e.g. 4,2,3.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<i32>,
+        /// Cancel the reassignment under way instead.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+    },
+    /// Reassignments under way (ListPartitionReassignments).
+    Reassignments,
     /// Delete topics.
     Delete {
         /// Topic names.
@@ -125,7 +143,75 @@ pub(crate) fn run(session: &mut Session, command: &TopicsCommand, output: Output
         TopicsCommand::ElectLeaders { name, partitions, unclean } => {
             elect_leaders(session, name, partitions, *unclean, output)
         }
+        TopicsCommand::Reassign { name, partition, replicas, cancel } => {
+            reassign(session, name, *partition, (!*cancel).then_some(replicas.as_slice()), output)
+        }
+        TopicsCommand::Reassignments => reassignments(session, output),
     }
+}
+
+fn reassign(session: &mut Session, name: &str, partition: i32, replicas: Option<&[i32]>, output: Output) -> Result<()> {
+    let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let target = replicas.map(|replicas| replicas.iter().map(|replica| BrokerId(*replica)).collect());
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_allow_replication_factor_change(true)
+        .with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+                .with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_partition_index(partition)
+                        .with_replicas(target),
+                ]),
+        ]);
+    let response = session.connection().send(&request).context("AlterPartitionReassignments request failed")?;
+    if let Some(error) = response.error_code.err() {
+        bail!("cannot reassign: {}", describe_error(error, response.error_message.as_deref()));
+    }
+    for topic in &response.responses {
+        for answer in &topic.partitions {
+            if let Some(error) = answer.error_code.err() {
+                bail!("cannot reassign {name}-{partition}: {}", describe_error(error, answer.error_message.as_deref()));
+            }
+        }
+    }
+    let action = if replicas.is_some() { "started" } else { "cancelled" };
+    let json = json!({"topic": name, "partition": partition, "replicas": replicas, "reassignment": action});
+    output.emit(&json, || format!("Reassignment of {name}-{partition} {action}.\n"));
+    Ok(())
+}
+
+fn reassignments(session: &mut Session, output: Output) -> Result<()> {
+    let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = ListPartitionReassignmentsRequest::default().with_timeout_ms(timeout_ms).with_topics(None);
+    let response = session.connection().send(&request).context("ListPartitionReassignments request failed")?;
+    if let Some(error) = response.error_code.err() {
+        bail!("cannot list reassignments: {}", describe_error(error, response.error_message.as_deref()));
+    }
+    let ids = |nodes: &[BrokerId]| nodes.iter().map(|node| node.0).collect::<Vec<_>>();
+    let joined = |nodes: &[i32]| nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let mut table = Table::new(&["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
+    let mut ongoing = Vec::new();
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            let (replicas, adding, removing) =
+                (ids(&partition.replicas), ids(&partition.adding_replicas), ids(&partition.removing_replicas));
+            table.push(vec![
+                topic.name.0.to_string(),
+                partition.partition_index.to_string(),
+                joined(&replicas),
+                joined(&adding),
+                joined(&removing),
+            ]);
+            ongoing.push(json!({
+                "topic": topic.name.0.as_str(), "partition": partition.partition_index, "replicas": replicas,
+                "adding": adding, "removing": removing,
+            }));
+        }
+    }
+    output.emit(&json!({"reassignments": ongoing}), || table.render());
+    Ok(())
 }
 
 fn elect_leaders(session: &mut Session, name: &str, partitions: &[i32], unclean: bool, output: Output) -> Result<()> {

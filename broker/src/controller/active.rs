@@ -95,6 +95,22 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
             }
             (records, Outcome::Each(answers))
         }
+        ControllerRequest::Reassign { partitions } => {
+            let mut scratch = image.clone();
+            let mut records = Vec::new();
+            let mut answers = Vec::with_capacity(partitions.len());
+            for (topic, partition, target) in partitions {
+                match reassign(&scratch, topic, *partition, target.as_deref()) {
+                    Ok(record) => {
+                        scratch.apply(&record);
+                        records.push(record);
+                        answers.push(Ok(()));
+                    }
+                    Err(refusal) => answers.push(Err(refusal.into())),
+                }
+            }
+            (records, Outcome::Each(answers))
+        }
         ControllerRequest::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, isr } => {
             one(alter_partition(image, *topic_id, *partition, (*leader, *leader_epoch, *partition_epoch), isr))
         }
@@ -214,6 +230,90 @@ fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<Met
     records
 }
 
+/// Kafka's AlterPartitionReassignments for one partition. A target starts a reassignment: the
+/// replicas become target followed by the current ones that leave, the joining ones fetch, and
+/// the controller completes it once every target replica is in sync (`complete_reassignment`).
+/// `None` cancels one under way: the joining replicas are dropped again. Refusals as Kafka's:
+/// INVALID_REPLICA_ASSIGNMENT for an empty target, a repeated or unregistered broker;
+/// NO_REASSIGNMENT_IN_PROGRESS for a cancel with nothing to cancel.
+fn reassign(image: &MetadataImage, topic: &str, index: i32, target: Option<&[i32]>) -> Result<MetadataRecord, Refusal> {
+    let unknown = || Refusal::new(ResponseError::UnknownTopicOrPartition, format!("unknown partition {topic}-{index}"));
+    let found = image.topic(topic).ok_or_else(unknown)?;
+    let current = found.partition(index).ok_or_else(unknown)?;
+    let mut next = current.clone();
+    let Some(target) = target else {
+        if current.adding.is_empty() && current.removing.is_empty() {
+            return Err(Refusal::new(
+                ResponseError::NoReassignmentInProgress,
+                "no reassignment in progress".to_owned(),
+            ));
+        }
+        next.replicas.retain(|replica| !current.adding.contains(replica));
+        next.isr.retain(|replica| next.replicas.contains(replica));
+        next.adding.clear();
+        next.removing.clear();
+        next.partition_epoch += 1;
+        return Ok(MetadataRecord::ChangePartition(PartitionRecord {
+            topic_id: found.id,
+            partition: index,
+            state: next,
+        }));
+    };
+    let invalid = |why: String| Refusal::new(ResponseError::InvalidReplicaAssignment, why);
+    if target.is_empty() {
+        return Err(invalid("the target replica list is empty".to_owned()));
+    }
+    let distinct: BTreeSet<i32> = target.iter().copied().collect();
+    if distinct.len() != target.len() {
+        return Err(invalid(format!("{target:?} names a broker twice")));
+    }
+    if let Some(unknown) = target.iter().find(|replica| !image.brokers.contains_key(replica)) {
+        return Err(invalid(format!("broker {unknown} is not registered")));
+    }
+    // A new target replaces one under way, from the replicas before it.
+    let original: Vec<i32> =
+        current.replicas.iter().copied().filter(|replica| !current.adding.contains(replica)).collect();
+    next.adding = target.iter().copied().filter(|replica| !original.contains(replica)).collect();
+    next.removing = original.iter().copied().filter(|replica| !target.contains(replica)).collect();
+    next.replicas = target.iter().copied().chain(next.removing.iter().copied()).collect();
+    next.isr.retain(|replica| next.replicas.contains(replica));
+    next.partition_epoch += 1;
+    let record =
+        MetadataRecord::ChangePartition(PartitionRecord { topic_id: found.id, partition: index, state: next.clone() });
+    // Nothing to wait for (only replicas leave, or the target is the current set): done at once.
+    if next.adding.iter().all(|replica| next.isr.contains(replica)) {
+        return Ok(complete_reassignment(found.id, index, &next, &live_brokers(image, None)).unwrap_or(record));
+    }
+    Ok(record)
+}
+
+/// The record that completes a reassignment whose joining replicas are all in `state`'s ISR:
+/// the replicas become the target, leaving ones drop out of the ISR, and leadership moves to an
+/// in-sync target replica (the first) when the leader leaves. `None` while replicas still join.
+fn complete_reassignment(
+    topic_id: sluice_engine::TopicId,
+    index: i32,
+    state: &PartitionState,
+    live: &BTreeSet<i32>,
+) -> Option<MetadataRecord> {
+    if (state.adding.is_empty() && state.removing.is_empty())
+        || !state.adding.iter().all(|replica| state.isr.contains(replica))
+    {
+        return None;
+    }
+    let mut next = state.clone();
+    next.replicas.retain(|replica| !state.removing.contains(replica));
+    next.isr.retain(|replica| next.replicas.contains(replica));
+    next.adding.clear();
+    next.removing.clear();
+    if next.replicas.contains(&state.leader) {
+        next.partition_epoch += 1;
+        return Some(MetadataRecord::ChangePartition(PartitionRecord { topic_id, partition: index, state: next }));
+    }
+    next.leader = next.isr.iter().copied().find(|replica| live.contains(replica)).unwrap_or(NO_LEADER);
+    Some(changed(topic_id, index, next))
+}
+
 /// Kafka's ElectLeaders for one partition. Preferred: the first replica leads when it is live
 /// and in sync (ELECTION_NOT_NEEDED when it leads already, PREFERRED_LEADER_NOT_AVAILABLE when
 /// it may not). Unclean: a partition without a leader gets its first live replica as leader and
@@ -287,6 +387,10 @@ fn alter_partition(
     let mut state = current.clone();
     state.isr = current.replicas.iter().copied().filter(|replica| isr.contains(replica)).collect();
     state.partition_epoch += 1;
+    // The last joining replica of a reassignment in sync: the reassignment completes.
+    if let Some(completed) = complete_reassignment(topic_id, index, &state, &live) {
+        return Ok(vec![completed]);
+    }
     Ok(vec![MetadataRecord::ChangePartition(PartitionRecord { topic_id, partition: index, state })])
 }
 
@@ -497,6 +601,51 @@ mod tests {
         apply(&mut image, &unfenced);
         let busy = elect(&image, "t", 0, true).expect_err("t has a leader");
         assert_eq!(busy.error, ResponseError::ElectionNotNeeded);
+    }
+
+    #[test]
+    fn a_reassignment_completes_once_the_joining_replicas_are_in_sync() {
+        let mut image = cluster(&[1, 2, 3, 4], &[("t", vec![vec![1, 2]])]);
+        let id = image.topic("t").expect("topic").id;
+        let started = reassign(&image, "t", 0, Some(&[3, 4])).expect("valid target");
+        apply(&mut image, &[started]);
+        let state = image.topic("t").expect("topic").partitions[0].clone();
+        assert_eq!(state.replicas, vec![3, 4, 1, 2], "target first, then the leaving replicas");
+        assert_eq!((state.adding.clone(), state.removing.clone()), (vec![3, 4], vec![1, 2]));
+        assert_eq!(state.leader, 1, "the leader keeps leading while the new replicas catch up");
+        let epochs = |image: &MetadataImage| {
+            let state = &image.topic("t").expect("topic").partitions[0];
+            (state.leader, state.leader_epoch, state.partition_epoch)
+        };
+        let (leader, leader_epoch, partition_epoch) = epochs(&image);
+        let joined =
+            alter_partition(&image, id, 0, (leader, leader_epoch, partition_epoch), &[1, 2, 3]).expect("3 joins");
+        apply(&mut image, &joined);
+        assert_eq!(image.topic("t").expect("topic").partitions[0].adding, vec![3, 4], "4 is still catching up");
+        let (leader, leader_epoch, partition_epoch) = epochs(&image);
+        let done =
+            alter_partition(&image, id, 0, (leader, leader_epoch, partition_epoch), &[1, 2, 3, 4]).expect("4 joins");
+        apply(&mut image, &done);
+        let state = image.topic("t").expect("topic").partitions[0].clone();
+        assert_eq!(state.replicas, vec![3, 4]);
+        assert_eq!(state.isr, vec![3, 4]);
+        assert_eq!(state.leader, 3, "leadership moved to an in-sync target replica");
+        assert!(state.adding.is_empty() && state.removing.is_empty());
+        assert_eq!(
+            reassign(&image, "t", 0, None).expect_err("nothing to cancel").error,
+            ResponseError::NoReassignmentInProgress
+        );
+        assert_eq!(
+            reassign(&image, "t", 0, Some(&[3, 9])).expect_err("no broker 9").error,
+            ResponseError::InvalidReplicaAssignment
+        );
+        let shrink = reassign(&image, "t", 0, Some(&[3])).expect("drop a replica");
+        apply(&mut image, &[shrink]);
+        assert_eq!(
+            image.topic("t").expect("topic").partitions[0].replicas,
+            vec![3],
+            "nothing to wait for: done at once"
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub(crate) enum ControllerRequest {
     /// Kafka's ElectLeaders: the preferred replica (or, `unclean`, any live replica of a
     /// partition without a leader) becomes leader of each partition named, in order.
     ElectLeaders { unclean: bool, partitions: Vec<(String, i32)> },
+    /// Kafka's AlterPartitionReassignments: each partition's target replicas (`None`: cancel
+    /// the reassignment under way), in order.
+    Reassign { partitions: Vec<(String, i32, Option<Vec<i32>>)> },
 }
 
 /// A refusal as it travels: Kafka's error code and message.

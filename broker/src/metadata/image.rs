@@ -44,13 +44,27 @@ pub(crate) struct PartitionState {
     pub(crate) leader_epoch: i32,
     /// Bumped at every change of this state.
     pub(crate) partition_epoch: i32,
+    /// A reassignment under way: replicas joining (they are in `replicas` and fetch, and the
+    /// reassignment completes once all are in sync) and replicas leaving then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) removing: Vec<i32>,
 }
 
 impl PartitionState {
     /// A new partition led by the first replica, every (empty) replica in sync.
     pub(crate) fn new(replicas: Vec<i32>) -> Self {
         let leader = replicas.first().copied().unwrap_or(NO_LEADER);
-        Self { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+        Self {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
     }
 }
 
@@ -181,5 +195,7 @@ impl MetadataImage {
         state.leader = change.state.leader;
         state.leader_epoch = change.state.leader_epoch;
         state.partition_epoch = change.state.partition_epoch;
+        state.adding.clone_from(&change.state.adding);
+        state.removing.clone_from(&change.state.removing);
     }
 }

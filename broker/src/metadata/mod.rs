@@ -286,6 +286,18 @@ impl Metadata {
         }
     }
 
+    /// Starts (or with `None` cancels) reassignments: one answer per partition, in order.
+    pub(crate) async fn reassign(&self, partitions: Vec<(String, i32, Option<Vec<i32>>)>) -> Vec<Result<(), Refusal>> {
+        let count = partitions.len();
+        match self.submit(ControllerRequest::Reassign { partitions }).await {
+            Ok(Outcome::Each(answers)) if answers.len() == count => {
+                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
+            }
+            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
+            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
+        }
+    }
+
     /// Asks the controller to set a partition's ISR, as its leader at the given epochs.
     pub(crate) async fn alter_partition(
         &self,

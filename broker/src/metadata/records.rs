@@ -105,6 +105,8 @@ mod tests {
                                 leader: node,
                                 leader_epoch: epoch + 1,
                                 partition_epoch: epoch + 1,
+                                adding: Vec::new(),
+                                removing: Vec::new(),
                             };
                             out.push(MetadataRecord::ChangePartition(PartitionRecord {
                                 topic_id: *id,
