@@ -227,13 +227,7 @@ impl Metadata {
     /// Deletes topics by id: one answer per id, in order.
     pub(crate) async fn delete_topics(&self, ids: Vec<TopicId>) -> Vec<Result<(), Refusal>> {
         let count = ids.len();
-        match self.submit(ControllerRequest::DeleteTopics { ids }).await {
-            Ok(Outcome::Each(answers)) if answers.len() == count => {
-                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
-            }
-            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
-            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
-        }
+        self.submit_each(ControllerRequest::DeleteTopics { ids }, count).await
     }
 
     /// Grows a topic to `count` partitions (placed by the controller when `assignments` is
@@ -277,25 +271,13 @@ impl Metadata {
         partitions: Vec<(String, i32)>,
     ) -> Vec<Result<(), Refusal>> {
         let count = partitions.len();
-        match self.submit(ControllerRequest::ElectLeaders { unclean, partitions }).await {
-            Ok(Outcome::Each(answers)) if answers.len() == count => {
-                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
-            }
-            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
-            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
-        }
+        self.submit_each(ControllerRequest::ElectLeaders { unclean, partitions }, count).await
     }
 
     /// Starts (or with `None` cancels) reassignments: one answer per partition, in order.
     pub(crate) async fn reassign(&self, partitions: Vec<(String, i32, Option<Vec<i32>>)>) -> Vec<Result<(), Refusal>> {
         let count = partitions.len();
-        match self.submit(ControllerRequest::Reassign { partitions }).await {
-            Ok(Outcome::Each(answers)) if answers.len() == count => {
-                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
-            }
-            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
-            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
-        }
+        self.submit_each(ControllerRequest::Reassign { partitions }, count).await
     }
 
     /// Asks the controller to set a partition's ISR, as its leader at the given epochs.
@@ -332,6 +314,17 @@ impl Metadata {
         match self.submit(ControllerRequest::DescribeQuorum).await? {
             Outcome::Quorum(description) => Ok(description),
             other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Submits a request answered per item: `count` answers, in order.
+    async fn submit_each(&self, request: ControllerRequest, count: usize) -> Vec<Result<(), Refusal>> {
+        match self.submit(request).await {
+            Ok(Outcome::Each(answers)) if answers.len() == count => {
+                answers.into_iter().map(|answer| answer.map_err(Refusal::from)).collect()
+            }
+            Ok(other) => (0..count).map(|_| Err(unexpected(&other))).collect(),
+            Err(refusal) => (0..count).map(|_| Err(refusal.clone())).collect(),
         }
     }
 
