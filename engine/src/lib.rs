@@ -68,7 +68,7 @@ pub use config::{CleanupPolicy, ConfigError, EngineConfig, TimestampType, TopicC
 pub use error::{AppendError, OpenError, ReadError, RecordRejection, RecoveryError, TopicError};
 pub use event_listener::EventListener;
 pub use shard::admin::is_valid_topic_name;
-pub use shard::block_on;
+pub use shard::{CROSS_THREAD_WAKES_MAX, block_on, new_runtime};
 /// RecordBatch v2: header, records, codecs (the `sluice-batch` crate).
 pub use sluice_batch as batch;
 pub use types::{Offset, PartitionId, ShardId, TopicId, TopicPartition};

@@ -153,7 +153,7 @@ impl Handle {
         let thread = std::thread::Builder::new()
             .name("sluice-controller".to_owned())
             .spawn(move || {
-                let runtime = match compio::runtime::Runtime::new() {
+                let runtime = match sluice_engine::new_runtime() {
                     Ok(runtime) => runtime,
                     Err(error) => {
                         let _gone = ready.send(Err(format!("controller runtime: {error}")));

@@ -464,7 +464,7 @@ fn run_shard(
         // Pinning is best effort: a container may forbid it, and the shard still works unpinned.
         let _pinned = core_affinity::set_for_current(core);
     }
-    let runtime = match compio::runtime::RuntimeBuilder::new().build() {
+    let runtime = match new_runtime() {
         Ok(runtime) => runtime,
         Err(source) => {
             let _receiver_may_be_gone = ready.send(Err((identity.shard.0, source)));
@@ -511,6 +511,25 @@ impl Wake for ThreadWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.unpark();
     }
+}
+
+/// Room for tasks woken from other threads before the runtime's thread drains them.
+///
+/// compio's default is 64, and a thread waking a 65th task spins until the owning thread drains
+/// the queue. `event-listener` wakes its listeners while holding its lock, so a thread notifying
+/// an event that more than 64 tasks of one shard listen to (every connection listens to the
+/// shutdown signal) deadlocks with that shard when the shard is registering a listener on the
+/// same event at that moment: seen as a broker that ignored SIGTERM with many connections open.
+/// A queue this deep (512 KiB per runtime) holds more tasks than a shard has.
+pub const CROSS_THREAD_WAKES_MAX: usize = 1 << 16;
+
+/// A compio runtime for a thread of the engine or of an embedder (shards, the broker's
+/// controller), with room for [`CROSS_THREAD_WAKES_MAX`] cross-thread wakes.
+///
+/// # Errors
+/// The runtime could not be created (io_uring setup).
+pub fn new_runtime() -> std::io::Result<compio::runtime::Runtime> {
+    compio::runtime::RuntimeBuilder::new().sync_queue_size(CROSS_THREAD_WAKES_MAX).build()
 }
 
 /// Runs a future to completion on the calling thread, parking it while the future waits.
