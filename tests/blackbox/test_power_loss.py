@@ -24,14 +24,33 @@ checked once more. The checks: the topic is there, the log starts at 0, every pa
 offsets are dense from 0 to its high watermark, and every acknowledged record is at its offset
 with its exact key, value, headers and timestamp.
 
-Environment: POWER_LOSS_CYCLES (default 3) and POWER_LOSS_SEED. Needs FUSE (root and
-/dev/fuse): skipped with the reason where it cannot mount.
+The cluster tests (power_cluster.py) run three nodes, each with its data directory in its own
+mount, a topic of 3 partitions with replication factor 3 and min.insync.replicas=2, the
+idempotent acks=all load of replication_chaos.py (one producer for the whole test, so that its
+retries after a restart meet what the power loss left) and a consumer group that commits its
+positions synchronously every N records. Each cycle cuts the power at a random moment (seeded,
+in one of the three orders above, torn) of every node at once, or of one node (a partition
+leader, the active controller or any node) while the other two go on acknowledging for a few
+seconds; the mounts are unmounted and mounted afresh, the nodes restarted, and once every
+partition has a leader (every ISR whole, when one node was cut) the checks run with the group
+held: every acknowledged record and every record the group was given is at its offset with its
+value, offsets are dense from 0, no value appears twice, and each committed offset is at least
+the last confirmed commit, at most the largest asked for and within the log. At the end the
+load is drained, the whole log read back, the nodes stopped gracefully and each replica's log on
+disk (`sluicectl segments dump`) compared: every offset below the high watermark on every
+replica, every acknowledged record on each, no offset with two different records.
+
+Environment: POWER_LOSS_CYCLES (default 3) and POWER_LOSS_SEED; for the cluster tests
+POWER_LOSS_CLUSTER_CYCLES (default 2), POWER_LOSS_CLUSTER_SEED (default random, printed),
+POWER_LOSS_CLUSTER_RATE (records per second, default as fast as acknowledgements come) and
+SLUICECTL_BIN. Needs FUSE (root and /dev/fuse): skipped with the reason where it cannot mount.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -39,10 +58,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+import power_cluster
 import powerfail
 from clients import Rec, assert_dense, assert_matches, base_conf, consume_range, create_topic, watermarks
-from conftest import Broker
+from conftest import REPO_ROOT, Broker
 from crashloop import record_bytes
+from power_cluster import Committer, Figures, PowerCluster, Watch
+from replication_chaos import Load, wait_until
 
 pytestmark = pytest.mark.sluice_only("mounts Sluice's sluice-powerfail file system under the broker's data directory")
 
@@ -236,3 +258,189 @@ def test_acknowledged_records_survive_power_loss(tmp_path, fuse_usable):
     finally:
         broker.stop()
     assert len(acked) >= CYCLES * ACKED_MIN
+
+
+# ---------------------------------------------------------------- the cluster tests
+
+CLUSTER_CYCLES = int(os.environ.get("POWER_LOSS_CLUSTER_CYCLES", "2"))
+CLUSTER_RATE = float(os.environ["POWER_LOSS_CLUSTER_RATE"]) if os.environ.get("POWER_LOSS_CLUSTER_RATE") else None
+# Each cut comes after at least this many new acknowledgements and one confirmed group commit ...
+CLUSTER_ACKED_MIN = 500
+# ... at a random moment within this many seconds after them.
+CLUSTER_CUT_AFTER_S = (0.0, 1.5)
+# One node stays down this long while the other two go on.
+NODE_DOWN_S = (2.0, 5.0)
+
+
+def cluster_seed() -> int:
+    return int(os.environ.get("POWER_LOSS_CLUSTER_SEED", str(random.randrange(1 << 30))))
+
+
+def sluicectl() -> str:
+    override = os.environ.get("SLUICECTL_BIN")
+    if override:
+        return override
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=REPO_ROOT, check=True,
+                   timeout=1800)
+    return str(REPO_ROOT / "target" / "release" / "sluicectl")
+
+
+class ClusterRun:
+    """What both cluster tests share: the cluster on its mounts, the load, the group, the checks."""
+
+    def __init__(self, root: Path, seed: int):
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.pc = PowerCluster(root, seed)
+        self.figures = Figures()
+        self.load: Load | None = None
+        self.committer: Committer | None = None
+        self.watch: Watch | None = None
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        self.pc.start(list(self.pc.nodes))
+        power_cluster.create_topic(self.pc.cluster)
+        self.watch = Watch(self.pc.cluster)
+        wait_until("the new topic is in sync", self.watch.every_isr_whole, power_cluster.RECOVERY_TIMEOUT_S, 0.25)
+        self.load = Load(self.pc.cluster, CLUSTER_RATE)
+        self.load.thread.start()
+        self.committer = Committer(self.pc.cluster, every=self.rng.choice([100, 500, 2000]))
+        self.committer.start()
+        print(f"seed {self.seed}: cluster up, group commits every {self.committer.every} records", flush=True)
+
+    def check_alive(self) -> None:
+        assert self.load.thread.is_alive(), "the load's producer thread ended (an exception in produce())"
+        self.committer.check_alive()
+
+    def await_moment(self) -> None:
+        """Until CLUSTER_ACKED_MIN more acknowledgements and one more confirmed commit, then a
+        random moment."""
+        acked, commits = len(self.load.acked), self.committer.commits
+
+        def progressed():
+            self.check_alive()
+            return len(self.load.acked) >= acked + CLUSTER_ACKED_MIN and self.committer.commits > commits
+        wait_until("acknowledgements and a group commit before the cut", progressed, power_cluster.RECOVERY_TIMEOUT_S,
+                   0.02)
+        time.sleep(self.rng.uniform(*CLUSTER_CUT_AFTER_S))
+
+    def cut(self, node_ids: list[int]) -> str:
+        order = self.rng.choice(power_cluster.ORDERS)
+        reports = self.pc.lose_power(node_ids, order, self.rng)
+        self.figures.power_offs += len(node_ids)
+        self.figures.orders[order] = self.figures.orders.get(order, 0) + 1
+        self.figures.exited_on_their_own += sum("exited" in report for report in reports.values())
+        return f"{order}: " + "; ".join(
+            f"node {node_id} torn_bytes_kept={r['torn_bytes_kept']} unsynced_bytes_dropped={r['unsynced_bytes_dropped']}"
+            + (" armed_timed_out" if r.get("armed_timed_out") else "")
+            + (f" exited on its own ({r['exited']})" if "exited" in r else "")
+            for node_id, r in reports.items())
+
+    def check_recovered(self) -> str:
+        """With the group held: everything acknowledged or consumed so far, and the commits."""
+        self.committer.wait_held(power_cluster.RECOVERY_TIMEOUT_S)
+        try:
+            acked = list(self.load.acked)
+            read, highs = power_cluster.check_log(self.pc.cluster, acked, dict(self.committer.seen), whole=False)
+            committed = power_cluster.check_commits(self.pc.cluster, self.committer, highs)
+        finally:
+            self.committer.release()
+        return (f"{len(acked)} acknowledged and {len(self.committer.seen)} consumed verified ({read} read), "
+                f"committed {committed} >= confirmed {dict(sorted(self.committer.confirmed.items()))}")
+
+    def finish(self) -> Figures:
+        """Drain the load, read everything back, stop gracefully, compare the replicas on disk."""
+        self.check_alive()
+        self.load.finish(180)
+        wait_until("every ISR whole at the end", self.watch.every_isr_whole, power_cluster.RECOVERY_TIMEOUT_S, 0.25)
+        self.committer.wait_held(power_cluster.RECOVERY_TIMEOUT_S)
+        acked = list(self.load.acked)
+        read, highs = power_cluster.check_log(self.pc.cluster, acked, dict(self.committer.seen), whole=True)
+        power_cluster.check_commits(self.pc.cluster, self.committer, highs)
+        self.committer.close()
+        self.pc.stop_gracefully()
+        power_cluster.check_replicas(self.pc, highs, acked, sluicectl())
+        for node_id in list(self.pc.mounts):
+            self.pc.unmount(node_id)
+        f = self.figures
+        f.acknowledged, f.failed, f.read = len(acked), self.load.failed, read
+        f.consumed, f.commits_confirmed, f.commits_failed = len(self.committer.seen), self.committer.commits, \
+            self.committer.failed_commits
+        print(f"seed {self.seed}: {time.monotonic() - self.started:.1f} s, {f}; group consumer errors: "
+              f"{power_cluster.error_names(self.committer.errors)}", flush=True)
+        return f
+
+    def close(self, failed: bool) -> None:
+        if failed:
+            print(f"seed {self.seed} (POWER_LOSS_CLUSTER_SEED={self.seed} to repeat the choices)\n{self.pc.logs()}")
+        if self.load is not None:
+            self.load.stop.set()
+        self.pc.close()
+
+
+def test_acknowledged_records_survive_a_whole_cluster_power_loss(tmp_path, fuse_usable):
+    """Every node loses power at once, CLUSTER_CYCLES times; the cluster restarts on what the
+    disks kept, and nothing acknowledged, consumed or confirmed committed is lost."""
+    run = ClusterRun(tmp_path, cluster_seed())
+    failed = True
+    try:
+        run.start()
+        for cycle in range(CLUSTER_CYCLES):
+            run.await_moment()
+            before = len(run.load.acked)
+            how = run.cut(list(run.pc.nodes))
+            run.committer.hold()
+            down = time.monotonic()
+            run.pc.start(list(run.pc.nodes))
+            wait_until("every partition has a leader after the restart", run.watch.every_partition_led,
+                       power_cluster.RECOVERY_TIMEOUT_S, 0.25)
+            back = time.monotonic() - down
+            print(f"cycle {cycle + 1}/{CLUSTER_CYCLES}: {before} acknowledged at the cut; {how}; "
+                  f"every partition led {back:.1f} s later", flush=True)
+            print(f"cycle {cycle + 1}: {run.check_recovered()}", flush=True)
+            run.figures.cycles += 1
+        figures = run.finish()
+        failed = False
+    finally:
+        run.close(failed)
+    assert figures.acknowledged >= CLUSTER_CYCLES * CLUSTER_ACKED_MIN
+
+
+def test_acknowledged_records_survive_a_node_power_loss(tmp_path, fuse_usable):
+    """One node (a partition leader, the active controller or any) loses power while the other
+    two go on acknowledging; it comes back on what its disk kept, rejoins every ISR, and nothing
+    acknowledged, consumed or confirmed committed is lost; the replicas agree on disk."""
+    run = ClusterRun(tmp_path, cluster_seed())
+    failed = True
+    try:
+        run.start()
+        for cycle in range(CLUSTER_CYCLES):
+            run.await_moment()
+            roll = run.rng.random()
+            if roll < 0.4:
+                victim, kind = run.watch.leader_of(run.rng.randrange(power_cluster.PARTITIONS)), "a leader"
+            elif roll < 0.6:
+                victim, kind = power_cluster.active_controller(run.pc.cluster), "the controller"
+            else:
+                victim, kind = run.rng.choice(sorted(run.pc.nodes)), "any node"
+            before = len(run.load.acked)
+            how = run.cut([victim])
+            time.sleep(run.rng.uniform(*NODE_DOWN_S))
+            wait_until("the other two nodes go on acknowledging",
+                       lambda: run.check_alive() or len(run.load.acked) >= before + CLUSTER_ACKED_MIN,
+                       power_cluster.RECOVERY_TIMEOUT_S, 0.1)
+            during = len(run.load.acked) - before
+            down = time.monotonic()
+            run.pc.start([victim])
+            wait_until("every ISR whole again", run.watch.every_isr_whole, power_cluster.RECOVERY_TIMEOUT_S, 0.25)
+            back = time.monotonic() - down
+            print(f"cycle {cycle + 1}/{CLUSTER_CYCLES}: node {victim} ({kind}) cut at {before} acknowledged; {how}; "
+                  f"{during} acknowledged without it; every ISR whole {back:.1f} s after its restart", flush=True)
+            print(f"cycle {cycle + 1}: {run.check_recovered()}", flush=True)
+            run.figures.cycles += 1
+        figures = run.finish()
+        failed = False
+    finally:
+        run.close(failed)
+    assert figures.acknowledged >= CLUSTER_CYCLES * CLUSTER_ACKED_MIN
