@@ -332,7 +332,9 @@ class ClusterRun:
         self.figures.orders[order] = self.figures.orders.get(order, 0) + 1
         self.figures.exited_on_their_own += sum("exited" in report for report in reports.values())
         return f"{order}: " + "; ".join(
-            f"node {node_id} torn_bytes_kept={r['torn_bytes_kept']} unsynced_bytes_dropped={r['unsynced_bytes_dropped']}"
+            f"node {node_id} torn_bytes_kept={r['torn_bytes_kept']} "
+            f"unsynced_bytes_dropped={r['unsynced_bytes_dropped']}"
+            + (" (its N-th write was the last)" if r.get("first") else "")
             + (" armed_timed_out" if r.get("armed_timed_out") else "")
             + (f" exited on its own ({r['exited']})" if "exited" in r else "")
             for node_id, r in reports.items())
@@ -376,6 +378,8 @@ class ClusterRun:
             print(f"seed {self.seed} (POWER_LOSS_CLUSTER_SEED={self.seed} to repeat the choices)\n{self.pc.logs()}")
         if self.load is not None:
             self.load.stop.set()
+        if self.committer is not None and failed:
+            self.committer.abandon()
         self.pc.close()
 
 
