@@ -97,7 +97,7 @@ pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i
             }
         };
         if !apply(&engine, &partitions, response, replication.fsync()).await {
-            // Every partition was refused (leadership moving): wait for the metadata.
+            // Every partition was refused (leadership moving), or a log failed: wait a moment.
             let listener = replication.followed_changed.listen();
             let _ = compio::time::timeout(BACKOFF, listener).await;
         }
@@ -183,7 +183,8 @@ async fn exchange(
     FetchResponse::decode(&mut body, FETCH_VERSION).map_err(invalid)
 }
 
-/// Applies an answer; `false` when every partition was refused.
+/// Applies an answer; `false` when every partition was refused or an append failed (the caller
+/// then backs off).
 async fn apply(
     engine: &Engine,
     partitions: &[(TopicPartition, Followed)],
@@ -191,6 +192,7 @@ async fn apply(
     fsync: bool,
 ) -> bool {
     let mut any_served = false;
+    let mut any_failed = false;
     for topic in response.responses {
         for answer in topic.partitions {
             let partition = TopicPartition::new(topic.topic.0.as_str(), answer.partition_index);
@@ -215,12 +217,15 @@ async fn apply(
                 && let Err(error) = engine.append_replica(&partition, records, fsync).await
             {
                 tracing::warn!(%partition, %error, "could not append fetched batches");
+                // A failed log (a storage error latches it) fails every append until a restart:
+                // back off instead of fetching again at once.
+                any_failed = true;
                 continue;
             }
             let _ = engine.set_high_watermark(&partition, Some(Offset(answer.high_watermark))).await;
         }
     }
-    any_served
+    any_served && !any_failed
 }
 
 /// The whole batches at the front of `records`: a fetch may end inside a batch.
