@@ -10,10 +10,13 @@ fencing fast (the default is Kafka's 9 s).
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
 from conftest import HOST, Broker, free_ports
@@ -127,3 +130,42 @@ class Cluster:
 
     def log_tails(self) -> str:
         return "\n".join(f"===== {node.name}\n{node.log_tail(30)}" for node in self.nodes.values())
+
+
+@pytest.fixture(name="cluster")
+def cluster_fixture(tmp_path):
+    """A started three-voter cluster for one test (import it into a test module to use it)."""
+    cluster = Cluster(tmp_path)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        died = cluster.stop()
+        if died:
+            raise AssertionError(f"nodes exited on their own: {died}\n{cluster.log_tails()}")
+
+
+def wait_until(what: str, check, timeout_s: float = 30.0, interval_s: float = 0.1):
+    """`check()` until it returns something true (which is returned), retrying on errors; fails
+    with the last result or error after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as error:  # noqa: BLE001 - retried until the deadline
+            last = error
+        time.sleep(interval_s)
+    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})")
+
+
+def sluicectl_binary() -> str:
+    """SLUICECTL_BIN, or the release sluicectl (built when needed)."""
+    override = os.environ.get("SLUICECTL_BIN")
+    if override:
+        return override
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=root, check=True, timeout=1800)
+    return str(root / "target" / "release" / "sluicectl")

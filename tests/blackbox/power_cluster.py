@@ -39,8 +39,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import powerfail
-from cluster import Cluster, ClusterNode
-from replication_chaos import PARTITIONS, TOPIC, on_disk, stop_or_dump_stacks, wait_until
+from cluster import Cluster, ClusterNode, wait_until
+from replication_chaos import PARTITIONS, TOPIC, on_disk, stop_or_dump_stacks
 
 # How the power goes (see the module docstring).
 ORDERS = ("after a write", "power-off, then SIGKILL", "SIGKILL, then power-off")

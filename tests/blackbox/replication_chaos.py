@@ -32,7 +32,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from cluster import Cluster
+from cluster import Cluster, wait_until
 
 PARTITIONS = 3
 TOPIC = "chaos"
@@ -53,18 +53,6 @@ class Outcome:
         return self.lost == 0 and self.duplicates == 0 and self.divergent_offsets == 0
 
 
-def wait_until(what: str, check, timeout_s: float, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as error:  # noqa: BLE001 - retried until the deadline
-            last = error
-        time.sleep(interval_s)
-    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})")
 
 
 def in_sync(cluster: Cluster) -> bool:

@@ -17,10 +17,8 @@ partitions here have one replica, or several replicas of which only the leader h
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -28,7 +26,7 @@ from confluent_kafka.admin import NewTopic
 
 import clients
 import kp
-from cluster import SESSION_TIMEOUT_MS, Cluster
+from cluster import SESSION_TIMEOUT_MS, Cluster, cluster_fixture, sluicectl_binary, wait_until  # noqa: F401 - the fixture
 from test_sluicectl import ok, sluicectl
 
 pytestmark = pytest.mark.sluice_only("several nodes of one cluster; the reference runs a single node")
@@ -37,16 +35,6 @@ OFFSETS_PARTITIONS = 50
 WAIT_S = 30.0
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = Cluster(tmp_path)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        died = cluster.stop()
-        if died:
-            raise AssertionError(f"nodes exited on their own: {died}\n{cluster.log_tails()}")
 
 
 def java_hash(text: str) -> int:
@@ -81,18 +69,6 @@ def leaders(admin, topic: str) -> dict[int, int]:
     return wait_until(f"metadata for {topic}", known)
 
 
-def wait_until(what: str, check, timeout_s: float = WAIT_S, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except KafkaException as error:
-            last = error
-        time.sleep(interval_s)
-    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})")
 
 
 def offsets_leaders(admin) -> dict[int, int]:
@@ -314,7 +290,7 @@ def test_a_node_far_behind_catches_up_from_a_snapshot(tmp_path):
     cluster = Cluster(tmp_path, extra_args=["--metadata-snapshot-entries", "20"])
     cluster.start()
     try:
-        binary = _sluicectl_binary()
+        binary = sluicectl_binary()
         active = cluster.active_controller()
         lagging = next(node for node in cluster.nodes.values() if node is not active)
         before = json.loads(ok(sluicectl(binary, active, "--output", "json", "cluster", "quorum")))["high_watermark"]
@@ -363,7 +339,7 @@ def test_a_data_directory_from_another_cluster_is_refused(cluster):
 
 
 def test_sluicectl_shows_the_quorum_and_each_partitions_replicas(cluster):
-    binary = _sluicectl_binary()
+    binary = sluicectl_binary()
     node = cluster.nodes[2]
     quorum = json.loads(ok(sluicectl(binary, node, "--output", "json", "cluster", "quorum")))
     active = cluster.active_controller()
@@ -383,11 +359,3 @@ def test_sluicectl_shows_the_quorum_and_each_partitions_replicas(cluster):
     assert info["active_controller_id"] == active.node_id
     assert sorted(broker["node_id"] for broker in info["brokers"]) == [1, 2, 3]
 
-
-def _sluicectl_binary():
-    override = os.environ.get("SLUICECTL_BIN")
-    if override:
-        return override
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=root, check=True, timeout=1800)
-    return root / "target" / "release" / "sluicectl"

@@ -20,7 +20,6 @@ import random
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -29,7 +28,7 @@ from confluent_kafka.admin import NewTopic
 import clients
 import kafka_wire
 import replication_chaos
-from cluster import SESSION_TIMEOUT_MS, Cluster
+from cluster import SESSION_TIMEOUT_MS, Cluster, cluster_fixture, sluicectl_binary, wait_until  # noqa: F401 - the fixture
 from conftest import HOST
 
 pytestmark = pytest.mark.sluice_only("several nodes of one cluster; the reference runs a single node")
@@ -38,30 +37,8 @@ WAIT_S = 30.0
 ERROR_NOT_ENOUGH_REPLICAS = 19
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = Cluster(tmp_path)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        died = cluster.stop()
-        if died:
-            raise AssertionError(f"nodes exited on their own: {died}\n{cluster.log_tails()}")
 
 
-def wait_until(what: str, check, timeout_s: float = WAIT_S, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as error:  # noqa: BLE001 - retried until the deadline
-            last = error
-        time.sleep(interval_s)
-    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})")
 
 
 def partitions(admin, topic: str) -> dict[int, object]:
@@ -181,7 +158,7 @@ def test_chaos_kill_nine_under_acks_all_load_loses_nothing(tmp_path):
     cluster.start()
     try:
         rate = float(os.environ["SLUICE_CHAOS_RATE"]) if os.environ.get("SLUICE_CHAOS_RATE") else None
-        outcome = replication_chaos.run(cluster, str(_sluicectl()), kills, seed, rate)
+        outcome = replication_chaos.run(cluster, sluicectl_binary(), kills, seed, rate)
     finally:
         cluster.stop()
     assert outcome.kills == kills
@@ -191,13 +168,6 @@ def test_chaos_kill_nine_under_acks_all_load_loses_nothing(tmp_path):
     assert outcome.acknowledged > 1000 and outcome.read >= outcome.acknowledged
 
 
-def _sluicectl():
-    override = os.environ.get("SLUICECTL_BIN")
-    if override:
-        return override
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=root, check=True, timeout=1800)
-    return root / "target" / "release" / "sluicectl"
 
 
 def test_a_rolling_restart_loses_no_availability_and_no_record(cluster):
@@ -300,7 +270,7 @@ def test_preferred_and_unclean_leader_elections(cluster):
     cluster.nodes[second].start()
     time.sleep(1)
     assert partitions(watcher, lonely)[0].leader == -1, "an out-of-sync replica is never elected on its own"
-    ctl = str(_sluicectl())
+    ctl = sluicectl_binary()
     done = subprocess.run([ctl, "-b", cluster.nodes[1].bootstrap, "topics", "elect-leaders", lonely, "--unclean"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "elected" in done.stdout, done.stdout + done.stderr
@@ -323,7 +293,7 @@ def test_a_reassignment_moves_replicas_after_they_catch_up(cluster):
     records = clients.make_records(3000, "moved", clients.now_ms())
     clients.produce(clients.confluent_producer(cluster, **{"acks": "all", "enable.idempotence": True}), topic, records)
 
-    ctl = str(_sluicectl())
+    ctl = sluicectl_binary()
     bootstrap = cluster.nodes[3].bootstrap
     done = subprocess.run([ctl, "-b", bootstrap, "topics", "reassign", topic, "--partition", "0",
                            "--replicas", f"{added.node_id},3"], capture_output=True, text=True, timeout=60, check=False)
