@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_STORED, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import powerfail
@@ -260,15 +260,23 @@ class Committer:
     `every` records; remembers per partition the last confirmed commit and the largest asked for,
     and the value of every record it was given.
 
+    With `assign`, it assigns itself every partition at the group's committed offsets instead
+    of subscribing (a group with no members, as a stand-alone consumer commits): a fresh one can
+    take over after the broker restarts without waiting for the old member's session to end.
+
     `hold()` stops it between two polls or commits (a synchronous commit waits for a coordinator
     while none is up, so after a whole-cluster power loss it returns only after the restart), so
     that the group's offsets can be compared with what it saw confirmed; `release()` lets it go on.
     """
 
-    def __init__(self, cluster: Cluster, every: int):
+    def __init__(self, bootstrap: str, every: int, topic: str = TOPIC, partitions: int = PARTITIONS,
+                 assign: bool = False):
         self.every = every
+        self.topic = topic
+        self.partitions = partitions
+        self.assign = assign
         self.consumer = Consumer({
-            "bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4", "group.id": GROUP,
+            "bootstrap.servers": bootstrap, "broker.address.family": "v4", "group.id": GROUP,
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100,
             "session.timeout.ms": 30_000, "reconnect.backoff.max.ms": 500, "log_level": 0,
         })
@@ -290,7 +298,10 @@ class Committer:
 
     def _run(self) -> None:
         try:
-            self.consumer.subscribe([TOPIC])
+            if self.assign:
+                self.consumer.assign([TopicPartition(self.topic, p, OFFSET_STORED) for p in range(self.partitions)])
+            else:
+                self.consumer.subscribe([self.topic])
             positions: dict[int, int] = {}
             since_commit = 0
             while not self._stop.is_set():
@@ -318,7 +329,7 @@ class Committer:
                     self.attempted[partition] = max(self.attempted.get(partition, 0), offset)
                 try:
                     result = self.consumer.commit(
-                        offsets=[TopicPartition(TOPIC, p, o) for p, o in asked.items()], asynchronous=False)
+                        offsets=[TopicPartition(self.topic, p, o) for p, o in asked.items()], asynchronous=False)
                 except KafkaException as error:
                     self.failed_commits += 1
                     name = error.args[0].name() if error.args else repr(error)
@@ -366,20 +377,20 @@ class Committer:
         self.consumer.close()
 
 
-def committed_offsets(cluster: Cluster, timeout_s: float = RECOVERY_TIMEOUT_S) -> dict[int, int]:
+def committed_offsets(bootstrap: str, topic: str = TOPIC, partitions: int = PARTITIONS,
+                      timeout_s: float = RECOVERY_TIMEOUT_S) -> dict[int, int]:
     """The group's committed offsets (OffsetFetch through a consumer that does not join it)."""
-    consumer = Consumer({"bootstrap.servers": ",".join(node.bootstrap for node in cluster.nodes.values()),
-                         "broker.address.family": "v4", "group.id": GROUP, "enable.auto.commit": False,
-                         "log_level": 0})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "group.id": GROUP,
+                         "enable.auto.commit": False, "log_level": 0})
     try:
-        return wait_until("the group's committed offsets are readable", lambda: _committed(consumer), timeout_s,
-                          interval_s=0.5)
+        return wait_until("the group's committed offsets are readable",
+                          lambda: _committed(consumer, topic, partitions), timeout_s, interval_s=0.5)
     finally:
         consumer.close()
 
 
-def _committed(consumer: Consumer) -> dict[int, int] | None:
-    found = consumer.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=10)
+def _committed(consumer: Consumer, topic: str, partitions: int) -> dict[int, int] | None:
+    found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     if any(tp.error is not None for tp in found):
         return None
     return {tp.partition: tp.offset for tp in found}
@@ -389,7 +400,7 @@ def check_commits(cluster: Cluster, committer: Committer, highs: dict[int, int])
     """With the committer held: every partition's committed offset is at least the last one
     confirmed, at most the largest asked for, and within the log (at most its high watermark:
     a consumer commits only what it was given, which the cluster had confirmed durable)."""
-    committed = committed_offsets(cluster)
+    committed = committed_offsets(",".join(node.bootstrap for node in cluster.nodes.values()))
     problems = []
     for partition in range(PARTITIONS):
         offset = committed.get(partition, -1)

@@ -11,8 +11,10 @@ directory's fsync) in memory. One cycle:
 1. mount the backing directory (a fresh mount over what the last cycle left) and start the
    broker on <mount>/data; from the second cycle on, first check everything acknowledged so far;
 2. produce with confluent-kafka, idempotent (acks=all), records whose bytes are a function of
-   their sequence number, three partitions, until a random moment (seeded) after at least
-   ACKED_MIN acknowledgments;
+   their sequence number, three partitions, and the same records at acks=1 to a companion topic,
+   while a consumer of a group reads the acks=all topic and commits its positions synchronously
+   every N records (a fresh consumer each cycle, assigned at the committed offsets), until a
+   random moment (seeded) after at least ACKED_MIN acknowledgments and one confirmed commit;
 3. power the mount off, tearing each file's last unsynced write at a random byte (seeded), and
    SIGKILL the broker, in one of three ways (seeded): the power fails right after the N-th
    write from then on (N random), so the broker is cut in the middle of an append, and is killed
@@ -22,7 +24,10 @@ directory's fsync) in memory. One cycle:
 After the last cycle the broker starts directly on the backing directory and everything is
 checked once more. The checks: the topic is there, the log starts at 0, every partition's
 offsets are dense from 0 to its high watermark, and every acknowledged record is at its offset
-with its exact key, value, headers and timestamp.
+with its exact key, value, headers and timestamp; the acks=1 topic may have lost records, but
+its offsets are dense from 0 too and each record in it is one that was sent, whole; the
+group's committed offsets are at least the last confirmed commit and at most the largest asked
+for.
 
 The cluster tests (power_cluster.py) run three nodes, each with its data directory in its own
 mount, a topic of 3 partitions with replication factor 3 and min.insync.replicas=2, the
@@ -107,58 +112,85 @@ def record(seq: int) -> Rec:
     return Rec(seq, key, value, headers, TIMESTAMP_BASE_MS + seq)
 
 
-def produce_until_killed(broker: Broker, mount: powerfail.PowerfailMount, topic: str, seqs: range,
-                         rng: random.Random) -> tuple[list[Rec], dict[str, object]]:
-    """Produce `records` until a random moment, then SIGKILL the broker and power the mount off,
-    in either order (seeded).
+class Producing:
+    """One producer thread: records `seqs` to `topic`, as fast as the broker takes them (so that
+    batches are in flight, written but not yet fsynced, when the power goes); remembers what was
+    acknowledged."""
 
-    Returns the records acknowledged and the power-off report."""
-    stop = threading.Event()
-    lock = threading.Lock()
-    acked: list[Rec] = []
-    producer = Producer(base_conf(broker, **{
-        "enable.idempotence": True, "acks": "all", "linger.ms": rng.choice([0, 1, 5]),
-        "compression.type": rng.choice(["none", "lz4", "zstd"]),
-        "message.timeout.ms": 30_000, "request.timeout.ms": 5_000,
-    }))
+    def __init__(self, broker: Broker, topic: str, seqs: range, conf: dict[str, object]):
+        self.topic = topic
+        self.seqs = seqs
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.acked: list[Rec] = []
+        self.producer = Producer(base_conf(broker, **conf, **{"message.timeout.ms": 30_000,
+                                                             "request.timeout.ms": 5_000, "log_level": 0}))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
-    def report(rec: Rec):
+    def _report(self, rec: Rec):
         def on_delivery(err, msg):
             if err is None:
                 rec.partition, rec.offset = msg.partition(), msg.offset()
-                with lock:
-                    acked.append(rec)
+                with self.lock:
+                    self.acked.append(rec)
         return on_delivery
 
-    def produce():
-        # As fast as the broker takes them, so that batches are in flight (written, not yet
-        # fsynced) when the kill comes.
-        for seq in seqs:
+    def _run(self) -> None:
+        for seq in self.seqs:
             rec = record(seq)
-            while not stop.is_set():
+            while not self.stop.is_set():
                 try:
-                    producer.produce(topic, key=rec.key, value=rec.value, headers=rec.headers,
-                                     partition=rec.seq % PARTITIONS, timestamp=rec.timestamp_ms,
-                                     on_delivery=report(rec))
+                    self.producer.produce(self.topic, key=rec.key, value=rec.value, headers=rec.headers,
+                                          partition=rec.seq % PARTITIONS, timestamp=rec.timestamp_ms,
+                                          on_delivery=self._report(rec))
                     break
                 except BufferError:
-                    producer.poll(0.01)
-            if stop.is_set():
+                    self.producer.poll(0.01)
+            if self.stop.is_set():
                 return
-            producer.poll(0)
-        while not stop.is_set():
-            producer.poll(0.05)
+            self.producer.poll(0)
+        while not self.stop.is_set():
+            self.producer.poll(0.05)
 
-    producing = threading.Thread(target=produce, daemon=True)
-    producing.start()
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+    def finish(self) -> list[Rec]:
+        """After the kill: stop, fail whatever was not acknowledged, return what was."""
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), f"the producer thread of {self.topic} did not stop after the kill"
+        # Nothing acknowledged later can count, since the broker is gone, but a reply that
+        # arrived before the kill is still delivered here.
+        self.producer.purge()
+        self.producer.flush(10)
+        with self.lock:
+            return list(self.acked)
+
+
+def produce_until_killed(broker: Broker, mount: powerfail.PowerfailMount, topic: str, seqs: range,
+                         rng: random.Random, committer: Committer
+                         ) -> tuple[list[Rec], list[Rec], dict[str, object]]:
+    """Produce at acks=all (idempotent) to `topic` and at acks=1 to its companion, while the
+    group's consumer reads and commits, until a random moment after at least ACKED_MIN
+    acknowledgements and one confirmed commit; then SIGKILL the broker and power the mount off,
+    in one of three orders (seeded).
+
+    Returns the records acknowledged at acks=all, at acks=1, and the power-off report."""
+    durable = Producing(broker, topic, seqs, {
+        "enable.idempotence": True, "acks": "all", "linger.ms": rng.choice([0, 1, 5]),
+        "compression.type": rng.choice(["none", "lz4", "zstd"])})
+    leader_only = Producing(broker, acks1_topic(topic), seqs, {"acks": 1, "linger.ms": 5})
+    commits = committer.commits
     deadline = time.monotonic() + ACKED_WAIT_S
-    while True:
-        with lock:
-            count = len(acked)
-        if count >= ACKED_MIN:
-            break
-        assert time.monotonic() < deadline, f"only {count} records acknowledged in {ACKED_WAIT_S} s"
-        assert producing.is_alive(), "the producer thread ended before the kill"
+    while durable.count() < ACKED_MIN or committer.commits <= commits:
+        assert time.monotonic() < deadline, \
+            f"only {durable.count()} records acknowledged and {committer.commits - commits} commits confirmed " \
+            f"in {ACKED_WAIT_S} s"
+        assert durable.thread.is_alive(), "the producer thread ended before the kill"
+        committer.check_alive()
         time.sleep(0.01)
     time.sleep(rng.uniform(*KILL_AFTER_S))
     order = rng.choice(["after a write", "power-off, then SIGKILL", "SIGKILL, then power-off"])
@@ -177,30 +209,78 @@ def produce_until_killed(broker: Broker, mount: powerfail.PowerfailMount, topic:
         broker.kill9()
         report_fields = dict(mount.power_off(torn=True))
     report_fields["order"] = order
-    stop.set()
-    producing.join(timeout=30)
-    assert not producing.is_alive(), "the producer thread did not stop after the kill"
-    # Whatever was not acknowledged fails now; nothing acknowledged later can count, since the
-    # broker is gone, but a reply that arrived before the kill is still delivered here.
-    producer.purge()
-    producer.flush(10)
-    with lock:
-        return list(acked), report_fields
+    committer.abandon()
+    return durable.finish(), leader_only.finish(), report_fields
 
 
-def check(broker: Broker, topic: str, acked: list[Rec]) -> int:
-    """The topic's log is dense from 0 and holds every acknowledged record exactly; returns the
-    number of records read."""
-    marks = watermarks(broker, topic, list(range(PARTITIONS)))
-    for partition, (low, high) in marks.items():
-        assert low == 0, f"partition {partition}: the log start moved to {low}"
-        last = max((r.offset for r in acked if r.partition == partition), default=-1)
-        assert last < high, f"acknowledged offset {partition}/{last} is at or past the high watermark {high}"
-    ranges = {partition: (0, high) for partition, (_, high) in marks.items()}
-    got = consume_range(broker, topic, ranges, timeout_s=60)
-    assert_dense(got, ranges)
-    assert_matches(acked, got)
-    return sum(len(records) for records in got.values())
+def acks1_topic(topic: str) -> str:
+    return f"{topic}-acks1"
+
+
+def check(broker: Broker, topic: str, acked: list[Rec], acked_leader_only: list[Rec]) -> int:
+    """The topic's log is dense from 0 and holds every acknowledged record exactly; its acks=1
+    companion may have lost records, but its log is dense from 0 too and every record in it is
+    one that was sent, whole. Returns the number of records read."""
+    read = 0
+    for name, durable in ((topic, True), (acks1_topic(topic), False)):
+        marks = watermarks(broker, name, list(range(PARTITIONS)))
+        for partition, (low, high) in marks.items():
+            assert low == 0, f"{name} partition {partition}: the log start moved to {low}"
+            if durable:
+                last = max((r.offset for r in acked if r.partition == partition), default=-1)
+                assert last < high, f"acknowledged offset {partition}/{last} is at or past the high watermark {high}"
+        ranges = {partition: (0, high) for partition, (_, high) in marks.items()}
+        got = consume_range(broker, name, ranges, timeout_s=60)
+        assert_dense(got, ranges)
+        if durable:
+            assert_matches(acked, got)
+        else:
+            for records in got.values():
+                for g in records:
+                    seq = int(dict(g.headers)["seq"])
+                    key, value, _ = record_bytes(seq)
+                    assert (g.key, g.value) == (key, value), \
+                        f"{name} {g.partition}/{g.offset}: not the record seq {seq} that was sent"
+            survived = {(g.partition, g.offset) for records in got.values() for g in records}
+            print(f"  acks=1: {sum(1 for r in acked_leader_only if (r.partition, r.offset) in survived)} of "
+                  f"{len(acked_leader_only)} acknowledged records kept at their offsets", flush=True)
+        read += sum(len(records) for records in got.values())
+    return read
+
+
+class Commits:
+    """What the group's consumers asked to commit and saw confirmed, over every broker life."""
+
+    def __init__(self) -> None:
+        self.confirmed: dict[int, int] = {}
+        self.attempted: dict[int, int] = {}
+        self.count = 0
+
+    def take(self, committer: Committer) -> None:
+        """After the kill: what this life's consumer did (a confirmation still on its way when the
+        thread is read is missed, which only makes the check weaker)."""
+        committer.thread.join(timeout=10)
+        for mine, theirs in ((self.confirmed, committer.confirmed), (self.attempted, committer.attempted)):
+            for partition, offset in dict(theirs).items():
+                mine[partition] = max(mine.get(partition, 0), offset)
+        self.count += committer.commits
+        if not committer.thread.is_alive():
+            committer.consumer.close()
+
+    def check(self, broker: Broker, topic: str) -> dict[int, int]:
+        """The group's committed offsets are at least the last confirmed commit and at most the
+        largest asked for (the log itself may end below: a consumer can be given records that
+        were written but not yet fsynced, as on a single Kafka broker)."""
+        committed = power_cluster.committed_offsets(broker.bootstrap, topic, PARTITIONS, timeout_s=60)
+        for partition in range(PARTITIONS):
+            offset = committed.get(partition, -1)
+            confirmed = self.confirmed.get(partition)
+            attempted = self.attempted.get(partition)
+            assert confirmed is None or offset >= confirmed, \
+                f"partition {partition}: committed offset {offset} < last confirmed commit {confirmed}"
+            assert offset < 0 or (attempted is not None and offset <= attempted), \
+                f"partition {partition}: committed offset {offset} > any commit asked for ({attempted})"
+        return committed
 
 
 def test_acknowledged_records_survive_power_loss(tmp_path, fuse_usable):
@@ -210,6 +290,8 @@ def test_acknowledged_records_survive_power_loss(tmp_path, fuse_usable):
     workdir = tmp_path / "broker"
     topic = "power-loss"
     acked: list[Rec] = []
+    acked_leader_only: list[Rec] = []
+    commits = Commits()
     next_seq = 0
     for cycle in range(CYCLES):
         mount = powerfail.PowerfailMount(backing, tmp_path / "mnt", tmp_path / "control.sock",
@@ -226,17 +308,26 @@ def test_acknowledged_records_survive_power_loss(tmp_path, fuse_usable):
                 # Small segments, so that segments roll (a new file, a directory fsync) all the time.
                 segment_bytes = rng.choice(SEGMENT_BYTES_CHOICES)
                 print(f"segment.bytes={segment_bytes}", flush=True)
-                create_topic(broker, topic, PARTITIONS,
-                             {"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": str(segment_bytes)})
+                for name in (topic, acks1_topic(topic)):
+                    create_topic(broker, name, PARTITIONS, {"retention.ms": "-1", "retention.bytes": "-1",
+                                                            "segment.bytes": str(segment_bytes)})
             else:
-                read = check(broker, topic, acked)
+                read = check(broker, topic, acked, acked_leader_only)
+                committed = commits.check(broker, topic)
                 print(f"cycle {cycle}: after recovery on a fresh mount, {read} records read, "
-                      f"{len(acked)} acknowledged ones verified", flush=True)
+                      f"{len(acked)} acknowledged ones verified, committed {committed} >= confirmed "
+                      f"{dict(sorted(commits.confirmed.items()))}", flush=True)
             seqs = range(next_seq, next_seq + RECORDS_PER_CYCLE_MAX)
             next_seq = seqs.stop
-            new, power_off = produce_until_killed(broker, mount, topic, seqs, rng)
+            committer = Committer(broker.bootstrap, every=rng.choice([50, 200, 1000]), topic=topic,
+                                  partitions=PARTITIONS, assign=True)
+            committer.start()
+            new, new_leader_only, power_off = produce_until_killed(broker, mount, topic, seqs, rng, committer)
+            commits.take(committer)
             acked += new
-            print(f"cycle {cycle}: {len(new)} acknowledged, then SIGKILL and power-off {power_off}", flush=True)
+            acked_leader_only += new_leader_only
+            print(f"cycle {cycle}: {len(new)} acknowledged at acks=all, {len(new_leader_only)} at acks=1, "
+                  f"{committer.commits} commits confirmed, then SIGKILL and power-off {power_off}", flush=True)
             mount.unmount()
         except BaseException:
             if broker is not None:
@@ -250,8 +341,10 @@ def test_acknowledged_records_survive_power_loss(tmp_path, fuse_usable):
     broker = PowerLossBroker(workdir, "power-loss-final", backing / "data")
     broker.start()
     try:
-        read = check(broker, topic, acked)
-        print(f"final, on the backing directory: {read} records read, {len(acked)} acknowledged ones verified")
+        read = check(broker, topic, acked, acked_leader_only)
+        commits.check(broker, topic)
+        print(f"final, on the backing directory: {read} records read, {len(acked)} acknowledged ones verified, "
+              f"{commits.count} commits confirmed in all")
     except BaseException:
         print(f"final check, seed {SEED}: broker log\n{broker.log_tail()}")
         raise
@@ -305,7 +398,7 @@ class ClusterRun:
         wait_until("the new topic is in sync", self.watch.every_isr_whole, power_cluster.RECOVERY_TIMEOUT_S, 0.25)
         self.load = Load(self.pc.cluster, CLUSTER_RATE)
         self.load.thread.start()
-        self.committer = Committer(self.pc.cluster, every=self.rng.choice([100, 500, 2000]))
+        self.committer = Committer(self.pc.cluster.bootstrap, every=self.rng.choice([100, 500, 2000]))
         self.committer.start()
         print(f"seed {self.seed}: cluster up, group commits every {self.committer.every} records", flush=True)
 
