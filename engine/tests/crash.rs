@@ -55,26 +55,13 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
-/// A small deterministic generator (xorshift), seeded per run and printed for replay.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[test]
 fn sigkill_never_loses_acknowledged_durable_appends() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         run_child(&dir);
         return;
     }
-    let seed = std::env::var("SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |elapsed| elapsed.as_nanos() as u64)
-            | 1
-    });
+    let seed = common::seed_from_env();
     println!("crash test seed {seed} (replay with SEED={seed})");
     let mut random = seed;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -89,7 +76,7 @@ fn sigkill_never_loses_acknowledged_durable_appends() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("piped stdout");
-        let kill_after = Duration::from_millis(20 + next_random(&mut random) % 200);
+        let kill_after = Duration::from_millis(20 + common::next_random(&mut random) % 200);
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {

@@ -762,3 +762,41 @@ fn spawn_on_from_a_shard_reaches_another_shard() {
     assert_eq!(hops, (Some(sluice_engine::ShardId(0)), Some(sluice_engine::ShardId(1))));
     engine.shutdown();
 }
+
+#[test]
+fn a_compacted_log_reads_back_when_recovery_scans_segments_compaction_emptied() {
+    // A power loss can take the checkpoint written after a compaction pass: recovery then
+    // scans the cleaned segments instead of trusting them, and one that compaction emptied
+    // holds no batch at all. Reads from any offset must still step over it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = open(dir.path(), 1);
+    let partition = TopicPartition::new("emptied", 0);
+    block_on(engine.create_topic("emptied", 1, compacted(&[("min.cleanable.dirty.ratio", "0")]))).expect("create");
+    let keys: Vec<String> = (0..10).map(|key| format!("key-{key}")).collect();
+    for round in 0..6 {
+        append_keyed(&engine, &partition, &keys, &format!("round-{round}"));
+    }
+    let fillers: Vec<String> = (0..30).map(|filler| format!("filler-{filler}")).collect();
+    append_keyed(&engine, &partition, &fillers, "filler");
+    let remaining =
+        wait_for_keyed(&engine, &partition, 30, |records| keys.iter().all(|key| versions_of(records, key) == 1));
+    let end = block_on(engine.offsets(&partition)).expect("offsets").high_watermark.0;
+    engine.shutdown();
+    let segments = std::fs::read_dir(dir.path().join("emptied-0"))
+        .expect("partition dir")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|extension| extension == "log"))
+        .map(|entry| entry.metadata().expect("metadata").len())
+        .collect::<Vec<_>>();
+    assert!(segments.contains(&0), "compaction emptied a segment (segment sizes {segments:?})");
+    std::fs::remove_file(dir.path().join("emptied-0").join("partition.checkpoint")).expect("remove the checkpoint");
+    let engine = open(dir.path(), 1);
+    assert_eq!(keyed_records(&engine, &partition, 0), remaining, "the compacted log reads back after the scan");
+    for offset in 0..end {
+        let read = block_on(engine.read(&partition, Offset(offset), 1024, sluice_engine::ReadBound::HighWatermark))
+            .unwrap_or_else(|error| panic!("read at {offset}: {error}"));
+        let first = sluice_engine::batch::validate(&read.records, false).expect("a whole batch");
+        assert!(first.last_offset() >= offset, "a read at {offset} returned the batch at {}", first.base_offset);
+    }
+    engine.shutdown();
+}

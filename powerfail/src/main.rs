@@ -132,7 +132,12 @@ fn mount(backing_dir: &Path, mountpoint: &Path, control_path: Option<PathBuf>, s
     })?;
     eprintln!("sluice-powerfail: {} mounted at {}", backing_dir.display(), mountpoint.display());
 
-    let ran = session.run();
+    let ran = match session.run() {
+        // The kernel answers ECONNABORTED instead of ENODEV to a read that races with the end
+        // of the connection at unmount: the session is over all the same.
+        Err(error) if error.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+        ran => ran,
+    };
     // Let a control command in progress (the `unmount` that ended the session) answer, and
     // start no other.
     let _quiet = busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -175,8 +175,15 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
         })?;
         let valid = outcome.summary.size_bytes;
         let ends_early = next_base.is_some_and(|next| outcome.summary.next_offset > next);
-        summaries.insert(*base, outcome.summary);
-        if valid < outcome.file_size_bytes || ends_early {
+        let cut = valid < outcome.file_size_bytes || ends_early;
+        let mut summary = outcome.summary;
+        if let Some(next) = next_base.filter(|_| !cut) {
+            // The offsets up to the next segment belong to this one, as for a trusted segment,
+            // even where compaction dropped the last of them (or every batch: an empty file).
+            summary.next_offset = summary.next_offset.max(next);
+        }
+        summaries.insert(*base, summary);
+        if cut {
             if outcome.zero_tail && !ends_early {
                 let zero_bytes = outcome.file_size_bytes - valid;
                 tracing::debug!(partition = %id, segment = %path.display(), zero_bytes, "dropping zero-filled space");

@@ -102,3 +102,22 @@ pub fn keyed_records(engine: &Engine, partition: &sluice_engine::TopicPartition,
         })
         .collect()
 }
+
+/// The seed of a randomized test: SEED from the environment, or the clock (printed by the
+/// caller, for a replay).
+pub fn seed_from_env() -> u64 {
+    std::env::var("SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+            | 1
+    })
+}
+
+/// A small deterministic generator (xorshift) over `state`, which must not be 0.
+pub fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
