@@ -28,6 +28,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 
@@ -118,6 +119,7 @@ registry! {
     ElectLeadersRequest => elect_leaders,
     AlterPartitionReassignmentsRequest => alter_partition_reassignments,
     ListPartitionReassignmentsRequest => list_partition_reassignments,
+    UnregisterBrokerRequest => unregister_broker,
     OffsetCommitRequest => offset_commit,
     OffsetFetchRequest => offset_fetch,
     FindCoordinatorRequest => find_coordinator,

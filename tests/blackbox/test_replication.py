@@ -314,3 +314,63 @@ def test_a_reassignment_moves_replicas_after_they_catch_up(cluster):
     clients.assert_matches(records, got)
     cluster.nodes[1].start()
     cluster.nodes[2].start()
+
+
+def test_decommission_moves_every_replica_away_then_unregisters_the_broker(cluster):
+    """A broker's graceful decommission under acks=all load: `sluicectl cluster decommission`
+    moves every replica it holds (topic partitions and __consumer_offsets) to the other brokers,
+    keeping the replication factor, and waits until the moves are done; the broker is stopped and
+    `sluicectl cluster unregister` removes it (UnregisterBroker); it is gone from Metadata, a second
+    unregister is refused, and nothing acknowledged was lost."""
+    added = cluster.add_broker()
+    node = added.node_id
+    admin = cluster.admin()
+    topic = replication_chaos.TOPIC
+    assignment = [[node, 1, 2], [2, node, 3], [3, 1, node]]
+    futures = admin.create_topics([NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment, config={"min.insync.replicas": "2"})],
+                                  request_timeout=WAIT_S)
+    futures[topic].result(timeout=WAIT_S)
+    wait_until("the topic is in sync", lambda: fully_in_sync(admin, topic, replication_chaos.PARTITIONS))
+    # A group's commits create __consumer_offsets; some of its partitions may sit on the node.
+    consumer = clients.confluent_consumer(cluster, **{"group.id": "decommissioned", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    consumer.close()
+    load = replication_chaos.Load(cluster, rate=500)
+    load.thread.start()
+    wait_until("the load is acknowledged", lambda: len(load.acked) > 500, 60)
+
+    ctl = sluicectl_binary()
+    bootstrap = cluster.nodes[1].bootstrap
+    done = subprocess.run([ctl, "-b", bootstrap, "-o", "json", "cluster", "decommission", "--node", str(node),
+                           "--timeout-s", "120"], capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    moved = json.loads(done.stdout)["moved"]
+    assert {(m["topic"], m["partition"]) for m in moved} >= {(topic, 0), (topic, 1), (topic, 2)}, moved
+    everything = admin.list_topics(timeout=10).topics
+    for name, found in everything.items():
+        for index, state in found.partitions.items():
+            assert node not in state.replicas, f"{name}-{index} still has a replica on node {node}: {state.replicas}"
+    for index, state in partitions(admin, topic).items():
+        assert len(state.replicas) == 3, f"{topic}-{index} kept its replication factor: {state.replicas}"
+    wait_until("every ISR whole after the moves", lambda: fully_in_sync(admin, topic, replication_chaos.PARTITIONS))
+
+    added.stop()
+    before = len(load.acked)
+    gone = subprocess.run([ctl, "-b", bootstrap, "cluster", "unregister", "--node", str(node)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    wait_until("the broker is gone from Metadata", lambda: node not in admin.list_topics(timeout=10).brokers)
+    again = subprocess.run([ctl, "-b", bootstrap, "cluster", "unregister", "--node", str(node)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode != 0 and "BrokerIdNotRegistered" in again.stderr, again.stdout + again.stderr
+
+    wait_until("more acknowledged after the broker left", lambda: len(load.acked) > before + 500, 60)
+    load.finish(60)
+    ends: dict[int, int] = {}
+    for p, offset, _ in load.acked:
+        ends[p] = max(ends.get(p, 0), offset + 1)
+    got = replication_chaos.read_everything(cluster, ends)
+    at = {(p, offset): value for p, records in got.items() for offset, value in records}
+    lost = [(p, offset) for p, offset, value in load.acked if at.get((p, offset)) != value]
+    assert not lost, f"{len(lost)} of {len(load.acked)} acknowledged records lost, e.g. {lost[:5]}"

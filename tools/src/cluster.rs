@@ -1,8 +1,14 @@
 //! `sluicectl cluster info`: brokers (Metadata, `DescribeCluster` when offered), the active
 //! controller (`DescribeQuorum` when offered), the broker's shard count when it reports one among
 //! its configs, and the API versions it supports (`ApiVersions`) next to what this tool can
-//! speak. `sluicectl cluster quorum`: the controller quorum as `DescribeQuorum` reports it. Main
-//! thread only.
+//! speak. `sluicectl cluster quorum`: the controller quorum as `DescribeQuorum` reports it.
+//! `sluicectl cluster decommission`: moves every replica off a broker
+//! (`AlterPartitionReassignments`, each to the live broker holding the fewest replicas) and
+//! waits until the moves are done; `sluicectl cluster unregister`: removes a stopped broker from
+//! the cluster (`UnregisterBroker`), as `kafka-cluster.sh unregister` does. Main thread only.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -10,14 +16,15 @@ use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_quorum_response::PartitionData;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeQuorumRequest, TopicName,
-    describe_quorum_request,
+    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, BrokerId, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeQuorumRequest, ListPartitionReassignmentsRequest, TopicName,
+    UnregisterBrokerRequest, alter_partition_reassignments_request, describe_quorum_request,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
 
 use crate::output::{Output, Table};
-use crate::session::Session;
+use crate::session::{Session, describe_error};
 
 /// `DescribeConfigs` resource type of a broker.
 const RESOURCE_TYPE_BROKER: i8 = 4;
@@ -29,13 +36,199 @@ pub(crate) enum ClusterCommand {
     /// The controller quorum (DescribeQuorum): the active controller, its epoch, and how far
     /// each voter and observer has replicated the metadata log.
     Quorum,
+    /// Move every replica off a broker before it leaves: each goes to the live broker that
+    /// holds the fewest replicas and not one of that partition's, keeping the replication
+    /// factor; waits until every move is done. Then stop the broker and unregister it.
+    Decommission {
+        /// The broker to empty.
+        #[arg(long)]
+        node: i32,
+        /// How long to wait for the moves, in seconds (they go on in the cluster after that).
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
+    /// Remove a broker from the cluster (UnregisterBroker), once it is stopped and holds no
+    /// replica. A broker still running registers again at its next heartbeat.
+    Unregister {
+        /// The broker to remove.
+        #[arg(long)]
+        node: i32,
+    },
 }
 
 pub(crate) fn run(session: &mut Session, command: &ClusterCommand, output: Output) -> Result<()> {
     match command {
         ClusterCommand::Info => info(session, output),
         ClusterCommand::Quorum => quorum(session, output),
+        ClusterCommand::Decommission { node, timeout_s } => {
+            decommission(session, *node, Duration::from_secs(*timeout_s), output)
+        }
+        ClusterCommand::Unregister { node } => unregister(session, *node, output),
     }
+}
+
+/// A partition's replicas: topic, index, replicas.
+type Replicas = (String, i32, Vec<i32>);
+
+/// The live brokers, and every partition's replicas.
+fn replica_lists(session: &mut Session) -> Result<(Vec<i32>, Vec<Replicas>)> {
+    let cluster = session.metadata(None)?;
+    let live = cluster.brokers.iter().map(|broker| broker.node_id).collect();
+    let partitions = cluster
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (topic.topic.name.clone(), partition.partition, partition.replicas.clone()))
+        })
+        .collect();
+    Ok((live, partitions))
+}
+
+/// A partition to move: topic, index, current replicas, target replicas.
+type Move = (String, i32, Vec<i32>, Vec<i32>);
+
+/// Where each replica on `node` goes: to the live broker (other than `node`) with the fewest
+/// replicas that the partition does not already have, at the position `node` held, so that
+/// leadership preferences stay in place. Errors when some partition has nowhere to go.
+fn plan_decommission(node: i32, live: &[i32], partitions: &[Replicas]) -> Result<Vec<Move>> {
+    let mut load: BTreeMap<i32, usize> =
+        live.iter().filter(|broker| **broker != node).map(|broker| (*broker, 0)).collect();
+    for (_, _, replicas) in partitions {
+        for replica in replicas {
+            if let Some(count) = load.get_mut(replica) {
+                *count += 1;
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for (topic, index, replicas) in partitions {
+        let Some(position) = replicas.iter().position(|replica| *replica == node) else { continue };
+        let Some((&target, _)) = load
+            .iter()
+            .filter(|(broker, _)| !replicas.contains(broker))
+            .min_by_key(|(broker, count)| (**count, **broker))
+        else {
+            bail!(
+                "{topic}-{index} (replicas {replicas:?}) has no live broker to move its replica on node {node} to; add a \
+                 broker first"
+            );
+        };
+        *load.get_mut(&target).expect("a live broker") += 1;
+        let mut target_replicas = replicas.clone();
+        target_replicas[position] = target;
+        moves.push((topic.clone(), *index, replicas.clone(), target_replicas));
+    }
+    Ok(moves)
+}
+
+fn decommission(session: &mut Session, node: i32, timeout: Duration, output: Output) -> Result<()> {
+    let (live, partitions) = replica_lists(session)?;
+    let moves = plan_decommission(node, &live, &partitions)?;
+    if !moves.is_empty() {
+        let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let mut topics: Vec<alter_partition_reassignments_request::ReassignableTopic> = Vec::new();
+        for (topic, index, _, target) in &moves {
+            let partition = alter_partition_reassignments_request::ReassignablePartition::default()
+                .with_partition_index(*index)
+                .with_replicas(Some(target.iter().map(|replica| BrokerId(*replica)).collect()));
+            match topics.iter_mut().find(|found| found.name.0.as_str() == topic) {
+                Some(found) => found.partitions.push(partition),
+                None => topics.push(
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(timeout_ms).with_topics(topics);
+        let response = session.connection().send(&request).context("AlterPartitionReassignments request failed")?;
+        if let Some(error) = response.error_code.err() {
+            bail!("cannot move the replicas: {}", describe_error(error, response.error_message.as_deref()));
+        }
+        for topic in &response.responses {
+            for answer in &topic.partitions {
+                if let Some(error) = answer.error_code.err() {
+                    bail!(
+                        "cannot move {}-{}: {}",
+                        topic.name.0.as_str(),
+                        answer.partition_index,
+                        describe_error(error, answer.error_message.as_deref())
+                    );
+                }
+            }
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let remaining = holding(session, node)?;
+        if remaining.is_empty() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{} partition(s) still have a replica on node {node} after {} s (the moves go on): {}",
+                remaining.len(),
+                timeout.as_secs(),
+                remaining.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let moved: Vec<Value> = moves
+        .iter()
+        .map(|(topic, index, from, to)| json!({"topic": topic, "partition": index, "from": from, "to": to}))
+        .collect();
+    output.emit(&json!({"node": node, "moved": moved, "holds_replicas": false}), || {
+        let mut table = Table::new(&["TOPIC", "PARTITION", "FROM", "TO"]);
+        let joined = |replicas: &[i32]| replicas.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        for (topic, index, from, to) in &moves {
+            table.push(vec![topic.clone(), index.to_string(), joined(from), joined(to)]);
+        }
+        format!(
+            "{}Node {node} holds no replica now: stop it, then `sluicectl cluster unregister --node {node}`.\n",
+            if moves.is_empty() { String::new() } else { table.render() }
+        )
+    });
+    Ok(())
+}
+
+/// The partitions (`topic-index`) whose replicas, or whose reassignment under way, still name
+/// `node`.
+fn holding(session: &mut Session, node: i32) -> Result<Vec<String>> {
+    let (_, partitions) = replica_lists(session)?;
+    let mut found: Vec<String> = partitions
+        .iter()
+        .filter(|(_, _, replicas)| replicas.contains(&node))
+        .map(|(topic, index, _)| format!("{topic}-{index}"))
+        .collect();
+    let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = ListPartitionReassignmentsRequest::default().with_timeout_ms(timeout_ms).with_topics(None);
+    let response = session.connection().send(&request).context("ListPartitionReassignments request failed")?;
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            let named = |replicas: &[BrokerId]| replicas.iter().any(|replica| replica.0 == node);
+            let name = format!("{}-{}", topic.name.0.as_str(), partition.partition_index);
+            if (named(&partition.replicas) || named(&partition.removing_replicas)) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn unregister(session: &mut Session, node: i32, output: Output) -> Result<()> {
+    let response = session
+        .connection()
+        .send(&UnregisterBrokerRequest::default().with_broker_id(BrokerId(node)))
+        .context("UnregisterBroker request failed")?;
+    if let Some(error) = response.error_code.err() {
+        bail!("cannot unregister node {node}: {}", describe_error(error, response.error_message.as_deref()));
+    }
+    output.emit(&json!({"node": node, "unregistered": true}), || format!("Node {node} unregistered.\n"));
+    Ok(())
 }
 
 fn info(session: &mut Session, output: Output) -> Result<()> {
@@ -194,4 +387,34 @@ fn broker_shards(session: &mut Session, node_id: i32) -> Option<Value> {
     let entry = result.configs.iter().find(|config| config.name.as_str().contains("shard"))?;
     let value = entry.value.as_ref()?;
     Some(value.as_str().parse::<u64>().map_or_else(|_| Value::String(value.to_string()), Value::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(topic: &str, index: i32, replicas: &[i32]) -> Replicas {
+        (topic.to_owned(), index, replicas.to_vec())
+    }
+
+    #[test]
+    fn decommission_moves_each_replica_to_the_least_loaded_broker_in_place() {
+        let partitions = [
+            partition("a", 0, &[1, 2, 3]),
+            partition("a", 1, &[2, 3, 4]),
+            partition("b", 0, &[3, 1]),
+            partition("c", 0, &[2]),
+        ];
+        let moves = plan_decommission(1, &[1, 2, 3, 4], &partitions).expect("a plan");
+        assert_eq!(moves.len(), 2, "only the partitions with a replica on node 1 move");
+        assert_eq!(moves[0].3, vec![4, 2, 3], "node 4 holds the fewest replicas and takes node 1's place");
+        // After the first move: 2 holds 3 replicas, 3 holds 3, 4 holds 2.
+        assert_eq!(moves[1].3, vec![3, 4], "then node 4 again, never a broker already in the partition");
+    }
+
+    #[test]
+    fn decommission_refuses_when_a_partition_has_nowhere_to_go() {
+        let error = plan_decommission(3, &[1, 2, 3], &[partition("a", 0, &[1, 2, 3])]).expect_err("no room");
+        assert!(error.to_string().contains("a-0"), "{error}");
+    }
 }

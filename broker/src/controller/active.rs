@@ -130,6 +130,16 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
             let records = if current { fence(image, *node_id) } else { Vec::new() };
             (records, Outcome::One(Ok(())))
         }
+        ControllerRequest::UnregisterBroker { node_id } => one(match image.brokers.get(node_id) {
+            None => {
+                Err(Refusal::new(ResponseError::BrokerIdNotRegistered, format!("broker {node_id} is not registered")))
+            }
+            Some(broker) => {
+                let mut records = if broker.fenced { Vec::new() } else { fence(image, *node_id) };
+                records.push(MetadataRecord::UnregisterBroker { node_id: *node_id });
+                Ok(records)
+            }
+        }),
         ControllerRequest::Heartbeat { .. }
         | ControllerRequest::AddLearner { .. }
         | ControllerRequest::DescribeQuorum => (Vec::new(), Outcome::One(Ok(()))),
@@ -533,6 +543,22 @@ mod tests {
         let single = image.topic("single").expect("topic").partitions[0].clone();
         assert_eq!((single.leader, single.leader_epoch), (1, 2), "the returning broker leads its partition again");
         assert_eq!(image.topic("replicated").expect("topic").partitions[0].leader, 2, "others keep their leader");
+    }
+
+    #[test]
+    fn unregistering_fences_a_live_broker_then_removes_it() {
+        let mut image = cluster(&[1, 2, 3], &[("t", vec![vec![1, 2, 3]])]);
+        let (records, outcome) = decide(&image, &ControllerRequest::UnregisterBroker { node_id: 1 }, 0);
+        assert!(matches!(outcome, Outcome::One(Ok(()))));
+        apply(&mut image, &records);
+        assert!(!image.brokers.contains_key(&1), "the registration is gone");
+        let state = image.topic("t").expect("topic").partitions[0].clone();
+        assert_eq!((state.leader, state.isr.clone()), (2, vec![2, 3]), "leadership moved first");
+        assert_eq!(state.replicas, vec![1, 2, 3], "replicas stay until reassigned");
+        let (records, outcome) = decide(&image, &ControllerRequest::UnregisterBroker { node_id: 1 }, 0);
+        assert!(records.is_empty());
+        let Outcome::One(Err(refusal)) = outcome else { panic!("an unknown broker is refused") };
+        assert_eq!(refusal.code, ResponseError::BrokerIdNotRegistered.code());
     }
 
     #[test]

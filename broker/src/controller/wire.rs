@@ -60,6 +60,9 @@ pub(crate) enum ControllerRequest {
     /// Kafka's AlterPartitionReassignments: each partition's target replicas (`None`: cancel
     /// the reassignment under way), in order.
     Reassign { partitions: Vec<(String, i32, Option<Vec<i32>>)> },
+    /// Kafka's UnregisterBroker: a broker leaves the cluster. It is fenced first when it is
+    /// not (what it led moves), then its registration goes.
+    UnregisterBroker { node_id: i32 },
 }
 
 /// A refusal as it travels: Kafka's error code and message.

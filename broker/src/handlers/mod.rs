@@ -36,6 +36,7 @@ pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod sync_group;
+pub(crate) mod unregister_broker;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::TopicName;

@@ -141,6 +141,9 @@ impl MetadataImage {
             MetadataRecord::RegisterBroker(registration) => {
                 self.brokers.insert(registration.node_id, registration.clone());
             }
+            MetadataRecord::UnregisterBroker { node_id } => {
+                self.brokers.remove(node_id);
+            }
             MetadataRecord::FenceBroker { node_id, fenced } => {
                 if let Some(broker) = self.brokers.get_mut(node_id) {
                     broker.fenced = *fenced;

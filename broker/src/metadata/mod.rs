@@ -280,6 +280,11 @@ impl Metadata {
         self.submit_each(ControllerRequest::Reassign { partitions }, count).await
     }
 
+    /// Removes a broker's registration (Kafka's UnregisterBroker).
+    pub(crate) async fn unregister_broker(&self, node_id: i32) -> Result<(), Refusal> {
+        self.submit_one(ControllerRequest::UnregisterBroker { node_id }).await
+    }
+
     /// Asks the controller to set a partition's ISR, as its leader at the given epochs.
     pub(crate) async fn alter_partition(
         &self,

@@ -42,6 +42,9 @@ pub(crate) enum MetadataRecord {
     ChangePartition(PartitionRecord),
     /// Producer ids below `next_producer_id` are handed out.
     AllocateProducerIds { next_producer_id: i64 },
+    /// A broker leaves the cluster (Kafka's UnregisterBroker): its registration goes. Replicas
+    /// that still name it stay, offline, until they are reassigned.
+    UnregisterBroker { node_id: i32 },
 }
 
 #[cfg(test)]
