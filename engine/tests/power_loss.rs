@@ -35,6 +35,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -422,7 +423,12 @@ impl Mount {
                 assert!(status.success(), "sluice-powerfail exited with {status}:\n{}", self.log_tail());
                 return;
             }
-            assert!(Instant::now() < deadline, "sluice-powerfail did not exit after the unmount");
+            assert!(
+                Instant::now() < deadline,
+                "sluice-powerfail did not exit after the unmount; its threads:\n{}\nits log:\n{}",
+                thread_states(self.process.id()),
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -437,6 +443,18 @@ impl Drop for Mount {
             let _reaped = self.process.wait();
         }
     }
+}
+
+/// Each thread of process `pid`: its name, state and kernel stack (as root), for a report.
+fn thread_states(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return "(gone)".to_owned() };
+    let mut report = String::new();
+    for task in tasks.filter_map(Result::ok) {
+        let read = |name: &str| std::fs::read_to_string(task.path().join(name)).unwrap_or_default();
+        let state = read("status").lines().find(|line| line.starts_with("State:")).unwrap_or_default().to_owned();
+        let _infallible = writeln!(report, "{} {state} {}\n{}", read("comm").trim(), read("wchan"), read("stack"));
+    }
+    report
 }
 
 /// The sluice-powerfail binary, or why this test cannot run here.
