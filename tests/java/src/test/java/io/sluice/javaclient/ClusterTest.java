@@ -29,7 +29,10 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
@@ -287,6 +290,137 @@ class ClusterTest {
         }
     }
 
+    /**
+     * The Java client's idempotent acks=all producer against a topic of 3 partitions with
+     * replication factor 3 and {@code min.insync.replicas=2}, while the leader of a partition is
+     * killed with SIGKILL and restarted, three times (each once every ISR is whole again): every
+     * acknowledged record is then at its acknowledged offset with its value, offsets are dense and
+     * no value was written twice.
+     */
+    @Test
+    void anIdempotentProducerLosesNothingWhileLeadersAreKilled() throws Exception {
+        String topic = Clients.uniqueName("java-chaos");
+        int partitions = 3;
+        admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 3)
+                .configs(Map.of("min.insync.replicas", "2")))).all().get(30, TimeUnit.SECONDS);
+        Waits.until("the topic is in sync", Waits.DEFAULT_TIMEOUT, () -> inSync(topic, partitions));
+        Map<String, Object> config = new HashMap<>();
+        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, CLUSTER.bootstrapServers());
+        config.put(ProducerConfig.CLIENT_ID_CONFIG, Clients.uniqueName("chaos-producer"));
+        config.put(ProducerConfig.ACKS_CONFIG, "all");
+        config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
+        config.put(ProducerConfig.LINGER_MS_CONFIG, 5);
+        config.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 120_000);
+        config.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        config.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        // Partition -> offset -> value of every acknowledged record.
+        Map<Integer, Map<Long, String>> acked = new ConcurrentHashMap<>();
+        AtomicInteger ackedCount = new AtomicInteger();
+        AtomicBoolean stop = new AtomicBoolean();
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(config)) {
+            Thread load = new Thread(() -> {
+                // About 1,000 records a second, at most 300,000 in all.
+                for (int seq = 0; seq < 300_000 && !stop.get(); seq++) {
+                    String value = "j-" + seq;
+                    producer.send(new ProducerRecord<>(topic, seq % partitions, null, value), (metadata, error) -> {
+                        if (error == null) {
+                            acked.computeIfAbsent(metadata.partition(), p -> new ConcurrentSkipListMap<>())
+                                    .put(metadata.offset(), value);
+                            ackedCount.incrementAndGet();
+                        }
+                    });
+                    if (seq % 10 == 9) {
+                        Waits.sleep(Duration.ofMillis(10));
+                    }
+                }
+            }, "java-chaos-load");
+            load.start();
+            for (int kill = 0; kill < 3; kill++) {
+                int before = ackedCount.get();
+                Waits.until("acknowledgements before kill " + (kill + 1), Waits.DEFAULT_TIMEOUT,
+                        () -> ackedCount.get() > before + 1_000);
+                int victim = describeTopic(admin, topic).partitions().get(kill % partitions).leader().id();
+                CLUSTER.kill(victim);
+                Waits.sleep(Duration.ofSeconds(1));
+                CLUSTER.relaunch(victim);
+                Waits.until("every ISR whole after the restart of node " + victim, Waits.DEFAULT_TIMEOUT,
+                        () -> inSync(topic, partitions));
+            }
+            int before = ackedCount.get();
+            Waits.until("acknowledgements after the last restart", Waits.DEFAULT_TIMEOUT,
+                    () -> ackedCount.get() > before + 1_000);
+            stop.set(true);
+            load.join(30_000);
+            producer.flush();
+        }
+        Map<TopicPartition, List<String>> read = readAll(topic, partitions);
+        Set<String> seen = new HashSet<>();
+        for (Map.Entry<TopicPartition, List<String>> entry : read.entrySet()) {
+            for (String value : entry.getValue()) {
+                assertTrue(seen.add(value), value + " appears twice in " + topic);
+            }
+        }
+        int checked = 0;
+        for (Map.Entry<Integer, Map<Long, String>> partition : acked.entrySet()) {
+            List<String> log = read.get(new TopicPartition(topic, partition.getKey()));
+            for (Map.Entry<Long, String> record : partition.getValue().entrySet()) {
+                long offset = record.getKey();
+                assertTrue(offset < log.size(), "acknowledged offset " + partition.getKey() + "/" + offset
+                        + " is past the end of the log (" + log.size() + ")");
+                assertEquals(record.getValue(), log.get((int) offset),
+                        "the record at " + partition.getKey() + "/" + offset);
+                checked++;
+            }
+        }
+        assertTrue(checked > 3_000, "only " + checked + " records were acknowledged");
+    }
+
+    /** Every partition of {@code topic} has a leader and all three replicas in its ISR. */
+    private static boolean inSync(String topic, int partitions) {
+        try {
+            List<TopicPartitionInfo> found = describeTopic(admin, topic).partitions();
+            return found.size() == partitions && found.stream()
+                    .allMatch(info -> info.leader() != null && info.isr().size() == info.replicas().size());
+        } catch (RuntimeException e) {
+            return false;
+        }
+    }
+
+    /**
+     * Every record of {@code topic} from offset 0 to the end, per partition, in offset order; fails
+     * when an offset is missing (offsets must be dense).
+     */
+    private static Map<TopicPartition, List<String>> readAll(String topic, int partitions) {
+        Map<String, Object> config = new HashMap<>();
+        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, CLUSTER.bootstrapServers());
+        config.put(ConsumerConfig.CLIENT_ID_CONFIG, Clients.uniqueName("chaos-reader"));
+        config.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        config.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        config.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        Map<TopicPartition, List<String>> read = new TreeMap<>(Comparator.comparing(TopicPartition::partition));
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(config)) {
+            List<TopicPartition> assigned = new ArrayList<>();
+            for (int partition = 0; partition < partitions; partition++) {
+                assigned.add(new TopicPartition(topic, partition));
+                read.put(new TopicPartition(topic, partition), new ArrayList<>());
+            }
+            consumer.assign(assigned);
+            consumer.seekToBeginning(assigned);
+            Map<TopicPartition, Long> ends = consumer.endOffsets(assigned, Clients.CALL_TIMEOUT);
+            long deadline = System.nanoTime() + Waits.DEFAULT_TIMEOUT.toNanos();
+            while (read.entrySet().stream().anyMatch(entry -> entry.getValue().size() < ends.get(entry.getKey()))) {
+                assertTrue(System.nanoTime() < deadline, "reading " + topic + " back took over "
+                        + Waits.DEFAULT_TIMEOUT.toSeconds() + " s");
+                for (ConsumerRecord<String, String> record : consumer.poll(Duration.ofMillis(500))) {
+                    List<String> log = read.get(new TopicPartition(topic, record.partition()));
+                    assertEquals(log.size(), record.offset(), "offsets dense in partition " + record.partition());
+                    log.add(record.value());
+                }
+            }
+        }
+        return read;
+    }
+
     // ------------------------------------------------------------------ clients on a bootstrap list
 
     private static Admin admin(String bootstrapServers) {
@@ -496,6 +630,24 @@ class ClusterTest {
         /** The address of one node alone. */
         synchronized String bootstrapServers(int nodeId) {
             return node(nodeId).bootstrapServers();
+        }
+
+        /** SIGKILL to one node, and a bounded wait for it to exit. */
+        synchronized void kill(int nodeId) {
+            ClusterNode node = node(nodeId);
+            node.stoppedByTest = true;
+            node.process.destroyForcibly();
+            node.awaitExit();
+        }
+
+        /** Starts a killed node again on its data directory, and waits until it serves the cluster. */
+        synchronized void relaunch(int nodeId) {
+            ClusterNode node = node(nodeId);
+            node.stoppedByTest = false;
+            node.launch();
+            Map<Integer, Integer> expected = nodePorts();
+            Waits.until("node " + nodeId + " serves the cluster again", START_TIMEOUT,
+                    () -> node.process.isAlive() && node.probe(expected) == null);
         }
 
         /** Node id -> Kafka port. */
