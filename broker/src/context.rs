@@ -37,17 +37,43 @@ pub(crate) struct ClusterIdentity {
 }
 
 /// The broker-wide stop signal: set once, never cleared.
-#[derive(Debug, Default)]
+///
+/// A task on a shard waits on that shard's own event, and only a task on the same shard notifies
+/// it. A notification from another thread would wake the shard's tasks through its runtime's
+/// queue of cross-thread wakes while holding the event's lock; with the queue full, it would
+/// spin there, while the shard, blocked on that lock to register a listener, could never drain
+/// the queue.
+#[derive(Debug)]
 pub(crate) struct Shutdown {
     started: AtomicBool,
+    /// For waiters off the shards (the controller's thread).
     event: Event,
+    /// One per shard, notified on that shard's thread.
+    shard_events: Vec<Arc<Event>>,
 }
 
 impl Shutdown {
+    /// A signal for an engine of `shards` shards.
+    pub(crate) fn new(shards: u16) -> Self {
+        Self {
+            started: AtomicBool::new(false),
+            event: Event::new(),
+            shard_events: (0..shards).map(|_| Arc::new(Event::new())).collect(),
+        }
+    }
+
     /// Starts shutdown: listeners stop accepting, connections stop reading, long polls return.
-    pub(crate) fn trigger(&self) {
+    /// Each shard's waiters are woken by a task spawned on that shard.
+    pub(crate) fn trigger(&self, engine: &Engine) {
         self.started.store(true, Ordering::Release);
         self.event.notify(usize::MAX);
+        for (index, event) in self.shard_events.iter().enumerate() {
+            let event = Arc::clone(event);
+            // A shard already stopped has nobody waiting.
+            let _spawned = engine.spawn_on(ShardId(index as u16), move || async move {
+                event.notify(usize::MAX);
+            });
+        }
     }
 
     /// Whether shutdown has started.
@@ -56,12 +82,16 @@ impl Shutdown {
     }
 
     /// Completes once shutdown has started.
-    pub(crate) async fn wait(&self) {
+    pub(crate) async fn wait(&self, engine: &Engine) {
+        let event = engine
+            .current_shard()
+            .and_then(|shard| self.shard_events.get(usize::from(shard.0)))
+            .map_or(&self.event, |event| &**event);
         loop {
             if self.is_started() {
                 return;
             }
-            let listener = self.event.listen();
+            let listener = event.listen();
             if self.is_started() {
                 return;
             }

@@ -249,7 +249,7 @@ impl Broker {
             // asking here are told the new leaders (KIP-951) instead of finding a closed port.
             controller.stop(true);
         }
-        self.shared.shutdown.trigger();
+        self.shared.shutdown.trigger(&self.shared.engine);
         if !clustered && let Some(controller) = controller {
             controller.stop(false);
         }
@@ -427,13 +427,14 @@ fn shared_state(
     );
     let metadata = Arc::new(metadata::Metadata::new(config.node_id, engine.clone(), defaults, replication));
     metadata.replication().set_metadata(&metadata);
+    let shards = engine.shard_count();
     Shared {
         engine,
         connections: ConnectionCounter::new(config.limits.connection_count_max),
         config,
         identity,
         producer_ids: ProducerIds::default(),
-        shutdown: Shutdown::default(),
+        shutdown: Shutdown::new(shards),
         metrics: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
         faults,
         clock,

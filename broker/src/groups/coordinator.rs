@@ -311,7 +311,7 @@ impl Coordinator {
     /// connection's in-flight requests): then the client is told to find its coordinator again.
     async fn until_shutdown<T>(&self, receiver: async_channel::Receiver<T>) -> Result<T, ResponseError> {
         let answer = std::pin::pin!(receiver.recv());
-        let shutdown = std::pin::pin!(self.shared.shutdown.wait());
+        let shutdown = std::pin::pin!(self.shared.shutdown.wait(&self.shared.engine));
         match select(answer, shutdown).await {
             Either::Left((Ok(outcome), _)) => Ok(outcome),
             // The group went: its partition was unloaded, so another broker coordinates it now.

@@ -77,7 +77,7 @@ async fn read_loop(
     loop {
         let size = {
             let next = std::pin::pin!(reader.next_size());
-            let stop = std::pin::pin!(shard.shared.shutdown.wait());
+            let stop = std::pin::pin!(shard.shared.shutdown.wait(&shard.shared.engine));
             match select(next, stop).await {
                 Either::Left((size, _)) => size?,
                 Either::Right(((), _)) => return Ok(()),

@@ -82,7 +82,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<ShardContext>) 
     loop {
         let accepted = {
             let accept = std::pin::pin!(listener.accept());
-            let stop = std::pin::pin!(shard.shared.shutdown.wait());
+            let stop = std::pin::pin!(shard.shared.shutdown.wait(&shard.shared.engine));
             match select(accept, stop).await {
                 Either::Left((accepted, _)) => accepted,
                 Either::Right(((), _)) => break,

@@ -133,7 +133,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
         let mut waits: Vec<LocalBoxFuture<'_, ()>> =
             listeners.into_iter().map(|listener| Box::pin(listener) as _).collect();
         waits.push(clock.sleep(deadline - now));
-        waits.push(Box::pin(shard.shared.shutdown.wait()));
+        waits.push(Box::pin(shard.shared.shutdown.wait(&shard.shared.engine)));
         select_all(waits).await;
     }
 }
