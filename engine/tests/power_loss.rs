@@ -234,7 +234,12 @@ impl Acknowledged {
 // ---------------------------------------------------------------- the checks
 
 fn verify(dir: &Path, acked: &Acknowledged, context: &str) {
-    let engine = open(dir, 2);
+    // Recovery only: no retention or compaction pass while the checks read.
+    let mut config = sluice_engine::EngineConfig::new(dir);
+    config.shard_count = Some(2);
+    config.pin_shards = false;
+    config.retention_check_interval_ms = 3_600_000;
+    let engine = Engine::open(config).expect("the engine opens on what the power loss left");
     verify_plain(&engine, acked, context);
     verify_compacted(&engine, acked, context);
     verify_retained(&engine, acked, context);
