@@ -42,7 +42,7 @@ class ClusterNode(Broker):
             *super().command(),
             "--node-id", str(self.node_id),
             "--process-roles", self.roles,
-            "--controller-listen", f"{HOST}:{self.controller_port}",
+            "--controller-listen", f"{self.host}:{self.controller_port}",
             "--controller-quorum-voters", self.voters,
             "--shards", "1",
             "--pin-shards", "false",
@@ -62,13 +62,19 @@ class ClusterNode(Broker):
 class Cluster:
     """`voters` combined broker+controller nodes (ids 1..voters), plus broker-only nodes added later."""
 
-    def __init__(self, workdir: Path, voters: int = 3, extra_args: list[str] | None = None):
+    def __init__(self, workdir: Path, voters: int = 3, extra_args: list[str] | None = None,
+                 node_class=ClusterNode, addresses: dict[int, str] | None = None):
+        """`node_class(workdir, node_id, controller_port, voters, controller)` builds each voter
+        (a ClusterNode subclass, e.g. one run in a network namespace); `addresses` are the hosts
+        the voters' controller listeners are on, by node id (default 127.0.0.1)."""
         ports = free_ports(voters)
-        self.voters = ",".join(f"{node}@{HOST}:{port}" for node, port in zip(range(1, voters + 1), ports))
+        addresses = addresses or {}
+        self.voters = ",".join(f"{node}@{addresses.get(node, HOST)}:{port}"
+                               for node, port in zip(range(1, voters + 1), ports))
         self.workdir = workdir
         self.nodes: dict[int, ClusterNode] = {}
         for node_id, port in zip(range(1, voters + 1), ports):
-            self.nodes[node_id] = ClusterNode(workdir / f"node-{node_id}", node_id, port, self.voters, True)
+            self.nodes[node_id] = node_class(workdir / f"node-{node_id}", node_id, port, self.voters, True)
             self.nodes[node_id].extra_args += extra_args or []
         self.admins: list[AdminClient] = []
 
