@@ -16,9 +16,8 @@ use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_quorum_response::PartitionData;
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, BrokerId, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeQuorumRequest, ListPartitionReassignmentsRequest, TopicName,
-    UnregisterBrokerRequest, alter_partition_reassignments_request, describe_quorum_request,
+    ApiKey, ApiVersionsRequest, BrokerId, DescribeClusterRequest, DescribeConfigsRequest, DescribeQuorumRequest,
+    ListPartitionReassignmentsRequest, TopicName, UnregisterBrokerRequest, describe_quorum_request,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
@@ -128,38 +127,9 @@ fn decommission(session: &mut Session, node: i32, timeout: Duration, output: Out
     let (live, partitions) = replica_lists(session)?;
     let moves = plan_decommission(node, &live, &partitions)?;
     if !moves.is_empty() {
-        let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
-        let mut topics: Vec<alter_partition_reassignments_request::ReassignableTopic> = Vec::new();
-        for (topic, index, _, target) in &moves {
-            let partition = alter_partition_reassignments_request::ReassignablePartition::default()
-                .with_partition_index(*index)
-                .with_replicas(Some(target.iter().map(|replica| BrokerId(*replica)).collect()));
-            match topics.iter_mut().find(|found| found.name.0.as_str() == topic) {
-                Some(found) => found.partitions.push(partition),
-                None => topics.push(
-                    alter_partition_reassignments_request::ReassignableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                        .with_partitions(vec![partition]),
-                ),
-            }
-        }
-        let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(timeout_ms).with_topics(topics);
-        let response = session.connection().send(&request).context("AlterPartitionReassignments request failed")?;
-        if let Some(error) = response.error_code.err() {
-            bail!("cannot move the replicas: {}", describe_error(error, response.error_message.as_deref()));
-        }
-        for topic in &response.responses {
-            for answer in &topic.partitions {
-                if let Some(error) = answer.error_code.err() {
-                    bail!(
-                        "cannot move {}-{}: {}",
-                        topic.name.0.as_str(),
-                        answer.partition_index,
-                        describe_error(error, answer.error_message.as_deref())
-                    );
-                }
-            }
-        }
+        let targets: Vec<_> =
+            moves.iter().map(|(topic, index, _, target)| (topic.clone(), *index, Some(target.clone()))).collect();
+        crate::topics::alter_reassignments(session, &targets)?;
     }
     let started = Instant::now();
     loop {

@@ -151,20 +151,35 @@ pub(crate) fn run(session: &mut Session, command: &TopicsCommand, output: Output
 }
 
 fn reassign(session: &mut Session, name: &str, partition: i32, replicas: Option<&[i32]>, output: Output) -> Result<()> {
+    alter_reassignments(session, &[(name.to_owned(), partition, replicas.map(<[i32]>::to_vec))])?;
+    let action = if replicas.is_some() { "started" } else { "cancelled" };
+    let json = json!({"topic": name, "partition": partition, "replicas": replicas, "reassignment": action});
+    output.emit(&json, || format!("Reassignment of {name}-{partition} {action}.\n"));
+    Ok(())
+}
+
+/// Sends one AlterPartitionReassignments for `partitions` (topic, index, target replicas or
+/// `None` to cancel), allowing a change of the replication factor; fails on the first error.
+pub(crate) fn alter_reassignments(session: &mut Session, partitions: &[(String, i32, Option<Vec<i32>>)]) -> Result<()> {
     let timeout_ms = i32::try_from(session.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
-    let target = replicas.map(|replicas| replicas.iter().map(|replica| BrokerId(*replica)).collect());
+    let mut topics: Vec<alter_partition_reassignments_request::ReassignableTopic> = Vec::new();
+    for (topic, index, target) in partitions {
+        let partition = alter_partition_reassignments_request::ReassignablePartition::default()
+            .with_partition_index(*index)
+            .with_replicas(target.as_ref().map(|replicas| replicas.iter().map(|replica| BrokerId(*replica)).collect()));
+        match topics.iter_mut().find(|found| found.name.0.as_str() == topic) {
+            Some(found) => found.partitions.push(partition),
+            None => topics.push(
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
     let request = AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(timeout_ms)
         .with_allow_replication_factor_change(true)
-        .with_topics(vec![
-            alter_partition_reassignments_request::ReassignableTopic::default()
-                .with_name(TopicName(StrBytes::from_string(name.to_owned())))
-                .with_partitions(vec![
-                    alter_partition_reassignments_request::ReassignablePartition::default()
-                        .with_partition_index(partition)
-                        .with_replicas(target),
-                ]),
-        ]);
+        .with_topics(topics);
     let response = session.connection().send(&request).context("AlterPartitionReassignments request failed")?;
     if let Some(error) = response.error_code.err() {
         bail!("cannot reassign: {}", describe_error(error, response.error_message.as_deref()));
@@ -172,13 +187,15 @@ fn reassign(session: &mut Session, name: &str, partition: i32, replicas: Option<
     for topic in &response.responses {
         for answer in &topic.partitions {
             if let Some(error) = answer.error_code.err() {
-                bail!("cannot reassign {name}-{partition}: {}", describe_error(error, answer.error_message.as_deref()));
+                bail!(
+                    "cannot reassign {}-{}: {}",
+                    topic.name.0.as_str(),
+                    answer.partition_index,
+                    describe_error(error, answer.error_message.as_deref())
+                );
             }
         }
     }
-    let action = if replicas.is_some() { "started" } else { "cancelled" };
-    let json = json!({"topic": name, "partition": partition, "replicas": replicas, "reassignment": action});
-    output.emit(&json, || format!("Reassignment of {name}-{partition} {action}.\n"));
     Ok(())
 }
 
