@@ -98,6 +98,7 @@ import pytest
 from confluent_kafka import Producer
 
 import kafka_wire
+import power_cluster
 from cluster import SESSION_TIMEOUT_MS, Cluster, ClusterNode, sluicectl_binary, wait_until
 from replication_chaos import PARTITIONS, TOPIC, Load, on_disk, stop_or_dump_stacks
 
@@ -793,49 +794,6 @@ def fault_window(cluster: Cluster, load: TimedLoad, fault, monitor: Monitor, fig
 # ---------------------------------------------------------------- checks
 
 
-def check_log(cluster: Cluster, acked: list[tuple[int, int, bytes]],
-              at_least_once: tuple[str, ...]) -> tuple[int, dict[int, int], int]:
-    """power_cluster.check_log, reading to the high watermark, but values starting with one of
-    `at_least_once` may appear twice. Returns the records read, the high watermarks, and how
-    many of those values appeared more than once."""
-    from power_cluster import high_watermarks, read_log
-
-    highs = high_watermarks(cluster)
-    ends = {p: 0 for p in range(PARTITIONS)}
-    for partition, offset, _ in acked:
-        ends[partition] = max(ends[partition], offset + 1)
-    problems: list[str] = []
-    beyond = {p: (ends[p], highs[p]) for p in range(PARTITIONS) if ends[p] > highs[p]}
-    if beyond:
-        problems.append(f"acknowledged offsets lie past the high watermark: (end, high) per partition {beyond}")
-    got = read_log(cluster, highs)
-    for partition, records in got.items():
-        offsets = [offset for offset, _ in records]
-        if offsets != list(range(highs[partition])):
-            problems.append(f"partition {partition}: offsets not dense 0..{highs[partition] - 1}: "
-                            f"{len(offsets)} read, first {offsets[:3]}, last {offsets[-3:]}")
-    at = {(p, offset): value for p, records in got.items() for offset, value in records}
-    where: dict[bytes, list[tuple[int, int]]] = {}
-    for place, value in at.items():
-        where.setdefault(value, []).append(place)
-    twice = {value: places for value, places in where.items() if len(places) > 1}
-    allowed = {value for value in twice if value.decode(errors="replace").startswith(at_least_once)}
-    if len(twice) > len(allowed):
-        sample = [(value, places) for value, places in twice.items() if value not in allowed][:5]
-        problems.append(f"{len(twice) - len(allowed)} values appear more than once, e.g. {sample}")
-    if allowed:
-        print(f"records of the non-idempotent pinned producer written twice (at-least-once): "
-              f"{[(value, twice[value]) for value in sorted(allowed)][:10]}")
-    lost = [(p, o, v) for p, o, v in acked if at.get((p, o)) != v]
-    if lost:
-        sample = [(p, o, v, at.get((p, o))) for p, o, v in lost[:10]]
-        past = sum(1 for p, o, _ in lost if o >= highs[p])
-        problems.append(f"{len(lost)} of {len(acked)} acknowledged records lost or changed, {past} of them at or "
-                        f"past the high watermark (partition, offset, acknowledged value, value read): {sample}")
-    assert not problems, "\n".join(problems)
-    return len(at), highs, len(allowed)
-
-
 def check_replicas(cluster: Cluster, highs: dict[int, int], acked: list[tuple[int, int, bytes]],
                    forbidden: tuple[str, ...], sluicectl: str) -> None:
     """After a graceful stop: each replica on disk holds exactly the offsets [0, high watermark),
@@ -937,7 +895,7 @@ def run(cluster: Cluster, fault, kind: str, label: str) -> tuple[list[dict], dic
     load.finish(DRAIN_S)
     wait_until("every ISR whole after the drain", lambda: whole_everywhere(cluster), HEAL_WITHIN_S, interval_s=0.25)
     acked = list(load.acked) + list(fault.acked)
-    read, highs, twice = check_log(cluster, acked, ("pin-",))
+    read, highs, twice = power_cluster.check_log(cluster, acked, {}, whole=True, at_least_once=("pin-",))
     totals = {"acknowledged": len(load.acked), "load_errors": dict(load.errors),
               "fault_producer_acked": len(fault.acked), "read": read, "high_watermarks": highs,
               "pinned_written_twice": twice}

@@ -437,7 +437,7 @@ class ClusterRun:
         self.committer.wait_held(power_cluster.RECOVERY_TIMEOUT_S)
         try:
             acked = list(self.load.acked)
-            read, highs = power_cluster.check_log(self.pc.cluster, acked, dict(self.committer.seen), whole=False)
+            read, highs, _ = power_cluster.check_log(self.pc.cluster, acked, dict(self.committer.seen), whole=False)
             committed = power_cluster.check_commits(self.pc.cluster, self.committer, highs)
         finally:
             self.committer.release()
@@ -451,7 +451,7 @@ class ClusterRun:
         wait_until("every ISR whole at the end", self.watch.every_isr_whole, power_cluster.RECOVERY_TIMEOUT_S, 0.25)
         self.committer.wait_held(power_cluster.RECOVERY_TIMEOUT_S)
         acked = list(self.load.acked)
-        read, highs = power_cluster.check_log(self.pc.cluster, acked, dict(self.committer.seen), whole=True)
+        read, highs, _ = power_cluster.check_log(self.pc.cluster, acked, dict(self.committer.seen), whole=True)
         power_cluster.check_commits(self.pc.cluster, self.committer, highs)
         self.committer.close()
         self.pc.stop_gracefully()
