@@ -444,6 +444,17 @@ impl Engine {
         self.shared.end_offset_for_epoch(partition, epoch).await
     }
 
+    /// Notes that this replica leads the partition from `epoch` on, starting at its log end, as
+    /// Kafka's new leader does before it serves followers: OffsetForLeaderEpoch and diverging-
+    /// epoch answers then tell a follower where the older epochs end here even before a batch
+    /// of the new epoch is written (an empty log included). Returns the epoch's start offset.
+    ///
+    /// # Errors
+    /// [`ReadError::UnknownPartition`].
+    pub async fn assign_leader_epoch(&self, partition: &TopicPartition, epoch: i32) -> Result<Offset, ReadError> {
+        self.shared.assign_leader_epoch(partition, epoch).await
+    }
+
     /// The newest leader epoch among the partition's batches, `None` for an empty log.
     ///
     /// # Errors

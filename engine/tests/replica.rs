@@ -253,3 +253,41 @@ fn consumers_never_read_past_the_replicated_high_watermark() {
     ));
     engine.shutdown();
 }
+
+/// A new leader starts its epoch at its log end before writing anything in it, so a follower
+/// whose log outgrew the leader's (an old leader's unreplicated tail) learns where to cut, even
+/// when the new leader's log is empty.
+#[test]
+fn a_new_leader_epoch_starts_at_the_log_end_before_any_batch_of_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("lead", 0);
+    let engine = open(dir.path(), 1);
+    block_on(engine.create_topic("lead", 1, small_segments(1024))).expect("create");
+    let answer = |epoch| {
+        let end = block_on(engine.end_offset_for_epoch(&partition, epoch)).expect("epoch lookup");
+        (end.leader_epoch, end.end_offset.0)
+    };
+    // Empty: epoch 3 starts at 0, so epoch 2 (the old leader's) ends at 0 here.
+    assert_eq!(block_on(engine.assign_leader_epoch(&partition, 3)).expect("assign").0, 0);
+    assert_eq!(answer(2), (2, 0));
+    assert_eq!(answer(3), (3, 0));
+    // Batches of epoch 3 and then a later leadership at epoch 5 starting at the log end.
+    let bytes = payload(50, 1);
+    let options = AppendOptions { durable: true, leader_epoch: 3 };
+    block_on(engine.append(&partition, placed_batch(&bytes, 4, 0, -1), options)).expect("append");
+    assert_eq!(block_on(engine.assign_leader_epoch(&partition, 5)).expect("assign").0, 4);
+    assert_eq!(answer(4), (3, 4), "epoch 4 was never written here: 3's end answers");
+    assert_eq!(answer(5), (5, 4));
+    // An older or equal epoch changes nothing.
+    assert_eq!(block_on(engine.assign_leader_epoch(&partition, 4)).expect("assign").0, 4);
+    let options = AppendOptions { durable: true, leader_epoch: 5 };
+    block_on(engine.append(&partition, placed_batch(&bytes, 2, 0, -1), options)).expect("append");
+    assert_eq!(answer(3), (3, 4), "epoch 5 still starts where leadership began");
+    assert_eq!(answer(5), (5, 6));
+    // Leader at epoch 7 without writing, then a follower told to truncate at its log end: the
+    // empty epoch goes, so its next fetch names epoch 5 again.
+    assert_eq!(block_on(engine.assign_leader_epoch(&partition, 7)).expect("assign").0, 6);
+    assert_eq!(block_on(engine.latest_epoch(&partition)).expect("epoch"), Some(7));
+    assert_eq!(block_on(engine.truncate_to(&partition, Offset(6))).expect("truncate").0, 6);
+    assert_eq!(block_on(engine.latest_epoch(&partition)).expect("epoch"), Some(5));
+}

@@ -60,19 +60,11 @@ load was acknowledged on the victim's partitions by their new leaders within
 NEW_LEADER_ACKS_WITHIN_S of the fence, and no partition went ACK_GAP_MAX_S without an
 acknowledgement until the ISRs were whole again.
 
-Known failures, raised after every other check (an expected failure never hides another) and
-marked xfail, strict, with `raises` naming them, so any other failure still fails the test:
-1. ControllerFailoverUnavailable ("controller" variants): when the active controller is cut off
-   or paused, a broker whose heartbeat was in flight to it waits out the 30 s controller-call
-   timeout (broker/src/controller/network.rs, CONTROLLER_CALL_TIMEOUT) before heartbeating to
-   the new controller, which fences that live broker after the 3 s session; every ISR shrinks to
-   the new controller alone, below `min.insync.replicas`, and acks=all stalls until the call ends
-   (or the old controller comes back and answers it).
-2. OldLeaderKeptDivergentLog (network partition): in the quiet partition that was empty, the new
-   leader holds no batch, so it answers the old leader's last fetched epoch with an undefined
-   diverging epoch (engine/src/partition/epochs.rs end_offset_for), which the fetcher ignores
-   (broker/src/replication/fetcher.rs apply): the old leader keeps every record it appended
-   while cut off, and its log differs from the other replicas'.
+The partition and pause checks once found four replication bugs, all fixed and kept as checks
+here (docs/reliability.md tells them): a live broker fenced after a controller failover (its
+heartbeat waited on the lost controller), an old leader keeping a tail of a partition whose new
+leader held no batch, a stale fetch answer applied after leadership moved, and acks=all writes
+answered before the ISR had them.
 
 Environment: NETNS_SEED (default random, printed), NETNS_ROUNDS (faults per test, default 1),
 NETNS_RATE (records per second of the load, default 3000; 0 for as fast as acknowledgements
@@ -128,32 +120,16 @@ QUIET_RECORDS = 10
 
 class ControllerFailoverUnavailable(AssertionError):
     """After the active controller was lost, a live broker was fenced or acknowledgements stopped
-    for too long (known failure 1, see the module docstring)."""
+    for too long."""
 
 
 class OldLeaderKeptDivergentLog(AssertionError):
     """The cut-off leader kept, after the heal, records of an empty partition that its new leader
-    never had (known failure 2, see the module docstring)."""
+    never had."""
 
 
-CONTROLLER_FAILOVER_BUG = ("a broker's heartbeat in flight to a lost controller waits out the 30 s "
-                           "controller-call timeout, so the new controller fences that live broker after its 3 s "
-                           "session and acks=all stalls until that call ends")
-EMPTY_LEADER_BUG = ("a new leader whose log holds no batch answers a follower's last fetched epoch with an "
-                    "undefined diverging epoch, which the follower ignores: the old leader keeps what it appended "
-                    "while cut off")
-VICTIMS_CUT = [
-    pytest.param("leader", id="leader", marks=pytest.mark.xfail(
-        strict=True, raises=OldLeaderKeptDivergentLog, reason=EMPTY_LEADER_BUG)),
-    pytest.param("controller", id="controller", marks=pytest.mark.xfail(
-        strict=True, raises=(OldLeaderKeptDivergentLog, ControllerFailoverUnavailable),
-        reason=f"{EMPTY_LEADER_BUG}; {CONTROLLER_FAILOVER_BUG}")),
-]
-VICTIMS_PAUSE = [
-    pytest.param("leader", id="leader"),
-    pytest.param("controller", id="controller", marks=pytest.mark.xfail(
-        strict=True, raises=ControllerFailoverUnavailable, reason=CONTROLLER_FAILOVER_BUG)),
-]
+VICTIMS_CUT = ["leader", "controller"]
+VICTIMS_PAUSE = ["leader", "controller"]
 
 
 # ---------------------------------------------------------------- fixtures
@@ -625,10 +601,11 @@ class NetworkCut:
     def check_on_disk(self, cluster: Cluster) -> list[AssertionError]:
         """After the graceful stops: every replica of each quiet partition holds exactly the
         records acknowledged there (the ones written before the cut; the isolated producer's
-        should be none), at their offsets. Known failure 2 (only the victim holds records in the
-        partition that was empty) is returned; anything else fails here."""
+        should be none), at their offsets. An old leader that kept records in the partition that
+        was empty (only the victim holds any) is returned, to be raised after the availability
+        checks; anything else fails here."""
         problems = []
-        known: list[AssertionError] = []
+        found: list[AssertionError] = []
         for topic in self.quiet_topics:
             for partition in (0, 1):
                 expected = {o: v for t, p, o, v in self.quiet_acked if (t, p) == (topic, partition)}
@@ -638,7 +615,7 @@ class NetworkCut:
                 victims = self.victims.get(topic)
                 if partition == 0 and not expected and victims is not None and replicas[victims] and not any(
                         records for node_id, records in replicas.items() if node_id != victims):
-                    known.append(OldLeaderKeptDivergentLog(
+                    found.append(OldLeaderKeptDivergentLog(
                         f"node {victims}, {topic}-0 (empty before the cut, then written only by the isolated "
                         f"producer, which was acknowledged nothing): after the heal it still holds "
                         f"{len(replicas[victims])} records the new leader never had, first "
@@ -658,7 +635,7 @@ class NetworkCut:
                     sizes = {node_id: len(records) for node_id, records in replicas.items()}
                     problems.append(f"{topic}-{partition}: the replicas differ (records per node: {sizes})")
         assert not problems, "\n".join(problems)
-        return known
+        return found
 
 
 class Pause:
@@ -874,7 +851,7 @@ def availability_problems(figures: dict) -> list[str]:
 
 def run(cluster: Cluster, fault, kind: str, label: str) -> tuple[list[dict], dict, list[AssertionError]]:
     """ROUNDS faults under load, then the durable checks (which fail here); returns the rounds'
-    figures, the totals, and the known failures found (raised by `finish` once the test's own
+    figures, the totals, and the on-disk failures found (raised by `finish` once the test's own
     checks are done)."""
     seed = int(os.environ.get("NETNS_SEED", str(random.randrange(1 << 30))))
     print(f"{label}: seed {seed} (NETNS_SEED={seed} repeats the choices), {ROUNDS} round(s)")
@@ -902,24 +879,23 @@ def run(cluster: Cluster, fault, kind: str, label: str) -> tuple[list[dict], dic
     for node in cluster.nodes.values():
         stop_or_dump_stacks(node, print)
     check_replicas(cluster, highs, acked, ("iso-",), sluicectl_binary())
-    known = fault.check_on_disk(cluster)
+    found = fault.check_on_disk(cluster)
     print(f"{label}: {json.dumps(totals)}")
-    return rounds, totals, known
+    return rounds, totals, found
 
 
-def finish(rounds: list[dict], known: list[AssertionError]) -> None:
-    """Last, availability (no live node fenced, no long silence), then the known failures
-    found: raised after every other check, so that an expected failure never hides another."""
+def finish(rounds: list[dict], found: list[AssertionError]) -> None:
+    """Last, availability (no live node fenced, no long silence), then what the on-disk checks
+    found: raised after every other check, so that one failure never hides another."""
     for figures in rounds:
         problems = availability_problems(figures)
-        if problems and not figures["victim_is_controller"]:
-            raise AssertionError("\n".join(problems))
         if problems:
-            known.append(ControllerFailoverUnavailable("\n".join(problems)))
-    if known:
-        for error in known:
-            print(f"known failure {type(error).__name__}: {error}")
-        raise known[0]
+            found.append(ControllerFailoverUnavailable("\n".join(problems)) if figures["victim_is_controller"]
+                         else AssertionError("\n".join(problems)))
+    if found:
+        for error in found:
+            print(f"found {type(error).__name__}: {error}")
+        raise found[0]
 
 
 # ---------------------------------------------------------------- the tests
@@ -929,7 +905,7 @@ def finish(rounds: list[dict], known: list[AssertionError]) -> None:
 def test_a_node_cut_off_by_a_network_partition_acknowledges_nothing_and_nothing_acknowledged_is_lost(
         victim, network, netns_cluster, tmp_path):
     fault = NetworkCut(network, tmp_path, sluicectl_binary())
-    rounds, _, known = run(netns_cluster, fault, victim, f"network partition ({victim}) on {network.subnet}")
+    rounds, _, found = run(netns_cluster, fault, victim, f"network partition ({victim}) on {network.subnet}")
     for figures in rounds:
         # Strict: a leader cut off from its followers and from the controller acknowledges
         # nothing (what it did acknowledge was judged durable or not by the checks above).
@@ -937,14 +913,14 @@ def test_a_node_cut_off_by_a_network_partition_acknowledges_nothing_and_nothing_
             f"round {figures['round']}: the cut-off node {figures['victim']} acknowledged " \
             f"{figures['isolated']['acknowledged']} acks=all writes while it reached neither its followers nor the " \
             f"controller, first {figures['isolated']['first_acknowledged']}"
-    finish(rounds, known)
+    finish(rounds, found)
 
 
 @pytest.mark.parametrize("victim", VICTIMS_PAUSE)
 def test_a_node_paused_past_its_session_is_fenced_and_nothing_acknowledged_is_lost(
         victim, loopback_cluster, tmp_path):
-    rounds, _, known = run(loopback_cluster, Pause(tmp_path), victim, f"SIGSTOP ({victim})")
-    finish(rounds, known)
+    rounds, _, found = run(loopback_cluster, Pause(tmp_path), victim, f"SIGSTOP ({victim})")
+    finish(rounds, found)
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == ISOLATED_PRODUCER:

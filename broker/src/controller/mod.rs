@@ -233,6 +233,8 @@ struct Node {
     next_voter: Cell<usize>,
     /// This broker's registration, once registered.
     registration: RefCell<Option<BrokerRegistration>>,
+    /// `--broker-session-timeout-ms`: bounds how long a heartbeat may wait on one controller.
+    session_timeout: Duration,
     clock: SharedClock,
 }
 
@@ -268,6 +270,7 @@ async fn run(
         clients: RefCell::new(BTreeMap::new()),
         next_voter: Cell::new(setup.node_id.unsigned_abs() as usize),
         registration: RefCell::new(None),
+        session_timeout: setup.session_timeout,
         clock: setup.clock.clone(),
     });
     let (stop_sender, stop) = futures_channel::oneshot::channel::<()>();
@@ -528,11 +531,14 @@ impl Node {
     /// Serves a request from this node's broker: decides it when this node is the active
     /// controller, forwards it otherwise; retries while no controller answers.
     async fn serve_local(self: Rc<Self>, request: ControllerRequest) -> ControllerAnswer {
-        let deadline = self.clock.now() + FIND_CONTROLLER_TIMEOUT;
+        let (call_timeout, give_up) = self.timeouts(&request);
+        let deadline = self.clock.now() + give_up;
         let mut target: Option<(i32, String)> = None;
         loop {
             let answer = match &target {
-                Some((id, address)) if *id != self.id => self.forward(*id, address, request.clone()).await,
+                Some((id, address)) if *id != self.id => {
+                    self.forward(*id, address, request.clone(), call_timeout).await
+                }
                 _ => self.clone().serve_as_leader(request.clone()).await,
             };
             let hint = match answer {
@@ -573,11 +579,25 @@ impl Node {
         self.voters.get(next % self.voters.len()).cloned()
     }
 
+    /// How long one forwarded call of `request` may take, and how long to keep looking for a
+    /// controller that answers it. A heartbeat or an ISR change stuck on a controller that is
+    /// paused or cut off must not outlive the broker's session: after a controller failover the
+    /// new one would fence a live broker (or keep an ISR) that only waited on the old one.
+    fn timeouts(&self, request: &ControllerRequest) -> (Duration, Duration) {
+        match request {
+            ControllerRequest::Heartbeat { .. } | ControllerRequest::AlterPartition { .. } => {
+                let call = (self.session_timeout / 3).max(Duration::from_millis(100));
+                (call.min(CONTROLLER_CALL_TIMEOUT), self.session_timeout.min(FIND_CONTROLLER_TIMEOUT))
+            }
+            _ => (CONTROLLER_CALL_TIMEOUT, FIND_CONTROLLER_TIMEOUT),
+        }
+    }
+
     /// Sends a request to node `id` at `address`.
-    async fn forward(&self, id: i32, address: &str, request: ControllerRequest) -> ControllerAnswer {
+    async fn forward(&self, id: i32, address: &str, request: ControllerRequest, timeout: Duration) -> ControllerAnswer {
         let client = self.clients.borrow_mut().remove(&id);
         let mut client = client.unwrap_or_else(|| Client::new(id as u64, address.to_owned()));
-        let answer = match client.call(Request::Controller(request), CONTROLLER_CALL_TIMEOUT).await {
+        let answer = match client.call(Request::Controller(request), timeout).await {
             Ok(Response::Controller(answer)) => answer,
             Ok(_) => ControllerAnswer::Unavailable(format!("node {id} answered something else")),
             Err(error) => ControllerAnswer::Unavailable(format!("node {id}: {error}")),

@@ -92,13 +92,13 @@ impl WriteQueue {
             }
             let appends = by_partition.into_iter().map(|(partition, writes)| async move {
                 let records: Vec<&KeyedRecord> = writes.iter().flat_map(|write| &write.records).collect();
-                let leader_epoch = shared
+                let (leader_epoch, replica_count) = shared
                     .metadata
                     .image()
                     .topic(OFFSETS_TOPIC)
                     .and_then(|topic| topic.partition(partition))
-                    .map_or(0, |state| state.leader_epoch);
-                let stamp = Stamp { timestamp_ms: shared.clock.unix_ms(), leader_epoch };
+                    .map_or((0, 1), |state| (state.leader_epoch, state.replicas.len()));
+                let stamp = Stamp { timestamp_ms: shared.clock.unix_ms(), leader_epoch, replica_count };
                 let result = append_records(shared, partition, &records, stamp).await;
                 for write in writes {
                     if let Some(done) = write.done
@@ -118,6 +118,7 @@ impl WriteQueue {
 struct Stamp {
     timestamp_ms: i64,
     leader_epoch: i32,
+    replica_count: usize,
 }
 
 /// How long an offsets write waits for the in-sync replicas, Kafka's `offsets.commit.timeout.ms`.
@@ -162,16 +163,22 @@ async fn append_records(
                 });
             }
         };
-        if replication.isr_size(&target).is_some() {
-            let deadline = shared.clock.now() + COMMIT_REPLICATION_TIMEOUT;
-            let end_offset = appended.last_offset.0 + 1;
-            if let Err(why) = replication.wait_replicated(&target, end_offset, 1, deadline).await {
-                tracing::info!(partition = %target, ?why, "an offsets write was not replicated");
-                return Err(match why {
-                    crate::replication::NotReplicated::NotLeader => ResponseError::NotCoordinator,
-                    _ => ResponseError::CoordinatorNotAvailable,
-                });
+        let replicated = replication.in_sync_replicas(&target, stamp.leader_epoch, stamp.replica_count);
+        let waited = match replicated {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => {
+                let deadline = shared.clock.now() + COMMIT_REPLICATION_TIMEOUT;
+                let end_offset = appended.last_offset.0 + 1;
+                replication.wait_replicated(&target, stamp.leader_epoch, end_offset, 1, deadline).await
             }
+            Err(why) => Err(why),
+        };
+        if let Err(why) = waited {
+            tracing::info!(partition = %target, ?why, "an offsets write was not replicated");
+            return Err(match why {
+                crate::replication::NotReplicated::NotLeader => ResponseError::NotCoordinator,
+                _ => ResponseError::CoordinatorNotAvailable,
+            });
         }
         start = end;
     }

@@ -110,9 +110,11 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
             let refusal = refusal
                 .clone()
                 .or_else(|| led.as_ref().err().map(|error| Failure::new(code(*error), error.to_string())));
-            let (target, options) = match led {
-                Ok(led) => (led.partition, AppendOptions { durable, leader_epoch: led.leader_epoch }),
-                Err(_) => (TopicPartition::new(topic.name.as_str(), partition.index), AppendOptions::default()),
+            let (target, options, replica_count) = match led {
+                Ok(led) => {
+                    (led.partition, AppendOptions { durable, leader_epoch: led.leader_epoch }, led.replica_count)
+                }
+                Err(_) => (TopicPartition::new(topic.name.as_str(), partition.index), AppendOptions::default(), 1),
             };
             let records = partition.records.clone();
             let engine = shard.engine().clone();
@@ -127,7 +129,14 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
                 }
                 // acks=all to a replicated partition: Kafka refuses it up front while the ISR is
                 // smaller than min.insync.replicas.
-                let isr_size = if durable { replication.isr_size(&target) } else { None };
+                let isr_size = if durable {
+                    replication.in_sync_replicas(&target, options.leader_epoch, replica_count).map_err(|why| {
+                        let error = why.error();
+                        Failure::new(code(error), error.to_string())
+                    })?
+                } else {
+                    None
+                };
                 if isr_size.is_some_and(|size| size < min_insync) {
                     let message = format!("the ISR is smaller than min.insync.replicas ({min_insync})");
                     return Err(Failure::new(code(ResponseError::NotEnoughReplicas), message));
@@ -147,7 +156,8 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
                 if isr_size.is_some() {
                     let deadline = clock.now() + timeout;
                     let end = appended.last_offset.0 + 1;
-                    if let Err(why) = replication.wait_replicated(&target, end, min_insync, deadline).await {
+                    let waited = replication.wait_replicated(&target, options.leader_epoch, end, min_insync, deadline);
+                    if let Err(why) = waited.await {
                         let error = why.error();
                         return Err(Failure::new(code(error), error.to_string()));
                     }

@@ -451,6 +451,8 @@ fn role_changes(
 pub(crate) struct Led {
     pub(crate) partition: TopicPartition,
     pub(crate) leader_epoch: i32,
+    /// How many replicas the partition has: with more than one, acks=all waits for the ISR.
+    pub(crate) replica_count: usize,
 }
 
 /// Checks that this broker leads partition `index` of `topic`, for a request that names
@@ -473,7 +475,11 @@ pub(crate) fn lead(
     if state.leader != node_id {
         return Err(ResponseError::NotLeaderOrFollower);
     }
-    Ok(Led { partition: TopicPartition::new(topic.name.clone(), index), leader_epoch: state.leader_epoch })
+    Ok(Led {
+        partition: TopicPartition::new(topic.name.clone(), index),
+        leader_epoch: state.leader_epoch,
+        replica_count: state.replicas.len(),
+    })
 }
 
 /// The leader and leader epoch of partition `index` of `topic`, when it has a leader.

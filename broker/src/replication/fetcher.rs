@@ -96,7 +96,7 @@ pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i
                 continue;
             }
         };
-        if !apply(&engine, &partitions, response, replication.fsync()).await {
+        if !apply(&replication, &engine, &partitions, response).await {
             // Every partition was refused (leadership moving), or a log failed: wait a moment.
             let listener = replication.followed_changed.listen();
             let _ = compio::time::timeout(BACKOFF, listener).await;
@@ -186,17 +186,23 @@ async fn exchange(
 /// Applies an answer; `false` when every partition was refused or an append failed (the caller
 /// then backs off).
 async fn apply(
+    replication: &Replication,
     engine: &Engine,
     partitions: &[(TopicPartition, Followed)],
     response: FetchResponse,
-    fsync: bool,
 ) -> bool {
+    let fsync = replication.fsync();
     let mut any_served = false;
     let mut any_failed = false;
     for topic in response.responses {
         for answer in topic.partitions {
             let partition = TopicPartition::new(topic.topic.0.as_str(), answer.partition_index);
-            if !partitions.iter().any(|(followed, _)| *followed == partition) {
+            let Some((_, asked)) = partitions.iter().find(|(followed, _)| *followed == partition) else { continue };
+            // The metadata may have moved on while the fetch was out (this broker leads the
+            // partition now, or follows another leader or epoch): an answer for the epoch it
+            // was asked at must then not touch the log.
+            if !replication.follows(&partition, asked) {
+                tracing::debug!(%partition, "dropped a fetch answer for a leadership that has moved on");
                 continue;
             }
             if answer.error_code != 0 {

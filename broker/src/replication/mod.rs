@@ -58,16 +58,33 @@ struct Led {
     followers: BTreeMap<i32, Progress>,
     /// The high watermark set in the engine while the ISR has other members; -1 before.
     high_watermark: i64,
-    /// An AlterPartition is on its way: no other until the image shows its outcome.
-    isr_change_pending: bool,
+    /// The ISR proposed to the controller and not yet in the image: no other proposal until
+    /// the image shows its outcome.
+    pending_isr: Option<Vec<i32>>,
+    /// The end of the last acks=all append answered while the leader was alone in the ISR: a
+    /// follower joins only once it has everything answered.
+    acked_end: i64,
 }
 
 impl Led {
-    /// The smallest log end of the ISR's followers, when every one of them has fetched.
+    /// Kafka's maximal ISR: the ISR with the members of a pending expansion already counted,
+    /// so that the high watermark never passes a replica that may be in the ISR the controller
+    /// commits (and may then be elected). A pending shrink counts only once committed.
+    fn maximal_isr(&self) -> impl Iterator<Item = i32> + '_ {
+        let joining = self.pending_isr.iter().flatten().filter(|member| !self.isr.contains(member));
+        self.isr.iter().chain(joining).copied()
+    }
+
+    /// Whether the high watermark is set from here: the maximal ISR has other members.
+    fn replicated(&self) -> bool {
+        self.maximal_isr().count() > 1
+    }
+
+    /// The smallest log end of the maximal ISR's followers, when every one of them has fetched.
     fn isr_low_water(&self, node_id: i32) -> Option<i64> {
         let mut low = None::<i64>;
-        for member in self.isr.iter().filter(|member| **member != node_id) {
-            let end = self.followers.get(member)?.log_end_offset;
+        for member in self.maximal_isr().filter(|member| *member != node_id) {
+            let end = self.followers.get(&member)?.log_end_offset;
             low = Some(low.map_or(end, |low| low.min(end)));
         }
         low
@@ -126,6 +143,8 @@ pub(crate) struct Replication {
     changed: event_listener::Event,
     /// Notified when the partitions followed change or replication stops: idle fetchers re-check.
     followed_changed: event_listener::Event,
+    /// The engine, once the first image is aligned: to publish high watermarks from here.
+    engine: std::sync::OnceLock<Engine>,
     /// Where ISR changes are proposed (weak: the metadata owns this).
     metadata: std::sync::OnceLock<std::sync::Weak<crate::metadata::Metadata>>,
 }
@@ -167,6 +186,7 @@ impl Replication {
             state: Mutex::new(State::default()),
             changed: event_listener::Event::new(),
             followed_changed: event_listener::Event::new(),
+            engine: std::sync::OnceLock::new(),
             metadata: std::sync::OnceLock::new(),
         })
     }
@@ -180,10 +200,25 @@ impl Replication {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The number of in-sync replicas of a partition this broker leads with several replicas;
-    /// `None` when it does not (a single replica, or another leader).
-    pub(crate) fn isr_size(&self, partition: &TopicPartition) -> Option<usize> {
-        self.lock().led.get(partition).map(|led| led.isr.len())
+    /// How an acks=all append to `partition`, which the metadata image says this broker leads
+    /// at `leader_epoch` with `replica_count` replicas, is confirmed: `Ok(None)` for a single
+    /// replica (the local fsync is all), the ISR's size when this state leads it at that epoch
+    /// too, and NOT_LEADER_OR_FOLLOWER while it does not (yet, or any longer): the image and
+    /// this state are published one after the other, and an append must never be answered as
+    /// unreplicated in between.
+    pub(crate) fn in_sync_replicas(
+        &self,
+        partition: &TopicPartition,
+        leader_epoch: i32,
+        replica_count: usize,
+    ) -> Result<Option<usize>, NotReplicated> {
+        if replica_count < 2 {
+            return Ok(None);
+        }
+        match self.lock().led.get(partition) {
+            Some(led) if led.leader_epoch == leader_epoch => Ok(Some(led.isr.len())),
+            _ => Err(NotReplicated::NotLeader),
+        }
     }
 
     /// Brings the state in line with `image` (called for each published image, on the
@@ -191,10 +226,12 @@ impl Replication {
     /// switched between unreplicated and set-from-here, fetchers started for new leaders, and
     /// the periodic ISR check started once.
     pub(crate) async fn align(self: &Arc<Self>, image: &MetadataImage, engine: &Engine) {
+        let _ = self.engine.set(engine.clone());
         let now = self.clock.now();
         let mut set_unreplicated = Vec::new();
         let mut set_from_engine = Vec::new();
         let mut new_fetchers = Vec::new();
+        let mut new_epochs = Vec::new();
         let first = {
             let mut state = self.lock();
             let first = state.endpoints.is_empty() && state.led.is_empty() && state.followed.is_empty();
@@ -212,7 +249,10 @@ impl Replication {
                     let tp = TopicPartition::new(topic.name.clone(), index as i32);
                     if partition.leader == self.node_id {
                         let previous = state.led.remove(&tp).filter(|led| led.leader_epoch == partition.leader_epoch);
-                        let was_replicated = previous.as_ref().is_some_and(|led| led.isr.len() > 1);
+                        let was_replicated = previous.as_ref().is_some_and(Led::replicated);
+                        if previous.is_none() {
+                            new_epochs.push((tp.clone(), partition.leader_epoch));
+                        }
                         let mut entry = previous.unwrap_or_else(|| Led {
                             topic_id: topic.id,
                             leader_epoch: partition.leader_epoch,
@@ -222,15 +262,16 @@ impl Replication {
                             since: now,
                             followers: BTreeMap::new(),
                             high_watermark: -1,
-                            isr_change_pending: false,
+                            pending_isr: None,
+                            acked_end: -1,
                         });
                         if entry.partition_epoch != partition.partition_epoch {
-                            entry.isr_change_pending = false;
+                            entry.pending_isr = None;
                         }
                         entry.partition_epoch = partition.partition_epoch;
                         entry.replicas.clone_from(&partition.replicas);
                         entry.isr.clone_from(&partition.isr);
-                        let replicated = entry.isr.len() > 1;
+                        let replicated = entry.replicated();
                         if !replicated {
                             set_unreplicated.push(tp.clone());
                         } else if !was_replicated {
@@ -259,6 +300,11 @@ impl Replication {
             }
             first
         };
+        for (partition, epoch) in new_epochs {
+            if let Err(error) = engine.assign_leader_epoch(&partition, epoch).await {
+                tracing::debug!(%partition, %error, "could not start a leader epoch");
+            }
+        }
         for partition in set_unreplicated {
             if let Err(error) = engine.set_high_watermark(&partition, None).await {
                 tracing::debug!(%partition, %error, "could not make a partition unreplicated");
@@ -316,7 +362,7 @@ impl Replication {
             progress.caught_up_at = Some(now);
         }
         let mut fetched = Fetched::default();
-        if led.isr.len() > 1
+        if led.replicated()
             && let Some(low) = led.isr_low_water(self.node_id)
         {
             let next = low.min(leader_end);
@@ -325,13 +371,20 @@ impl Replication {
                 fetched.high_watermark = Some(next);
             }
         }
-        // Kafka's rule: a follower rejoins once it has fetched up to the high watermark (the
-        // leader's log end while the leader is alone in the ISR).
-        let high_watermark = if led.isr.len() > 1 { led.high_watermark } else { leader_end };
-        if !led.isr.contains(&follower) && !led.isr_change_pending && fetch_offset >= high_watermark {
-            led.isr_change_pending = true;
+        // Kafka's rule: a follower rejoins once it has fetched up to the high watermark (while
+        // the leader is alone in the ISR: its log end, and every acks=all append answered).
+        let alone = !led.replicated();
+        let high_watermark = if alone { leader_end.max(led.acked_end) } else { led.high_watermark };
+        if !led.isr.contains(&follower) && led.pending_isr.is_none() && fetch_offset >= high_watermark {
             let mut isr = led.isr.clone();
             isr.push(follower);
+            led.pending_isr = Some(isr.clone());
+            if alone {
+                // From here the high watermark waits for the joining follower: set it in the
+                // engine where the follower already is.
+                led.high_watermark = led.high_watermark.max(high_watermark);
+                fetched.high_watermark = Some(led.high_watermark);
+            }
             fetched.expand = Some(IsrChange {
                 partition: partition.clone(),
                 topic_id: led.topic_id,
@@ -343,35 +396,54 @@ impl Replication {
         fetched
     }
 
-    /// An ISR change the controller refused or never answered: a later one may be tried.
-    pub(crate) fn isr_change_failed(&self, partition: &TopicPartition) {
-        if let Some(led) = self.lock().led.get_mut(partition) {
-            led.isr_change_pending = false;
+    /// An ISR change the controller refused or never answered: a later one may be tried. A
+    /// refused expansion of a leader alone leaves the partition unreplicated again.
+    pub(crate) async fn isr_change_failed(&self, partition: &TopicPartition) {
+        let alone = {
+            let mut state = self.lock();
+            let Some(led) = state.led.get_mut(partition) else { return };
+            led.pending_isr = None;
+            !led.replicated()
+        };
+        self.changed.notify(usize::MAX);
+        if alone && let Some(engine) = self.engine.get() {
+            self.publish_high_watermark(engine, partition).await;
         }
     }
 
-    /// Sets the engine's high watermark of `partition` to what this state holds, again if it
-    /// moved meanwhile (concurrent follower fetches), then wakes acks=all waiters.
+    /// Sets the engine's high watermark of `partition` to what this state holds (none while
+    /// the leader is alone in its maximal ISR), again if it changed meanwhile (concurrent
+    /// follower fetches, a refused expansion), then wakes acks=all waiters.
     pub(crate) async fn publish_high_watermark(&self, engine: &Engine, partition: &TopicPartition) {
-        let mut set = -1;
+        let mut set = None::<Option<i64>>;
         loop {
-            let wanted = self.lock().led.get(partition).map_or(-1, |led| led.high_watermark);
-            if wanted <= set {
+            let wanted = {
+                let state = self.lock();
+                let Some(led) = state.led.get(partition) else { break };
+                led.replicated().then_some(led.high_watermark)
+            };
+            let done = match (set, wanted) {
+                (Some(Some(set)), Some(wanted)) => wanted <= set,
+                (Some(set), wanted) => set == wanted,
+                (None, _) => false,
+            };
+            if done || wanted.is_some_and(|wanted| wanted < 0) {
                 break;
             }
-            if engine.set_high_watermark(partition, Some(Offset(wanted))).await.is_err() {
+            if engine.set_high_watermark(partition, wanted.map(Offset)).await.is_err() {
                 break;
             }
-            set = wanted;
+            set = Some(wanted);
         }
         self.changed.notify(usize::MAX);
     }
 
-    /// Waits until an acks=all append ending before `end_offset` is on every in-sync replica,
-    /// or until `deadline`.
+    /// Waits until an acks=all append at `leader_epoch` ending before `end_offset` is on every
+    /// in-sync replica, or until `deadline`.
     pub(crate) async fn wait_replicated(
         &self,
         partition: &TopicPartition,
+        leader_epoch: i32,
         end_offset: i64,
         min_insync: usize,
         deadline: Instant,
@@ -379,14 +451,21 @@ impl Replication {
         loop {
             let listener = self.changed.listen();
             {
-                let state = self.lock();
+                let mut state = self.lock();
                 if state.stopped {
                     return Err(NotReplicated::NotLeader);
                 }
-                match state.led.get(partition) {
+                match state.led.get_mut(partition) {
                     None => return Err(NotReplicated::NotLeader),
-                    Some(led) if led.isr.len() <= 1 || led.high_watermark >= end_offset => {
-                        return if led.isr.len() < min_insync { Err(NotReplicated::TooFewInSync) } else { Ok(()) };
+                    Some(led) if led.leader_epoch != leader_epoch => return Err(NotReplicated::NotLeader),
+                    Some(led) if !led.replicated() || led.high_watermark >= end_offset => {
+                        if led.isr.len() < min_insync {
+                            return Err(NotReplicated::TooFewInSync);
+                        }
+                        if !led.replicated() {
+                            led.acked_end = led.acked_end.max(end_offset);
+                        }
+                        return Ok(());
                     }
                     Some(_) => {}
                 }
@@ -400,7 +479,10 @@ impl Replication {
                 // Checked once more at the top, then timed out.
                 if self.clock.now() >= deadline {
                     let state = self.lock();
-                    let done = state.led.get(partition).is_some_and(|led| led.high_watermark >= end_offset);
+                    let done = state
+                        .led
+                        .get(partition)
+                        .is_some_and(|led| led.leader_epoch == leader_epoch && led.high_watermark >= end_offset);
                     return if done { Ok(()) } else { Err(NotReplicated::TimedOut) };
                 }
             }
@@ -426,7 +508,7 @@ impl Replication {
         let mut changes = Vec::new();
         let mut state = self.lock();
         for (partition, led) in &mut state.led {
-            if led.isr.len() <= 1 || led.isr_change_pending {
+            if led.isr.len() <= 1 || led.pending_isr.is_some() {
                 continue;
             }
             let lagging = |member: &i32| {
@@ -439,7 +521,7 @@ impl Replication {
                 continue;
             }
             let isr: Vec<i32> = led.isr.iter().copied().filter(|member| !lagging(member)).collect();
-            led.isr_change_pending = true;
+            led.pending_isr = Some(isr.clone());
             changes.push(IsrChange {
                 partition: partition.clone(),
                 topic_id: led.topic_id,
@@ -460,7 +542,7 @@ impl Replication {
             metadata.alter_partition(topic_id, partition.partition.0, leader_epoch, partition_epoch, isr).await;
         if let Err(refusal) = outcome {
             tracing::info!(%partition, reason = %refusal.message, "the controller refused an ISR change");
-            self.isr_change_failed(&partition);
+            self.isr_change_failed(&partition).await;
         }
     }
 
@@ -478,6 +560,17 @@ impl Replication {
             .map(|(partition, followed)| (partition.clone(), followed.clone()))
             .collect();
         Some((partitions, state.endpoints.get(&leader).cloned()))
+    }
+
+    /// Whether this broker still follows `partition` from the leader and at the epoch `asked`
+    /// names.
+    fn follows(&self, partition: &TopicPartition, asked: &Followed) -> bool {
+        let state = self.lock();
+        !state.stopped
+            && state
+                .followed
+                .get(partition)
+                .is_some_and(|followed| followed.leader == asked.leader && followed.leader_epoch == asked.leader_epoch)
     }
 
     /// A fetcher with nothing to fetch ends; `true` when it really has nothing (checked under
@@ -522,7 +615,8 @@ mod tests {
             since: replication.clock.now(),
             followers: BTreeMap::new(),
             high_watermark: 0,
-            isr_change_pending: false,
+            pending_isr: None,
+            acked_end: -1,
         };
         replication.lock().led.insert(partition.clone(), led);
         partition
@@ -550,7 +644,7 @@ mod tests {
         let change = replication.follower_fetched(&partition, 3, 20, 20).expand.expect("caught up");
         assert_eq!((change.isr, change.leader_epoch, change.partition_epoch), (vec![1, 2, 3], 3, 5));
         assert_eq!(replication.follower_fetched(&partition, 3, 20, 20).expand, None, "one proposal at a time");
-        replication.isr_change_failed(&partition);
+        sluice_engine::block_on(replication.isr_change_failed(&partition));
 
         clock.advance(Duration::from_secs(31));
         replication.follower_fetched(&partition, 2, 20, 20);
@@ -567,7 +661,7 @@ mod tests {
         let replication = Replication::new(1, Duration::from_secs(30), true, clock.clone());
         let partition = leader_of(&replication, vec![1, 2], vec![1, 2]);
         let deadline = clock.now() + Duration::from_secs(5);
-        let waiting = replication.wait_replicated(&partition, 10, 1, deadline);
+        let waiting = replication.wait_replicated(&partition, 3, 10, 1, deadline);
         let done = sluice_engine::block_on(async {
             let advance = async {
                 replication.follower_fetched(&partition, 2, 10, 10);
@@ -577,11 +671,47 @@ mod tests {
             result
         });
         assert_eq!(done, Ok(()));
-        let too_few = sluice_engine::block_on(replication.wait_replicated(&partition, 10, 3, deadline));
+        let too_few = sluice_engine::block_on(replication.wait_replicated(&partition, 3, 10, 3, deadline));
         assert_eq!(too_few, Err(NotReplicated::TooFewInSync));
         replication.lock().led.clear();
-        let moved = sluice_engine::block_on(replication.wait_replicated(&partition, 11, 1, deadline));
+        let moved = sluice_engine::block_on(replication.wait_replicated(&partition, 3, 11, 1, deadline));
         assert_eq!(moved, Err(NotReplicated::NotLeader));
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_a_follower_whose_joining_is_pending() {
+        let clock = Arc::new(ManualClock::new(0));
+        let replication = Replication::new(2, Duration::from_secs(30), true, clock);
+        let partition = leader_of(&replication, vec![1, 2, 3], vec![2, 3]);
+        replication.lock().led.get_mut(&partition).expect("led").high_watermark = 100;
+        replication.follower_fetched(&partition, 3, 100, 100);
+        let change = replication.follower_fetched(&partition, 1, 100, 100).expand.expect("1 caught up");
+        assert_eq!(change.isr, vec![2, 3, 1]);
+        // The leader appends up to 200 and 3 fetches all of it: while 1 may join, the high
+        // watermark (and so every acks=all answer) waits for 1 too.
+        assert_eq!(replication.follower_fetched(&partition, 3, 200, 200).high_watermark, None);
+        assert_eq!(replication.follower_fetched(&partition, 1, 150, 200).high_watermark, Some(150));
+    }
+
+    #[test]
+    fn a_follower_joins_a_leader_alone_only_with_every_answered_append() {
+        let clock = Arc::new(ManualClock::new(0));
+        let replication = Replication::new(1, Duration::from_secs(30), true, clock.clone());
+        let partition = leader_of(&replication, vec![1, 2], vec![1]);
+        let deadline = clock.now() + Duration::from_secs(5);
+        // Alone in the ISR, an acks=all append to 50 is answered at once.
+        assert_eq!(sluice_engine::block_on(replication.wait_replicated(&partition, 3, 50, 1, deadline)), Ok(()));
+        // A fetch served when the leader's log ended at 40 does not let 2 in: 40..50 was answered.
+        assert_eq!(replication.follower_fetched(&partition, 2, 40, 40).expand, None);
+        let fetched = replication.follower_fetched(&partition, 2, 50, 50);
+        assert_eq!(fetched.expand.expect("caught up").isr, vec![1, 2]);
+        assert_eq!(fetched.high_watermark, Some(50), "the engine's high watermark is set from here now");
+        // While the expansion is pending, an append to 60 waits for 2.
+        let waiting = sluice_engine::block_on(replication.wait_replicated(&partition, 3, 60, 1, clock.now()));
+        assert_eq!(waiting, Err(NotReplicated::TimedOut));
+        // Refused: alone again, answered at once.
+        sluice_engine::block_on(replication.isr_change_failed(&partition));
+        assert_eq!(sluice_engine::block_on(replication.wait_replicated(&partition, 3, 60, 1, deadline)), Ok(()));
     }
 
     /// One step of a random schedule: a follower fetches (advancing its log by `grow`, at most
@@ -643,7 +773,7 @@ mod tests {
                             let led = state.led.get_mut(&partition).expect("led");
                             led.isr = change.isr;
                             led.partition_epoch += 1;
-                            led.isr_change_pending = false;
+                            led.pending_isr = None;
                         }
                     }
                     Step::Elapse(ms) => {
@@ -659,9 +789,10 @@ mod tests {
                 proptest::prop_assert!(led.high_watermark >= last_high_watermark, "never backwards");
                 proptest::prop_assert!(led.high_watermark <= leader_end);
                 if led.high_watermark > last_high_watermark {
-                    // It moved: every in-sync follower has the log up to it.
-                    for member in led.isr.iter().filter(|member| **member != 1) {
-                        let end = led.followers.get(member).map_or(-1, |progress| progress.log_end_offset);
+                    // It moved: every follower of the maximal ISR (the committed one and any
+                    // joining) has the log up to it.
+                    for member in led.maximal_isr().filter(|member| *member != 1) {
+                        let end = led.followers.get(&member).map_or(-1, |progress| progress.log_end_offset);
                         proptest::prop_assert!(end >= led.high_watermark, "follower {} at {} below {}", member, end, led.high_watermark);
                     }
                 }

@@ -324,6 +324,17 @@ impl Partition {
         crate::EpochEnd { leader_epoch, end_offset: Offset(end_offset) }
     }
 
+    /// Starts leader epoch `epoch` at the log end (a newer epoch than the cache's latest; an
+    /// older or equal one changes nothing). Returns the log end.
+    pub(crate) fn assign_leader_epoch(&self, epoch: i32) -> Offset {
+        let mut log = self.log.borrow_mut();
+        let end = log.next_offset;
+        if log.epochs.latest_epoch().is_none_or(|latest| latest < epoch) {
+            log.assign_epoch(epoch, end);
+        }
+        Offset(end)
+    }
+
     /// The latest leader epoch of the log's batches, if any carried one.
     pub(crate) fn latest_epoch(&self) -> Option<i32> {
         self.log.borrow().epochs.latest_epoch()

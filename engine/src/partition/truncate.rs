@@ -3,7 +3,8 @@
 //!
 //! 1. Wait until no write or zero fill is in flight (the caller stopped appending).
 //! 2. An offset at or below the log start empties the log and restarts it there; an offset at or
-//!    past the log end changes nothing.
+//!    past the log end changes nothing but the epoch cache (an epoch started at the log end, as
+//!    a leader that wrote nothing in it leaves it, goes).
 //! 3. Otherwise remove every segment starting at or past the offset, then cut the segment
 //!    holding it before its first batch that reaches the offset (batches are never split, so
 //!    the log may end below the offset) and fsync it, rebuilding its indexes from what is left;
@@ -33,6 +34,14 @@ impl Partition {
             (log.next_offset, log.log_start_offset)
         };
         if offset.0 >= next_offset {
+            // Nothing to cut, but a leader epoch this replica started as leader without writing
+            // a batch in it starts at the log end and conflicts with the new leader's epochs:
+            // drop it, as Kafka does, or the follower would name it as its last fetched epoch
+            // and be sent back here at every fetch.
+            let mut log = self.log.borrow_mut();
+            if log.epochs.truncate_from_end(next_offset) {
+                log.epochs_version += 1;
+            }
             return Ok(Offset(next_offset));
         }
         let cut = if offset.0 <= log_start { self.restart_at(offset.0).await } else { self.cut_at(offset.0).await };

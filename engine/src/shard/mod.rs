@@ -363,6 +363,15 @@ impl Shared {
         flatten_read(partition, routed)
     }
 
+    pub(crate) async fn assign_leader_epoch(
+        &self,
+        partition: &TopicPartition,
+        epoch: i32,
+    ) -> Result<Offset, ReadError> {
+        let routed = self.on_partition(partition, move |log| async move { Ok(log.assign_leader_epoch(epoch)) }).await;
+        flatten_read(partition, routed)
+    }
+
     pub(crate) async fn latest_epoch(&self, partition: &TopicPartition) -> Result<Option<i32>, ReadError> {
         let routed = self.on_partition(partition, |log| async move { Ok(log.latest_epoch()) }).await;
         flatten_read(partition, routed)
