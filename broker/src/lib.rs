@@ -261,8 +261,38 @@ impl Broker {
             tracing::warn!(open = self.shared.connections.open_count(), "connections still open at shutdown timeout");
         }
         self.shared.engine.shutdown();
+        if clustered && let Err(error) = mark_clean_shutdown(&self.shared.config.data_dir) {
+            tracing::warn!(%error, "could not write the clean-shutdown mark");
+        }
         tracing::info!("stopped");
         drained
+    }
+}
+
+/// The file a clustered broker writes once it has stopped cleanly, every log flushed. Found (and
+/// removed) at the next start, it tells the controller that this broker lost nothing; without
+/// it (a crash, a power loss) the broker leaves the eligible leader replicas it was in, as
+/// Kafka's controller does (KIP-966), since records it had not flushed may be gone.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+
+fn mark_clean_shutdown(data_dir: &std::path::Path) -> std::io::Result<()> {
+    let path = data_dir.join(CLEAN_SHUTDOWN_FILE);
+    let file = std::fs::File::create(&path)?;
+    file.sync_all()?;
+    sluice_engine::io::sync_dir(data_dir)
+}
+
+/// Whether the last stop was clean; removes the mark durably first, so that a crash of this run
+/// is not taken for a clean stop at the next start.
+fn take_clean_shutdown_mark(data_dir: &std::path::Path) -> std::io::Result<bool> {
+    let path = data_dir.join(CLEAN_SHUTDOWN_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            sluice_engine::io::sync_dir(data_dir)?;
+            Ok(true)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
@@ -316,6 +346,8 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         controller::Handle::start(setup, metadata.clone()).map_err(|reason| StartError::Metadata { reason })?;
     metadata.set_controller(handle);
     join_cluster(shared)?;
+    let clean_restart = take_clean_shutdown_mark(&config.data_dir)
+        .map_err(|error| StartError::Cluster { reason: format!("cannot clear the clean-shutdown mark: {error}") })?;
     let registration = metadata::image::BrokerRegistration {
         node_id: identity.node_id,
         incarnation: clock::entropy(),
@@ -323,6 +355,7 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         port: identity.port,
         rack: None,
         fenced: false,
+        clean_restart,
     };
     let controller = metadata.controller().expect("set above");
     match sluice_engine::block_on(controller.register(registration)) {

@@ -279,6 +279,73 @@ def test_preferred_and_unclean_leader_elections(cluster):
     cluster.nodes[first].start()
 
 
+def test_eligible_leader_replicas_lead_cleanly_once_every_in_sync_replica_is_gone(cluster):
+    """KIP-966 on three broker-only nodes (the quorum stays whole), min.insync.replicas 2. Stopping
+    the followers one by one shrinks the ISR below the minimum: the high watermark then holds
+    still (acks=1 records stay invisible) and the replicas that leave become eligible leader
+    replicas. With the leader stopped too, a returning replica that left while the ISR was big
+    enough is not elected; a returning ELR member is, cleanly, with every acknowledged record.
+    A member that crashed (kill -9) leaves the ELR when it restarts."""
+    a, b, c = (cluster.add_broker().node_id for _ in range(3))
+    nodes = cluster.nodes
+    admin = cluster.admin(nodes[1])
+    topic = clients.unique_topic("elr")
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[a, b, c]],
+                                            config={"min.insync.replicas": "2"})], request_timeout=WAIT_S)
+    futures[topic].result(timeout=WAIT_S)
+    wait_until("every replica in sync", lambda: fully_in_sync(admin, topic, 1))
+    records = clients.make_records(2000, "elr", clients.now_ms())
+    clients.produce(clients.confluent_producer(cluster, **{"acks": "all", "enable.idempotence": True}), topic, records)
+    session_s = SESSION_TIMEOUT_MS / 1000 + WAIT_S
+
+    def state():
+        found = partitions(admin, topic)[0]
+        return found.leader, sorted(found.isrs)
+
+    nodes[c].stop()
+    wait_until("c leaves the ISR", lambda: state() == (a, sorted([a, b])), timeout_s=session_s)
+    nodes[b].stop()
+    wait_until("b leaves the ISR", lambda: state() == (a, [a]), timeout_s=session_s)
+    # Below min.insync.replicas: acks=1 records are appended but the high watermark stays.
+    extra = clients.make_records(100, "elr-acks1", clients.now_ms(), seq_base=2000)
+    clients.produce(clients.confluent_producer(cluster, **{"acks": "1"}), topic, extra)
+    assert all(rec.error is None for rec in extra)
+    time.sleep(1)
+    assert clients.watermarks(nodes[1], topic, [0])[0][1] == 2000, "the high watermark moved below the minimum"
+    nodes[a].stop()
+    wait_until("the partition is offline", lambda: state()[0] == -1, timeout_s=session_s)
+
+    nodes[c].start()
+    time.sleep(2)
+    assert state()[0] == -1, "c left while the ISR was big enough: not eligible"
+    nodes[b].start()
+    wait_until("b, an eligible leader replica, leads", lambda: state()[0] == b, timeout_s=session_s)
+    wait_until("c rejoins under b", lambda: state() == (b, sorted([b, c])), timeout_s=60)
+    got = clients.consume_range(nodes[1], topic, {0: (0, 2000)})
+    clients.assert_matches(records, got)
+    nodes[a].start()
+    wait_until("a rejoins", lambda: fully_in_sync(admin, topic, 1), timeout_s=60)
+    assert clients.watermarks(nodes[1], topic, [0])[0][1] == 2000, "a's acks=1 tail, never committed, is gone"
+
+    # A crash takes a member out of the ELR: c stops, a is killed (fenced after its session),
+    # b stops; a restarts after its crash and is not elected; b is.
+    nodes[c].stop()
+    wait_until("c leaves the ISR", lambda: state() == (b, sorted([a, b])), timeout_s=session_s)
+    nodes[a].kill9()
+    wait_until("a is fenced", lambda: state() == (b, [b]), timeout_s=session_s)
+    nodes[b].stop()
+    wait_until("the partition is offline", lambda: state()[0] == -1, timeout_s=session_s)
+    nodes[a].start()
+    time.sleep(2)
+    assert state()[0] == -1, "a restarted after a crash: no longer an eligible leader"
+    nodes[b].start()
+    wait_until("b leads", lambda: state()[0] == b, timeout_s=session_s)
+    nodes[c].start()
+    wait_until("every replica back in sync", lambda: fully_in_sync(admin, topic, 1), timeout_s=60)
+    got = clients.consume_range(nodes[1], topic, {0: (0, 2000)})
+    clients.assert_matches(records, got)
+
+
 def test_a_reassignment_moves_replicas_after_they_catch_up(cluster):
     """AlterPartitionReassignments through sluicectl: a partition on nodes 1 and 2 moves to a
     broker-only node 4 and node 3, growing to three replicas first and ending on the target; the

@@ -17,7 +17,7 @@ use kafka_protocol::ResponseError;
 
 use super::wire::{ControllerRequest, Outcome, WireRefusal};
 use crate::metadata::controller::{self as decide, Refusal};
-use crate::metadata::image::{BrokerRegistration, MetadataImage};
+use crate::metadata::image::{BrokerRegistration, MetadataImage, min_insync_replicas};
 use crate::metadata::records::{MetadataRecord, PartitionRecord};
 use crate::metadata::{NO_LEADER, PartitionState};
 
@@ -220,7 +220,9 @@ fn move_leadership(
 /// registered (a restart quicker than its session timeout) first fences the old one, as Kafka's
 /// controller does: what it led moves to other in-sync replicas at a new leader epoch, so the
 /// restarted broker comes back as a follower and truncates whatever its old incarnation wrote
-/// that the new leaders lack. Then it leads again the partitions left without a leader.
+/// that the new leaders lack. A broker whose last run did not stop cleanly leaves every ELR it
+/// is in (KIP-966: what it had not flushed may be gone). Then it leads again the partitions left
+/// without a leader whose ISR or ELR names it.
 fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<MetadataRecord> {
     let node_id = registration.node_id;
     let mut scratch = image.clone();
@@ -233,10 +235,34 @@ fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<Met
             scratch.apply(record);
         }
     }
+    if !registration.clean_restart {
+        for record in leave_elr(&scratch, node_id) {
+            scratch.apply(&record);
+            records.push(record);
+        }
+    }
     let registered = MetadataRecord::RegisterBroker(registration.clone());
     scratch.apply(&registered);
     records.push(registered);
     records.extend(elect_for_returning_broker(&scratch, node_id));
+    records
+}
+
+/// The records that take `node_id` out of every ELR.
+fn leave_elr(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, state) in topic.partitions.iter().enumerate().filter(|(_, state)| state.elr.contains(&node_id)) {
+            let mut next = state.clone();
+            next.elr.retain(|member| *member != node_id);
+            next.partition_epoch += 1;
+            records.push(MetadataRecord::ChangePartition(PartitionRecord {
+                topic_id: topic.id,
+                partition: index as i32,
+                state: next,
+            }));
+        }
+    }
     records
 }
 
@@ -260,6 +286,7 @@ fn reassign(image: &MetadataImage, topic: &str, index: i32, target: Option<&[i32
         }
         next.replicas.retain(|replica| !current.adding.contains(replica));
         next.isr.retain(|replica| next.replicas.contains(replica));
+        next.elr.retain(|replica| next.replicas.contains(replica));
         next.adding.clear();
         next.removing.clear();
         next.partition_epoch += 1;
@@ -287,6 +314,7 @@ fn reassign(image: &MetadataImage, topic: &str, index: i32, target: Option<&[i32
     next.removing = original.iter().copied().filter(|replica| !target.contains(replica)).collect();
     next.replicas = target.iter().copied().chain(next.removing.iter().copied()).collect();
     next.isr.retain(|replica| next.replicas.contains(replica));
+    next.elr.retain(|replica| next.replicas.contains(replica));
     next.partition_epoch += 1;
     let record =
         MetadataRecord::ChangePartition(PartitionRecord { topic_id: found.id, partition: index, state: next.clone() });
@@ -314,6 +342,7 @@ fn complete_reassignment(
     let mut next = state.clone();
     next.replicas.retain(|replica| !state.removing.contains(replica));
     next.isr.retain(|replica| next.replicas.contains(replica));
+    next.elr.retain(|replica| next.replicas.contains(replica));
     next.adding.clear();
     next.removing.clear();
     if next.replicas.contains(&state.leader) {
@@ -344,6 +373,7 @@ fn elect(image: &MetadataImage, topic: &str, index: i32, unclean: bool) -> Resul
         })?;
         next.leader = chosen;
         next.isr = vec![chosen];
+        next.elr.clear();
     } else {
         let preferred = current.replicas.first().copied().unwrap_or(NO_LEADER);
         if current.leader == preferred {
@@ -396,6 +426,7 @@ fn alter_partition(
     }
     let mut state = current.clone();
     state.isr = current.replicas.iter().copied().filter(|replica| isr.contains(replica)).collect();
+    state.settle_elr(&current.isr, min_insync_replicas(&topic.config));
     state.partition_epoch += 1;
     // The last joining replica of a reassignment in sync: the reassignment completes.
     if let Some(completed) = complete_reassignment(topic_id, index, &state, &live) {
@@ -416,23 +447,27 @@ fn live_brokers(image: &MetadataImage, excluded: Option<i32>) -> BTreeSet<i32> {
     image.live_brokers().map(|broker| broker.node_id).filter(|node| Some(*node) != excluded).collect()
 }
 
-/// The records that fence `node_id`: the fence, and new leaders (or none) for what it led.
+/// The records that fence `node_id`: the fence, and for every partition whose ISR names it,
+/// the ISR without it (KIP-966: even the last member leaves; below `min.insync.replicas` the
+/// members that leave become eligible leader replicas), and a new leader (or none) for what it
+/// led: a live ISR member, else a live ELR member, else (`unclean.leader.election.enable`) any
+/// live replica.
 pub(crate) fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     let mut records = vec![MetadataRecord::FenceBroker { node_id, fenced: true }];
     let live = live_brokers(image, Some(node_id));
     for topic in image.topics() {
+        let min_isr = min_insync_replicas(&topic.config);
         for (index, state) in topic.partitions.iter().enumerate() {
             let leads = state.leader == node_id;
             let in_isr = state.isr.contains(&node_id);
-            if !(leads || in_isr && state.isr.len() > 1) {
+            if !(leads || in_isr) {
                 continue;
             }
             let mut next = state.clone();
-            if in_isr && state.isr.len() > 1 {
-                next.isr.retain(|member| *member != node_id);
-            }
+            next.isr.retain(|member| *member != node_id);
+            next.settle_elr(&state.isr, min_isr);
             if leads {
-                next.leader = next.isr.iter().copied().find(|member| live.contains(member)).unwrap_or(NO_LEADER);
+                next.elect_clean(&live, min_isr);
                 // `unclean.leader.election.enable`: rather offline than losing data, unless the
                 // topic says otherwise; then any live replica leads, alone in the ISR.
                 let unclean =
@@ -443,6 +478,7 @@ pub(crate) fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> 
                 {
                     next.leader = replica;
                     next.isr = vec![replica];
+                    next.elr.clear();
                 }
             }
             records.push(if leads {
@@ -462,7 +498,7 @@ pub(crate) fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> 
 }
 
 /// The records that bring `node_id` back: the unfence, and its leadership of leaderless
-/// partitions whose ISR names it.
+/// partitions whose ISR or ELR names it.
 pub(crate) fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     let mut records = vec![MetadataRecord::FenceBroker { node_id, fenced: false }];
     records.extend(elect_for_returning_broker(image, node_id));
@@ -471,12 +507,16 @@ pub(crate) fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord
 
 fn elect_for_returning_broker(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
+    let live = live_brokers(image, None).into_iter().chain([node_id]).collect();
     for topic in image.topics() {
+        let min_isr = min_insync_replicas(&topic.config);
         for (index, state) in topic.partitions.iter().enumerate() {
-            if state.leader == NO_LEADER && state.isr.contains(&node_id) {
+            if state.leader == NO_LEADER && (state.isr.contains(&node_id) || state.elr.contains(&node_id)) {
                 let mut next = state.clone();
-                next.leader = node_id;
-                records.push(changed(topic.id, index as i32, next));
+                next.elect_clean(&live, min_isr);
+                if next.leader != NO_LEADER {
+                    records.push(changed(topic.id, index as i32, next));
+                }
             }
         }
     }
@@ -489,7 +529,15 @@ mod tests {
     use crate::metadata::image::BrokerRegistration;
 
     fn registration(node_id: i32) -> BrokerRegistration {
-        BrokerRegistration { node_id, incarnation: 1, host: "h".to_owned(), port: 1, rack: None, fenced: false }
+        BrokerRegistration {
+            node_id,
+            incarnation: 1,
+            host: "h".to_owned(),
+            port: 1,
+            rack: None,
+            fenced: false,
+            clean_restart: true,
+        }
     }
 
     fn cluster(nodes: &[i32], topics: &[(&str, Vec<Vec<i32>>)]) -> MetadataImage {
@@ -535,7 +583,8 @@ mod tests {
         assert_eq!((replicated.leader_epoch, replicated.partition_epoch), (1, 1));
         let single = image.topic("single").expect("topic").partitions[0].clone();
         assert_eq!(single.leader, NO_LEADER, "a single replica on a fenced broker is offline");
-        assert_eq!(single.isr, vec![1], "the last in-sync replica is remembered");
+        assert!(single.isr.is_empty(), "the last in-sync replica leaves the ISR too");
+        assert_eq!(single.elr, vec![1], "and is remembered as eligible (KIP-966)");
         assert!(image.brokers[&1].fenced);
 
         let unfenced = unfence(&image, 1);
@@ -706,5 +755,144 @@ mod tests {
         }
         let config = &image.topic("t").expect("topic").config;
         assert_eq!((config.retention_ms, config.segment_ms), (5, 7), "the second change kept the first");
+    }
+
+    /// A topic `t` of one partition on `replicas`, all in sync, with `min.insync.replicas`.
+    fn with_min_isr(nodes: &[i32], replicas: &[i32], min_isr: usize) -> MetadataImage {
+        let mut image = cluster(nodes, &[]);
+        let mut config = sluice_engine::TopicConfig::default();
+        config.other.insert("min.insync.replicas".to_owned(), min_isr.to_string());
+        image.apply(&MetadataRecord::CreateTopic {
+            name: "t".to_owned(),
+            id: sluice_engine::TopicId([9; 16]),
+            config,
+            partitions: vec![replicas.to_vec()],
+        });
+        image
+    }
+
+    fn state(image: &MetadataImage) -> PartitionState {
+        image.topic("t").expect("topic").partitions[0].clone()
+    }
+
+    #[test]
+    fn replicas_that_leave_a_too_small_isr_stay_eligible_leaders() {
+        let mut image = with_min_isr(&[1, 2, 3], &[1, 2, 3], 2);
+        let records = fence(&image, 3);
+        apply(&mut image, &records);
+        assert_eq!((state(&image).isr, state(&image).elr), (vec![1, 2], vec![]), "3 left an ISR of min size");
+        let records = fence(&image, 2);
+        apply(&mut image, &records);
+        assert_eq!((state(&image).isr, state(&image).elr), (vec![1], vec![2]), "below min: 2 stays eligible");
+        let records = fence(&image, 1);
+        apply(&mut image, &records);
+        let offline = state(&image);
+        assert_eq!((offline.leader, offline.isr.clone(), offline.elr.clone()), (NO_LEADER, vec![], vec![1, 2]));
+        // 3 left while the ISR was big enough: it may lack records, so it is not elected.
+        let records = unfence(&image, 3);
+        apply(&mut image, &records);
+        assert_eq!(state(&image).leader, NO_LEADER, "3 is not eligible");
+        // 2 is, unless it crashed: a restart after a crash takes it out of the ELR.
+        let crashed = BrokerRegistration { incarnation: 7, clean_restart: false, ..registration(1) };
+        let mut after_crash = image.clone();
+        let records = register(&after_crash, &crashed);
+        apply(&mut after_crash, &records);
+        let offline = state(&after_crash);
+        assert_eq!((offline.leader, offline.elr.clone()), (NO_LEADER, vec![2]), "1 crashed: no longer eligible");
+        // A clean restart of 2: elected cleanly, alone in the ISR, 1 still eligible.
+        let clean = BrokerRegistration { incarnation: 8, ..registration(2) };
+        let records = register(&image, &clean);
+        apply(&mut image, &records);
+        let led = state(&image);
+        assert_eq!((led.leader, led.isr.clone(), led.elr.clone()), (2, vec![2], vec![1]));
+        // 3 catches up and rejoins: the ISR reaches min.insync.replicas, the ELR empties.
+        let records = alter_partition(&image, led_id(&image), 0, (2, led.leader_epoch, led.partition_epoch), &[2, 3])
+            .expect("ok");
+        apply(&mut image, &records);
+        assert_eq!((state(&image).isr, state(&image).elr), (vec![2, 3], vec![]));
+    }
+
+    fn led_id(image: &MetadataImage) -> sluice_engine::TopicId {
+        image.topic("t").expect("topic").id
+    }
+
+    /// A step of a random schedule for the ELR property below.
+    #[derive(Debug, Clone)]
+    enum ElrStep {
+        Fence(i32),
+        Unfence(i32),
+        /// The leader drops a follower from the ISR (it lagged).
+        Shrink(i32),
+        /// A follower catches up with the leader and joins the ISR.
+        Expand(i32),
+        /// The leader commits new records (acks=all): only possible with a big enough ISR.
+        Commit,
+    }
+
+    fn elr_step() -> impl proptest::strategy::Strategy<Value = ElrStep> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1..=3i32).prop_map(ElrStep::Fence),
+            (1..=3i32).prop_map(ElrStep::Unfence),
+            (1..=3i32).prop_map(ElrStep::Shrink),
+            (1..=3i32).prop_map(ElrStep::Expand),
+            Just(ElrStep::Commit),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Under any schedule of fences, returns, ISR changes and commits, with
+        /// `min.insync.replicas` 1 to 3: the ISR and ELR never overlap, and every member of
+        /// either, and the leader, holds every committed record (the model tracks who does:
+        /// a commit reaches the ISR, a joining follower catches up first); no election is unclean.
+        #[test]
+        fn every_eligible_leader_holds_every_committed_record(
+            min_isr in 1..=3usize,
+            steps in proptest::collection::vec(elr_step(), 1..60),
+        ) {
+            let mut image = with_min_isr(&[1, 2, 3], &[1, 2, 3], min_isr);
+            let mut complete: BTreeSet<i32> = [1, 2, 3].into();
+            for step in steps {
+                let current = state(&image);
+                let at = (current.leader, current.leader_epoch, current.partition_epoch);
+                let records = match step {
+                    ElrStep::Fence(node) if !image.brokers[&node].fenced => fence(&image, node),
+                    ElrStep::Unfence(node) if image.brokers[&node].fenced => unfence(&image, node),
+                    ElrStep::Shrink(node) if current.leader != NO_LEADER && node != current.leader => {
+                        let isr: Vec<i32> = current.isr.iter().copied().filter(|member| *member != node).collect();
+                        alter_partition(&image, led_id(&image), 0, at, &isr).unwrap_or_default()
+                    }
+                    ElrStep::Expand(node) if current.leader != NO_LEADER && !current.isr.contains(&node) => {
+                        let isr: Vec<i32> = current.isr.iter().copied().chain([node]).collect();
+                        let records = alter_partition(&image, led_id(&image), 0, at, &isr).unwrap_or_default();
+                        if !records.is_empty() {
+                            // It fetched everything the leader has before the leader proposed it.
+                            proptest::prop_assert!(complete.contains(&current.leader));
+                            complete.insert(node);
+                        }
+                        records
+                    }
+                    ElrStep::Commit if current.leader != NO_LEADER && current.isr.len() >= min_isr => {
+                        complete = current.isr.iter().copied().collect();
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                };
+                apply(&mut image, &records);
+                let after = state(&image);
+                proptest::prop_assert!(after.isr.iter().all(|member| !after.elr.contains(member)), "{:?}", after);
+                for member in after.isr.iter().chain(&after.elr) {
+                    proptest::prop_assert!(complete.contains(member), "{} lacks committed records: {:?}", member, after);
+                }
+                if after.leader != NO_LEADER {
+                    proptest::prop_assert!(after.isr.contains(&after.leader), "{:?}", after);
+                }
+                if after.isr.len() >= min_isr {
+                    proptest::prop_assert!(after.elr.is_empty(), "{:?}", after);
+                }
+            }
+        }
     }
 }

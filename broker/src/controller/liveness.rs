@@ -80,6 +80,7 @@ mod tests {
                 port: 1,
                 rack: None,
                 fenced: *fenced,
+                clean_restart: true,
             }));
         }
         image

@@ -119,7 +119,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
             let records = partition.records.clone();
             let engine = shard.engine().clone();
             let metrics_shard = shard.clone();
-            let min_insync = known.map_or(1, |known| min_insync_replicas(&known.config));
+            let min_insync = known.map_or(1, |known| crate::metadata::image::min_insync_replicas(&known.config));
             let replication = shard.shared.metadata.replication().clone();
             let clock = shard.shared.clock.clone();
             let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
@@ -192,11 +192,6 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
         tell_current_leaders(&image, &mut response);
     }
     Outcome::Respond(response)
-}
-
-/// A topic's `min.insync.replicas` (Kafka's default 1).
-fn min_insync_replicas(config: &sluice_engine::TopicConfig) -> usize {
-    config.other.get("min.insync.replicas").and_then(|value| value.trim().parse().ok()).unwrap_or(1).max(1)
 }
 
 /// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader and epoch,

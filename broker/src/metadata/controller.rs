@@ -209,6 +209,7 @@ mod tests {
                 port: 1,
                 rack: None,
                 fenced: false,
+                clean_restart: true,
             }));
         }
         image

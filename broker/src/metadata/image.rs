@@ -31,6 +31,11 @@ pub(crate) struct BrokerRegistration {
     pub(crate) rack: Option<String>,
     /// Fenced brokers lead nothing and are not listed to clients.
     pub(crate) fenced: bool,
+    /// The broker's previous run stopped cleanly, every log flushed: it lost nothing, so it stays
+    /// an eligible leader replica where it was one. False after a crash (and at a first start,
+    /// where it is in no ELR).
+    #[serde(default)]
+    pub(crate) clean_restart: bool,
 }
 
 /// One partition's replication state.
@@ -50,6 +55,11 @@ pub(crate) struct PartitionState {
     pub(crate) adding: Vec<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) removing: Vec<i32>,
+    /// KIP-966's eligible leader replicas: replicas that left the ISR while it was smaller than
+    /// `min.insync.replicas`. The high watermark does not move while the ISR is that small, so
+    /// they hold everything below it and may be elected cleanly when no ISR member is live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) elr: Vec<i32>,
 }
 
 impl PartitionState {
@@ -64,8 +74,52 @@ impl PartitionState {
             partition_epoch: 0,
             adding: Vec::new(),
             removing: Vec::new(),
+            elr: Vec::new(),
         }
     }
+
+    /// KIP-966's rule, after the ISR changed from `before_isr`: while the ISR is smaller than
+    /// `min_isr`, the replicas that left it join the ELR; once it is not, the ELR empties. A
+    /// replica back in the ISR, or no longer a replica, leaves the ELR. Kept in replica order.
+    pub(crate) fn settle_elr(&mut self, before_isr: &[i32], min_isr: usize) {
+        if self.isr.len() >= min_isr {
+            self.elr.clear();
+            return;
+        }
+        for member in before_isr {
+            if !self.isr.contains(member) && !self.elr.contains(member) {
+                self.elr.push(*member);
+            }
+        }
+        let (isr, replicas) = (&self.isr, &self.replicas);
+        let mut elr: Vec<i32> =
+            replicas.iter().copied().filter(|replica| self.elr.contains(replica) && !isr.contains(replica)).collect();
+        std::mem::swap(&mut self.elr, &mut elr);
+    }
+
+    /// A clean election, when the partition needs a leader: the first live ISR member in
+    /// replica order, else the first live ELR member, which becomes the ISR alone (KIP-966).
+    /// Leaves the leader unset when neither has a live member.
+    pub(crate) fn elect_clean(&mut self, live: &std::collections::BTreeSet<i32>, min_isr: usize) {
+        if let Some(member) = self.isr.iter().copied().find(|member| live.contains(member)) {
+            self.leader = member;
+            return;
+        }
+        let Some(member) = self.elr.iter().copied().find(|member| live.contains(member)) else {
+            self.leader = NO_LEADER;
+            return;
+        };
+        let before = self.isr.clone();
+        self.leader = member;
+        self.isr = vec![member];
+        self.elr.retain(|other| *other != member);
+        self.settle_elr(&before, min_isr);
+    }
+}
+
+/// A topic's `min.insync.replicas` (Kafka's default 1).
+pub(crate) fn min_insync_replicas(config: &sluice_engine::TopicConfig) -> usize {
+    config.other.get("min.insync.replicas").and_then(|value| value.trim().parse().ok()).unwrap_or(1).max(1)
 }
 
 /// A topic.
@@ -200,5 +254,6 @@ impl MetadataImage {
         state.partition_epoch = change.state.partition_epoch;
         state.adding.clone_from(&change.state.adding);
         state.removing.clone_from(&change.state.removing);
+        state.elr.clone_from(&change.state.elr);
     }
 }

@@ -74,6 +74,7 @@ mod tests {
                         port: 9000 + node,
                         rack: None,
                         fenced: false,
+                        clean_restart: seed % 3 == 0,
                     })),
                     1 => out.push(MetadataRecord::FenceBroker { node_id: node, fenced: seed % 2 == 0 }),
                     2 if !created.iter().any(|(id, _)| *id == topic_id(seed)) => {
@@ -110,6 +111,7 @@ mod tests {
                                 partition_epoch: epoch + 1,
                                 adding: Vec::new(),
                                 removing: Vec::new(),
+                                elr: if node % 2 == 0 { vec![node + 1] } else { Vec::new() },
                             };
                             out.push(MetadataRecord::ChangePartition(PartitionRecord {
                                 topic_id: *id,

@@ -64,6 +64,9 @@ struct Led {
     /// The end of the last acks=all append answered while the leader was alone in the ISR: a
     /// follower joins only once it has everything answered.
     acked_end: i64,
+    /// The topic's `min.insync.replicas`: with a smaller ISR the high watermark stays (KIP-966),
+    /// so that the replicas that left the ISR, now eligible leaders, hold everything below it.
+    min_insync: usize,
 }
 
 impl Led {
@@ -75,9 +78,10 @@ impl Led {
         self.isr.iter().chain(joining).copied()
     }
 
-    /// Whether the high watermark is set from here: the maximal ISR has other members.
+    /// Whether the high watermark is set from here: the maximal ISR has other members, or the
+    /// ISR is below `min.insync.replicas` (the high watermark then holds still).
     fn replicated(&self) -> bool {
-        self.maximal_isr().count() > 1
+        self.maximal_isr().count() > 1 || self.isr.len() < self.min_insync
     }
 
     /// The smallest log end of the maximal ISR's followers, when every one of them has fetched.
@@ -242,6 +246,7 @@ impl Replication {
             let mut led = HashMap::new();
             let mut followed = BTreeMap::new();
             for topic in image.topics() {
+                let min_insync = crate::metadata::image::min_insync_replicas(&topic.config);
                 for (index, partition) in topic.partitions.iter().enumerate() {
                     if !partition.replicas.contains(&self.node_id) || partition.replicas.len() < 2 {
                         continue;
@@ -264,7 +269,9 @@ impl Replication {
                             high_watermark: -1,
                             pending_isr: None,
                             acked_end: -1,
+                            min_insync,
                         });
+                        entry.min_insync = min_insync;
                         if entry.partition_epoch != partition.partition_epoch {
                             entry.pending_isr = None;
                         }
@@ -363,6 +370,7 @@ impl Replication {
         }
         let mut fetched = Fetched::default();
         if led.replicated()
+            && led.isr.len() >= led.min_insync
             && let Some(low) = led.isr_low_water(self.node_id)
         {
             let next = low.min(leader_end);
@@ -458,6 +466,9 @@ impl Replication {
                 match state.led.get_mut(partition) {
                     None => return Err(NotReplicated::NotLeader),
                     Some(led) if led.leader_epoch != leader_epoch => return Err(NotReplicated::NotLeader),
+                    // The high watermark holds still below min.insync.replicas: fail now rather
+                    // than at the timeout.
+                    Some(led) if led.isr.len() < min_insync => return Err(NotReplicated::TooFewInSync),
                     Some(led) if !led.replicated() || led.high_watermark >= end_offset => {
                         if led.isr.len() < min_insync {
                             return Err(NotReplicated::TooFewInSync);
@@ -617,6 +628,7 @@ mod tests {
             high_watermark: 0,
             pending_isr: None,
             acked_end: -1,
+            min_insync: 1,
         };
         replication.lock().led.insert(partition.clone(), led);
         partition
@@ -691,6 +703,20 @@ mod tests {
         // watermark (and so every acks=all answer) waits for 1 too.
         assert_eq!(replication.follower_fetched(&partition, 3, 200, 200).high_watermark, None);
         assert_eq!(replication.follower_fetched(&partition, 1, 150, 200).high_watermark, Some(150));
+    }
+
+    #[test]
+    fn the_high_watermark_holds_while_the_isr_is_below_min_insync() {
+        let clock = Arc::new(ManualClock::new(0));
+        let replication = Replication::new(1, Duration::from_secs(30), true, clock.clone());
+        let partition = leader_of(&replication, vec![1, 2, 3], vec![1, 2]);
+        replication.lock().led.get_mut(&partition).expect("led").min_insync = 3;
+        assert_eq!(replication.follower_fetched(&partition, 2, 20, 20).high_watermark, None, "KIP-966");
+        let deadline = clock.now() + Duration::from_secs(5);
+        let refused = sluice_engine::block_on(replication.wait_replicated(&partition, 3, 20, 3, deadline));
+        assert_eq!(refused, Err(NotReplicated::TooFewInSync), "answered at once, not at the timeout");
+        replication.lock().led.get_mut(&partition).expect("led").min_insync = 2;
+        assert_eq!(replication.follower_fetched(&partition, 2, 20, 20).high_watermark, Some(20));
     }
 
     #[test]
