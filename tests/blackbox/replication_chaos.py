@@ -5,11 +5,15 @@ acks=all producer (librdkafka) writes unique values (`c-<seq>`) as fast as ackno
 it, and records every acknowledgement (partition, offset, value). Meanwhile the nemesis kills a
 random node with SIGKILL (the leader of some partition, the active controller, or neither: the
 choice is random), waits a random moment, restarts it, and waits until every ISR is whole again
-before the next kill, so that at most one node is down at a time.
+before the next kill, so that at most one node is down at a time. A consumer (assigned every
+partition, as a stand-alone consumer of a group) reads along and commits its positions
+synchronously every 200 records through the replicated `__consumer_offsets`.
 
 Checks after healing (all nodes up, every ISR whole, the cluster stopped gracefully):
 - every acknowledged record is at its acknowledged offset, with its value, read by a consumer;
 - the offsets a consumer reads are dense from 0 and no value appears twice (idempotence);
+- the group's committed offsets are at least the last commit confirmed, at most the largest
+  asked for and the high watermark (`power_cluster.check_commits`);
 - on disk, no offset holds two different records on two replicas (`sluicectl segments dump`).
 
 `run(cluster, sluicectl, kills, seed, rate)` returns counts; the test in test_replication.py runs
@@ -32,6 +36,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+import clients
 from cluster import Cluster, wait_until
 
 PARTITIONS = 3
@@ -47,6 +52,7 @@ class Outcome:
     read: int = 0
     duplicates: int = 0
     divergent_offsets: int = 0
+    commits: int = 0
     killed: dict[str, int] = field(default_factory=dict)
 
     def ok(self) -> bool:
@@ -170,6 +176,13 @@ def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | N
     load = Load(cluster, rate)
     load.thread.start()
     wait_until("the load is acknowledged", lambda: len(load.acked) > 1000, 60)
+    # A consumer committing its positions synchronously (in the replicated __consumer_offsets)
+    # through every kill; imported here, as power_cluster imports this module.
+    import power_cluster
+    committer = power_cluster.Committer(cluster.bootstrap, every=200, topic=TOPIC, partitions=PARTITIONS,
+                                        assign=True)
+    committer.start()
+    wait_until("the group commits", lambda: committer.check_alive() or committer.commits > 0, 60)
     for kill in range(kills):
         roll = rng.random()
         if roll < 0.4:
@@ -208,6 +221,16 @@ def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | N
         outcome.duplicates += len(values) - len(set(values))
     outcome.lost = sum(1 for partition, offset, value in load.acked if at.get((partition, offset)) != value)
     log(f"read back: {outcome}")
+    # Committed offsets kept: at least the last commit confirmed, at most what was asked and the log's end.
+    committer.wait_held(120)
+    committer.check_alive()
+    highs = {p: high for p, (_, high) in clients.watermarks(cluster.nodes[1], TOPIC, list(range(PARTITIONS))).items()}
+    committed = power_cluster.check_commits(cluster, committer, highs)
+    outcome.commits = committer.commits
+    log(f"group commits: {committer.commits} confirmed, {committer.failed_commits} failed (retried), "
+        f"{committer.consumed} records consumed, errors {committer.errors}; "
+        f"last confirmed {committer.confirmed}, committed {committed}")
+    committer.close()
 
     for node in cluster.nodes.values():
         stop_or_dump_stacks(node, log)

@@ -166,6 +166,7 @@ def test_chaos_kill_nine_under_acks_all_load_loses_nothing(tmp_path):
     assert outcome.duplicates == 0, f"records written twice: {outcome}"
     assert outcome.divergent_offsets == 0, f"replicas disagree at some offsets: {outcome}"
     assert outcome.acknowledged > 1000 and outcome.read >= outcome.acknowledged
+    assert outcome.commits > 0, f"the group never confirmed a commit: {outcome}"
 
 
 
@@ -314,6 +315,12 @@ def test_eligible_leader_replicas_lead_cleanly_once_every_in_sync_replica_is_gon
     assert clients.watermarks(nodes[1], topic, [0])[0][1] == 2000, "the high watermark moved below the minimum"
     nodes[a].stop()
     wait_until("the partition is offline", lambda: state()[0] == -1, timeout_s=session_s)
+    # DescribeTopicPartitions shows the ELR (sluicectl's describe asks it).
+    done = subprocess.run([sluicectl_binary(), "-b", nodes[1].bootstrap, "topics", "describe", topic, "-o", "json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    described = json.loads(done.stdout)["partitions"][0]
+    assert (described["isr"], described["elr"]) == ([], [a, b]), described
 
     nodes[c].start()
     time.sleep(2)

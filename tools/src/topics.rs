@@ -428,6 +428,38 @@ pub(crate) fn log_offsets(session: &mut Session, topic: &TopicInfo) -> Result<BT
         .collect())
 }
 
+/// Each partition's eligible leader replicas (KIP-966) from DescribeTopicPartitions, following
+/// its cursor; `None` when the broker does not offer it.
+fn eligible_leaders(session: &mut Session, topic: &str) -> Result<Option<BTreeMap<i32, Vec<i32>>>> {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::{ApiKey, DescribeTopicPartitionsRequest, TopicName};
+    if session.connection().versions().version_for(ApiKey::DescribeTopicPartitions).is_err() {
+        return Ok(None);
+    }
+    let mut found = BTreeMap::new();
+    let mut cursor = None;
+    // Bounded: a topic has at most i32::MAX partitions, and every page moves the cursor on.
+    for _ in 0..=i32::MAX {
+        let request = DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![TopicRequest::default().with_name(TopicName(StrBytes::from_string(topic.to_owned())))])
+            .with_response_partition_limit(2000)
+            .with_cursor(cursor.take());
+        let response = session.connection().send(&request).context("DescribeTopicPartitions request failed")?;
+        for answer in &response.topics {
+            if let Some(error) = answer.error_code.err() {
+                bail!("cannot describe the partitions of {topic}: {error}");
+            }
+            for partition in &answer.partitions {
+                let elr = partition.eligible_leader_replicas.iter().flatten().map(|node| node.0).collect();
+                found.insert(partition.partition_index, elr);
+            }
+        }
+        let Some(next) = response.next_cursor else { break };
+        cursor = Some(Cursor::default().with_topic_name(next.topic_name).with_partition_index(next.partition_index));
+    }
+    Ok(Some(found))
+}
+
 fn describe(session: &mut Session, names: &[String], output: Output) -> Result<()> {
     let mut documents = Vec::new();
     let mut text = String::new();
@@ -435,7 +467,8 @@ fn describe(session: &mut Session, names: &[String], output: Output) -> Result<(
         let topic = session.topic(name)?;
         let offsets = log_offsets(session, &topic)?;
         let configs = describe_configs(session, name)?;
-        let (document, rendered) = describe_one(&topic, &offsets, &configs);
+        let elr = eligible_leaders(session, name)?;
+        let (document, rendered) = describe_one(&topic, &offsets, &configs, elr.as_ref());
         documents.push(document);
         text.push_str(&rendered);
     }
@@ -444,10 +477,25 @@ fn describe(session: &mut Session, names: &[String], output: Output) -> Result<(
     Ok(())
 }
 
-fn describe_one(topic: &TopicInfo, offsets: &BTreeMap<i32, (i64, i64)>, configs: &[ConfigEntry]) -> (Value, String) {
+fn describe_one(
+    topic: &TopicInfo,
+    offsets: &BTreeMap<i32, (i64, i64)>,
+    configs: &[ConfigEntry],
+    elr: Option<&BTreeMap<i32, Vec<i32>>>,
+) -> (Value, String) {
     let mut partitions = Vec::new();
-    let mut table =
-        Table::new(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "OFFLINE", "LOG-START", "LOG-END", "RECORDS"]);
+    let mut table = Table::new(&[
+        "PARTITION",
+        "LEADER",
+        "EPOCH",
+        "REPLICAS",
+        "ISR",
+        "ELR",
+        "OFFLINE",
+        "LOG-START",
+        "LOG-END",
+        "RECORDS",
+    ]);
     let ids = |nodes: &[i32]| {
         if nodes.is_empty() {
             "-".to_owned()
@@ -459,9 +507,11 @@ fn describe_one(topic: &TopicInfo, offsets: &BTreeMap<i32, (i64, i64)>, configs:
     for partition in &topic.partitions {
         let (start, end) = offsets.get(&partition.partition).copied().unwrap_or((-1, -1));
         record_count += (end - start).max(0);
+        let eligible = elr.map(|elr| elr.get(&partition.partition).cloned().unwrap_or_default());
         partitions.push(json!({
             "partition": partition.partition, "leader": partition.leader_id, "leader_epoch": partition.leader_epoch,
-            "replicas": partition.replicas, "isr": partition.isr, "offline_replicas": partition.offline_replicas,
+            "replicas": partition.replicas, "isr": partition.isr, "elr": eligible,
+            "offline_replicas": partition.offline_replicas,
             "log_start_offset": start, "log_end_offset": end,
             "error": partition.error.map(|error| error.to_string()),
         }));
@@ -471,6 +521,7 @@ fn describe_one(topic: &TopicInfo, offsets: &BTreeMap<i32, (i64, i64)>, configs:
             partition.leader_epoch.to_string(),
             ids(&partition.replicas),
             ids(&partition.isr),
+            eligible.as_deref().map_or_else(|| "?".to_owned(), ids),
             ids(&partition.offline_replicas),
             start.to_string(),
             end.to_string(),

@@ -248,11 +248,15 @@ fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<Met
     records
 }
 
-/// The records that take `node_id` out of every ELR.
+/// The records that take `node_id` out of every ELR, but where it is the last eligible replica
+/// (an empty ISR and no other ELR member): no replica can hold more than it then, and Kafka
+/// elects such a last known leader when it returns (a single replica after a crash, too).
 fn leave_elr(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
-        for (index, state) in topic.partitions.iter().enumerate().filter(|(_, state)| state.elr.contains(&node_id)) {
+        let leaves =
+            |state: &PartitionState| state.elr.contains(&node_id) && !(state.isr.is_empty() && state.elr.len() == 1);
+        for (index, state) in topic.partitions.iter().enumerate().filter(|(_, state)| leaves(state)) {
             let mut next = state.clone();
             next.elr.retain(|member| *member != node_id);
             next.partition_epoch += 1;
@@ -799,6 +803,17 @@ mod tests {
         apply(&mut after_crash, &records);
         let offline = state(&after_crash);
         assert_eq!((offline.leader, offline.elr.clone()), (NO_LEADER, vec![2]), "1 crashed: no longer eligible");
+        // The last eligible replica stays one after a crash: nobody can hold more.
+        let mut single = with_min_isr(&[1], &[1], 1);
+        let records =
+            register(&single, &BrokerRegistration { incarnation: 9, clean_restart: false, ..registration(1) });
+        apply(&mut single, &records);
+        let back = state(&single);
+        assert_eq!(
+            (back.leader, back.isr.clone(), back.elr.clone()),
+            (1, vec![1], vec![]),
+            "a crashed single replica leads again"
+        );
         // A clean restart of 2: elected cleanly, alone in the ISR, 1 still eligible.
         let clean = BrokerRegistration { incarnation: 8, ..registration(2) };
         let records = register(&image, &clean);

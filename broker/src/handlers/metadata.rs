@@ -128,25 +128,47 @@ fn failed(name: &str, id: Uuid, error_code: i16) -> MetadataResponseTopic {
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
+/// A partition's lists as Metadata and DescribeTopicPartitions give them: LEADER_NOT_AVAILABLE
+/// without a leader, offline replicas are those on fenced or unregistered brokers.
+pub(crate) struct PartitionView {
+    pub(crate) error_code: i16,
+    pub(crate) replicas: Vec<BrokerId>,
+    pub(crate) isr: Vec<BrokerId>,
+    pub(crate) elr: Vec<BrokerId>,
+    pub(crate) offline: Vec<BrokerId>,
+}
+
+impl PartitionView {
+    pub(crate) fn of(image: &MetadataImage, state: &crate::metadata::PartitionState) -> Self {
+        let live = |node: &i32| image.brokers.get(node).is_some_and(|broker| !broker.fenced);
+        let ids = |nodes: &[i32]| nodes.iter().copied().map(BrokerId).collect::<Vec<_>>();
+        let offline: Vec<i32> = state.replicas.iter().copied().filter(|node| !live(node)).collect();
+        Self {
+            error_code: if state.leader == NO_LEADER { code(ResponseError::LeaderNotAvailable) } else { 0 },
+            replicas: ids(&state.replicas),
+            isr: ids(&state.isr),
+            elr: ids(&state.elr),
+            offline: ids(&offline),
+        }
+    }
+}
+
 /// One topic as Metadata describes it.
 fn describe(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
-    let live = |node: &i32| image.brokers.get(node).is_some_and(|broker| !broker.fenced);
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, state)| {
-            let ids = |nodes: &[i32]| nodes.iter().copied().map(BrokerId).collect::<Vec<_>>();
-            let offline: Vec<i32> = state.replicas.iter().copied().filter(|node| !live(node)).collect();
-            let error = if state.leader == NO_LEADER { code(ResponseError::LeaderNotAvailable) } else { 0 };
+            let view = PartitionView::of(image, state);
             MetadataResponsePartition::default()
-                .with_error_code(error)
+                .with_error_code(view.error_code)
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(state.leader))
                 .with_leader_epoch(state.leader_epoch)
-                .with_replica_nodes(ids(&state.replicas))
-                .with_isr_nodes(ids(&state.isr))
-                .with_offline_replicas(ids(&offline))
+                .with_replica_nodes(view.replicas)
+                .with_isr_nodes(view.isr)
+                .with_offline_replicas(view.offline)
         })
         .collect();
     MetadataResponseTopic::default()
