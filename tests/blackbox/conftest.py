@@ -128,6 +128,7 @@ class Broker:
         self.log_path = workdir / "broker.log"
         self.name = name
         self.port, self.metrics_port = free_ports(2)
+        self.port_retries = 0
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.stopped_by_test = False
@@ -197,6 +198,26 @@ class Broker:
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=self.data_dir.parent, start_new_session=True)
 
+    def _port_taken_meanwhile(self) -> bool:
+        """After the process exited: whether it failed to bind its metrics port (any start) or its
+        client port (its first start only: clients know the port afterwards); that port is then
+        replaced by another free one."""
+        if self.is_reference or self.port_retries >= 3 or not self.log_path.exists():
+            return False
+        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        last = lines[-1] if lines else ""
+        if "Address already in use" not in last:
+            return False
+        first_start = self.starts - self.port_retries == 1
+        if f"cannot serve metrics on {HOST}:{self.metrics_port}" in last:
+            self.metrics_port = free_ports(1)[0]
+        elif first_start and f"cannot listen on {HOST}:{self.port}" in last:
+            self.port = free_ports(1)[0]
+        else:
+            return False
+        self.port_retries += 1
+        return True
+
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Wait for a launched process to answer ApiVersions."""
         self._wait_ready(self.start_timeout_s if timeout_s is None else timeout_s)
@@ -210,6 +231,11 @@ class Broker:
         last_problem = "never accepted a connection"
         while time.monotonic() < deadline:
             code = self.proc.poll()
+            if code is not None and self._port_taken_meanwhile():
+                # A port picked free was taken (by some client's ephemeral port) before the
+                # broker bound it: pick another and launch again.
+                self.launch()
+                continue
             if code is not None:
                 raise BrokerError(
                     f"{self.name}: {self.kind} exited with status {code} before it was ready on {self.bootstrap}\n"

@@ -182,7 +182,10 @@ def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | N
     committer = power_cluster.Committer(cluster.bootstrap, every=200, topic=TOPIC, partitions=PARTITIONS,
                                         assign=True)
     committer.start()
-    wait_until("the group commits", lambda: committer.check_alive() or committer.commits > 0, 60)
+    try:
+        wait_until("the group commits", lambda: committer.check_alive() or committer.commits > 0, 60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: consumed {committer.consumed}, errors {committer.errors}") from error
     for kill in range(kills):
         roll = rng.random()
         if roll < 0.4:

@@ -221,13 +221,23 @@ impl Coordinator {
         );
     }
 
-    /// Whether `group_id`'s partition is served here: NOT_COORDINATOR when this shard does not
-    /// lead it, COORDINATOR_LOAD_IN_PROGRESS while it loads.
+    /// Whether `group_id`'s partition is served here: NOT_COORDINATOR when this broker does not
+    /// lead it, COORDINATOR_LOAD_IN_PROGRESS while it loads, including the moment between the
+    /// image naming this broker its leader and the load starting (a client sent here by
+    /// FindCoordinator then retries the same broker instead of looking for another).
     fn check(&self, group_id: &str) -> Result<(), ResponseError> {
-        match self.partitions.borrow().get(&self.group_partition(group_id)) {
+        let index = self.group_partition(group_id);
+        match self.partitions.borrow().get(&index) {
             Some(OffsetsPartition::Loaded { .. }) => Ok(()),
             Some(OffsetsPartition::Loading { .. }) => Err(ResponseError::CoordinatorLoadInProgress),
-            None => Err(ResponseError::NotCoordinator),
+            None => {
+                let image = self.shared.metadata.image();
+                let led = image
+                    .topic(OFFSETS_TOPIC)
+                    .and_then(|topic| topic.partition(index))
+                    .is_some_and(|state| state.leader == self.shared.identity.node_id);
+                Err(if led { ResponseError::CoordinatorLoadInProgress } else { ResponseError::NotCoordinator })
+            }
         }
     }
 

@@ -36,13 +36,18 @@ pub(crate) async fn handle(
     request: FindCoordinatorRequest,
 ) -> Outcome<FindCoordinatorResponse> {
     let version = call.version;
-    if request.key_type == KEY_TYPE_GROUP && shard.image().topic(OFFSETS_TOPIC).is_none() {
+    // The image from before any creation: a lookup that creates the offsets topic answers
+    // COORDINATOR_NOT_AVAILABLE, as Kafka's does, and the client asks again. Answering the new
+    // leader at once sent clients to brokers that had not applied the topic yet (NOT_COORDINATOR),
+    // after which a librdkafka consumer of assigned partitions was seen to wait for a minute
+    // and more before fetching its committed offsets again.
+    let image = shard.image();
+    if request.key_type == KEY_TYPE_GROUP && image.topic(OFFSETS_TOPIC).is_none() {
         // A cluster creates the offsets topic when a group first needs it, as Kafka does.
         if let Err(refusal) = crate::groups::ensure_offsets_topic(&shard.shared).await {
             tracing::debug!(reason = %refusal.message, "the offsets topic could not be created yet");
         }
     }
-    let image = shard.image();
     let find = |key: &str| -> Found {
         match request.key_type {
             KEY_TYPE_GROUP => group_coordinator(&image, key),
