@@ -79,10 +79,15 @@ class Cluster:
         self.admins: list[AdminClient] = []
 
     def start(self) -> None:
+        """Launch every node and wait until each serves; a node that cannot start stops the others."""
         for node in self.nodes.values():
             node.launch()
-        for node in self.nodes.values():
-            node.wait_ready()
+        try:
+            for node in self.nodes.values():
+                node.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def add_broker(self) -> ClusterNode:
         """Start a broker-only node that follows the quorum."""
