@@ -179,6 +179,11 @@ def run(cluster: Cluster, sluicectl: str, kills: int, seed: int, rate: float | N
     # A consumer committing its positions synchronously (in the replicated __consumer_offsets)
     # through every kill; imported here, as power_cluster imports this module.
     import power_cluster
+    # First until the group's committed offsets are readable: the offsets topic is created by
+    # this first lookup, and a librdkafka consumer of assigned partitions whose first OffsetFetch
+    # is refused (NOT_COORDINATOR while the brokers apply the new topic) was seen to stall for
+    # more than a minute.
+    power_cluster.committed_offsets(cluster.bootstrap, TOPIC, PARTITIONS, timeout_s=60)
     committer = power_cluster.Committer(cluster.bootstrap, every=200, topic=TOPIC, partitions=PARTITIONS,
                                         assign=True)
     committer.start()
