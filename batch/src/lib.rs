@@ -2,7 +2,8 @@
 //!
 //! Kafka's RecordBatch v2, in one place: the fixed header (parse, validate the CRC32C, patch the
 //! fields the CRC does not cover), records (walk, build, rebuild), the compression codecs as
-//! Kafka frames them, a batch builder for producers and a decoder for fetched bytes.
+//! Kafka frames them, a batch builder for producers, a decoder for fetched bytes, and the
+//! transaction markers (control batches) a coordinator has leaders append.
 //!
 //! ## Design
 //! Pure functions and plain types over byte slices: no I/O, no threads, no allocation beyond the
@@ -33,12 +34,14 @@
 
 pub mod builder;
 pub mod compression;
+pub mod control;
 pub mod decode;
 mod header;
 mod records;
 mod varint;
 
 pub use compression::{CodecError, Compression};
+pub use control::{ControlBatchError, ControlType, EndTxnMarker, build_control_batch, parse_control_batch};
 pub use header::{
     BatchError, BatchHeader, HEADER_SIZE_BYTES, LOG_OVERHEAD_BYTES, crc32c, parse_header, patch_base_offset,
     patch_leader_epoch, patch_log_append_time, peek_size, validate,

@@ -134,6 +134,8 @@ pub(crate) struct ShardContext {
     pub(crate) shard: ShardId,
     /// This shard's part of the group coordinator.
     pub(crate) groups: GroupShard,
+    /// This shard's transaction coordinator.
+    pub(crate) transactions: Rc<crate::transactions::TxnCoordinator>,
     /// Pipes for sending file ranges with `splice`.
     pub(crate) pipes: PipePool,
 }
@@ -146,7 +148,8 @@ impl ShardContext {
     /// Builds the calling shard's context and installs it for work forwarded to this shard.
     pub(crate) fn install(shared: Arc<Shared>, shard: ShardId) -> Rc<Self> {
         let groups = GroupShard::new(&shared, shard);
-        let context = Rc::new(Self { shared, shard, groups, pipes: PipePool::default() });
+        let transactions = crate::transactions::TxnCoordinator::start(&shared, shard);
+        let context = Rc::new(Self { shared, shard, groups, transactions, pipes: PipePool::default() });
         CURRENT.with(|current| *current.borrow_mut() = Some(context.clone()));
         context
     }

@@ -52,6 +52,7 @@ mod replication;
 pub mod signals;
 #[doc(hidden)]
 pub mod testing;
+mod transactions;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -316,7 +317,10 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         }
     }
     let metadata = &shared.metadata;
-    metadata.set_listeners(vec![Arc::new(groups::GroupLeadership::new(engine.clone()))]);
+    metadata.set_listeners(vec![
+        Arc::new(groups::GroupLeadership::new(engine.clone())),
+        Arc::new(transactions::TxnLeadership::new(engine.clone())),
+    ]);
     let config = &shared.config;
     let identity = &shared.identity;
     let controller_address = match &controller_listener {

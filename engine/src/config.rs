@@ -249,6 +249,10 @@ pub const WRITEBACK_BYTES_DEFAULT: u64 = 4 << 20;
 /// `log.cleaner.dedupe.buffer.size`.
 pub const COMPACTION_MAP_BYTES_DEFAULT: u64 = 128 << 20;
 
+/// The default of [`EngineConfig::producer_id_expiration_ms`]: one day, Kafka's
+/// `producer.id.expiration.ms`.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
+
 /// Everything needed to open an engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -279,6 +283,9 @@ pub struct EngineConfig {
     /// time). A pass maps the keys of the log's dirty part until the map is full and cleans up
     /// to there; the next pass goes on from that point.
     pub compaction_map_bytes: u64,
+    /// How long a partition remembers a producer with no open transaction after its last batch
+    /// (Kafka's `producer.id.expiration.ms`); checked at each retention check.
+    pub producer_id_expiration_ms: i64,
     /// Faults to inject into storage I/O (tests only; `None` in production).
     pub faults: Option<Arc<FaultInjector>>,
     /// Where time comes from: the system clock, or a manual one in tests.
@@ -299,6 +306,7 @@ impl EngineConfig {
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
             writeback_bytes: WRITEBACK_BYTES_DEFAULT,
             compaction_map_bytes: COMPACTION_MAP_BYTES_DEFAULT,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             faults: None,
             clock: crate::clock::SystemClock::shared(),
         }

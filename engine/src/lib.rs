@@ -67,6 +67,7 @@ pub use catalog::TopicInfo;
 pub use config::{CleanupPolicy, ConfigError, EngineConfig, TimestampType, TopicConfig};
 pub use error::{AppendError, OpenError, ReadError, RecordRejection, RecoveryError, TopicError};
 pub use event_listener::EventListener;
+pub use partition::ProducerSummary;
 pub use shard::admin::is_valid_topic_name;
 pub use shard::{CROSS_THREAD_WAKES_MAX, block_on, new_runtime};
 /// RecordBatch v2: header, records, codecs (the `sluice-batch` crate).
@@ -134,6 +135,19 @@ pub struct ReadResult {
     pub records: Vec<u8>,
     /// The partition's offsets at the time of the read.
     pub offsets: PartitionOffsets,
+    /// For a [`ReadBound::LastStable`] read, the aborted transactions overlapping what it
+    /// covers (Kafka's `AbortedTransactions` of a read_committed fetch); empty otherwise.
+    pub aborted: Vec<AbortedTransaction>,
+}
+
+/// A transaction aborted on a partition: its producer and its first offset. A read_committed
+/// consumer skips that producer's records from there up to its abort marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The transaction's first offset on the partition.
+    pub first_offset: Offset,
 }
 
 /// A byte range of a segment file holding whole batches (and possibly a partial last one), for
@@ -171,6 +185,8 @@ pub struct RangeRead {
     pub range: Option<FileRange>,
     /// The partition's offsets at the time of the read.
     pub offsets: PartitionOffsets,
+    /// As [`ReadResult::aborted`].
+    pub aborted: Vec<AbortedTransaction>,
 }
 
 /// How far a read may go.
@@ -182,6 +198,10 @@ pub enum ReadBound {
     /// Up to the local end: everything written on this replica (fsynced too where its append
     /// asked for it), as a follower fetching from this leader reads it.
     LogEnd,
+    /// Up to the last stable offset, with the aborted transactions in the range: what a
+    /// read_committed consumer may see. An offset between the last stable offset and the high
+    /// watermark reads nothing (it is not out of range).
+    LastStable,
 }
 
 /// Where a leader epoch ends on this replica, as OffsetForLeaderEpoch answers.
@@ -469,6 +489,15 @@ impl Engine {
     /// [`ReadError::UnknownPartition`].
     pub async fn offsets(&self, partition: &TopicPartition) -> Result<PartitionOffsets, ReadError> {
         self.shared.offsets(partition).await
+    }
+
+    /// The producers a partition remembers (idempotence and transaction state), as Kafka's
+    /// DescribeProducers lists them.
+    ///
+    /// # Errors
+    /// [`ReadError`] for an unknown partition.
+    pub async fn producers(&self, partition: &TopicPartition) -> Result<Vec<ProducerSummary>, ReadError> {
+        self.shared.producers(partition).await
     }
 
     /// Looks up an offset by position or time, as Kafka's ListOffsets does. `None` when no

@@ -55,12 +55,12 @@ pub(crate) struct Coordinator {
     shared: Arc<Shared>,
     shard: ShardId,
     config: GroupConfig,
-    groups: RefCell<BTreeMap<String, Group>>,
+    pub(super) groups: RefCell<BTreeMap<String, Group>>,
     /// The offsets partitions this shard leads, by index.
     partitions: RefCell<BTreeMap<i32, OffsetsPartition>>,
-    writes: WriteQueue,
+    pub(super) writes: WriteQueue,
     /// Woken when a group changed, so the timer task recomputes its next deadline.
-    wake: Event,
+    pub(super) wake: Event,
     epoch: Instant,
     member_id_seed: u64,
     member_id_counter: Cell<u64>,
@@ -133,7 +133,7 @@ impl Coordinator {
             config: GroupConfig::global(),
             groups: RefCell::new(BTreeMap::new()),
             partitions: RefCell::new(BTreeMap::new()),
-            writes: WriteQueue::default(),
+            writes: WriteQueue::new(OFFSETS_TOPIC),
             wake: Event::new(),
             member_id_seed: hasher.finish(),
             member_id_counter: Cell::new(0),
@@ -149,7 +149,7 @@ impl Coordinator {
         coordinator
     }
 
-    fn now(&self) -> Now {
+    pub(super) fn now(&self) -> Now {
         let elapsed = self.shared.clock.now().saturating_duration_since(self.epoch);
         Now { monotonic_ms: elapsed.as_millis() as i64, unix_ms: self.shared.clock.unix_ms() }
     }
@@ -171,8 +171,14 @@ impl Coordinator {
         }
         let now = self.now();
         let mut groups = BTreeMap::new();
-        let loaded = storage::load_partition(&self.shared.engine, index, |key, value| {
-            apply_record(&mut groups, now, key, value);
+        let target = sluice_engine::TopicPartition::new(OFFSETS_TOPIC, index);
+        let loaded = storage::load_partition(&self.shared.engine, &target, |loaded| match loaded {
+            storage::Loaded::Record { key, value, producer } => apply_record(&mut groups, now, key, value, producer),
+            storage::Loaded::Marker { producer_id, commit } => {
+                for group in groups.values_mut() {
+                    group.complete_txn(producer_id, commit);
+                }
+            }
         })
         .await;
         if self.partitions.borrow().get(&index) != Some(&loading) {
@@ -225,7 +231,7 @@ impl Coordinator {
     /// lead it, COORDINATOR_LOAD_IN_PROGRESS while it loads, including the moment between the
     /// image naming this broker its leader and the load starting (a client sent here by
     /// FindCoordinator then retries the same broker instead of looking for another).
-    fn check(&self, group_id: &str) -> Result<(), ResponseError> {
+    pub(super) fn check_group(&self, group_id: &str) -> Result<(), ResponseError> {
         let index = self.group_partition(group_id);
         match self.partitions.borrow().get(&index) {
             Some(OffsetsPartition::Loaded { .. }) => Ok(()),
@@ -249,11 +255,11 @@ impl Coordinator {
         positive % partition_count.max(1)
     }
 
-    fn offsets_partition_count(&self) -> i32 {
+    pub(super) fn offsets_partition_count(&self) -> i32 {
         self.shared.metadata.image().topic(OFFSETS_TOPIC).map_or(1, |topic| topic.partition_count())
     }
 
-    fn group_partition(&self, group_id: &str) -> i32 {
+    pub(super) fn group_partition(&self, group_id: &str) -> i32 {
         Self::partition_of(group_id, self.offsets_partition_count())
     }
 
@@ -289,7 +295,7 @@ impl Coordinator {
         if group_id.is_empty() {
             return JoinOutcome::failed(ResponseError::InvalidGroupId, &args.member_id);
         }
-        if let Err(error) = self.check(group_id) {
+        if let Err(error) = self.check_group(group_id) {
             return JoinOutcome::failed(error, &args.member_id);
         }
         let session_range = self.config.session_timeout_ms_min..=self.config.session_timeout_ms_max;
@@ -332,7 +338,7 @@ impl Coordinator {
 
     /// SyncGroup: answers once the leader's assignment is in (or at once).
     pub(crate) async fn sync(&self, group_id: &str, args: SyncArgs) -> SyncOutcome {
-        if let Err(error) = self.check(group_id) {
+        if let Err(error) = self.check_group(group_id) {
             return SyncOutcome::failed(error);
         }
         let (sender, receiver) = async_channel::bounded(1);
@@ -354,7 +360,7 @@ impl Coordinator {
         member: MemberRef<'_>,
         generation_id: i32,
     ) -> Result<(), ResponseError> {
-        self.check(group_id)?;
+        self.check_group(group_id)?;
         let result = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -370,7 +376,7 @@ impl Coordinator {
         group_id: &str,
         members: &[MemberRef<'_>],
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        self.check(group_id)?;
+        self.check_group(group_id)?;
         let results = {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(group_id) else {
@@ -395,7 +401,7 @@ impl Coordinator {
         if group_id.is_empty() {
             return all(ResponseError::InvalidGroupId);
         }
-        if let Err(error) = self.check(group_id) {
+        if let Err(error) = self.check_group(group_id) {
             return all(error);
         }
         let now = self.now();
@@ -454,7 +460,7 @@ impl Coordinator {
         results
     }
 
-    fn check_entry(&self, entry: &CommitEntry) -> Result<(), ResponseError> {
+    pub(super) fn check_entry(&self, entry: &CommitEntry) -> Result<(), ResponseError> {
         if entry.metadata.as_ref().is_some_and(|metadata| metadata.len() > self.config.offset_metadata_bytes_max) {
             return Err(ResponseError::OffsetMetadataTooLarge);
         }
@@ -469,7 +475,7 @@ impl Coordinator {
 
     /// OffsetFetch: committed offsets of the partitions asked for, or of every partition.
     pub(crate) fn fetch(&self, group_id: &str, topics: TopicPartitions) -> Result<FetchedOffsets, ResponseError> {
-        self.check(group_id)?;
+        self.check_group(group_id)?;
         let groups = self.groups.borrow();
         let offsets = groups.get(group_id).map(|group| &group.offsets);
         let Some(topics) = topics else {
@@ -497,7 +503,7 @@ impl Coordinator {
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, Vec<(i32, Result<(), ResponseError>)>)>, ResponseError> {
-        self.check(group_id)?;
+        self.check_group(group_id)?;
         let mut records = Vec::new();
         let mut removed = Vec::new();
         let results = {
@@ -565,7 +571,7 @@ impl Coordinator {
 
     /// DescribeGroups for one group; an unknown group is described as Dead, as Kafka does.
     pub(crate) fn describe(&self, group_id: &str) -> Result<DescribedGroup, ResponseError> {
-        self.check(group_id)?;
+        self.check_group(group_id)?;
         let groups = self.groups.borrow();
         let Some(group) = groups.get(group_id) else {
             return Ok(DescribedGroup {
@@ -599,7 +605,7 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only an empty group, with its offsets.
     pub(crate) async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        self.check(group_id)?;
+        self.check_group(group_id)?;
         let records = {
             let groups = self.groups.borrow();
             let group = groups
@@ -721,7 +727,13 @@ fn tombstones<'a>(group: &Group, offsets: impl Iterator<Item = &'a (String, i32)
 }
 
 /// Applies one stored record while loading: the last record per key wins; a tombstone deletes.
-fn apply_record(groups: &mut BTreeMap<String, Group>, now: Now, key: &[u8], value: Option<&[u8]>) {
+fn apply_record(
+    groups: &mut BTreeMap<String, Group>,
+    now: Now,
+    key: &[u8],
+    value: Option<&[u8]>,
+    producer: Option<i64>,
+) {
     let decoded = records::decode_key(key);
     let Ok(key) = decoded else {
         tracing::warn!(error = ?decoded.err(), "skipping an unreadable offsets record key");
@@ -731,7 +743,15 @@ fn apply_record(groups: &mut BTreeMap<String, Group>, now: Now, key: &[u8], valu
         (RecordKey::Offset { group, topic, partition }, Some(value)) => match records::decode_offset_value(value) {
             Ok(offset) => {
                 let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
-                entry.offsets.insert((topic, partition), offset);
+                match producer {
+                    // A transaction's offset counts once its commit marker is read.
+                    Some(producer_id) => {
+                        entry.pending_txn_offsets.entry(producer_id).or_default().insert((topic, partition), offset);
+                    }
+                    None => {
+                        entry.offsets.insert((topic, partition), offset);
+                    }
+                }
             }
             Err(error) => tracing::warn!(%group, %error, "skipping an unreadable committed offset"),
         },
@@ -781,12 +801,12 @@ mod tests {
                 expire_timestamp_ms: None,
             })
         };
-        apply_record(&mut groups, now, &key, Some(&value(5)));
-        apply_record(&mut groups, now, &key, Some(&value(9)));
+        apply_record(&mut groups, now, &key, Some(&value(5)), None);
+        apply_record(&mut groups, now, &key, Some(&value(9)), None);
         assert_eq!(groups["g"].offsets[&("t".to_owned(), 0)].offset, 9);
-        apply_record(&mut groups, now, &key, None);
+        apply_record(&mut groups, now, &key, None, None);
         assert!(groups["g"].offsets.is_empty());
-        apply_record(&mut groups, now, &records::encode_key(&RecordKey::Group { group: "g".to_owned() }), None);
+        apply_record(&mut groups, now, &records::encode_key(&RecordKey::Group { group: "g".to_owned() }), None, None);
         assert!(groups.is_empty());
     }
 }

@@ -202,6 +202,9 @@ pub(crate) struct Group {
     pub(crate) state_timestamp_ms: i64,
     /// Committed offsets by (topic, partition).
     pub(crate) offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Offsets committed in open transactions, by producer id: applied when the producer's
+    /// commit marker reaches the offsets partition, dropped at its abort marker.
+    pub(crate) pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
     /// The stored group metadata is stale; the coordinator writes it and clears this.
     pub(crate) metadata_dirty: bool,
 }
@@ -225,7 +228,17 @@ impl Group {
             sync_deadline_ms: None,
             state_timestamp_ms: now.unix_ms,
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
             metadata_dirty: false,
+        }
+    }
+
+    /// A producer's transaction ended: its offsets become committed, or are dropped.
+    pub(crate) fn complete_txn(&mut self, producer_id: i64, commit: bool) {
+        if let Some(offsets) = self.pending_txn_offsets.remove(&producer_id)
+            && commit
+        {
+            self.offsets.extend(offsets);
         }
     }
 

@@ -22,7 +22,8 @@ pub(crate) mod group;
 pub(crate) mod membership;
 mod offsets;
 mod records;
-mod storage;
+pub(crate) mod storage;
+mod txn_commit;
 
 use std::future::Future;
 use std::rc::Rc;
@@ -34,6 +35,7 @@ use sluice_engine::{ShardId, TopicPartition};
 
 pub(crate) use coordinator::Coordinator;
 pub(crate) use storage::{OFFSETS_TOPIC, offsets_topic_config};
+pub(crate) use txn_commit::TxnCommitArgs;
 
 use crate::context::{ShardContext, Shared};
 use crate::metadata::{LeadershipChange, LeadershipListener, Role};

@@ -1,5 +1,6 @@
-//! The coordinator's use of `__consumer_offsets`: its config, loading a partition, and writing
-//! records in order.
+//! The coordinators' use of their internal compacted topics (`__consumer_offsets` for groups,
+//! `__transaction_state` for transactions): the offsets topic's config, loading a partition,
+//! and writing records in order.
 //!
 //! Writes: every record for one partition goes through a per-shard queue drained by one writer
 //! task, so records of a partition are appended in the order they were produced (a later commit
@@ -39,16 +40,28 @@ const LOAD_READ_BYTES_MAX: u32 = 4 << 20;
 /// One keyed record: key, and value or `None` for a tombstone.
 pub(crate) type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
 
+/// The producer a batch of records is written for: a transactional offset commit's records
+/// belong to its producer's transaction and count only once its commit marker is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxnProducer {
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+}
+
+/// What writes share one batch: the partition, and the producer id and epoch of a transaction.
+type BatchKey = (i32, Option<(i64, i16)>);
+
 /// Records waiting for the writer, with whom to tell.
 struct PendingWrite {
     partition: i32,
     records: Vec<KeyedRecord>,
+    producer: Option<TxnProducer>,
     done: Option<async_channel::Sender<Result<(), ResponseError>>>,
 }
 
-/// The ordered write queue of one shard.
-#[derive(Default)]
+/// The ordered write queue of one shard, for one internal topic.
 pub(crate) struct WriteQueue {
+    topic: &'static str,
     pending: RefCell<Vec<PendingWrite>>,
     event: Event,
 }
@@ -60,20 +73,36 @@ impl std::fmt::Debug for WriteQueue {
 }
 
 impl WriteQueue {
+    /// A queue writing to `topic`.
+    pub(crate) fn new(topic: &'static str) -> Self {
+        Self { topic, pending: RefCell::new(Vec::new()), event: Event::new() }
+    }
+
     /// Queues records and waits until they are durably appended.
     pub(crate) async fn write(&self, partition: i32, records: Vec<KeyedRecord>) -> Result<(), ResponseError> {
+        self.write_as(partition, records, None).await
+    }
+
+    /// Queues records, in a batch of `producer`'s transaction when given, and waits until they
+    /// are durably appended.
+    pub(crate) async fn write_as(
+        &self,
+        partition: i32,
+        records: Vec<KeyedRecord>,
+        producer: Option<TxnProducer>,
+    ) -> Result<(), ResponseError> {
         if records.is_empty() {
             return Ok(());
         }
         let (sender, receiver) = async_channel::bounded(1);
-        self.pending.borrow_mut().push(PendingWrite { partition, records, done: Some(sender) });
+        self.pending.borrow_mut().push(PendingWrite { partition, records, producer, done: Some(sender) });
         self.event.notify(1);
         receiver.recv().await.unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
     }
 
     /// Queues records without waiting (group metadata, whose loss costs only a rebalance).
     pub(crate) fn write_detached(&self, partition: i32, records: Vec<KeyedRecord>) {
-        self.pending.borrow_mut().push(PendingWrite { partition, records, done: None });
+        self.pending.borrow_mut().push(PendingWrite { partition, records, producer: None, done: None });
         self.event.notify(1);
     }
 
@@ -86,20 +115,29 @@ impl WriteQueue {
                 listener.await;
                 continue;
             }
-            let mut by_partition: BTreeMap<i32, Vec<PendingWrite>> = BTreeMap::new();
+            // Plain records of a partition share batches; a transaction's records get their own.
+            let mut by_partition: BTreeMap<BatchKey, Vec<PendingWrite>> = BTreeMap::new();
             for write in drained {
-                by_partition.entry(write.partition).or_default().push(write);
+                let producer = write.producer.map(|producer| (producer.producer_id, producer.producer_epoch));
+                by_partition.entry((write.partition, producer)).or_default().push(write);
             }
-            let appends = by_partition.into_iter().map(|(partition, writes)| async move {
+            let topic = self.topic;
+            let appends = by_partition.into_iter().map(|((partition, _), writes)| async move {
                 let records: Vec<&KeyedRecord> = writes.iter().flat_map(|write| &write.records).collect();
                 let (leader_epoch, replica_count) = shared
                     .metadata
                     .image()
-                    .topic(OFFSETS_TOPIC)
+                    .topic(topic)
                     .and_then(|topic| topic.partition(partition))
                     .map_or((0, 1), |state| (state.leader_epoch, state.replicas.len()));
-                let stamp = Stamp { timestamp_ms: shared.clock.unix_ms(), leader_epoch, replica_count };
-                let result = append_records(shared, partition, &records, stamp).await;
+                let stamp = Stamp {
+                    timestamp_ms: shared.clock.unix_ms(),
+                    leader_epoch,
+                    replica_count,
+                    producer: writes[0].producer,
+                };
+                let target = TopicPartition::new(topic, partition);
+                let result = append_records(shared, &target, &records, stamp).await;
                 for write in writes {
                     if let Some(done) = write.done
                         && done.try_send(result).is_err()
@@ -119,6 +157,7 @@ struct Stamp {
     timestamp_ms: i64,
     leader_epoch: i32,
     replica_count: usize,
+    producer: Option<TxnProducer>,
 }
 
 /// How long an offsets write waits for the in-sync replicas, Kafka's `offsets.commit.timeout.ms`.
@@ -130,13 +169,12 @@ const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::fro
 /// when too few replicas are in sync or they did not answer in time.
 async fn append_records(
     shared: &crate::context::Shared,
-    partition: i32,
+    target: &TopicPartition,
     records: &[&KeyedRecord],
     stamp: Stamp,
 ) -> Result<(), ResponseError> {
     let engine = &shared.engine;
     let replication = shared.metadata.replication();
-    let target = TopicPartition::new(OFFSETS_TOPIC, partition);
     let mut start = 0;
     while start < records.len() {
         let mut end = start;
@@ -148,9 +186,12 @@ async fn append_records(
         }
         let slices: Vec<(&[u8], Option<&[u8]>)> =
             records[start..end].iter().map(|(key, value)| (key.as_slice(), value.as_deref())).collect();
-        let batch = sluice_engine::batch::build_keyed_batch(&slices, stamp.timestamp_ms);
+        let batch = match stamp.producer {
+            None => sluice_engine::batch::build_keyed_batch(&slices, stamp.timestamp_ms),
+            Some(producer) => transactional_batch(&slices, stamp.timestamp_ms, producer),
+        };
         let appended =
-            engine.append(&target, batch, AppendOptions { durable: true, leader_epoch: stamp.leader_epoch }).await;
+            engine.append(target, batch, AppendOptions { durable: true, leader_epoch: stamp.leader_epoch }).await;
         let appended = match appended {
             Ok(appended) => appended,
             Err(error) => {
@@ -163,13 +204,13 @@ async fn append_records(
                 });
             }
         };
-        let replicated = replication.in_sync_replicas(&target, stamp.leader_epoch, stamp.replica_count);
+        let replicated = replication.in_sync_replicas(target, stamp.leader_epoch, stamp.replica_count);
         let waited = match replicated {
             Ok(None) => Ok(()),
             Ok(Some(_)) => {
                 let deadline = shared.clock.now() + COMMIT_REPLICATION_TIMEOUT;
                 let end_offset = appended.last_offset.0 + 1;
-                replication.wait_replicated(&target, stamp.leader_epoch, end_offset, 1, deadline).await
+                replication.wait_replicated(target, stamp.leader_epoch, end_offset, 1, deadline).await
             }
             Err(why) => Err(why),
         };
@@ -183,6 +224,24 @@ async fn append_records(
         start = end;
     }
     Ok(())
+}
+
+/// A batch of keyed records in `producer`'s transaction (no sequence, as Kafka writes a
+/// transactional offset commit).
+fn transactional_batch(records: &[(&[u8], Option<&[u8]>)], timestamp_ms: i64, producer: TxnProducer) -> Vec<u8> {
+    use sluice_engine::batch::builder::{BatchBuilder, BatchOptions, NewRecord};
+    let options = BatchOptions {
+        producer_id: producer.producer_id,
+        producer_epoch: producer.producer_epoch,
+        transactional: true,
+        ..BatchOptions::default()
+    };
+    let mut builder = BatchBuilder::new(options);
+    for (key, value) in records {
+        let record = NewRecord { timestamp_ms, key: Some(key), value: *value, ..NewRecord::default() };
+        builder.push(&record).expect("an uncompressed batch of bounded records encodes");
+    }
+    builder.finish().expect("an uncompressed batch encodes").to_vec()
 }
 
 /// The config of `__consumer_offsets`: compacted, smaller segments, room for big group records.
@@ -208,20 +267,29 @@ pub(crate) enum LoadError {
     },
 }
 
-/// Reads one partition from start to end, handing every record (key, value) to `apply`.
+/// What loading a partition hands on, in offset order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Loaded<'a> {
+    /// A keyed record; `producer` is the producer whose transaction it belongs to, if any.
+    Record { key: &'a [u8], value: Option<&'a [u8]>, producer: Option<i64> },
+    /// A producer's transaction ended: committed or aborted.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// Reads one partition of `topic` from start to end, handing every record and transaction
+/// marker to `apply`.
 pub(crate) async fn load_partition(
     engine: &Engine,
-    partition: i32,
-    mut apply: impl FnMut(&[u8], Option<&[u8]>),
+    target: &TopicPartition,
+    mut apply: impl FnMut(Loaded<'_>),
 ) -> Result<u64, LoadError> {
-    let target = TopicPartition::new(OFFSETS_TOPIC, partition);
     let read_error = |source| LoadError::Read { partition: target.clone(), source };
-    let offsets = engine.offsets(&target).await.map_err(read_error)?;
+    let offsets = engine.offsets(target).await.map_err(read_error)?;
     let mut next = offsets.log_start_offset;
     let mut record_count = 0u64;
     while next < offsets.high_watermark {
         let read =
-            engine.read(&target, next, LOAD_READ_BYTES_MAX, ReadBound::HighWatermark).await.map_err(read_error)?;
+            engine.read(target, next, LOAD_READ_BYTES_MAX, ReadBound::HighWatermark).await.map_err(read_error)?;
         let mut position = 0;
         let mut advanced = false;
         while let Ok(header) = sluice_engine::batch::parse_header(&read.records[position..]) {
@@ -229,18 +297,25 @@ pub(crate) async fn load_partition(
             if end > read.records.len() {
                 break;
             }
-            if !header.is_control() {
-                let mut bytes = Bytes::copy_from_slice(&read.records[position..end]);
+            let bytes = &read.records[position..end];
+            if header.is_control() {
+                if let Ok(marker) = sluice_engine::batch::parse_control_batch(bytes) {
+                    let commit = marker.control_type == sluice_engine::batch::ControlType::Commit;
+                    apply(Loaded::Marker { producer_id: header.producer_id, commit });
+                }
+            } else {
+                let producer = header.is_transactional().then_some(header.producer_id);
+                let mut bytes = Bytes::copy_from_slice(bytes);
                 match RecordBatchDecoder::decode(&mut bytes) {
                     Ok(set) => {
                         for record in set.records {
                             let Some(key) = record.key else { continue };
-                            apply(&key, record.value.as_deref());
+                            apply(Loaded::Record { key: &key, value: record.value.as_deref(), producer });
                             record_count += 1;
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(partition = %target, offset = header.base_offset, %error, "skipping an unreadable offsets batch");
+                        tracing::warn!(partition = %target, offset = header.base_offset, %error, "skipping an unreadable batch");
                     }
                 }
             }

@@ -3,8 +3,8 @@
 //! says; within that broker, group requests are forwarded to the partition's shard (see
 //! `groups`). A cluster creates `__consumer_offsets` at the first group lookup (a single node
 //! creates it at start); until it exists and has a live leader the answer is
-//! COORDINATOR_NOT_AVAILABLE, which clients retry. Transactions do not exist yet, so transaction
-//! coordinators are not available.
+//! COORDINATOR_NOT_AVAILABLE, which clients retry. A transactional id's coordinator is found
+//! the same way in `__transaction_state`, created at the first such lookup as Kafka does.
 
 use std::rc::Rc;
 
@@ -48,10 +48,16 @@ pub(crate) async fn handle(
             tracing::debug!(reason = %refusal.message, "the offsets topic could not be created yet");
         }
     }
+    if request.key_type == KEY_TYPE_TRANSACTION
+        && image.topic(crate::transactions::TXN_TOPIC).is_none()
+        && let Err(refusal) = crate::transactions::ensure_txn_topic(&shard.shared).await
+    {
+        tracing::debug!(reason = %refusal.message, "the transaction state topic could not be created yet");
+    }
     let find = |key: &str| -> Found {
         match request.key_type {
             KEY_TYPE_GROUP => group_coordinator(&image, key),
-            KEY_TYPE_TRANSACTION => Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported")),
+            KEY_TYPE_TRANSACTION => coordinator_in(&image, crate::transactions::TXN_TOPIC, key),
             _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
         }
     };
@@ -91,9 +97,15 @@ pub(crate) async fn handle(
 
 /// The live leader of the group's offsets partition.
 fn group_coordinator(image: &MetadataImage, group_id: &str) -> Found {
-    let unavailable = (ResponseError::CoordinatorNotAvailable, "the group's coordinator is not available");
-    let topic = image.topic(OFFSETS_TOPIC).ok_or(unavailable)?;
-    let index = crate::groups::Coordinator::partition_of(group_id, topic.partition_count());
+    coordinator_in(image, OFFSETS_TOPIC, group_id)
+}
+
+/// The live leader of `key`'s partition of an internal topic (`__consumer_offsets` for groups,
+/// `__transaction_state` for transactional ids).
+fn coordinator_in(image: &MetadataImage, internal_topic: &str, key: &str) -> Found {
+    let unavailable = (ResponseError::CoordinatorNotAvailable, "the coordinator is not available");
+    let topic = image.topic(internal_topic).ok_or(unavailable)?;
+    let index = crate::groups::Coordinator::partition_of(key, topic.partition_count());
     let leader = topic.partition(index).map(|partition| partition.leader).ok_or(unavailable)?;
     let broker = image.brokers.get(&leader).filter(|broker| !broker.fenced).ok_or(unavailable)?;
     Ok((broker.node_id, broker.host.clone(), broker.port))

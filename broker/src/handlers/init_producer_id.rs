@@ -1,7 +1,9 @@
-//! InitProducerId (v0-v5) for the idempotent producer: a fresh producer id at epoch 0 on every
-//! call, as Kafka does when no transactional id is given. Ids come from blocks persisted in the
-//! data directory, so they are unique across restarts. Transactional ids are refused until
-//! transactions exist (their APIs are not advertised, so clients should not ask).
+//! InitProducerId (v0-v5). Without a transactional id (the idempotent producer): a fresh
+//! producer id at epoch 0 on every call, as Kafka does; ids come from blocks the controller
+//! hands out, unique across brokers and restarts. With one: the id's transaction coordinator
+//! answers with its producer id and a bumped epoch (fencing older instances), after aborting
+//! a transaction the id left open (CONCURRENT_TRANSACTIONS meanwhile, which clients retry).
+//! v3+ may name the producer id and epoch the client had (KIP-360).
 
 use std::rc::Rc;
 
@@ -23,8 +25,22 @@ pub(crate) async fn handle(
     request: InitProducerIdRequest,
 ) -> Outcome<InitProducerIdResponse> {
     let refused = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if request.transactional_id.as_ref().is_some_and(|id| !id.is_empty()) {
-        return Outcome::Respond(refused.with_error_code(code(ResponseError::UnsupportedVersion)));
+    if let Some(id) = request.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        let id = id.to_string();
+        let target = id.clone();
+        let timeout_ms = request.transaction_timeout_ms;
+        let expected = (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
+        let outcome = crate::transactions::on_coordinator(&shard, &target, move |coordinator| async move {
+            coordinator.init_producer_id(&id, timeout_ms, expected).await
+        })
+        .await
+        .and_then(|outcome| outcome);
+        return Outcome::Respond(match outcome {
+            Ok((producer_id, epoch)) => {
+                InitProducerIdResponse::default().with_producer_id(ProducerId(producer_id)).with_producer_epoch(epoch)
+            }
+            Err(error) => refused.with_error_code(code(error)),
+        });
     }
     match shard.shared.producer_ids.allocate(&shard.shared.metadata).await {
         Ok(id) => {

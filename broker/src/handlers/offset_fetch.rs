@@ -22,7 +22,10 @@ use crate::groups::coordinator::{FetchedOffsets, TopicPartitions};
 use crate::groups::on_coordinator;
 
 /// One group's answer: offsets, or a group-level error with the partitions asked for.
-type GroupAnswer = Result<FetchedOffsets, (ResponseError, FetchedOffsets)>;
+type GroupAnswer = Result<(FetchedOffsets, Unstable), (ResponseError, FetchedOffsets)>;
+/// Partitions whose offset an open transaction holds, answered UNSTABLE_OFFSET_COMMIT when the
+/// request asks for stable offsets (v7+, KIP-447).
+type Unstable = std::collections::BTreeSet<(String, i32)>;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetFetch, min: 1, max: 9 };
@@ -38,7 +41,7 @@ pub(crate) async fn handle(
             let topics = group.topics.as_ref().map(|topics| {
                 topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect()
             });
-            fetch_group(&shard, group.group_id.to_string(), topics)
+            fetch_group(&shard, group.group_id.to_string(), topics, request.require_stable)
         }))
         .await;
         let groups = request
@@ -53,10 +56,11 @@ pub(crate) async fn handle(
         .topics
         .as_ref()
         .map(|topics| topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect());
-    let answer = fetch_group(&shard, request.group_id.to_string(), topics).await;
-    let (error, fetched) = match answer {
-        Ok(fetched) => (None, fetched),
-        Err((error, fetched)) => (Some(error), fetched),
+    let require_stable = version >= 7 && request.require_stable;
+    let answer = fetch_group(&shard, request.group_id.to_string(), topics, require_stable).await;
+    let (error, fetched, unstable) = match answer {
+        Ok((fetched, unstable)) => (None, fetched, unstable),
+        Err((error, fetched)) => (Some(error), fetched, Unstable::new()),
     };
     let partition_error = error.map_or(0, |error| error.code());
     let topics = fetched
@@ -65,12 +69,14 @@ pub(crate) async fn handle(
             let partitions = partitions
                 .into_iter()
                 .map(|(index, offset)| {
-                    let (committed, epoch, metadata) = offset_fields(offset.as_ref());
+                    let held = unstable.contains(&(topic.clone(), index));
+                    let (committed, epoch, metadata) = offset_fields(offset.as_ref().filter(|_| !held));
+                    let error_code = if held { ResponseError::UnstableOffsetCommit.code() } else { partition_error };
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
                         .with_committed_offset(committed)
                         .with_metadata(Some(metadata))
-                        .with_error_code(partition_error);
+                        .with_error_code(error_code);
                     if version >= 5 { partition.with_committed_leader_epoch(epoch) } else { partition }
                 })
                 .collect();
@@ -82,12 +88,20 @@ pub(crate) async fn handle(
     Outcome::Respond(response)
 }
 
-async fn fetch_group(shard: &ShardContext, group_id: String, topics: TopicPartitions) -> GroupAnswer {
+async fn fetch_group(
+    shard: &ShardContext,
+    group_id: String,
+    topics: TopicPartitions,
+    require_stable: bool,
+) -> GroupAnswer {
     let asked = topics.clone();
     let target = group_id.clone();
-    let answer = on_coordinator(shard, &target, move |coordinator| async move { coordinator.fetch(&group_id, topics) })
-        .await
-        .and_then(|answer| answer);
+    let answer = on_coordinator(shard, &target, move |coordinator| async move {
+        let unstable = if require_stable { coordinator.unstable_offsets(&group_id) } else { Unstable::new() };
+        coordinator.fetch(&group_id, topics).map(|fetched| (fetched, unstable))
+    })
+    .await
+    .and_then(|answer| answer);
     answer.map_err(|error| {
         let empty = asked
             .unwrap_or_default()
@@ -106,9 +120,9 @@ fn offset_fields(offset: Option<&crate::groups::group::CommittedOffset>) -> (i64
 }
 
 fn group_response(_version: i16, group_id: GroupId, answer: GroupAnswer) -> OffsetFetchResponseGroup {
-    let (error, fetched) = match answer {
-        Ok(fetched) => (0, fetched),
-        Err((error, _)) => (error.code(), Vec::new()),
+    let (error, fetched, unstable) = match answer {
+        Ok((fetched, unstable)) => (0, fetched, unstable),
+        Err((error, _)) => (error.code(), Vec::new(), Unstable::new()),
     };
     let topics = fetched
         .into_iter()
@@ -116,12 +130,14 @@ fn group_response(_version: i16, group_id: GroupId, answer: GroupAnswer) -> Offs
             let partitions = partitions
                 .into_iter()
                 .map(|(index, offset)| {
-                    let (committed, epoch, metadata) = offset_fields(offset.as_ref());
+                    let held = unstable.contains(&(topic.clone(), index));
+                    let (committed, epoch, metadata) = offset_fields(offset.as_ref().filter(|_| !held));
                     OffsetFetchResponsePartitions::default()
                         .with_partition_index(index)
                         .with_committed_offset(committed)
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(Some(metadata))
+                        .with_error_code(if held { ResponseError::UnstableOffsetCommit.code() } else { 0 })
                 })
                 .collect();
             OffsetFetchResponseTopics::default().with_name(topic_name(&topic)).with_partitions(partitions)

@@ -1,8 +1,7 @@
 //! Produce (v3-v11; v0-v2 are advertised but refused in `dispatch`).
 //!
 //! Steps:
-//! 1. check `acks` (0, 1 or -1) and refuse transactional produce (no transactions yet), and
-//!    check in the metadata image that this broker leads each partition (Kafka's errors
+//! 1. check `acks` (0, 1 or -1), and check in the metadata image that this broker leads each partition (Kafka's errors
 //!    otherwise: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER);
 //! 2. for every partition, copy the records bytes once into the `Vec<u8>` the engine takes, and
 //!    issue all appends at once, in request order (the engine validates each batch's header and
@@ -86,16 +85,9 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Produce, min: 0, max: 1
 pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: ProduceRequest) -> Outcome<ProduceResponse> {
     let version = call.version;
     let acks = request.acks;
-    let refusal = if !matches!(acks, -1..=1) {
-        Some(Failure::new(code(ResponseError::InvalidRequiredAcks), format!("acks must be 0, 1 or -1, not {acks}")))
-    } else if request.transactional_id.is_some() {
-        Some(Failure::new(
-            code(ResponseError::TransactionalIdAuthorizationFailed),
-            "transactions are not supported".to_owned(),
-        ))
-    } else {
-        None
-    };
+    let refusal = (!matches!(acks, -1..=1)).then(|| {
+        Failure::new(code(ResponseError::InvalidRequiredAcks), format!("acks must be 0, 1 or -1, not {acks}"))
+    });
     let durable = acks == -1;
     let image = shard.image();
     let node_id = shard.node_id();
@@ -144,6 +136,13 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
                 let Some(records) = records.filter(|records| !records.is_empty()) else {
                     return Err(Failure::new(code(ResponseError::CorruptMessage), "no records".to_owned()));
                 };
+                // Markers are the coordinator's to write, never a client's (Kafka's INVALID_RECORD).
+                if sluice_engine::batch::parse_header(&records).is_ok_and(|header| header.is_control()) {
+                    return Err(Failure::new(
+                        code(ResponseError::InvalidRecord),
+                        "a client sent a control batch".to_owned(),
+                    ));
+                }
                 let metrics = metrics_shard.metrics();
                 metrics.add_batches_in(batch_count(&records));
                 // The one copy of the produced bytes: from the request frame into the buffer the

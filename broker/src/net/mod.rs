@@ -5,4 +5,5 @@ pub(crate) mod connection;
 pub(crate) mod framing;
 pub(crate) mod limits;
 pub(crate) mod listener;
+pub(crate) mod peer;
 pub(crate) mod send;

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use compio::io::AsyncWriteAtExt;
 
-use super::producer::{SequenceCheck, SequenceError};
+use super::producer::{Marker, SequenceCheck, SequenceError};
 use super::{InFlight, Log, Partition};
 use crate::batch::{self, BatchHeader};
 use crate::config::TimestampType;
@@ -29,6 +29,19 @@ use crate::{AppendOptions, AppendResult};
 /// The most bytes a compacted topic's batch may inflate to when its keys are checked: Kafka's
 /// largest fetch response (`fetch.max.bytes`, 50 MiB) could not carry more.
 const DECOMPRESSED_SIZE_BYTES_MAX: usize = 50 << 20;
+
+/// The kind of a transaction control batch (`None` for any other batch, or a control batch
+/// whose marker does not parse: Kafka refuses those at the produce, and replicas take the
+/// leader's bytes as they are).
+pub(super) fn control_marker(header: &BatchHeader, bytes: &[u8]) -> Option<Marker> {
+    if !header.is_control() || !header.is_transactional() {
+        return None;
+    }
+    match batch::parse_control_batch(bytes).ok()?.control_type {
+        batch::ControlType::Commit => Some(Marker::Commit),
+        batch::ControlType::Abort => Some(Marker::Abort),
+    }
+}
 
 /// Marks a partition's fsync as running for as long as it lives.
 struct SyncingGuard<'a> {
@@ -294,7 +307,12 @@ impl Partition {
             assert!(stored.base_offset >= log.next_offset, "offsets grow: assigned, or checked for a replica");
             let index_interval_bytes = config.index_interval_bytes;
             log.active_mut().note_batch(position + batch_position as u64, &stored, index_interval_bytes);
-            log.producers.record(&stored, stored.base_offset);
+            let marker = control_marker(&stored, batch_bytes);
+            if let Some(aborted) = log.producers.record(&stored, stored.base_offset, marker) {
+                let active = log.active_mut();
+                active.aborted.push(aborted);
+                active.txn_index_dirty = true;
+            }
             log.assign_epoch(stored.leader_epoch, stored.base_offset);
             log.next_offset = stored.last_offset() + 1;
             if log.replicated_high_watermark.is_some() {
@@ -405,6 +423,7 @@ impl Partition {
         assert!(log.local_end <= log.next_offset, "the local end never passes the log end");
         if advanced {
             log.refresh_hw_position();
+            log.prune_stable();
         }
         drop(log);
         if advanced {

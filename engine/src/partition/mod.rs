@@ -26,6 +26,7 @@ mod read;
 mod recovery;
 mod truncate;
 
+pub use producer::ProducerSummary;
 pub(crate) use recovery::Shared;
 
 use std::cell::{Cell, RefCell};
@@ -214,12 +215,41 @@ impl Log {
         }
     }
 
+    /// The offset read_committed consumers read up to: the first offset of the oldest
+    /// transaction not yet stable, or the high watermark.
+    fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        self.producers.first_unstable_offset(high_watermark).map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Forgets the transactions whose markers the high watermark passed.
+    fn prune_stable(&mut self) {
+        let high_watermark = self.high_watermark();
+        self.producers.prune_stable(high_watermark);
+    }
+
+    /// The aborted transactions a read from `offset` up to `end_offset` must report: those
+    /// ending at or after `offset` and starting before `end_offset` (markers are in segments at
+    /// or after the one holding `offset`).
+    fn aborted_between(&self, offset: i64, end_offset: i64) -> Vec<crate::AbortedTransaction> {
+        let first_base = self.segments.range(..=offset).next_back().map_or(i64::MIN, |(base, _)| *base);
+        self.segments
+            .range(first_base..)
+            .flat_map(|(_, segment)| &segment.aborted)
+            .filter(|aborted| aborted.last_offset >= offset && aborted.first_offset < end_offset)
+            .map(|aborted| crate::AbortedTransaction {
+                producer_id: aborted.producer_id,
+                first_offset: Offset(aborted.first_offset),
+            })
+            .collect()
+    }
+
     fn offsets(&self) -> PartitionOffsets {
         let high_watermark = self.high_watermark();
         PartitionOffsets {
             log_start_offset: Offset(self.log_start_offset),
             high_watermark: Offset(high_watermark),
-            last_stable_offset: Offset(high_watermark),
+            last_stable_offset: Offset(self.last_stable_offset()),
             local_end_offset: Offset(self.local_end),
             log_end_offset: Offset(self.next_offset),
         }
@@ -236,6 +266,8 @@ pub(crate) struct Tuning {
     pub(crate) writeback_bytes: u64,
     /// Memory for one compaction pass's key map.
     pub(crate) compaction_map_bytes: u64,
+    /// Producers idle this long with no open transaction are forgotten.
+    pub(crate) producer_id_expiration_ms: i64,
 }
 
 /// Marks a partition's checkpoint write as running for as long as it lives.
@@ -310,6 +342,7 @@ impl Partition {
             let before = log.high_watermark();
             log.replicated_high_watermark = high_watermark.map(|offset| offset.0.max(log.log_start_offset));
             log.refresh_hw_position();
+            log.prune_stable();
             log.high_watermark() != before
         };
         if moved {
@@ -449,10 +482,44 @@ impl Partition {
         if self.sync_up_to(target).await.is_err() {
             return;
         }
+        let expired =
+            self.log.borrow_mut().producers.expire(now_ms.saturating_sub(self.tuning.producer_id_expiration_ms));
+        if expired > 0 {
+            tracing::debug!(partition = %self.id, expired, "forgot idle producers");
+        }
         self.write_indexes(false).await;
+        if let Err(error) = self.write_txn_indexes().await {
+            tracing::warn!(partition = %self.id, %error, "aborted-transaction index write failed");
+            return;
+        }
         if let Err(error) = self.write_checkpoint(recovery_point).await {
             tracing::warn!(partition = %self.id, %error, "checkpoint write failed");
         }
+    }
+
+    /// Writes the `.txnindex` of every segment whose aborted transactions changed, atomically
+    /// and fsynced, so that a checkpoint written after it may trust them.
+    async fn write_txn_indexes(&self) -> std::io::Result<()> {
+        let pending: Vec<(i64, Vec<u8>)> = self
+            .log
+            .borrow()
+            .segments
+            .values()
+            .filter(|segment| segment.txn_index_dirty)
+            .map(|segment| (segment.base_offset, crate::segment::txn_index::encode(&segment.aborted)))
+            .collect();
+        for (base, bytes) in pending {
+            crate::io::write_atomic_async(&crate::segment::txn_index::path(&self.dir, base), bytes).await?;
+            if let Some(segment) = self.log.borrow_mut().segments.get_mut(&base) {
+                segment.txn_index_dirty = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// The producers of this partition, as DescribeProducers shows them.
+    pub(crate) fn producers(&self) -> Vec<crate::ProducerSummary> {
+        self.log.borrow().producers.summaries()
     }
 
     /// Writes the index files of segments whose indexes changed: only rolled segments, or
@@ -570,6 +637,10 @@ impl Partition {
             }
         }
         self.write_indexes(true).await;
+        if let Err(error) = self.write_txn_indexes().await {
+            tracing::warn!(partition = %self.id, %error, "aborted-transaction index write failed at close");
+            return;
+        }
         if let Err(error) = self.write_checkpoint(recovery_point).await {
             tracing::warn!(partition = %self.id, %error, "checkpoint write failed at close");
         }

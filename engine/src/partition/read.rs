@@ -58,6 +58,14 @@ impl Partition {
         let (end, hw_position) = match bound {
             ReadBound::HighWatermark => (log.high_watermark(), log.hw_position),
             ReadBound::LogEnd => (log.local_end, None),
+            ReadBound::LastStable => {
+                let stable = log.last_stable_offset();
+                let high_watermark = log.high_watermark();
+                if offset >= stable && offset <= high_watermark && offset >= log.log_start_offset {
+                    return Ok(None);
+                }
+                (stable, if stable == high_watermark { log.hw_position } else { None })
+            }
         };
         if offset < log.log_start_offset || offset > end {
             return Err(ReadError::OffsetOutOfRange {
@@ -117,9 +125,10 @@ impl Partition {
         let mut target = offset.0;
         loop {
             let Some(located) = self.locate(target, bound)? else {
-                return Ok(ReadResult { records: Vec::new(), offsets: self.offsets() });
+                return Ok(ReadResult { records: Vec::new(), offsets: self.offsets(), aborted: Vec::new() });
             };
-            if let Some(result) = self.read_in_segment(&located, target, size_bytes_max).await? {
+            if let Some(mut result) = self.read_in_segment(&located, target, size_bytes_max).await? {
+                result.aborted = self.aborted_for(bound, target, &located);
                 return Ok(result);
             }
             // Nothing at or past the target in this segment (compaction removed it): go on
@@ -141,14 +150,24 @@ impl Partition {
         let mut target = offset.0;
         loop {
             let Some(located) = self.locate(target, bound)? else {
-                return Ok(crate::RangeRead { range: None, offsets: self.offsets() });
+                return Ok(crate::RangeRead { range: None, offsets: self.offsets(), aborted: Vec::new() });
             };
             if let Some(range) = self.range_in_segment(&located, target, size_bytes_max).await? {
-                return Ok(crate::RangeRead { range: Some(range), offsets: self.offsets() });
+                let aborted = self.aborted_for(bound, target, &located);
+                return Ok(crate::RangeRead { range: Some(range), offsets: self.offsets(), aborted });
             }
             assert!(located.next_offset > target, "segments are visited in increasing order");
             target = located.next_offset;
         }
+    }
+
+    /// The aborted transactions a read_committed read from `target` in `located`'s segment must
+    /// report (none for other bounds).
+    fn aborted_for(&self, bound: ReadBound, target: i64, located: &Located) -> Vec<crate::AbortedTransaction> {
+        if bound != ReadBound::LastStable {
+            return Vec::new();
+        }
+        self.log.borrow().aborted_between(target, located.end_offset.min(located.next_offset))
     }
 
     /// Finds the batch holding `target` by reading headers only, and sizes the range after it.
@@ -278,7 +297,7 @@ impl Partition {
                 Err(_) => return Err(self.corrupt(located, position + checked as u64)),
             }
         }
-        Ok(ReadResult { records: bytes, offsets: self.offsets() })
+        Ok(ReadResult { records: bytes, offsets: self.offsets(), aborted: Vec::new() })
     }
 
     pub(crate) async fn list_offsets(&self, query: OffsetQuery) -> Result<Option<OffsetAnswer>, ReadError> {

@@ -24,6 +24,7 @@ use super::epochs::LeaderEpochCache;
 use super::{CHECKPOINT_FILE_NAME, Checkpoint, Log, Partition};
 use crate::config::TopicConfig;
 use crate::io::FaultInjector;
+use crate::segment::txn_index::{self, AbortedTxn};
 use crate::segment::{self, Segment, SegmentSummary, scan};
 use crate::types::TopicPartition;
 
@@ -103,6 +104,9 @@ struct Recovered {
     checkpoint: Checkpoint,
     producers: super::producer::ProducerStates,
     epochs: LeaderEpochCache,
+    /// Each segment's aborted transactions (`.txnindex`), and whether they were re-scanned
+    /// (so that its file may lack some).
+    aborted: BTreeMap<i64, (Vec<AbortedTxn>, bool)>,
 }
 
 /// The epoch cache file, `None` when missing or unreadable.
@@ -155,11 +159,19 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
     let mut summaries: BTreeMap<i64, SegmentSummary> = BTreeMap::new();
     let bases = list_segments(dir)?;
     let mut truncated_at: Option<usize> = None;
+    let mut aborted: BTreeMap<i64, (Vec<AbortedTxn>, bool)> = BTreeMap::new();
     for (position, base) in bases.iter().enumerate() {
         let next_base = bases.get(position + 1).copied();
         let trusted =
             next_base.filter(|next| *next <= checkpoint.recovery_point).and_then(|next| load_trusted(dir, *base, next));
         if let Some(summary) = trusted {
+            // A trusted segment's index was written before the checkpoint that trusts it; a
+            // missing file is a segment older than transactions (no abort in it).
+            let entries = txn_index::read(dir, *base).unwrap_or_else(|| {
+                tracing::warn!(partition = %id, base_offset = base, "unreadable aborted-transaction index; ignoring it");
+                Vec::new()
+            });
+            aborted.insert(*base, (entries, false));
             summaries.insert(*base, summary);
             continue;
         }
@@ -167,9 +179,16 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
         // The scan re-assigns the epochs of this segment and those after it, in order, over a
         // cache cut back to where it starts.
         epochs.truncate_from_end(*base);
-        let outcome = scan::scan(&path, *base, index_interval_bytes, u64::MAX, |header, _| {
+        // Aborts below the recovery point are in the index file; those past it are re-scanned.
+        let mut entries: Vec<AbortedTxn> = txn_index::read(dir, *base)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| entry.last_offset < checkpoint.recovery_point)
+            .collect();
+        let outcome = scan::scan(&path, *base, index_interval_bytes, u64::MAX, |header, bytes| {
             if header.base_offset >= checkpoint.recovery_point {
-                producers.record(header, header.base_offset);
+                let marker = super::append::control_marker(header, bytes);
+                entries.extend(producers.record(header, header.base_offset, marker));
             }
             epochs.assign(header.leader_epoch, header.base_offset);
         })?;
@@ -183,6 +202,7 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
             summary.next_offset = summary.next_offset.max(next);
         }
         summaries.insert(*base, summary);
+        aborted.insert(*base, (entries, true));
         if cut {
             if outcome.zero_tail && !ends_early {
                 let zero_bytes = outcome.file_size_bytes - valid;
@@ -204,9 +224,12 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
     if let Some(position) = truncated_at {
         for base in &bases[position + 1..] {
             tracing::warn!(partition = %id, base_offset = base, "removing a segment after a corrupt one");
-            for path in
-                [segment::log_path(dir, *base), segment::index_path(dir, *base), segment::time_index_path(dir, *base)]
-            {
+            for path in [
+                segment::log_path(dir, *base),
+                segment::index_path(dir, *base),
+                segment::time_index_path(dir, *base),
+                txn_index::path(dir, *base),
+            ] {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -226,7 +249,10 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
     let next_offset = summaries.values().next_back().map_or(0, |summary| summary.next_offset);
     epochs.truncate_from_end(next_offset);
     let producers = producers.below(next_offset);
-    Ok(Recovered { summaries, checkpoint, producers, epochs })
+    for (entries, _) in aborted.values_mut() {
+        entries.retain(|entry| entry.last_offset < next_offset);
+    }
+    Ok(Recovered { summaries, checkpoint, producers, epochs, aborted })
 }
 
 impl Partition {
@@ -237,13 +263,17 @@ impl Partition {
         shared: Shared,
         recovered: Recovered,
     ) -> std::io::Result<Rc<Partition>> {
-        let Recovered { summaries, checkpoint, producers, epochs } = recovered;
+        let Recovered { summaries, checkpoint, producers, epochs, mut aborted } = recovered;
         let now_ms = shared.clock.unix_ms();
         let mut segments = BTreeMap::new();
         for (base, summary) in summaries {
             let file = crate::io::open_rw(&segment::log_path(&dir, base), false)?;
             let mut opened = Segment::new(base, &dir, file, summary, now_ms)?;
             opened.index_dirty = false;
+            let (entries, rescanned) = aborted.remove(&base).unwrap_or_default();
+            opened.aborted = entries;
+            // Rewritten before the next checkpoint: a re-scanned segment's file may lack some.
+            opened.txn_index_dirty = rescanned;
             segments.insert(base, opened);
         }
         let first_base = *segments.keys().next().expect("at least one segment");

@@ -51,6 +51,7 @@ impl Partition {
         }
         let end = self.after_truncation();
         let recovery_point = end.min(self.log.borrow().checkpointed.recovery_point);
+        self.write_txn_indexes().await.map_err(|source| ReadError::Io { partition: self.id.clone(), source })?;
         self.write_checkpoint(recovery_point)
             .await
             .map_err(|source| ReadError::Io { partition: self.id.clone(), source })?;
@@ -159,6 +160,11 @@ impl Partition {
             log.epochs_version += 1;
         }
         log.producers = log.producers.below(end);
+        for segment in log.segments.values_mut() {
+            let before = segment.aborted.len();
+            segment.aborted.retain(|aborted| aborted.last_offset < end);
+            segment.txn_index_dirty |= segment.aborted.len() != before;
+        }
         log.zero_tails.retain(|base| bases.contains(base) && *base != bases[bases.len() - 1]);
         log.unsynced_files.retain(|(base, _)| bases.contains(base));
         log.fill = prealloc::Fill::default();

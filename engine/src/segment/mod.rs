@@ -5,6 +5,7 @@
 //! closes. A segment is owned by one partition and so touched only by its shard's thread.
 
 pub(crate) mod scan;
+pub(crate) mod txn_index;
 
 use std::path::{Path, PathBuf};
 
@@ -133,6 +134,10 @@ pub(crate) struct Segment {
     pub(crate) created_ms: i64,
     /// The indexes changed since they were last written to disk.
     pub(crate) index_dirty: bool,
+    /// Transactions aborted by a marker in this segment, in marker order (`.txnindex`).
+    pub(crate) aborted: Vec<txn_index::AbortedTxn>,
+    /// `aborted` changed since it was last written to disk.
+    pub(crate) txn_index_dirty: bool,
 }
 
 impl Segment {
@@ -156,6 +161,8 @@ impl Segment {
             bytes_since_index: 0,
             created_ms,
             index_dirty: true,
+            aborted: Vec::new(),
+            txn_index_dirty: false,
         })
     }
 
@@ -212,7 +219,7 @@ impl Segment {
         }
     }
 
-    /// Unlinks the segment's three files, then frees the log file's space in the background
+    /// Unlinks the segment's files, then frees the log file's space in the background
     /// ([`crate::io::free_in_background`]).
     pub(crate) fn remove(self) -> std::io::Result<()> {
         let removed = self.remove_files();
@@ -222,11 +229,14 @@ impl Segment {
         removed
     }
 
-    /// Removes the segment's three files.
+    /// Removes the segment's files.
     fn remove_files(&self) -> std::io::Result<()> {
-        for path in
-            [self.log_path(), index_path(&self.dir, self.base_offset), time_index_path(&self.dir, self.base_offset)]
-        {
+        for path in [
+            self.log_path(),
+            index_path(&self.dir, self.base_offset),
+            time_index_path(&self.dir, self.base_offset),
+            txn_index::path(&self.dir, self.base_offset),
+        ] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

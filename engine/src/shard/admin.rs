@@ -166,6 +166,7 @@ async fn open_partition(shared: &Shared, catalog: &Catalog, topic: &TopicInfo, i
         preallocate_bytes: shared.config.preallocate_bytes,
         writeback_bytes: shared.config.writeback_bytes,
         compaction_map_bytes: shared.config.compaction_map_bytes,
+        producer_id_expiration_ms: shared.config.producer_id_expiration_ms,
     };
     let key = partition.clone();
     let opened = shared

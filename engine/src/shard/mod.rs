@@ -382,6 +382,11 @@ impl Shared {
         flatten_read(partition, routed)
     }
 
+    pub(crate) async fn producers(&self, partition: &TopicPartition) -> Result<Vec<crate::ProducerSummary>, ReadError> {
+        let routed = self.on_partition(partition, |log| async move { Ok(log.producers()) }).await;
+        flatten_read(partition, routed)
+    }
+
     pub(crate) async fn list_offsets(
         &self,
         partition: &TopicPartition,

@@ -80,6 +80,8 @@ struct PartitionRead {
     records: Option<FileRange>,
     /// Where a follower's log parts from this leader's: epoch and its end offset here.
     diverging_epoch: Option<(i32, i64)>,
+    /// The aborted transactions a read_committed read covers.
+    aborted: Vec<sluice_engine::AbortedTransaction>,
 }
 
 impl PartitionRead {
@@ -113,7 +115,7 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
             .flat_map(|topic| &topic.partitions)
             .filter_map(|target| target.partition.as_ref().and_then(|partition| shard.engine().listen(partition)))
             .collect();
-        let reads = read_all(&shard, &targets, follower.is_some()).await;
+        let reads = read_all(&shard, &targets, follower.is_some(), committed).await;
         if let Some(follower) = follower
             && !reported
         {
@@ -196,8 +198,14 @@ fn resolve(shard: &ShardContext, version: i16, request: &FetchRequest) -> Vec<To
 }
 
 /// Reads every partition at once; each read runs on its partition's shard. A follower reads up
-/// to the log end, after a check that its log has not parted from this one.
-async fn read_all(shard: &ShardContext, targets: &[TopicTargets], follower: bool) -> Vec<PartitionRead> {
+/// to the log end, after a check that its log has not parted from this one; a read_committed
+/// consumer up to the last stable offset.
+async fn read_all(
+    shard: &ShardContext,
+    targets: &[TopicTargets],
+    follower: bool,
+    committed: bool,
+) -> Vec<PartitionRead> {
     let reads = targets.iter().flat_map(|topic| &topic.partitions).map(|target| {
         let engine = shard.engine().clone();
         let target = target.clone();
@@ -228,8 +236,11 @@ async fn read_all(shard: &ShardContext, targets: &[TopicTargets], follower: bool
                     Err(error) => return PartitionRead::failed(read_error_code(&error)),
                 }
             }
-            let bound =
-                if follower { sluice_engine::ReadBound::LogEnd } else { sluice_engine::ReadBound::HighWatermark };
+            let bound = match (follower, committed) {
+                (true, _) => sluice_engine::ReadBound::LogEnd,
+                (false, true) => sluice_engine::ReadBound::LastStable,
+                (false, false) => sluice_engine::ReadBound::HighWatermark,
+            };
             read_one(&engine, &partition, target.fetch_offset, target.size_bytes_max, bound).await
         }
     });
@@ -266,16 +277,16 @@ async fn read_one(
     bound: sluice_engine::ReadBound,
 ) -> PartitionRead {
     let result = if size_bytes_max <= 0 {
-        engine.offsets(partition).await.map(|offsets| (offsets, None))
+        engine.offsets(partition).await.map(|offsets| (offsets, None, Vec::new()))
     } else {
         engine
             .read_range(partition, Offset(offset), size_bytes_max as u32, bound)
             .await
-            .map(|read| (read.offsets, read.range))
+            .map(|read| (read.offsets, read.range, read.aborted))
     };
     match result {
-        Ok((offsets, records)) => {
-            PartitionRead { error_code: 0, offsets: Some(offsets), records, diverging_epoch: None }
+        Ok((offsets, records, aborted)) => {
+            PartitionRead { error_code: 0, offsets: Some(offsets), records, diverging_epoch: None, aborted }
         }
         Err(error) => {
             let offsets = match &error {
@@ -288,14 +299,20 @@ async fn read_one(
                 }),
                 _ => None,
             };
-            PartitionRead { error_code: read_error_code(&error), offsets, records: None, diverging_epoch: None }
+            PartitionRead {
+                error_code: read_error_code(&error),
+                offsets,
+                records: None,
+                diverging_epoch: None,
+                aborted: Vec::new(),
+            }
         }
     }
 }
 
 impl PartitionRead {
     fn failed(error_code: i16) -> Self {
-        Self { error_code, offsets: None, records: None, diverging_epoch: None }
+        Self { error_code, offsets: None, records: None, diverging_epoch: None, aborted: Vec::new() }
     }
 }
 
@@ -319,12 +336,12 @@ fn assemble(
             failed |= read.error_code != 0;
             let size_bytes = read.size_bytes();
             let keep = total_bytes == 0 || total_bytes + size_bytes <= bytes_max;
-            let records = if keep && size_bytes > 0 {
+            let (records, aborted) = if keep && size_bytes > 0 {
                 total_bytes += size_bytes;
                 ranges += 1;
-                read.records
+                (read.records, read.aborted)
             } else {
-                None
+                (None, Vec::new())
             };
             let offsets = read.offsets.unwrap_or(PartitionOffsets {
                 log_start_offset: Offset(-1),
@@ -339,7 +356,7 @@ fn assemble(
                 high_watermark: offsets.high_watermark.0,
                 last_stable_offset: offsets.last_stable_offset.0,
                 log_start_offset: offsets.log_start_offset.0,
-                read_committed,
+                aborted: read_committed.then_some(aborted),
                 records,
                 current_leader: target.current_leader,
                 diverging_epoch: read.diverging_epoch,

@@ -51,9 +51,9 @@ pub(crate) struct PartitionAnswer {
     pub(crate) high_watermark: i64,
     pub(crate) last_stable_offset: i64,
     pub(crate) log_start_offset: i64,
-    /// Whether the client reads committed data: it then gets an empty list of aborted
-    /// transactions (there are none) rather than null.
-    pub(crate) read_committed: bool,
+    /// For a read_committed client, the aborted transactions its records overlap (producer id
+    /// and first offset); `None` (null) for read_uncommitted.
+    pub(crate) aborted: Option<Vec<sluice_engine::AbortedTransaction>>,
     /// The record bytes, from a segment file.
     pub(crate) records: Option<FileRange>,
     /// Leader id and epoch, for a client that asked the wrong broker (v12+ tagged field).
@@ -168,7 +168,14 @@ pub(crate) fn encode(correlation_id: i32, version: i16, answer: FetchAnswer) -> 
             if version >= 5 {
                 writer.current.put_i64(partition.log_start_offset);
             }
-            writer.length(partition.read_committed.then_some(0));
+            writer.length(partition.aborted.as_ref().map(Vec::len));
+            for aborted in partition.aborted.iter().flatten() {
+                writer.current.put_i64(aborted.producer_id);
+                writer.current.put_i64(aborted.first_offset.0);
+                if writer.flexible() {
+                    writer.unsigned_varint(0);
+                }
+            }
             if version >= 11 {
                 writer.current.put_i32(NO_READ_REPLICA);
             }
@@ -298,7 +305,10 @@ mod tests {
                         high_watermark: i64::from(*index) * 3,
                         last_stable_offset: i64::from(*index) * 3,
                         log_start_offset: 7,
-                        read_committed: *committed,
+                        aborted: committed.then(|| vec![sluice_engine::AbortedTransaction {
+                            producer_id: i64::from(*index) + 100,
+                            first_offset: sluice_engine::Offset(7),
+                        }]),
                         records: records.map(|(position, size_bytes)| FileRange { file: Arc::clone(&file), position, size_bytes }),
                         current_leader: (*error_code != 0).then_some((index + 1, 5)),
                         diverging_epoch: (*index % 3 == 0).then_some((*index, i64::from(*index) * 7)),
@@ -324,7 +334,11 @@ mod tests {
                     if version >= 5 {
                         prop_assert_eq!(decoded.log_start_offset, 7);
                     }
-                    prop_assert_eq!(decoded.aborted_transactions.as_ref().map(Vec::len), committed.then_some(0));
+                    prop_assert_eq!(decoded.aborted_transactions.as_ref().map(Vec::len), committed.then_some(1));
+                    if let Some(aborted) = decoded.aborted_transactions.as_ref().and_then(|list| list.first()) {
+                        prop_assert_eq!(aborted.producer_id.0, i64::from(*index) + 100);
+                        prop_assert_eq!(aborted.first_offset, 7);
+                    }
                     let expected = records.map_or(&[][..], |(position, size)| &contents[position as usize..(position + u64::from(size)) as usize]);
                     prop_assert_eq!(decoded.records.as_deref(), Some(expected));
                     if version >= 12 && *index % 3 == 0 {
@@ -373,7 +387,7 @@ mod tests {
             high_watermark: 1,
             last_stable_offset: 1,
             log_start_offset: 0,
-            read_committed: false,
+            aborted: None,
             records: Some(range),
             current_leader: None,
             diverging_epoch: None,

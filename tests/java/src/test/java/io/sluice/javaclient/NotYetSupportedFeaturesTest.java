@@ -57,8 +57,6 @@ class NotYetSupportedFeaturesTest {
 
     /** Committed transactions are visible to read_committed, the aborted one is not. */
     @Test
-    @ExpectedToFail("transactions are not implemented yet: FindCoordinator for a transactional.id answers "
-            + "COORDINATOR_NOT_AVAILABLE, so initTransactions() times out")
     void transactionalProducerWithReadCommittedConsumer() {
         String topic = createTopic(Clients.uniqueName("transactions"), 1);
         Map<String, Object> transactional = Map.of(
@@ -143,7 +141,6 @@ class NotYetSupportedFeaturesTest {
 
     /** The word count under exactly_once_v2: final counts exact, and no update ever above them. */
     @Test
-    @ExpectedToFail("transactions are not implemented yet, so Kafka Streams exactly_once_v2 cannot start")
     void exactlyOnceV2WordCount() {
         SluiceBroker broker = SLUICE.broker();
         String applicationId = Clients.uniqueName("eos-word-count");

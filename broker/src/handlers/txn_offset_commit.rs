@@ -1,0 +1,74 @@
+//! TxnOffsetCommit (v0-v5): offsets committed inside the producer's transaction, stored by the
+//! group's coordinator in a batch of that transaction and counted only once its commit marker
+//! reaches the offsets partition. v3+ carry the consumer's generation and member, checked as
+//! OffsetCommit checks them.
+
+use std::rc::Rc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use crate::context::ShardContext;
+use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::groups::coordinator::CommitEntry;
+use crate::groups::storage::TxnProducer;
+use crate::groups::{TxnCommitArgs, on_coordinator};
+
+/// The versions served.
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::TxnOffsetCommit, min: 0, max: 5 };
+
+pub(crate) async fn handle(
+    shard: Rc<ShardContext>,
+    call: Call,
+    request: TxnOffsetCommitRequest,
+) -> Outcome<TxnOffsetCommitResponse> {
+    let group_id = request.group_id.to_string();
+    let args = TxnCommitArgs {
+        producer: TxnProducer { producer_id: request.producer_id.0, producer_epoch: request.producer_epoch },
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(ToString::to_string),
+        generation_id: if call.version >= 3 { request.generation_id } else { -1 },
+    };
+    let entries: Vec<CommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| CommitEntry {
+                topic: topic.name.to_string(),
+                partition: partition.partition_index,
+                offset: partition.committed_offset,
+                leader_epoch: partition.committed_leader_epoch,
+                metadata: partition.committed_metadata.as_ref().map(ToString::to_string),
+            })
+        })
+        .collect();
+    let count = entries.len();
+    let target = group_id.clone();
+    let results = on_coordinator(&shard, &target, move |coordinator| async move {
+        coordinator.txn_commit(&group_id, &args, &entries).await
+    })
+    .await
+    .unwrap_or_else(|error| vec![Err(error); count]);
+    let mut results = results.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(results.by_ref())
+                .map(|(partition, result): (_, Result<(), ResponseError>)| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(result.err().map_or(0, |error| error.code()))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default().with_name(topic.name.clone()).with_partitions(partitions)
+        })
+        .collect();
+    Outcome::Respond(TxnOffsetCommitResponse::default().with_topics(topics))
+}
