@@ -43,6 +43,7 @@ mod faults;
 pub mod fuzzing;
 mod groups;
 mod handlers;
+mod leadership;
 pub mod memory;
 mod metadata;
 mod metrics;
@@ -318,8 +319,8 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
     }
     let metadata = &shared.metadata;
     metadata.set_listeners(vec![
-        Arc::new(groups::GroupLeadership::new(engine.clone())),
-        Arc::new(transactions::TxnLeadership::new(engine.clone())),
+        Arc::new(groups::leadership(engine.clone())),
+        Arc::new(transactions::leadership(engine.clone())),
     ]);
     let config = &shared.config;
     let identity = &shared.identity;

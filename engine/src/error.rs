@@ -157,6 +157,15 @@ pub enum AppendError {
         /// The newest epoch seen.
         current_epoch: i16,
     },
+    /// A transactional batch would open a transaction its producer has not opened on this
+    /// partition yet, and the append asked for an open one ([`crate::Engine::append_in_transaction`]).
+    #[error("producer {producer_id} has no open transaction on {partition}")]
+    TransactionNotOpen {
+        /// The partition.
+        partition: TopicPartition,
+        /// The producer id.
+        producer_id: i64,
+    },
     /// A write or fsync failed earlier; the partition accepts nothing more.
     #[error("partition {partition} failed on a storage error and is read-only")]
     StorageFailed {

@@ -378,7 +378,23 @@ impl Engine {
         batch: Vec<u8>,
         options: AppendOptions,
     ) -> Result<AppendResult, AppendError> {
-        self.shared.append(partition, batch, options).await
+        self.shared.append(partition, batch, options, false).await
+    }
+
+    /// As [`Engine::append`], but a transactional batch whose producer has no open transaction
+    /// on the partition is refused with [`AppendError::TransactionNotOpen`] (a duplicate is still
+    /// answered): the caller checks with the transaction's coordinator that the partition is in
+    /// the transaction (Kafka's KIP-890 verification), then appends with [`Engine::append`].
+    ///
+    /// # Errors
+    /// As [`Engine::append`], plus [`AppendError::TransactionNotOpen`].
+    pub async fn append_in_transaction(
+        &self,
+        partition: &TopicPartition,
+        batch: Vec<u8>,
+        options: AppendOptions,
+    ) -> Result<AppendResult, AppendError> {
+        self.shared.append(partition, batch, options, true).await
     }
 
     /// Reads whole batches starting with the one holding `offset`, up to `size_bytes_max` bytes

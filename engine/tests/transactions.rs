@@ -105,3 +105,30 @@ fn last_stable_offset_and_aborted_transactions_survive_restarts() {
     });
     engine.shutdown();
 }
+
+#[test]
+fn append_in_transaction_refuses_a_batch_that_would_open_a_transaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("t", 0);
+    let engine = open(dir.path(), 1);
+    block_on(async {
+        engine.create_topic("t", 1, TopicConfig::default()).await.expect("create");
+        let refused = engine.append_in_transaction(&partition, transactional(7, 0, &[b"a"]), DURABLE).await;
+        assert!(matches!(refused, Err(sluice_engine::AppendError::TransactionNotOpen { producer_id: 7, .. })));
+        assert_eq!(engine.offsets(&partition).await.expect("offsets").log_end_offset, Offset(0), "nothing written");
+        // Verified elsewhere, the first batch goes through the plain append; the next ones find
+        // the transaction open.
+        engine.append(&partition, transactional(7, 0, &[b"a"]), DURABLE).await.expect("first batch");
+        engine.append_in_transaction(&partition, transactional(7, 1, &[b"b"]), DURABLE).await.expect("second batch");
+        // A retried first batch is still answered as the duplicate it is.
+        let duplicate =
+            engine.append_in_transaction(&partition, transactional(7, 0, &[b"a"]), DURABLE).await.expect("duplicate");
+        assert!(duplicate.duplicate);
+        engine.append(&partition, marker(7, ControlType::Commit), DURABLE).await.expect("commit");
+        let refused = engine.append_in_transaction(&partition, transactional(7, 2, &[b"c"]), DURABLE).await;
+        assert!(matches!(refused, Err(sluice_engine::AppendError::TransactionNotOpen { .. })), "ended: not open");
+        // Plain (non-transactional) batches are never refused.
+        engine.append_in_transaction(&partition, plain(b"d"), DURABLE).await.expect("plain batch");
+    });
+    engine.shutdown();
+}

@@ -431,21 +431,11 @@ impl Coordinator {
         let mut stored = Vec::new();
         let mut records = Vec::new();
         for (entry, _) in entries.iter().zip(&results).filter(|(_, result)| result.is_ok()) {
-            let value = CommittedOffset {
-                offset: entry.offset,
-                leader_epoch: entry.leader_epoch,
-                metadata: entry.metadata.clone().unwrap_or_default(),
-                commit_timestamp_ms: now.unix_ms,
-                expire_timestamp_ms: (args.retention_time_ms >= 0)
-                    .then(|| now.unix_ms.saturating_add(args.retention_time_ms)),
-            };
-            let key = RecordKey::Offset {
-                group: group_id.to_owned(),
-                topic: entry.topic.clone(),
-                partition: entry.partition,
-            };
-            records.push((records::encode_key(&key), Some(records::encode_offset_value(&value))));
-            stored.push(((entry.topic.clone(), entry.partition), value));
+            let expire_timestamp_ms =
+                (args.retention_time_ms >= 0).then(|| now.unix_ms.saturating_add(args.retention_time_ms));
+            let (record, offset) = offset_record(group_id, entry, now.unix_ms, expire_timestamp_ms);
+            records.push(record);
+            stored.push(offset);
         }
         let written = self.writes.write(self.group_partition(group_id), records).await;
         match written {
@@ -727,6 +717,25 @@ fn tombstones<'a>(group: &Group, offsets: impl Iterator<Item = &'a (String, i32)
 }
 
 /// Applies one stored record while loading: the last record per key wins; a tombstone deletes.
+/// The record storing a committed offset, and the offset as the group keeps it.
+pub(super) fn offset_record(
+    group_id: &str,
+    entry: &CommitEntry,
+    commit_timestamp_ms: i64,
+    expire_timestamp_ms: Option<i64>,
+) -> (KeyedRecord, ((String, i32), CommittedOffset)) {
+    let value = CommittedOffset {
+        offset: entry.offset,
+        leader_epoch: entry.leader_epoch,
+        metadata: entry.metadata.clone().unwrap_or_default(),
+        commit_timestamp_ms,
+        expire_timestamp_ms,
+    };
+    let key = RecordKey::Offset { group: group_id.to_owned(), topic: entry.topic.clone(), partition: entry.partition };
+    let record = (records::encode_key(&key), Some(records::encode_offset_value(&value)));
+    (record, ((entry.topic.clone(), entry.partition), value))
+}
+
 fn apply_record(
     groups: &mut BTreeMap<String, Group>,
     now: Now,

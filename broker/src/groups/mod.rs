@@ -8,7 +8,7 @@
 //!    back, so a request arriving on any shard is forwarded there, as partition requests are;
 //! 2. each shard's [`Coordinator`] (in `coordinator.rs`) holds the groups of the offsets
 //!    partitions this broker leads on that shard, writes their records, and runs their timers;
-//!    [`GroupShard`] is its handle in the shard's `ShardContext`; [`GroupLeadership`] loads and
+//!    [`GroupShard`] is its handle in the shard's `ShardContext`; [`leadership`] loads and
 //!    unloads partitions as the metadata says this broker starts or stops leading them;
 //! 3. one handler per API under `handlers/` translates requests and responses per version; the
 //!    group logic itself is in `group.rs`, `membership.rs` and `offsets.rs`, and the record
@@ -29,7 +29,6 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
 use sluice_engine::{ShardId, TopicPartition};
 
@@ -38,7 +37,6 @@ pub(crate) use storage::{OFFSETS_TOPIC, offsets_topic_config};
 pub(crate) use txn_commit::TxnCommitArgs;
 
 use crate::context::{ShardContext, Shared};
-use crate::metadata::{LeadershipChange, LeadershipListener, Role};
 
 /// One shard's part of the group coordinator.
 #[derive(Debug)]
@@ -92,59 +90,15 @@ where
 
 /// Follows leadership of `__consumer_offsets`: a partition this broker starts leading is loaded
 /// by the coordinator of the shard holding it; one it stops leading is unloaded everywhere.
-#[derive(Debug)]
-pub(crate) struct GroupLeadership {
-    engine: sluice_engine::Engine,
-}
-
-impl GroupLeadership {
-    pub(crate) fn new(engine: sluice_engine::Engine) -> Self {
-        Self { engine }
-    }
-}
-
-impl LeadershipListener for GroupLeadership {
-    fn topic(&self) -> &str {
-        OFFSETS_TOPIC
-    }
-
-    fn changed(&self, changes: Vec<LeadershipChange>) -> LocalBoxFuture<'static, ()> {
-        let engine = self.engine.clone();
-        Box::pin(async move {
-            let mut waits: Vec<LocalBoxFuture<'_, Result<(), crate::context::ShardGone>>> = Vec::new();
-            for change in changes {
-                let index = change.partition.partition.0;
-                match change.role {
-                    Some(Role::Leader { leader_epoch }) => {
-                        let Some(target) = engine.shard_of(&change.partition) else {
-                            tracing::error!(partition = %change.partition, "an offsets partition led here has no log");
-                            continue;
-                        };
-                        waits.push(Box::pin(crate::context::on_shard(&engine, target, move |context| async move {
-                            context.groups.coordinator.load(index, leader_epoch).await;
-                        })));
-                    }
-                    Some(Role::Follower { .. }) | None => {
-                        for shard in 0..engine.shard_count() {
-                            let unload = crate::context::on_shard(
-                                &engine,
-                                ShardId(shard),
-                                move |context: Rc<ShardContext>| async move {
-                                    context.groups.coordinator.unload(index);
-                                },
-                            );
-                            waits.push(Box::pin(unload));
-                        }
-                    }
-                }
-            }
-            for outcome in futures_util::future::join_all(waits).await {
-                if outcome.is_err() {
-                    tracing::debug!("a shard stopped before acting on an offsets leadership change");
-                }
-            }
-        })
-    }
+pub(crate) fn leadership(engine: sluice_engine::Engine) -> crate::leadership::CoordinatorLeadership {
+    crate::leadership::CoordinatorLeadership::new(
+        engine,
+        OFFSETS_TOPIC,
+        |context, index, leader_epoch| {
+            Box::pin(async move { context.groups.coordinator.load(index, leader_epoch).await })
+        },
+        |context, index| context.groups.coordinator.unload(index),
+    )
 }
 
 /// Creates `__consumer_offsets` when the cluster has none yet, with

@@ -7,9 +7,8 @@
 use kafka_protocol::ResponseError;
 
 use super::coordinator::{CommitEntry, Coordinator};
-use super::group::{CommittedOffset, Group};
+use super::group::Group;
 use super::membership::MemberRef;
-use super::records::{self, RecordKey};
 use super::storage::TxnProducer;
 
 /// Who commits in a transaction: the producer, and the consumer's group metadata.
@@ -54,20 +53,9 @@ impl Coordinator {
         let mut stored = Vec::new();
         let mut written = Vec::new();
         for (entry, _) in entries.iter().zip(&results).filter(|(_, result)| result.is_ok()) {
-            let value = CommittedOffset {
-                offset: entry.offset,
-                leader_epoch: entry.leader_epoch,
-                metadata: entry.metadata.clone().unwrap_or_default(),
-                commit_timestamp_ms: now.unix_ms,
-                expire_timestamp_ms: None,
-            };
-            let key = RecordKey::Offset {
-                group: group_id.to_owned(),
-                topic: entry.topic.clone(),
-                partition: entry.partition,
-            };
-            written.push((records::encode_key(&key), Some(records::encode_offset_value(&value))));
-            stored.push(((entry.topic.clone(), entry.partition), value));
+            let (record, offset) = super::coordinator::offset_record(group_id, entry, now.unix_ms, None);
+            written.push(record);
+            stored.push(offset);
         }
         let outcome = self.writes.write_as(self.group_partition(group_id), written, Some(args.producer)).await;
         match outcome {

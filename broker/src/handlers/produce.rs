@@ -115,6 +115,8 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
             let replication = shard.shared.metadata.replication().clone();
             let clock = shard.shared.clock.clone();
             let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+            let transactional_id =
+                request.transactional_id.as_ref().filter(|id| !id.is_empty()).map(|id| id.0.to_string());
             appends.push(async move {
                 if let Some(refused) = refusal {
                     return Err(refused);
@@ -148,7 +150,11 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
                 // The one copy of the produced bytes: from the request frame into the buffer the
                 // engine owns from here on.
                 let batch = records.to_vec();
-                let appended = engine.append(&target, batch, options).await.map_err(|error| {
+                let appended = match &transactional_id {
+                    None => engine.append(&target, batch, options).await,
+                    Some(id) => append_in_transaction(&metrics_shard, id, &target, batch, options).await,
+                };
+                let appended = appended.map_err(|error| {
                     tracing::debug!(partition = %target, %error, "append failed");
                     Failure::of_append(&target, &error)
                 })?;
@@ -191,6 +197,30 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
         tell_current_leaders(&image, &mut response);
     }
     Outcome::Respond(response)
+}
+
+/// Appends a transactional producer's batch. The first batch of a transaction on a partition is
+/// appended only once the transaction's coordinator confirms the partition was added to it
+/// (KIP-890 part 1), so a late batch of an ended transaction cannot open a hanging one.
+async fn append_in_transaction(
+    shard: &ShardContext,
+    transactional_id: &str,
+    target: &TopicPartition,
+    batch: Vec<u8>,
+    options: AppendOptions,
+) -> Result<AppendResult, AppendError> {
+    let header = sluice_engine::batch::parse_header(&batch).ok();
+    let first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
+    let (Err(AppendError::TransactionNotOpen { .. }), Some(header)) = (&first_try, header) else {
+        return first_try;
+    };
+    let producer = (header.producer_id, header.producer_epoch);
+    let partition = (target.topic.to_string(), target.partition.0);
+    if let Err(error) = crate::transactions::verify_partition(shard, transactional_id, producer, partition).await {
+        tracing::debug!(partition = %target, transactional_id, ?error, "a transactional batch was not verified");
+        return first_try;
+    }
+    shard.engine().append(target, batch, options).await
 }
 
 /// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader and epoch,

@@ -18,16 +18,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use compio::BufResult;
-use compio::buf::IoBuf as _;
-use compio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use bytes::{Buf, Bytes};
 use compio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use sluice_engine::{Engine, Offset, TopicPartition};
 
 use super::{Followed, Replication};
@@ -43,8 +38,6 @@ const FETCH_BYTES_MAX: i32 = 16 << 20;
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off after a failed exchange or when there is nothing to fetch from.
 const BACKOFF: Duration = Duration::from_millis(200);
-/// Largest response frame accepted.
-const FRAME_BYTES_MAX: usize = 64 << 20;
 
 /// Fetches what this broker follows from `leader` until it follows nothing there.
 pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i32) {
@@ -153,34 +146,13 @@ async fn exchange(
     correlation_id: i32,
     request: &FetchRequest,
 ) -> std::io::Result<FetchResponse> {
-    let invalid = |error: anyhow::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string());
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("sluice-replica-fetcher")));
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    header.encode(&mut frame, FetchRequest::header_version(FETCH_VERSION)).map_err(invalid)?;
-    request.encode(&mut frame, FETCH_VERSION).map_err(invalid)?;
-    let size = i32::try_from(frame.len() - 4).unwrap_or(i32::MAX);
-    frame[..4].copy_from_slice(&size.to_be_bytes());
-    let BufResult(written, _) = stream.write_all(frame.to_vec()).await;
-    written?;
-    let BufResult(read, size) = stream.read_exact([0u8; 4]).await;
-    read?;
-    let size = usize::try_from(i32::from_be_bytes(size))
-        .ok()
-        .filter(|size| *size <= FRAME_BYTES_MAX)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "response frame size"))?;
-    let BufResult(read, body) = stream.read_exact(Vec::with_capacity(size).slice(..size)).await;
-    read?;
-    let mut body = Bytes::from(compio::buf::IntoInner::into_inner(body));
-    let header = ResponseHeader::decode(&mut body, FetchResponse::header_version(FETCH_VERSION)).map_err(invalid)?;
-    if header.correlation_id != correlation_id {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "correlation id mismatch"));
-    }
-    FetchResponse::decode(&mut body, FETCH_VERSION).map_err(invalid)
+    let frame = crate::net::peer::Frame {
+        api_key: ApiKey::Fetch,
+        version: FETCH_VERSION,
+        correlation_id,
+        client_id: "sluice-replica-fetcher",
+    };
+    crate::net::peer::exchange(stream, frame, request).await
 }
 
 /// Applies an answer; `false` when every partition was refused or an append failed (the caller
@@ -256,6 +228,7 @@ fn whole_batches(mut records: Bytes) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
 
     #[test]
     fn a_partial_last_batch_is_left_for_the_next_fetch() {

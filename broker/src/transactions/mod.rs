@@ -7,7 +7,7 @@
 //! 1. a transactional id lives on one shard: the owner of its `__transaction_state` partition,
 //!    `abs(javaHash(id)) % partition count`. [`on_coordinator`] runs a closure there;
 //! 2. each shard's [`TxnCoordinator`] (in `coordinator.rs`) holds the ids of the partitions this
-//!    broker leads on that shard; [`TxnLeadership`] loads and unloads them as leadership moves,
+//!    broker leads on that shard; [`leadership`] loads and unloads them as leadership moves,
 //!    and a loaded Prepare state has its markers written again;
 //! 3. markers go to each partition's leader: appended here when this broker leads it, sent as
 //!    WriteTxnMarkers otherwise (`markers.rs`); a marker on an offsets partition settles the
@@ -25,14 +25,12 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-use futures_util::future::LocalBoxFuture;
 use kafka_protocol::ResponseError;
-use sluice_engine::{ShardId, TopicConfig, TopicPartition};
+use sluice_engine::{TopicConfig, TopicPartition};
 
 pub(crate) use coordinator::TxnCoordinator;
 
 use crate::context::{ShardContext, Shared};
-use crate::metadata::{LeadershipChange, LeadershipListener, Role};
 
 /// The internal topic holding transaction state.
 pub(crate) const TXN_TOPIC: &str = "__transaction_state";
@@ -150,58 +148,83 @@ where
         .map_err(|_gone| ResponseError::CoordinatorNotAvailable)
 }
 
-/// Follows leadership of `__transaction_state`, as `GroupLeadership` does for offsets.
-#[derive(Debug)]
-pub(crate) struct TxnLeadership {
-    engine: sluice_engine::Engine,
-}
+/// The AddPartitionsToTxn version a leader verifies with (v4: batched, `verify_only`).
+const VERIFY_VERSION: i16 = 4;
+/// How long a verification waits for a coordinator on another broker.
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-impl TxnLeadership {
-    pub(crate) fn new(engine: sluice_engine::Engine) -> Self {
-        Self { engine }
-    }
-}
+/// KIP-890's verification, on a partition leader: asks the transactional id's coordinator
+/// whether `partition` is in the producer's open transaction (directly when this broker is the
+/// coordinator, with AddPartitionsToTxn v4 `verify_only` otherwise).
+///
+/// # Errors
+/// INVALID_TXN_STATE when it is not; NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE and the
+/// coordinator's producer errors (PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING) otherwise.
+pub(crate) async fn verify_partition(
+    shard: &ShardContext,
+    transactional_id: &str,
+    producer: (i64, i16),
+    partition: (String, i32),
+) -> Result<(), ResponseError> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId};
 
-impl LeadershipListener for TxnLeadership {
-    fn topic(&self) -> &str {
-        TXN_TOPIC
-    }
-
-    fn changed(&self, changes: Vec<LeadershipChange>) -> LocalBoxFuture<'static, ()> {
-        let engine = self.engine.clone();
-        Box::pin(async move {
-            let mut waits: Vec<LocalBoxFuture<'_, Result<(), crate::context::ShardGone>>> = Vec::new();
-            for change in changes {
-                let index = change.partition.partition.0;
-                match change.role {
-                    Some(Role::Leader { leader_epoch }) => {
-                        let Some(target) = engine.shard_of(&change.partition) else {
-                            tracing::error!(partition = %change.partition, "a transaction partition led here has no log");
-                            continue;
-                        };
-                        waits.push(Box::pin(crate::context::on_shard(&engine, target, move |context| async move {
-                            context.transactions.load(index, leader_epoch).await;
-                        })));
-                    }
-                    Some(Role::Follower { .. }) | None => {
-                        for shard in 0..engine.shard_count() {
-                            let unload = crate::context::on_shard(
-                                &engine,
-                                ShardId(shard),
-                                move |context: Rc<ShardContext>| async move { context.transactions.unload(index) },
-                            );
-                            waits.push(Box::pin(unload));
-                        }
-                    }
-                }
-            }
-            for outcome in futures_util::future::join_all(waits).await {
-                if outcome.is_err() {
-                    tracing::debug!("a shard stopped before acting on a transaction leadership change");
-                }
-            }
+    let image = shard.image();
+    let topic = image.topic(TXN_TOPIC).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let index = crate::groups::Coordinator::partition_of(transactional_id, topic.partition_count());
+    let leader = topic.partition(index).map(|state| state.leader).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    if leader == shard.node_id() {
+        let id = transactional_id.to_owned();
+        return on_coordinator(shard, transactional_id, move |coordinator| async move {
+            coordinator.verify(&id, producer, &partition)
         })
+        .await
+        .and_then(|outcome| outcome);
     }
+    let broker =
+        image.brokers.get(&leader).filter(|broker| !broker.fenced).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(crate::handlers::str_bytes(transactional_id).into())
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_verify_only(true)
+            .with_topics(vec![
+                AddPartitionsToTxnTopic::default()
+                    .with_name(crate::handlers::topic_name(&partition.0))
+                    .with_partitions(vec![partition.1]),
+            ]),
+    ]);
+    let address = format!("{}:{}", broker.host, broker.port);
+    let answer: std::io::Result<AddPartitionsToTxnResponse> =
+        crate::net::peer::call(&address, ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &request, VERIFY_TIMEOUT).await;
+    let response = answer.map_err(|error| {
+        tracing::debug!(address, %error, "transaction verification with a coordinator failed");
+        ResponseError::CoordinatorNotAvailable
+    })?;
+    if let Some(error) = ResponseError::try_from_code(response.error_code) {
+        return Err(error);
+    }
+    let codes = response.results_by_transaction.iter().flat_map(|result| &result.topic_results);
+    let code = codes
+        .flat_map(|topic| &topic.results_by_partition)
+        .map(|result| result.partition_error_code)
+        .next()
+        .ok_or(ResponseError::UnknownServerError)?;
+    ResponseError::try_from_code(code).map_or(Ok(()), Err)
+}
+
+/// Follows leadership of `__transaction_state`, as [`crate::groups::leadership`] does for
+/// offsets.
+pub(crate) fn leadership(engine: sluice_engine::Engine) -> crate::leadership::CoordinatorLeadership {
+    crate::leadership::CoordinatorLeadership::new(
+        engine,
+        TXN_TOPIC,
+        |context, index, leader_epoch| Box::pin(async move { context.transactions.load(index, leader_epoch).await }),
+        |context, index| context.transactions.unload(index),
+    )
 }
 
 /// The config of `__transaction_state`: compacted, smaller segments.

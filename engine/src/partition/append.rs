@@ -84,10 +84,13 @@ enum Placement {
 impl Partition {
     /// Appends batches as the leader: assigns offsets, stamps the leader epoch, checks idempotent
     /// producers' sequences. A duplicate batch is answered with its original offsets.
+    /// With `require_open_transaction`, a transactional batch whose producer has no open
+    /// transaction here is refused ([`AppendError::TransactionNotOpen`]).
     pub(crate) async fn append(
         self: &Rc<Self>,
         mut bytes: Vec<u8>,
         options: AppendOptions,
+        require_open_transaction: bool,
     ) -> Result<AppendResult, AppendError> {
         if self.failed.get() {
             return Err(AppendError::StorageFailed { partition: self.id.clone() });
@@ -96,6 +99,14 @@ impl Partition {
         let headers = self.validate(&bytes)?;
         if let Some(duplicate) = self.check_sequence(&headers[0])? {
             return Ok(duplicate);
+        }
+        let first = &headers[0];
+        if require_open_transaction
+            && first.is_transactional()
+            && !first.is_control()
+            && !self.log.borrow().producers.has_open_transaction(first.producer_id)
+        {
+            return Err(AppendError::TransactionNotOpen { partition: self.id.clone(), producer_id: first.producer_id });
         }
         let placement = Placement::Leader { leader_epoch: options.leader_epoch };
         let reservation = self.reserve(&mut bytes, &headers, options.durable, placement)?;

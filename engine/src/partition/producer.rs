@@ -263,6 +263,11 @@ impl ProducerStates {
         })
     }
 
+    /// Whether `producer_id` has an open transaction here.
+    pub(crate) fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.producers.get(&producer_id).is_some_and(|entry| entry.txn_first_offset.is_some())
+    }
+
     /// The first offset of the oldest transaction not stable below `high_watermark`.
     pub(crate) fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
         self.unstable

@@ -284,8 +284,13 @@ impl Shared {
         partition: &TopicPartition,
         batch: Vec<u8>,
         options: AppendOptions,
+        require_open_transaction: bool,
     ) -> Result<AppendResult, AppendError> {
-        let routed = self.on_partition(partition, move |log| async move { log.append(batch, options).await }).await;
+        let routed =
+            self.on_partition(partition, move |log| async move {
+                log.append(batch, options, require_open_transaction).await
+            })
+            .await;
         match routed {
             Ok(result) => result,
             Err(RouteError::Missing) => Err(AppendError::UnknownPartition { partition: partition.clone() }),
