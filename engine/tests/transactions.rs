@@ -132,3 +132,77 @@ fn append_in_transaction_refuses_a_batch_that_would_open_a_transaction() {
     });
     engine.shutdown();
 }
+
+fn transactional_keyed(producer_id: i64, sequence: i32, key: &str, value: &str) -> Vec<u8> {
+    let options = BatchOptions {
+        producer_id,
+        producer_epoch: 0,
+        base_sequence: sequence,
+        transactional: true,
+        ..BatchOptions::default()
+    };
+    let mut builder = BatchBuilder::new(options);
+    let record =
+        NewRecord { timestamp_ms: 1, key: Some(key.as_bytes()), value: Some(value.as_bytes()), ..NewRecord::default() };
+    builder.push(&record).expect("push");
+    builder.finish().expect("finish").to_vec()
+}
+
+#[test]
+fn compaction_drops_aborted_records_and_never_lets_them_supersede_committed_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = TopicPartition::new("c", 0);
+    let engine = open(dir.path(), 1);
+    let mut config = common::small_segments(1024);
+    config.set("cleanup.policy", "compact").expect("valid");
+    const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
+    block_on(async {
+        engine.create_topic("c", 1, config).await.expect("create");
+        for round in 0..20 {
+            // A committed value of key-0..3, then an aborted newer one of the same keys.
+            for key in 0..4 {
+                let batch = sluice_engine::batch::build_keyed_batch(
+                    &[(format!("key-{key}").as_bytes(), Some(format!("committed-{round}").as_bytes()))],
+                    1,
+                );
+                engine.append(&partition, batch, FAST).await.expect("append");
+            }
+            for key in 0..4 {
+                let batch = transactional_keyed(9, round * 4 + key, &format!("key-{key}"), &format!("aborted-{round}"));
+                engine.append(&partition, batch, FAST).await.expect("append");
+            }
+            engine.append(&partition, marker(9, ControlType::Abort), FAST).await.expect("abort");
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let batches = loop {
+        let batches = common::read_all(&engine, &partition, 0);
+        // The active segment is never cleaned: look at the first closed one.
+        let first_segment_cleaned =
+            batches.iter().take(8).all(|(header, _)| !header.is_transactional() || header.is_control());
+        if first_segment_cleaned {
+            break batches;
+        }
+        assert!(std::time::Instant::now() < deadline, "compaction never removed the aborted batches");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Every committed key keeps a committed value: an aborted record never superseded one.
+    let mut last: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
+    for (header, bytes) in &batches {
+        if header.is_control() {
+            continue;
+        }
+        for record in sluice_engine::batch::records(bytes) {
+            if !header.is_transactional() {
+                last.insert(record.key.expect("keyed").to_vec(), record.value.expect("a value").to_vec());
+            }
+        }
+    }
+    for key in 0..4 {
+        let value = last.get(format!("key-{key}").as_bytes()).expect("the key keeps its committed value");
+        assert!(value.starts_with(b"committed-"), "key-{key} = {:?}", String::from_utf8_lossy(value));
+    }
+    let read = block_on(engine.read(&partition, Offset(0), 1 << 20, ReadBound::LastStable)).expect("read");
+    assert_eq!(read.aborted.first().map(|aborted| aborted.producer_id), Some(9), "the aborts stay indexed");
+    engine.shutdown();
+}

@@ -28,6 +28,11 @@
 //!    written next records it. Readers holding the old file keep reading the old, unlinked
 //!    inode, whose space is freed once they let go.
 //!
+//! Transactions: the cleanable part ends before the first unstable offset (no open transaction
+//! is cleaned); batches of aborted transactions (a producer's batches from an aborted
+//! transaction's first offset to its abort marker, per the `.txnindex` entries) are neither
+//! mapped nor kept, as Kafka's cleaner removes aborted data; control batches are kept.
+//!
 //! Steps 1-3 read and write whole segments, so they run on the blocking pool: the shard keeps
 //! serving while a large compacted topic is cleaned. A pass stopped by a full map leaves the
 //! rest dirty for the next maintenance pass.
@@ -78,6 +83,23 @@ struct Pass {
     tombstone_horizon_ms: i64,
     index_interval_bytes: u32,
     map_bytes: u64,
+    /// The aborted transactions' offset ranges, by producer id.
+    aborted: AbortedRanges,
+}
+
+/// Offset ranges (first offset to abort marker) of aborted transactions, by producer id.
+#[derive(Debug, Default)]
+struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    /// Whether `header` is a batch of an aborted transaction.
+    fn holds(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.0.get(&header.producer_id).is_some_and(|ranges| {
+                ranges.iter().any(|(first, marker)| (*first..=*marker).contains(&header.base_offset))
+            })
+    }
 }
 
 /// What one pass produced: the copies to rename in, and how far its key map reached.
@@ -117,11 +139,13 @@ impl Partition {
         let min_lag_ms = setting(config, "min.compaction.lag.ms", 0i64);
         let log = self.log.borrow();
         let active_base = log.active().base_offset;
+        let last_stable_offset = log.last_stable_offset();
         log.segments
             .values()
             .take_while(|segment| {
                 segment.base_offset != active_base
                     && segment.readable_size_bytes == segment.summary.size_bytes
+                    && segment.summary.next_offset <= last_stable_offset
                     && (min_lag_ms <= 0 || segment.summary.max_timestamp_ms <= now_ms.saturating_sub(min_lag_ms))
             })
             .map(|segment| Candidate {
@@ -146,7 +170,12 @@ impl Partition {
         let delete_retention_ms = setting(&config, "delete.retention.ms", DELETE_RETENTION_MS_DEFAULT);
         let closed = self.closed_segments(&config, now_ms);
         let cleaned_up_to = self.cleaned_up_to.get();
+        let mut aborted = AbortedRanges::default();
+        for entry in self.log.borrow().segments.values().flat_map(|segment| &segment.aborted) {
+            aborted.0.entry(entry.producer_id).or_default().push((entry.first_offset, entry.last_offset));
+        }
         let pass = Pass {
+            aborted,
             dir: self.dir.clone(),
             closed,
             cleaned_up_to,
@@ -216,6 +245,9 @@ impl Partition {
         summary.next_offset = summary.next_offset.max(next_offset);
         let mut replacement = Segment::new(copy.base_offset, &self.dir, file, summary, created_ms)?;
         replacement.index_dirty = true;
+        // Markers are kept, so the segment's aborted transactions stay as they were.
+        replacement.aborted.clone_from(&previous.aborted);
+        replacement.txn_index_dirty = previous.txn_index_dirty;
         if let Some(replaced) = log.segments.insert(copy.base_offset, replacement) {
             // The rename unlinked the old file; free its space off the shard.
             crate::io::free_in_background(replaced.reader);
@@ -255,7 +287,7 @@ fn clean(pass: &Pass) -> std::io::Result<PassOutcome> {
             if full {
                 return;
             }
-            if !header.is_control() {
+            if !header.is_control() && !pass.aborted.holds(header) {
                 for record in batch::records(bytes) {
                     let offset = header.base_offset + i64::from(record.offset_delta);
                     if offset < pass.cleaned_up_to {
@@ -384,7 +416,11 @@ fn clean_segment(
         if failure.is_some() {
             return;
         }
-        let survivor = surviving_batch(header, bytes, map, pass.tombstone_horizon_ms, mapped_up_to);
+        let survivor = if pass.aborted.holds(header) {
+            Survivor::Dropped
+        } else {
+            surviving_batch(header, bytes, map, pass.tombstone_horizon_ms, mapped_up_to)
+        };
         let written = (|| -> std::io::Result<()> {
             if copy.is_none() && !matches!(survivor, Survivor::Whole) {
                 // Every batch before this one is kept whole: the copy starts as that prefix.
