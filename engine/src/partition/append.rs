@@ -322,7 +322,7 @@ impl Partition {
             if let Some(aborted) = log.producers.record(&stored, stored.base_offset, marker) {
                 let active = log.active_mut();
                 active.aborted.push(aborted);
-                active.txn_index_dirty = true;
+                active.txn_index_changes += 1;
             }
             log.assign_epoch(stored.leader_epoch, stored.base_offset);
             log.next_offset = stored.last_offset() + 1;

@@ -247,7 +247,8 @@ impl Partition {
         replacement.index_dirty = true;
         // Markers are kept, so the segment's aborted transactions stay as they were.
         replacement.aborted.clone_from(&previous.aborted);
-        replacement.txn_index_dirty = previous.txn_index_dirty;
+        replacement.txn_index_changes = previous.txn_index_changes;
+        replacement.txn_index_written = previous.txn_index_written;
         if let Some(replaced) = log.segments.insert(copy.base_offset, replacement) {
             // The rename unlinked the old file; free its space off the shard.
             crate::io::free_in_background(replaced.reader);

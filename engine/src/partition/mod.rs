@@ -500,18 +500,21 @@ impl Partition {
     /// Writes the `.txnindex` of every segment whose aborted transactions changed, atomically
     /// and fsynced, so that a checkpoint written after it may trust them.
     async fn write_txn_indexes(&self) -> std::io::Result<()> {
-        let pending: Vec<(i64, Vec<u8>)> = self
+        let pending: Vec<(i64, u64, Vec<u8>)> = self
             .log
             .borrow()
             .segments
             .values()
-            .filter(|segment| segment.txn_index_dirty)
-            .map(|segment| (segment.base_offset, crate::segment::txn_index::encode(&segment.aborted)))
+            .filter(|segment| segment.txn_index_stale())
+            .map(|segment| {
+                (segment.base_offset, segment.txn_index_changes, crate::segment::txn_index::encode(&segment.aborted))
+            })
             .collect();
-        for (base, bytes) in pending {
+        for (base, changes, bytes) in pending {
             crate::io::write_atomic_async(&crate::segment::txn_index::path(&self.dir, base), bytes).await?;
             if let Some(segment) = self.log.borrow_mut().segments.get_mut(&base) {
-                segment.txn_index_dirty = false;
+                // Changes made while the file was written stay unwritten.
+                segment.txn_index_written = changes;
             }
         }
         Ok(())

@@ -273,7 +273,7 @@ impl Partition {
             let (entries, rescanned) = aborted.remove(&base).unwrap_or_default();
             opened.aborted = entries;
             // Rewritten before the next checkpoint: a re-scanned segment's file may lack some.
-            opened.txn_index_dirty = rescanned;
+            opened.txn_index_changes = u64::from(rescanned);
             segments.insert(base, opened);
         }
         let first_base = *segments.keys().next().expect("at least one segment");

@@ -163,7 +163,9 @@ impl Partition {
         for segment in log.segments.values_mut() {
             let before = segment.aborted.len();
             segment.aborted.retain(|aborted| aborted.last_offset < end);
-            segment.txn_index_dirty |= segment.aborted.len() != before;
+            if segment.aborted.len() != before {
+                segment.txn_index_changes += 1;
+            }
         }
         log.zero_tails.retain(|base| bases.contains(base) && *base != bases[bases.len() - 1]);
         log.unsynced_files.retain(|(base, _)| bases.contains(base));

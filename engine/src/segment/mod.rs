@@ -136,8 +136,10 @@ pub(crate) struct Segment {
     pub(crate) index_dirty: bool,
     /// Transactions aborted by a marker in this segment, in marker order (`.txnindex`).
     pub(crate) aborted: Vec<txn_index::AbortedTxn>,
-    /// `aborted` changed since it was last written to disk.
-    pub(crate) txn_index_dirty: bool,
+    /// Changes made to `aborted`, counted, and how many of them its file holds: the file is
+    /// stale while they differ (a change made while the file is written counts as unwritten).
+    pub(crate) txn_index_changes: u64,
+    pub(crate) txn_index_written: u64,
 }
 
 impl Segment {
@@ -162,7 +164,8 @@ impl Segment {
             created_ms,
             index_dirty: true,
             aborted: Vec::new(),
-            txn_index_dirty: false,
+            txn_index_changes: 0,
+            txn_index_written: 0,
         })
     }
 
@@ -172,6 +175,11 @@ impl Segment {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.summary.size_bytes == 0
+    }
+
+    /// Whether the `.txnindex` file lags `aborted`.
+    pub(crate) fn txn_index_stale(&self) -> bool {
+        self.txn_index_changes != self.txn_index_written
     }
 
     /// Records a batch appended at `position`: grows the size and adds index entries.
