@@ -13,6 +13,7 @@ use sluice_engine::batch::{ControlType, EndTxnMarker};
 use sluice_engine::{AbortedTransaction, AppendOptions, Offset, ReadBound, TopicConfig, TopicPartition, block_on};
 
 const DURABLE: AppendOptions = AppendOptions { durable: true, leader_epoch: 0 };
+const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
 
 fn transactional(producer_id: i64, sequence: i32, values: &[&[u8]]) -> Vec<u8> {
     let options = BatchOptions {
@@ -155,7 +156,6 @@ fn compaction_drops_aborted_records_and_never_lets_them_supersede_committed_ones
     let engine = open(dir.path(), 1);
     let mut config = common::small_segments(1024);
     config.set("cleanup.policy", "compact").expect("valid");
-    const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
     block_on(async {
         engine.create_topic("c", 1, config).await.expect("create");
         for round in 0..20 {
