@@ -44,7 +44,7 @@ fn run_child(dir: &str) {
         let producer = common::next_random(&mut random) % PRODUCERS as u64;
         let producer_id = 100 + producer as i64;
         let choice = common::next_random(&mut random) % 10;
-        let durable = common::next_random(&mut random) % 2 == 0;
+        let durable = common::next_random(&mut random).is_multiple_of(2);
         let batch = if choice < 7 {
             let sequence = &mut sequences[producer as usize];
             let options = BatchOptions {
