@@ -136,6 +136,8 @@ pub(crate) struct ShardContext {
     pub(crate) groups: GroupShard,
     /// This shard's transaction coordinator.
     pub(crate) transactions: Rc<crate::transactions::TxnCoordinator>,
+    /// Keeps transactional producers' pipelined appends in order across verification.
+    pub(crate) txn_append_order: Rc<crate::transactions::ordering::AppendOrder>,
     /// Pipes for sending file ranges with `splice`.
     pub(crate) pipes: PipePool,
 }
@@ -149,7 +151,14 @@ impl ShardContext {
     pub(crate) fn install(shared: Arc<Shared>, shard: ShardId) -> Rc<Self> {
         let groups = GroupShard::new(&shared, shard);
         let transactions = crate::transactions::TxnCoordinator::start(&shared, shard);
-        let context = Rc::new(Self { shared, shard, groups, transactions, pipes: PipePool::default() });
+        let context = Rc::new(Self {
+            shared,
+            shard,
+            groups,
+            transactions,
+            txn_append_order: Rc::default(),
+            pipes: PipePool::default(),
+        });
         CURRENT.with(|current| *current.borrow_mut() = Some(context.clone()));
         context
     }

@@ -57,6 +57,7 @@ pub(crate) fn kafka_error(error: EngineError<'_>) -> ResponseError {
         EngineError::Append(AppendError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
         EngineError::Append(AppendError::ProducerFenced { .. }) => ResponseError::InvalidProducerEpoch,
         EngineError::Append(AppendError::TransactionNotOpen { .. }) => ResponseError::InvalidTxnState,
+        EngineError::Append(AppendError::CoordinatorFenced { .. }) => ResponseError::TransactionCoordinatorFenced,
         EngineError::Append(AppendError::StorageFailed { .. }) => ResponseError::KafkaStorageError,
         EngineError::Append(AppendError::Io { .. }) => ResponseError::KafkaStorageError,
         EngineError::Append(AppendError::ShuttingDown) => ResponseError::NotLeaderOrFollower,

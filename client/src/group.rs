@@ -1,5 +1,5 @@
-//! Consumer-group helpers: finding a group's coordinator, and the "consumer" protocol's embedded
-//! subscription and assignment payloads.
+//! Consumer-group helpers: finding a group's (or a transactional id's) coordinator, and the
+//! "consumer" protocol's embedded subscription and assignment payloads.
 //!
 //! `JoinGroup` metadata and `SyncGroup` assignments are opaque bytes to the broker; members of a
 //! group with protocol type "consumer" fill them with `ConsumerProtocolSubscription` and
@@ -23,6 +23,8 @@ use crate::requests::BrokerInfo;
 
 /// `FindCoordinator` key type of a consumer group.
 pub const COORDINATOR_KEY_GROUP: i8 = 0;
+/// `FindCoordinator` key type of a transactional id.
+pub const COORDINATOR_KEY_TRANSACTION: i8 = 1;
 
 /// Version the subscription and assignment payloads are written with. Version 0 carries all a
 /// range or round-robin assignor needs, and every consumer-protocol implementation reads it.
@@ -108,17 +110,28 @@ impl Connection {
     /// `Broker` with the coordinator error (`COORDINATOR_NOT_AVAILABLE` while the broker is still
     /// loading groups: the caller may retry), connection errors.
     pub fn find_coordinator(&mut self, group: &str) -> Result<BrokerInfo, ClientError> {
+        self.find_coordinator_of(COORDINATOR_KEY_GROUP, group)
+    }
+
+    /// The broker coordinating `key` of `key_type` ([`COORDINATOR_KEY_GROUP`] for a consumer
+    /// group, [`COORDINATOR_KEY_TRANSACTION`] for a transactional id).
+    ///
+    /// # Errors
+    /// `Broker` with the coordinator error (`COORDINATOR_NOT_AVAILABLE` while the broker is still
+    /// creating or loading the coordinator's internal topic: the caller may retry), connection
+    /// errors.
+    pub fn find_coordinator_of(&mut self, key_type: i8, key: &str) -> Result<BrokerInfo, ClientError> {
         let version = self.versions().version_for(ApiKey::FindCoordinator)?;
-        let key = StrBytes::from_string(group.to_owned());
-        let mut request = FindCoordinatorRequest::default().with_key_type(COORDINATOR_KEY_GROUP);
+        let wire_key = StrBytes::from_string(key.to_owned());
+        let mut request = FindCoordinatorRequest::default().with_key_type(key_type);
         // v4 batches keys in `coordinator_keys`; older versions have a single `key`.
-        request = if version >= 4 { request.with_coordinator_keys(vec![key]) } else { request.with_key(key) };
+        request = if version >= 4 { request.with_coordinator_keys(vec![wire_key]) } else { request.with_key(wire_key) };
         let response = self.send(&request)?;
         let broker_error =
-            |error| ClientError::Broker { api: ApiKey::FindCoordinator, resource: group.to_owned(), error };
+            |error| ClientError::Broker { api: ApiKey::FindCoordinator, resource: key.to_owned(), error };
         if version >= 4 {
-            let Some(coordinator) = response.coordinators.iter().find(|entry| entry.key.as_str() == group) else {
-                let source = format!("no coordinator entry for group {group}").into();
+            let Some(coordinator) = response.coordinators.iter().find(|entry| entry.key.as_str() == key) else {
+                let source = format!("no coordinator entry for key {key}").into();
                 return Err(ClientError::Decode { api: ApiKey::FindCoordinator, version, source });
             };
             if let Some(error) = coordinator.error_code.err() {

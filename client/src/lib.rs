@@ -12,7 +12,8 @@
 //! - [`requests`]: helpers for Metadata, `CreateTopics`, Produce, Fetch and `ListOffsets`.
 //! - [`batch`] and [`decode`]: the `RecordBatch` v2 builder and the decoder for fetched batches,
 //!   re-exported from the `sluice-batch` crate that the broker and engine use too.
-//! - [`group`]: `FindCoordinator` and the consumer protocol's subscription and assignment payloads.
+//! - [`group`]: `FindCoordinator` (of groups and transactional ids) and the consumer protocol's
+//!   subscription and assignment payloads.
 //!
 //! Retries, partitioners, consumer groups and multi-broker routing are left to callers: this is
 //! a protocol toolkit, not a full producer or consumer.

@@ -157,6 +157,17 @@ pub enum AppendError {
         /// The newest epoch seen.
         current_epoch: i16,
     },
+    /// A transaction marker from a coordinator older than the one that wrote its producer's last
+    /// marker here (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    #[error("a marker of producer {producer_id} from coordinator epoch {coordinator_epoch} is fenced on {partition}")]
+    CoordinatorFenced {
+        /// The partition.
+        partition: TopicPartition,
+        /// The producer id.
+        producer_id: i64,
+        /// The marker's coordinator epoch.
+        coordinator_epoch: i32,
+    },
     /// A transactional batch would open a transaction its producer has not opened on this
     /// partition yet, and the append asked for an open one ([`crate::Engine::append_in_transaction`]).
     #[error("producer {producer_id} has no open transaction on {partition}")]

@@ -189,3 +189,102 @@ def test_group_offsets_agree_with_confluent_kafka(broker, sluicectl_bin):
     finally:
         checker.close()
     ok(sluicectl(sluicectl_bin, broker, "groups", "delete", group))
+
+
+def test_transactions_show_and_abort_a_hanging_transaction(broker, sluicectl_bin):
+    """`sluicectl transactions list/describe/producers` show a transaction that confluent-kafka
+    opened and never ended (Ongoing, its partition, its producer id, the offset it starts at);
+    `transactions abort` ends it at the partition leader as `kafka-transactions.sh abort` does,
+    and a read_committed consumer that was held at that offset then reads a later committed
+    record, but never the aborted one."""
+    import time
+    import uuid
+
+    from confluent_kafka import KafkaError, Producer
+
+    # InitProducerId, WriteTxnMarkers, DescribeProducers, DescribeTransactions, ListTransactions.
+    txn_api_keys = (22, 27, 61, 65, 66)
+    if not all(key in broker.api_versions for key in txn_api_keys):
+        pytest.skip("the broker does not advertise the transaction admin APIs yet")
+    wait_s = 60.0
+    topic = unique_topic("ctl-txn")
+    create_topic(broker, topic, 2)
+
+    def txn_producer(txn_id: str) -> Producer:
+        # A timeout far longer than the test: only `transactions abort` may end the transaction.
+        producer = Producer(base_conf(broker, **{"transactional.id": txn_id, "transaction.timeout.ms": 600_000,
+                                                 "linger.ms": 5}))
+        producer.init_transactions(wait_s)
+        producer.begin_transaction()
+        return producer
+
+    def send(producer: Producer, value: bytes) -> int:
+        offsets = []
+        producer.produce(topic, value=value, partition=1,
+                         on_delivery=lambda err, msg: offsets.append(msg.offset() if err is None else err))
+        assert producer.flush(wait_s) == 0, "not delivered"
+        assert len(offsets) == 1 and isinstance(offsets[0], int), offsets
+        return offsets[0]
+
+    def ctl_json(*args: str):
+        return json.loads(ok(sluicectl(sluicectl_bin, broker, "transactions", *args, "-o", "json")))
+
+    txn_id = f"ctl-hanging-{uuid.uuid4().hex[:10]}"
+    hanging = txn_producer(txn_id)
+    start = send(hanging, b"hanging")
+
+    listed = [t for t in ctl_json("list", "--state", "Ongoing") if t["transactional_id"] == txn_id]
+    assert len(listed) == 1, listed
+    assert listed[0]["state"] == "Ongoing"
+    producer_id = listed[0]["producer_id"]
+    assert producer_id >= 0
+
+    described = ctl_json("describe", txn_id)
+    assert len(described) == 1, described
+    assert described[0]["state"] == "Ongoing"
+    assert described[0]["producer_id"] == producer_id
+    assert described[0]["timeout_ms"] == 600_000
+    assert described[0]["partitions"] == [{"topic": topic, "partition": 1}]
+
+    producers = ctl_json("producers", "--topic", topic, "--partition", "1")
+    mine = [p for p in producers if p["producer_id"] == producer_id]
+    assert len(mine) == 1, producers
+    assert mine[0]["current_txn_start_offset"] == start
+    assert mine[0]["producer_epoch"] == described[0]["producer_epoch"]
+
+    later = txn_producer(f"ctl-later-{uuid.uuid4().hex[:10]}")
+    send(later, b"committed")
+    later.commit_transaction(wait_s)
+
+    reader = Consumer(base_conf(broker, **{"group.id": f"ctl-txn-{uuid.uuid4().hex[:8]}",
+                                           "isolation.level": "read_committed", "enable.auto.commit": False,
+                                           "fetch.wait.max.ms": 100}))
+    try:
+        reader.assign([TopicPartition(topic, 1, 0)])
+        seen: list[bytes] = []
+
+        def poll_for(seconds: float, until=lambda: False) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not until():
+                for msg in reader.consume(num_messages=100, timeout=0.2):
+                    if msg.error() is None:
+                        seen.append(msg.value())
+                    else:
+                        assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+
+        poll_for(3.0)
+        assert seen == [], f"the open transaction must hold read_committed readers at offset {start}: {seen}"
+
+        aborted = ctl_json("abort", "--topic", topic, "--partition", "1", "--start-offset", str(start))
+        assert aborted["aborted"] is True
+        assert aborted["producer_id"] == producer_id
+        assert aborted["start_offset"] == start
+
+        poll_for(wait_s, until=lambda: b"committed" in seen)
+        assert seen == [b"committed"], f"read_committed after the abort: {seen}"
+        after = ctl_json("producers", "--topic", topic, "--partition", "1")
+        assert all(p["current_txn_start_offset"] is None for p in after), after
+    finally:
+        reader.close()
+    # The coordinator was not told; the producer may still end its transaction itself.
+    hanging.abort_transaction(wait_s)

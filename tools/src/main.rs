@@ -1,6 +1,6 @@
 //! `sluicectl`: one command-line tool for what Kafka users do with kafka-topics.sh,
-//! kafka-console-producer.sh, kafka-console-consumer.sh, kafka-consumer-groups.sh and
-//! kafka-dump-log.sh.
+//! kafka-console-producer.sh, kafka-console-consumer.sh, kafka-consumer-groups.sh,
+//! kafka-transactions.sh and kafka-dump-log.sh.
 //!
 //! Design note: every online command speaks only the Kafka protocol (through `sluice-client`), so
 //! it works against any Kafka-compatible broker; `segments` works offline on a data directory
@@ -21,6 +21,7 @@ mod segments;
 mod session;
 mod signals;
 mod topics;
+mod transactions;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,8 +31,8 @@ use clap::{Parser, Subcommand};
 use crate::output::{Output, OutputFormat};
 use crate::session::Session;
 
-/// Manage topics, produce and consume records, inspect consumer groups and on-disk segments of a
-/// Sluice (or any Kafka-compatible) broker.
+/// Manage topics, produce and consume records, inspect consumer groups, transactions and on-disk
+/// segments of a Sluice (or any Kafka-compatible) broker.
 #[derive(Debug, Parser)]
 #[command(name = "sluicectl", version, propagate_version = true)]
 struct Cli {
@@ -67,6 +68,9 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
+    /// List and describe transactions, show partitions' producers, abort a hanging transaction.
+    #[command(subcommand)]
+    Transactions(transactions::TransactionsCommand),
     /// Show the cluster: brokers, shards and supported API versions.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -100,6 +104,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             consume::run(&mut connect()?, &args, output, &stop).map(|()| ExitCode::SUCCESS)
         }
         Command::Groups(command) => groups::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),
+        Command::Transactions(command) => {
+            transactions::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS)
+        }
         Command::Cluster(command) => cluster::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,5 +1,6 @@
 //! Connections to a cluster: the bootstrap broker, plus one connection per other broker that a
-//! command needs (a partition's leader, a group's coordinator), opened on first use.
+//! command needs (a partition's leader, a group's or transactional id's coordinator), opened on
+//! first use.
 //!
 //! Every broker is addressed as Metadata advertises it, so the tool works against any
 //! Kafka-compatible cluster, single broker or many. Errors are worded for a person: which broker
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kafka_protocol::ResponseError;
+use sluice_client::group::{COORDINATOR_KEY_GROUP, COORDINATOR_KEY_TRANSACTION};
 use sluice_client::requests::{BrokerInfo, ClusterInfo, TopicInfo};
 use sluice_client::{ClientError, Connection, ConnectionConfig};
 
@@ -164,6 +166,16 @@ impl Session {
         let coordinator = find_coordinator(&mut self.connection, group)?;
         self.broker(&coordinator)
     }
+
+    /// The coordinator of transactional id `transactional_id` and the connection to it,
+    /// retrying while it is not yet available.
+    ///
+    /// # Errors
+    /// When no coordinator is found in time, or it cannot be reached.
+    pub(crate) fn txn_coordinator(&mut self, transactional_id: &str) -> Result<(i32, &mut Connection)> {
+        let coordinator = find_coordinator_of(&mut self.connection, COORDINATOR_KEY_TRANSACTION, transactional_id)?;
+        Ok((coordinator.node_id, self.broker(&coordinator)?))
+    }
 }
 
 /// `FindCoordinator` for `group`, retrying retriable errors.
@@ -171,18 +183,29 @@ impl Session {
 /// # Errors
 /// Non-retriable errors, or retriable ones that outlast the retries.
 pub(crate) fn find_coordinator(connection: &mut Connection, group: &str) -> Result<BrokerInfo> {
+    find_coordinator_of(connection, COORDINATOR_KEY_GROUP, group)
+}
+
+/// `FindCoordinator` for `key` of `key_type` (a group or a transactional id), retrying
+/// retriable errors (the broker may still be creating the internal topic that places it).
+///
+/// # Errors
+/// Non-retriable errors, or retriable ones that outlast the retries.
+fn find_coordinator_of(connection: &mut Connection, key_type: i8, key: &str) -> Result<BrokerInfo> {
+    let what = if key_type == COORDINATOR_KEY_TRANSACTION { "transactional id" } else { "group" };
     let mut attempt = 0;
     loop {
-        match connection.find_coordinator(group) {
+        match connection.find_coordinator_of(key_type, key) {
             Ok(coordinator) => return Ok(coordinator),
             Err(ClientError::Broker { error, .. }) if error.is_retriable() && attempt < RETRY_COUNT_MAX => {
                 attempt += 1;
                 std::thread::sleep(RETRY_BACKOFF);
             }
             Err(ClientError::UnsupportedVersion { broker: None, .. }) => {
-                bail!("the broker does not support consumer groups (no FindCoordinator API)")
+                let feature = if key_type == COORDINATOR_KEY_TRANSACTION { "transactions" } else { "consumer groups" };
+                bail!("the broker does not support {feature} (no FindCoordinator API)")
             }
-            Err(error) => return Err(error).with_context(|| format!("cannot find the coordinator of group {group}")),
+            Err(error) => return Err(error).with_context(|| format!("cannot find the coordinator of {what} {key}")),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{ApiKey, ListTransactionsRequest, ListTransactionsResponse, ProducerId};
 use sluice_engine::ShardId;
@@ -49,15 +50,12 @@ pub(crate) async fn handle(
     request: ListTransactionsRequest,
 ) -> Outcome<ListTransactionsResponse> {
     let mut listed: Vec<DescribedTxn> = Vec::new();
+    let mut error_code = 0;
     for target in 0..shard.engine().shard_count() {
-        let on =
-            crate::context::on_shard(
-                shard.engine(),
-                ShardId(target),
-                |context| async move { context.transactions.list() },
-            );
-        if let Ok(found) = on.await {
-            listed.extend(found);
+        let list = |context: Rc<ShardContext>| async move { context.transactions.list() };
+        match crate::context::on_shard(shard.engine(), ShardId(target), list).await {
+            Ok(found) => listed.extend(found),
+            Err(_stopped) => error_code = ResponseError::CoordinatorNotAvailable.code(),
         }
     }
     let states: Vec<String> = request.state_filters.iter().map(ToString::to_string).collect();
@@ -72,7 +70,7 @@ pub(crate) async fn handle(
         .into_iter()
         .filter(|txn| states.is_empty() || states.iter().any(|state| state == state_name(txn.status)))
         .filter(|txn| producers.is_empty() || producers.contains(&txn.producer_id))
-        .filter(|txn| duration_ms < 0 || (txn.start_ms >= 0 && now_ms.saturating_sub(txn.start_ms) >= duration_ms))
+        .filter(|txn| duration_ms < 0 || now_ms.saturating_sub(txn.start_ms) > duration_ms)
         .filter(|txn| pattern.as_deref().is_none_or(|pattern| pattern == ".*" || pattern == txn.transactional_id))
         .map(|txn| {
             TransactionState::default()
@@ -83,6 +81,7 @@ pub(crate) async fn handle(
         .collect();
     Outcome::Respond(
         ListTransactionsResponse::default()
+            .with_error_code(error_code)
             .with_unknown_state_filters(unknown)
             .with_transaction_states(transaction_states),
     )

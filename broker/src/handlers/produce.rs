@@ -201,7 +201,8 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
 
 /// Appends a transactional producer's batch. The first batch of a transaction on a partition is
 /// appended only once the transaction's coordinator confirms the partition was added to it
-/// (KIP-890 part 1), so a late batch of an ended transaction cannot open a hanging one.
+/// (KIP-890 part 1), so a late batch of an ended transaction cannot open a hanging one. The
+/// producer's pipelined batches stay in order meanwhile (see `transactions::ordering`).
 async fn append_in_transaction(
     shard: &ShardContext,
     transactional_id: &str,
@@ -209,9 +210,21 @@ async fn append_in_transaction(
     batch: Vec<u8>,
     options: AppendOptions,
 ) -> Result<AppendResult, AppendError> {
-    let header = sluice_engine::batch::parse_header(&batch).ok();
-    let first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
-    let (Err(AppendError::TransactionNotOpen { .. }), Some(header)) = (&first_try, header) else {
+    let Ok(header) = sluice_engine::batch::parse_header(&batch) else {
+        return shard.engine().append(target, batch, options).await;
+    };
+    // Taken before the first await, so in request order.
+    let ticket = shard.txn_append_order.take(target, header.producer_id);
+    let mut first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
+    let retriable = |result: &Result<AppendResult, AppendError>| {
+        matches!(result, Err(AppendError::TransactionNotOpen { .. } | AppendError::OutOfOrderSequence { .. }))
+    };
+    if retriable(&first_try) && ticket.behind_others() {
+        // An earlier batch of this producer is being verified or written: this one follows it.
+        ticket.wait_for_earlier().await;
+        first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
+    }
+    let Err(AppendError::TransactionNotOpen { .. }) = &first_try else {
         return first_try;
     };
     let producer = (header.producer_id, header.producer_epoch);

@@ -164,8 +164,12 @@ pub(crate) async fn write_all(
 fn finished(outcome: Result<(), ResponseError>, partition: &TopicPartition) -> bool {
     match outcome {
         Ok(()) | Err(ResponseError::UnknownTopicOrPartition) => true,
-        Err(ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced) => {
-            tracing::warn!(%partition, "a marker was refused for an old producer epoch; not retried");
+        Err(
+            ResponseError::InvalidProducerEpoch
+            | ResponseError::ProducerFenced
+            | ResponseError::TransactionCoordinatorFenced,
+        ) => {
+            tracing::warn!(%partition, "a marker was refused for an old producer or coordinator epoch; not retried");
             true
         }
         Err(error) => {

@@ -18,6 +18,7 @@
 
 pub(crate) mod coordinator;
 pub(crate) mod markers;
+pub(crate) mod ordering;
 pub(crate) mod records;
 mod state;
 

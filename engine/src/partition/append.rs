@@ -37,10 +37,9 @@ pub(super) fn control_marker(header: &BatchHeader, bytes: &[u8]) -> Option<Marke
     if !header.is_control() || !header.is_transactional() {
         return None;
     }
-    match batch::parse_control_batch(bytes).ok()?.control_type {
-        batch::ControlType::Commit => Some(Marker::Commit),
-        batch::ControlType::Abort => Some(Marker::Abort),
-    }
+    let parsed = batch::parse_control_batch(bytes).ok()?;
+    let commit = parsed.control_type == batch::ControlType::Commit;
+    Some(Marker { commit, coordinator_epoch: parsed.coordinator_epoch })
 }
 
 /// Marks a partition's fsync as running for as long as it lives.
@@ -101,6 +100,15 @@ impl Partition {
             return Ok(duplicate);
         }
         let first = &headers[0];
+        if let Some(marker) = control_marker(first, &bytes[..first.size_bytes()]) {
+            self.log.borrow().producers.check_marker(first.producer_id, marker).map_err(|_| {
+                AppendError::CoordinatorFenced {
+                    partition: self.id.clone(),
+                    producer_id: first.producer_id,
+                    coordinator_epoch: marker.coordinator_epoch,
+                }
+            })?;
+        }
         if require_open_transaction
             && first.is_transactional()
             && !first.is_control()
@@ -260,6 +268,9 @@ impl Partition {
                 epoch: first.producer_epoch,
                 current_epoch,
             }),
+            Err(SequenceError::CoordinatorFenced { .. }) => {
+                unreachable!("check() never answers for markers' coordinators")
+            }
         }
     }
 

@@ -51,13 +51,28 @@ pub(crate) enum SequenceError {
     OutOfOrder { expected: i32 },
     /// The epoch is older than the producer's current one.
     Fenced { current_epoch: i16 },
+    /// A marker from a coordinator older than the one that wrote the producer's last marker.
+    CoordinatorFenced { current_coordinator_epoch: i32 },
 }
 
-/// How a control batch ends its producer's transaction.
+/// How a control batch ends its producer's transaction, and the epoch of the coordinator that
+/// wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Marker {
-    Commit,
-    Abort,
+pub(crate) struct Marker {
+    pub(crate) commit: bool,
+    pub(crate) coordinator_epoch: i32,
+}
+
+impl Marker {
+    #[cfg(test)]
+    fn commit(coordinator_epoch: i32) -> Self {
+        Self { commit: true, coordinator_epoch }
+    }
+
+    #[cfg(test)]
+    fn abort(coordinator_epoch: i32) -> Self {
+        Self { commit: false, coordinator_epoch }
+    }
 }
 
 /// A transaction of one producer that ended: where it started and where its marker is.
@@ -80,6 +95,14 @@ struct ProducerEntry {
     /// The largest batch timestamp seen from it, for `producer.id.expiration.ms`.
     #[serde(default = "no_timestamp")]
     last_timestamp_ms: i64,
+    /// The coordinator epoch of its last marker, or -1: a marker from an older coordinator is
+    /// refused.
+    #[serde(default = "no_coordinator_epoch")]
+    coordinator_epoch: i32,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
 }
 
 fn no_timestamp() -> i64 {
@@ -94,6 +117,7 @@ impl Default for ProducerEntry {
             txn_first_offset: None,
             ended: VecDeque::new(),
             last_timestamp_ms: no_timestamp(),
+            coordinator_epoch: no_coordinator_epoch(),
         }
     }
 }
@@ -115,6 +139,8 @@ pub struct ProducerSummary {
     pub epoch: i16,
     /// The sequence of its last batch, or -1.
     pub last_sequence: i32,
+    /// The coordinator epoch of its last transaction marker, or -1.
+    pub coordinator_epoch: i32,
     /// The largest timestamp of its batches, or -1.
     pub last_timestamp_ms: i64,
     /// First offset of its open transaction, or -1.
@@ -178,6 +204,16 @@ impl ProducerStates {
         }
     }
 
+    /// Checks a marker's coordinator epoch against the last one its producer had.
+    pub(crate) fn check_marker(&self, producer_id: i64, marker: Marker) -> Result<(), SequenceError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if marker.coordinator_epoch < entry.coordinator_epoch => {
+                Err(SequenceError::CoordinatorFenced { current_coordinator_epoch: entry.coordinator_epoch })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records an appended batch (or one replayed by recovery); `marker` is the kind of a
     /// transaction control batch. Returns the aborted transaction an abort marker ended.
     pub(crate) fn record(
@@ -230,6 +266,7 @@ impl ProducerStates {
     fn end_transaction(&mut self, header: &BatchHeader, marker_offset: i64, marker: Marker) -> Option<AbortedTxn> {
         let entry = self.producers.entry(header.producer_id).or_default();
         entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
+        entry.coordinator_epoch = entry.coordinator_epoch.max(marker.coordinator_epoch);
         if header.producer_epoch > entry.epoch {
             entry.batches.clear();
             entry.epoch = header.producer_epoch;
@@ -247,7 +284,7 @@ impl ProducerStates {
         while entry.ended.len() > REMEMBERED_TRANSACTIONS_MAX {
             entry.ended.pop_front();
         }
-        if marker == Marker::Commit {
+        if marker.commit {
             return None;
         }
         let last_stable_offset = self
@@ -289,6 +326,7 @@ impl ProducerStates {
                 producer_id: *id,
                 epoch: entry.epoch,
                 last_sequence: entry.batches.back().map_or(-1, |meta| meta.last_sequence),
+                coordinator_epoch: entry.coordinator_epoch,
                 last_timestamp_ms: entry.last_timestamp_ms,
                 current_txn_start_offset: entry.txn_first_offset.unwrap_or(-1),
             })
@@ -330,8 +368,11 @@ impl ProducerStates {
             if let Some(first) = txn_first_offset {
                 unstable.insert(first, Unstable { producer_id: *id, marker_offset: None });
             }
-            let last_timestamp_ms = entry.last_timestamp_ms;
-            producers.insert(*id, ProducerEntry { epoch, batches, txn_first_offset, ended, last_timestamp_ms });
+            let (last_timestamp_ms, coordinator_epoch) = (entry.last_timestamp_ms, entry.coordinator_epoch);
+            producers.insert(
+                *id,
+                ProducerEntry { epoch, batches, txn_first_offset, ended, last_timestamp_ms, coordinator_epoch },
+            );
         }
         ProducerStates { producers, unstable }
     }
@@ -401,12 +442,12 @@ mod tests {
         states.record(&transactional(7, 0, 2, 2), 12, None);
         states.record(&transactional(8, 0, 0, 1), 14, None);
         assert_eq!(states.first_unstable_offset(15), Some(10));
-        assert_eq!(states.record(&marker(7, 0), 15, Some(Marker::Commit)), None);
+        assert_eq!(states.record(&marker(7, 0), 15, Some(Marker::commit(0))), None);
         // The marker is not below the high watermark yet: still unstable.
         assert_eq!(states.first_unstable_offset(15), Some(10));
         states.prune_stable(16);
         assert_eq!(states.first_unstable_offset(16), Some(14));
-        let aborted = states.record(&marker(8, 0), 16, Some(Marker::Abort)).expect("an abort is indexed");
+        let aborted = states.record(&marker(8, 0), 16, Some(Marker::abort(0))).expect("an abort is indexed");
         assert_eq!((aborted.producer_id, aborted.first_offset, aborted.last_offset), (8, 14, 16));
         states.prune_stable(17);
         assert_eq!(states.first_unstable_offset(17), None);
@@ -418,7 +459,7 @@ mod tests {
     fn below_reopens_a_transaction_whose_marker_is_past_the_offset() {
         let mut states = ProducerStates::default();
         states.record(&transactional(7, 0, 0, 2), 0, None);
-        states.record(&marker(7, 0), 2, Some(Marker::Abort));
+        states.record(&marker(7, 0), 2, Some(Marker::abort(0)));
         states.record(&transactional(7, 0, 2, 1), 3, None);
         let at_two = states.below(2);
         assert_eq!(at_two.first_unstable_offset(2), Some(0));
@@ -432,7 +473,7 @@ mod tests {
     fn a_marker_with_a_newer_epoch_fences_the_older_one_and_restarts_sequences() {
         let mut states = ProducerStates::default();
         states.record(&transactional(7, 3, 5, 1), 0, None);
-        states.record(&marker(7, 4), 1, Some(Marker::Abort));
+        states.record(&marker(7, 4), 1, Some(Marker::abort(0)));
         assert_eq!(states.check(&transactional(7, 3, 6, 1)), Err(SequenceError::Fenced { current_epoch: 4 }));
         assert_eq!(states.check(&marker(7, 3)), Err(SequenceError::Fenced { current_epoch: 4 }));
         assert_eq!(states.check(&transactional(7, 4, 0, 1)), Ok(SequenceCheck::Append));
@@ -446,5 +487,19 @@ mod tests {
         assert_eq!(states.expire(200), 1);
         assert_eq!(states.summaries().len(), 1);
         assert_eq!(states.summaries()[0].producer_id, 2);
+    }
+
+    #[test]
+    fn a_marker_of_an_older_coordinator_is_fenced() {
+        let mut states = ProducerStates::default();
+        states.record(&transactional(7, 0, 0, 1), 0, None);
+        states.record(&marker(7, 0), 1, Some(Marker::commit(3)));
+        assert_eq!(states.summaries()[0].coordinator_epoch, 3);
+        assert_eq!(
+            states.check_marker(7, Marker::abort(2)),
+            Err(SequenceError::CoordinatorFenced { current_coordinator_epoch: 3 })
+        );
+        assert_eq!(states.check_marker(7, Marker::abort(3)), Ok(()));
+        assert_eq!(states.check_marker(8, Marker::abort(0)), Ok(()));
     }
 }

@@ -4,9 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
-import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -29,21 +27,20 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.errors.SaslAuthenticationException;
-import org.apache.kafka.streams.StreamsConfig;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
-import org.junit.jupiter.api.io.TempDir;
 import org.junitpioneer.jupiter.ExpectedToFail;
 
 /**
  * Goal: pin down, as tests that pass against Apache Kafka, the features Sluice has not built
- * yet: transactions, the KIP-848 consumer group protocol, SASL/SCRAM authentication, and Kafka
- * Streams with exactly_once_v2. Each is marked {@code @ExpectedToFail}: it is reported as skipped
- * while it fails, and as a failure once it passes, which is the signal to remove the marker.
+ * yet: the KIP-848 consumer group protocol and SASL/SCRAM authentication. Each is marked
+ * {@code @ExpectedToFail}: it is reported as skipped while it fails, and as a failure once it
+ * passes, which is the signal to remove the marker (and to move the test to a class of its own,
+ * as the transaction tests moved to {@link TransactionsTest}).
  *
  * <p>Method: the same exact-data checks as the rest of the suite, with short client timeouts
- * (max.block.ms, default.api.timeout.ms, task.timeout.ms of a few seconds) so that each fails
- * within seconds while the feature is missing.
+ * (max.block.ms, default.api.timeout.ms of a few seconds) so that each fails within seconds
+ * while the feature is missing.
  */
 class NotYetSupportedFeaturesTest {
 
@@ -51,31 +48,6 @@ class NotYetSupportedFeaturesTest {
 
     @RegisterExtension
     static final SluiceBrokerExtension SLUICE = new SluiceBrokerExtension();
-
-    @TempDir
-    Path stateRoot;
-
-    /** Committed transactions are visible to read_committed, the aborted one is not. */
-    @Test
-    void transactionalProducerWithReadCommittedConsumer() {
-        String topic = createTopic(Clients.uniqueName("transactions"), 1);
-        Map<String, Object> transactional = Map.of(
-                ProducerConfig.TRANSACTIONAL_ID_CONFIG, Clients.uniqueName("tx"),
-                ProducerConfig.MAX_BLOCK_MS_CONFIG, FAST_FAIL_MS);
-        try (KafkaProducer<String, String> producer = Clients.producer(SLUICE.broker(), transactional)) {
-            producer.initTransactions();
-            sendInTransaction(producer, topic, "committed-a-", 5, true);
-            sendInTransaction(producer, topic, "aborted-", 3, false);
-            sendInTransaction(producer, topic, "committed-b-", 2, true);
-        }
-
-        List<String> committedValues = readValues(topic, "read_committed", 7);
-        List<String> expected = new ArrayList<>();
-        IntStream.range(0, 5).forEach(i -> expected.add("committed-a-" + i));
-        IntStream.range(0, 2).forEach(i -> expected.add("committed-b-" + i));
-        assertEquals(expected, committedValues, "read_committed skips the aborted transaction");
-        assertEquals(10, readValues(topic, "read_uncommitted", 10).size(), "read_uncommitted sees every record");
-    }
 
     /** A member on the KIP-848 protocol (ConsumerGroupHeartbeat) gets every partition and reads them. */
     @Test
@@ -139,33 +111,6 @@ class NotYetSupportedFeaturesTest {
         }
     }
 
-    /** The word count under exactly_once_v2: final counts exact, and no update ever above them. */
-    @Test
-    void exactlyOnceV2WordCount() {
-        SluiceBroker broker = SLUICE.broker();
-        String applicationId = Clients.uniqueName("eos-word-count");
-        String input = createTopic(applicationId + "-lines", 2);
-        String output = createTopic(applicationId + "-counts", 2);
-        List<String> lines = WordCountApp.lines(100, 7L);
-        Map<String, Long> expected = WordCountApp.trueCounts(lines);
-        KafkaStreamsWordCountTest.produceLines(broker, input, lines, 0);
-
-        Map<String, Object> fastFailure = Map.of(
-                StreamsConfig.TASK_TIMEOUT_MS_CONFIG, FAST_FAIL_MS,
-                StreamsConfig.producerPrefix(ProducerConfig.MAX_BLOCK_MS_CONFIG), FAST_FAIL_MS);
-        try (WordCountApp.OutputReader reader = new WordCountApp.OutputReader(broker, output, 2, true);
-                WordCountApp app = new WordCountApp(broker, applicationId, input, output, stateRoot,
-                        StreamsConfig.EXACTLY_ONCE_V2, fastFailure)) {
-            app.startAndAwaitRunning(Duration.ofSeconds(30));
-            Waits.until("the last count of every word is its true count", Duration.ofSeconds(60), () -> {
-                app.assertHealthy();
-                reader.pollOnce();
-                return reader.lastCount().equals(expected);
-            }, () -> "last counts " + reader.lastCount());
-            assertEquals(expected, reader.largestCount(), "no count above the true count");
-        }
-    }
-
     // ------------------------------------------------------------------ helpers
 
     private static String createTopic(String topic, int partitions) {
@@ -173,28 +118,6 @@ class NotYetSupportedFeaturesTest {
             Clients.createTopic(admin, topic, partitions);
         }
         return topic;
-    }
-
-    private static void sendInTransaction(KafkaProducer<String, String> producer, String topic, String prefix,
-            int count, boolean commit) {
-        producer.beginTransaction();
-        for (int i = 0; i < count; i++) {
-            producer.send(new ProducerRecord<>(topic, 0, "k" + i, prefix + i));
-        }
-        if (commit) {
-            producer.commitTransaction();
-        } else {
-            producer.flush();
-            producer.abortTransaction();
-        }
-    }
-
-    private static List<String> readValues(String topic, String isolationLevel, int count) {
-        Map<String, Object> isolation = Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolationLevel);
-        try (KafkaConsumer<String, String> consumer = Clients.consumer(SLUICE.broker(), isolation)) {
-            consumer.assign(List.of(new TopicPartition(topic, 0)));
-            return Clients.consumeExactly(consumer, count).stream().map(ConsumerRecord::value).toList();
-        }
     }
 
     private static KafkaProducer<String, String> saslProducer(String password) {

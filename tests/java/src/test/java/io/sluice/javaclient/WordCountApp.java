@@ -2,6 +2,7 @@ package io.sluice.javaclient;
 
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -55,9 +56,15 @@ final class WordCountApp implements AutoCloseable {
      */
     WordCountApp(SluiceBroker broker, String applicationId, String inputTopic, String outputTopic, Path stateDir,
             String guarantee, Map<String, Object> extra) {
+        this(broker.bootstrapServers(), applicationId, inputTopic, outputTopic, stateDir, guarantee, extra);
+    }
+
+    /** The same for a broker known by its address only (the application in a JVM of its own). */
+    WordCountApp(String bootstrapServers, String applicationId, String inputTopic, String outputTopic, Path stateDir,
+            String guarantee, Map<String, Object> extra) {
         Properties config = new Properties();
         config.put(StreamsConfig.APPLICATION_ID_CONFIG, applicationId);
-        config.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers());
+        config.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
         config.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         config.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         config.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
@@ -146,11 +153,19 @@ final class WordCountApp implements AutoCloseable {
     /**
      * Reads the output topic from the beginning, keeping the last count per word, which is the
      * final count once all input is processed (records of one word share a partition).
+     *
+     * <p>It also records every update that is not its word's previous count plus one: with the
+     * record cache off, each occurrence of a word emits its new count, so under exactly-once the
+     * committed updates of a word are exactly 1, 2, ..., its true count, in order.
      */
     static final class OutputReader implements AutoCloseable {
+        private static final int OUT_OF_SEQUENCE_KEPT = 20;
+
         private final KafkaConsumer<String, Long> consumer;
         private final Map<String, Long> lastCount = new TreeMap<>();
         private final Map<String, Long> largestCount = new HashMap<>();
+        private final List<String> outOfSequence = new ArrayList<>();
+        private long outOfSequenceCount;
         private long records;
 
         OutputReader(SluiceBroker broker, String outputTopic, int partitions, boolean readCommitted) {
@@ -171,6 +186,14 @@ final class WordCountApp implements AutoCloseable {
         void pollOnce() {
             for (ConsumerRecord<String, Long> record : consumer.poll(Duration.ofMillis(200))) {
                 records++;
+                long previous = lastCount.getOrDefault(record.key(), 0L);
+                if (record.value() == null || record.value() != previous + 1) {
+                    outOfSequenceCount++;
+                    if (outOfSequence.size() < OUT_OF_SEQUENCE_KEPT) {
+                        outOfSequence.add(record.key() + "=" + record.value() + " after " + previous + " (partition "
+                                + record.partition() + ", offset " + record.offset() + ")");
+                    }
+                }
                 lastCount.put(record.key(), record.value());
                 largestCount.merge(record.key(), record.value(), Math::max);
             }
@@ -187,6 +210,15 @@ final class WordCountApp implements AutoCloseable {
 
         long records() {
             return records;
+        }
+
+        /**
+         * The updates that were not their word's previous count plus one (the first
+         * {@value #OUT_OF_SEQUENCE_KEPT}, then how many in all); empty when every word counted 1, 2, 3, ...
+         */
+        String outOfSequence() {
+            return outOfSequenceCount == 0 ? ""
+                    : outOfSequenceCount + " updates out of sequence, the first: " + outOfSequence;
         }
 
         @Override
