@@ -31,7 +31,7 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
     RequestHeader, SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest, WriteTxnMarkersRequest,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 use crate::context::ShardContext;
 use crate::handlers;
@@ -317,13 +317,33 @@ fn api_versions_fallback(correlation_id: i32) -> Reply {
 
 /// The ApiVersions answer: every advertised API with its version range.
 pub(crate) fn api_versions_response() -> ApiVersionsResponse {
+    use kafka_protocol::messages::api_versions_response::FinalizedFeatureKey;
     let api_keys = advertised()
         .map(|api| {
             ApiVersion::default().with_api_key(api.key as i16).with_min_version(api.min).with_max_version(api.max)
         })
         .collect();
-    ApiVersionsResponse::default().with_api_keys(api_keys)
+    // The finalized `transaction.version` (ApiVersions v3+ tagged fields) tells clients which
+    // transaction protocol to speak: Kafka 4.x clusters finalize 2 (KIP-890 part 2). Kafka lists
+    // no supported feature whose minimum is 0 to ApiVersions v3, so none is listed here.
+    let transaction_version = crate::transactions::TxnConfig::global().transaction_version;
+    let finalized = vec![
+        FinalizedFeatureKey::default()
+            .with_name(StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE))
+            .with_min_version_level(transaction_version)
+            .with_max_version_level(transaction_version),
+    ];
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys)
+        .with_finalized_features_epoch(FINALIZED_FEATURES_EPOCH)
+        .with_finalized_features(finalized)
 }
+
+/// Kafka's feature name for the transaction protocol version.
+const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+/// The epoch of the finalized features: fixed, since they change only with a restart (clients
+/// take features only from an epoch above -1).
+const FINALIZED_FEATURES_EPOCH: i64 = 1;
 
 #[cfg(test)]
 mod tests {

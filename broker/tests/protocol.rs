@@ -35,8 +35,15 @@ fn api_versions_advertises_produce_and_fetch_and_falls_back_for_unknown_versions
             call(&mut stream, ApiKey::ApiVersions, version, &ApiVersionsRequest::default());
         assert_eq!(response.error_code, 0);
         let produce = response.api_keys.iter().find(|api| api.api_key == ApiKey::Produce as i16).expect("produce");
-        assert_eq!((produce.min_version, produce.max_version), (0, 11));
+        assert_eq!((produce.min_version, produce.max_version), (0, 12));
         assert!(response.api_keys.iter().any(|api| api.api_key == ApiKey::Fetch as i16 && api.max_version == 16));
+        if version >= 3 {
+            // Kafka 4.x's default transaction protocol (KIP-890 part 2), as a finalized feature.
+            let feature =
+                response.finalized_features.iter().find(|feature| feature.name.as_str() == "transaction.version");
+            assert_eq!(feature.map(|feature| feature.max_version_level), Some(2));
+            assert!(response.finalized_features_epoch >= 0, "clients ignore features at epoch -1");
+        }
     }
     // A newer client's version: answered as v0 with UNSUPPORTED_VERSION and the supported list.
     stream.write_all(&request_frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())[..]).expect("write");

@@ -78,11 +78,13 @@ func waitEndOffsets(t *testing.T, adm *kadm.Client, topic string, want map[int32
 
 // checkTransactional fails the test unless every record carries the producer id and epoch and
 // the transactional attribute.
+// The epoch is the first transaction's or later: with transaction.version 2 (KIP-890 part 2,
+// Kafka 4.x's default) every transaction bumps it.
 func checkTransactional(t *testing.T, what string, records []*kgo.Record, pid int64, epoch int16) {
 	t.Helper()
 	for _, r := range records {
-		if r.ProducerID != pid || r.ProducerEpoch != epoch || !r.Attrs.IsTransactional() || r.Attrs.IsControl() {
-			t.Fatalf("%s record at %s[%d]@%d: producer %d epoch %d transactional %t control %t; want producer %d epoch %d, transactional, not control",
+		if r.ProducerID != pid || r.ProducerEpoch < epoch || !r.Attrs.IsTransactional() || r.Attrs.IsControl() {
+			t.Fatalf("%s record at %s[%d]@%d: producer %d epoch %d transactional %t control %t; want producer %d epoch %d or later, transactional, not control",
 				what, r.Topic, r.Partition, r.Offset, r.ProducerID, r.ProducerEpoch, r.Attrs.IsTransactional(), r.Attrs.IsControl(), pid, epoch)
 		}
 	}
@@ -187,7 +189,8 @@ func rawLog(t *testing.T, b *Broker, topic string, partition int32, isolation in
 }
 
 // checkMarkers fails the test unless the control batches of the log are exactly want
-// (offset -> marker type, 0 abort or 1 commit), each from the producer id with the epoch given.
+// (offset -> marker type, 0 abort or 1 commit), each from the producer id with the epoch given
+// (or, for transaction.version 2, that epoch bumped).
 func checkMarkers(t *testing.T, batches []logBatch, pid int64, want map[int64]int16, epochs map[int64]int16) {
 	t.Helper()
 	got := make(map[int64]int16)
@@ -195,8 +198,9 @@ func checkMarkers(t *testing.T, batches []logBatch, pid int64, want map[int64]in
 		if !lb.control {
 			continue
 		}
-		if lb.first != lb.last || lb.producerID != pid || lb.epoch != epochs[lb.first] {
-			t.Fatalf("marker batch at %d-%d from producer %d epoch %d, want one offset from producer %d epoch %d", lb.first, lb.last, lb.producerID, lb.epoch, pid, epochs[lb.first])
+		bumped := lb.epoch == epochs[lb.first]+1
+		if lb.first != lb.last || lb.producerID != pid || (lb.epoch != epochs[lb.first] && !bumped) {
+			t.Fatalf("marker batch at %d-%d from producer %d epoch %d, want one offset from producer %d epoch %d (or one more)", lb.first, lb.last, lb.producerID, lb.epoch, pid, epochs[lb.first])
 		}
 		got[lb.first] = lb.marker
 	}
@@ -256,7 +260,10 @@ func TestTransactionalProducerCommitAbort(t *testing.T) {
 	// The raw log: a commit marker at 10 and 20, an abort marker at 16; a read_committed Fetch
 	// names the aborted transaction (producer, first offset 11) and has the last stable offset 21.
 	_, batches := rawLog(t, b, topic, 0, 0)
-	checkMarkers(t, batches, pid, map[int64]int16{10: 1, 16: 0, 20: 1}, map[int64]int16{10: epoch, 16: epoch, 20: epoch})
+	// Each marker carries its transaction's epoch, or with transaction.version 2 (KIP-890 part 2)
+	// that epoch bumped at the transaction's end.
+	checkMarkers(t, batches, pid, map[int64]int16{10: 1, 16: 0, 20: 1},
+		map[int64]int16{10: gotAll[9].ProducerEpoch, 16: gotAll[14].ProducerEpoch, 20: gotAll[17].ProducerEpoch})
 	p, _ := rawLog(t, b, topic, 0, 1)
 	if p.HighWatermark != 21 || p.LastStableOffset != 21 || len(p.AbortedTransactions) != 1 ||
 		p.AbortedTransactions[0].ProducerID != pid || p.AbortedTransactions[0].FirstOffset != 11 {

@@ -27,7 +27,7 @@ pub(crate) async fn handle(
             let id = request.transactional_id.to_string();
             let target = id.clone();
             on_coordinator(&shard, &target, move |coordinator| async move {
-                coordinator.add_partitions(&id, producer, &[(OFFSETS_TOPIC.to_owned(), index)]).await
+                coordinator.add_partitions(&id, producer, &[(OFFSETS_TOPIC.to_owned(), index)], 0).await
             })
             .await
             .and_then(|outcome| outcome)

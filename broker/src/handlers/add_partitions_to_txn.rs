@@ -1,8 +1,10 @@
-//! AddPartitionsToTxn (v0-v4). v0-v3 come from transactional producers: the partitions join the
-//! producer's open transaction (stored by its coordinator before the answer). v4 batches
-//! several transactions and is what a partition leader sends with `verify_only` (KIP-890):
-//! the coordinator answers whether each partition is already in the open transaction,
-//! changing nothing. Every partition of a transaction gets the same error.
+//! AddPartitionsToTxn (v0-v5). v0-v3 come from transactional producers: the partitions join the
+//! producer's open transaction (stored by its coordinator before the answer). v4-v5 batch
+//! several transactions and come from partition leaders (KIP-890): with `verify_only` the
+//! coordinator answers whether each partition is already in the open transaction, changing
+//! nothing; without it, the partitions join the transaction of a transaction-version-2
+//! producer, whose produce and offset commits add them. Every partition of a transaction gets
+//! the same error.
 
 use std::rc::Rc;
 
@@ -18,7 +20,7 @@ use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::transactions::on_coordinator;
 
 /// The versions served.
-pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AddPartitionsToTxn, min: 0, max: 4 };
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AddPartitionsToTxn, min: 0, max: 5 };
 
 fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
     topics.iter().flat_map(|topic| topic.partitions.iter().map(|index| (topic.name.to_string(), *index))).collect()
@@ -54,6 +56,7 @@ async fn add(
     producer: (i64, i16),
     partitions: Vec<(String, i32)>,
     verify_only: bool,
+    transaction_version: i16,
 ) -> Vec<Result<(), ResponseError>> {
     let count = partitions.len();
     let image = shard.image();
@@ -79,7 +82,8 @@ async fn add(
         if verify_only {
             partitions.iter().map(|partition| coordinator.verify(&transactional_id, producer, partition)).collect()
         } else {
-            let outcome = coordinator.add_partitions(&transactional_id, producer, &partitions).await;
+            let outcome =
+                coordinator.add_partitions(&transactional_id, producer, &partitions, transaction_version).await;
             vec![outcome; partitions.len()]
         }
     })
@@ -96,7 +100,7 @@ pub(crate) async fn handle(
         let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
         let partitions = partitions_of(&request.v3_and_below_topics);
         let id = request.v3_and_below_transactional_id.to_string();
-        let outcome = add(&shard, id, producer, partitions, false).await;
+        let outcome = add(&shard, id, producer, partitions, false, 0).await;
         let results = results(&request.v3_and_below_topics, &outcome);
         return Outcome::Respond(AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results));
     }
@@ -105,7 +109,7 @@ pub(crate) async fn handle(
         let producer = (transaction.producer_id.0, transaction.producer_epoch);
         let partitions = partitions_of(&transaction.topics);
         let id = transaction.transactional_id.to_string();
-        let outcome = add(&shard, id, producer, partitions, transaction.verify_only).await;
+        let outcome = add(&shard, id, producer, partitions, transaction.verify_only, 2).await;
         by_transaction.push(
             AddPartitionsToTxnResult::default()
                 .with_transactional_id(transaction.transactional_id.clone())

@@ -1,4 +1,5 @@
-//! Produce (v3-v11; v0-v2 are advertised but refused in `dispatch`).
+//! Produce (v3-v12; v0-v2 are advertised but refused in `dispatch`; v12 comes from transaction
+//! version 2 producers, whose first batch on a partition adds it to their transaction).
 //!
 //! Steps:
 //! 1. check `acks` (0, 1 or -1), and check in the metadata image that this broker leads each partition (Kafka's errors
@@ -80,7 +81,7 @@ impl Failure {
 type PartitionResult = Result<AppendResult, Failure>;
 
 /// The versions served.
-pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Produce, min: 0, max: 11 };
+pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Produce, min: 0, max: 12 };
 
 pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: ProduceRequest) -> Outcome<ProduceResponse> {
     let version = call.version;
@@ -151,13 +152,12 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
                 // engine owns from here on.
                 let batch = records.to_vec();
                 let appended = match &transactional_id {
-                    None => engine.append(&target, batch, options).await,
-                    Some(id) => append_in_transaction(&metrics_shard, id, &target, batch, options).await,
-                };
-                let appended = appended.map_err(|error| {
-                    tracing::debug!(partition = %target, %error, "append failed");
-                    Failure::of_append(&target, &error)
-                })?;
+                    None => engine.append(&target, batch, options).await.map_err(|error| {
+                        tracing::debug!(partition = %target, %error, "append failed");
+                        Failure::of_append(&target, &error)
+                    }),
+                    Some(id) => append_in_transaction(&metrics_shard, (id, version), &target, batch, options).await,
+                }?;
                 if isr_size.is_some() {
                     let deadline = clock.now() + timeout;
                     let end = appended.last_offset.0 + 1;
@@ -203,15 +203,20 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
 /// appended only once the transaction's coordinator confirms the partition was added to it
 /// (KIP-890 part 1), so a late batch of an ended transaction cannot open a hanging one. The
 /// producer's pipelined batches stay in order meanwhile (see `transactions::ordering`).
+///
+/// A transaction-version-2 producer (Produce v12+) never adds partitions itself: the check
+/// adds the partition to its transaction. Coordinator errors map as Kafka's leader maps them.
 async fn append_in_transaction(
     shard: &ShardContext,
-    transactional_id: &str,
+    transaction: (&str, i16),
     target: &TopicPartition,
     batch: Vec<u8>,
     options: AppendOptions,
-) -> Result<AppendResult, AppendError> {
+) -> Result<AppendResult, Failure> {
+    let (transactional_id, version) = transaction;
+    let of_append = |error: AppendError| Failure::of_append(target, &error);
     let Ok(header) = sluice_engine::batch::parse_header(&batch) else {
-        return shard.engine().append(target, batch, options).await;
+        return shard.engine().append(target, batch, options).await.map_err(of_append);
     };
     // Taken before the first await, so in request order.
     let ticket = shard.txn_append_order.take(target, header.producer_id);
@@ -225,16 +230,47 @@ async fn append_in_transaction(
         first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
     }
     let Err(AppendError::TransactionNotOpen { .. }) = &first_try else {
-        return first_try;
+        return first_try.map_err(of_append);
     };
     let producer = (header.producer_id, header.producer_epoch);
-    let partition = (target.topic.to_string(), target.partition.0);
-    if let Err(error) = crate::transactions::verify_partition(shard, transactional_id, producer, partition).await {
-        tracing::debug!(partition = %target, transactional_id, ?error, "a transactional batch was not verified");
-        return first_try;
+    let add = version >= TRANSACTION_V2_PRODUCE_VERSION;
+    let mut attempts = 0;
+    loop {
+        let partition = (target.topic.to_string(), target.partition.0);
+        match crate::transactions::verify_partition(shard, transactional_id, producer, partition, add).await {
+            Ok(()) => return shard.engine().append(target, batch, options).await.map_err(of_append),
+            // The previous transaction's markers are still being written: Kafka's leader retries
+            // for up to 100 ms before answering.
+            Err(ResponseError::ConcurrentTransactions) if attempts < VERIFY_RETRIES_MAX => {
+                attempts += 1;
+                shard.shared.clock.sleep(VERIFY_RETRY_BACKOFF).await;
+            }
+            Err(error) => {
+                tracing::debug!(partition = %target, transactional_id, ?error, "a transactional batch was not verified");
+                let error = match error {
+                    ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                    ResponseError::ConcurrentTransactions if !add => ResponseError::NotEnoughReplicas,
+                    ResponseError::NetworkException
+                    | ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::NotCoordinator => ResponseError::NotEnoughReplicas,
+                    other => other,
+                };
+                return Err(Failure::new(
+                    code(error),
+                    format!("the transaction's coordinator refused the partition: {error:?}"),
+                ));
+            }
+        }
     }
-    shard.engine().append(target, batch, options).await
 }
+
+/// Produce versions from transaction version 2 clients (KIP-890 part 2).
+const TRANSACTION_V2_PRODUCE_VERSION: i16 = 12;
+/// How often, and how far apart, a leader asks a coordinator again that answered
+/// CONCURRENT_TRANSACTIONS.
+const VERIFY_RETRIES_MAX: u32 = 5;
+const VERIFY_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
 /// and the response carries those leaders' endpoints, so the client re-routes at once.

@@ -1,7 +1,9 @@
 //! TxnOffsetCommit (v0-v5): offsets committed inside the producer's transaction, stored by the
 //! group's coordinator in a batch of that transaction and counted only once its commit marker
 //! reaches the offsets partition. v3+ carry the consumer's generation and member, checked as
-//! OffsetCommit checks them.
+//! OffsetCommit checks them. v5 comes from a transaction version 2 producer, which sends no
+//! AddOffsetsToTxn: the group's offsets partition is added to its transaction first, as Kafka's
+//! group coordinator does.
 
 use std::rc::Rc;
 
@@ -15,7 +17,7 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::coordinator::CommitEntry;
 use crate::groups::storage::TxnProducer;
-use crate::groups::{TxnCommitArgs, on_coordinator};
+use crate::groups::{Coordinator, OFFSETS_TOPIC, TxnCommitArgs, on_coordinator};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::TxnOffsetCommit, min: 0, max: 5 };
@@ -47,11 +49,15 @@ pub(crate) async fn handle(
         .collect();
     let count = entries.len();
     let target = group_id.clone();
-    let results = on_coordinator(&shard, &target, move |coordinator| async move {
-        coordinator.txn_commit(&group_id, &args, &entries).await
-    })
-    .await
-    .unwrap_or_else(|error| vec![Err(error); count]);
+    let added = if call.version >= 5 { add_offsets_partition(&shard, &request).await } else { Ok(()) };
+    let results = match added {
+        Ok(()) => on_coordinator(&shard, &target, move |coordinator| async move {
+            coordinator.txn_commit(&group_id, &args, &entries).await
+        })
+        .await
+        .unwrap_or_else(|error| vec![Err(error); count]),
+        Err(error) => vec![Err(error); count],
+    };
     let mut results = results.into_iter();
     let topics = request
         .topics
@@ -71,4 +77,19 @@ pub(crate) async fn handle(
         })
         .collect();
     Outcome::Respond(TxnOffsetCommitResponse::default().with_topics(topics))
+}
+
+/// Adds the group's offsets partition to the producer's transaction (transaction version 2).
+async fn add_offsets_partition(shard: &ShardContext, request: &TxnOffsetCommitRequest) -> Result<(), ResponseError> {
+    let image = shard.image();
+    let topic = image.topic(OFFSETS_TOPIC).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let index = Coordinator::partition_of(request.group_id.as_str(), topic.partition_count());
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let partition = (OFFSETS_TOPIC.to_owned(), index);
+    let id = request.transactional_id.to_string();
+    crate::transactions::verify_partition(shard, &id, producer, partition, true).await.map_err(|error| match error {
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::NetworkException => ResponseError::CoordinatorLoadInProgress,
+        other => other,
+    })
 }

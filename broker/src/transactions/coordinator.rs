@@ -25,7 +25,7 @@ use sluice_engine::{ShardId, TopicPartition};
 
 use super::markers::{self, Marker};
 use super::records::{self, TxnStatus};
-use super::state::{InitPlan, TxnMeta};
+use super::state::{EndPlan, InitPlan, TRANSACTION_VERSION_2, TxnMeta};
 use super::{TXN_TOPIC, TxnConfig};
 use crate::context::Shared;
 use crate::groups::storage::{self, WriteQueue};
@@ -58,7 +58,13 @@ pub(crate) struct TxnCoordinator {
     txns: RefCell<BTreeMap<String, TxnMeta>>,
     partitions: RefCell<BTreeMap<i32, TxnPartition>>,
     writes: WriteQueue,
+    /// Fired when a transition finished being written (or failed to be).
+    settled: event_listener::Event,
 }
+
+/// How long AddPartitionsToTxn waits for another transition of the same id to be written
+/// before answering CONCURRENT_TRANSACTIONS.
+const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TxnCoordinator {
     /// The calling shard's coordinator, with its writer and timer tasks started.
@@ -70,6 +76,7 @@ impl TxnCoordinator {
             txns: RefCell::new(BTreeMap::new()),
             partitions: RefCell::new(BTreeMap::new()),
             writes: WriteQueue::new(TXN_TOPIC),
+            settled: event_listener::Event::new(),
         });
         let writer = coordinator.clone();
         compio::runtime::spawn(crate::crash::abort_on_panic("transaction state writer", async move {
@@ -188,6 +195,7 @@ impl TxnCoordinator {
         }
         let record = (records::encode_key(transactional_id), Some(records::encode_value(&next.to_record())));
         let written = self.writes.write(self.partition_of(transactional_id), vec![record]).await;
+        self.settled.notify(usize::MAX);
         let mut txns = self.txns.borrow_mut();
         match written {
             Ok(()) if self.check(transactional_id).is_ok() => {
@@ -254,17 +262,38 @@ impl TxnCoordinator {
     ///
     /// # Errors
     /// INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE.
+    /// `transaction_version` 2 marks the id as run by a KIP-890 part 2 client (partitions
+    /// added by its produce and offset commits).
     pub(crate) async fn add_partitions(
         &self,
         transactional_id: &str,
         producer: (i64, i16),
         partitions: &[(String, i32)],
+        transaction_version: i16,
     ) -> Result<(), ResponseError> {
+        self.check(transactional_id)?;
+        // Partitions of one transaction arrive together (a transaction version 2 producer's
+        // first batches, each added by its leader): each waits for the one being written.
+        let deadline = self.shared.clock.now() + PENDING_WAIT;
+        loop {
+            let listener = self.settled.listen();
+            let pending = self.txns.borrow().get(transactional_id).is_some_and(|meta| meta.pending);
+            if !pending || self.shared.clock.now() >= deadline {
+                break;
+            }
+            let timeout = self.shared.clock.sleep(deadline - self.shared.clock.now());
+            futures_util::future::select(std::pin::pin!(listener), timeout).await;
+        }
         self.check(transactional_id)?;
         let planned = {
             let txns = self.txns.borrow();
             let meta = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-            meta.plan_add(producer.0, producer.1, partitions, self.now_ms())?
+            meta.plan_add(producer.0, producer.1, partitions, self.now_ms())?.map(|mut next| {
+                if transaction_version >= TRANSACTION_VERSION_2 {
+                    next.client_transaction_version = TRANSACTION_VERSION_2;
+                }
+                next
+            })
         };
         match planned {
             None => Ok(()),
@@ -288,7 +317,10 @@ impl TxnCoordinator {
         meta.verify(producer.0, producer.1, partition)
     }
 
-    /// EndTxn: stores the Prepare state, then writes the markers in the background.
+    /// EndTxn: stores the Prepare state, then writes the markers in the background. Answers
+    /// the producer id and epoch the producer goes on with: under transaction version 2 (EndTxn
+    /// v5) those of the completed transaction (the epoch bumped, or the next producer id), under
+    /// version 1 the ones it has.
     ///
     /// # Errors
     /// INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE.
@@ -297,17 +329,37 @@ impl TxnCoordinator {
         transactional_id: &str,
         producer: (i64, i16),
         commit: bool,
-    ) -> Result<(), ResponseError> {
+        transaction_version: i16,
+    ) -> Result<(i64, i16), ResponseError> {
         self.check(transactional_id)?;
-        let planned = {
-            let txns = self.txns.borrow();
-            let meta = txns.get(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-            meta.plan_end(producer.0, producer.1, commit, self.now_ms())?
+        let now_ms = self.now_ms();
+        let current =
+            self.txns.borrow().get(transactional_id).cloned().ok_or(ResponseError::InvalidProducerIdMapping)?;
+        if transaction_version < TRANSACTION_VERSION_2 {
+            let Some(next) = current.plan_end(producer.0, producer.1, commit, now_ms)? else { return Ok(producer) };
+            self.persist(transactional_id, next).await?;
+            self.spawn_completion(transactional_id.to_owned());
+            return Ok(producer);
+        }
+        let next = match current.plan_end_v2(producer.0, producer.1, commit, now_ms)? {
+            EndPlan::Done => return Ok((current.producer_id, current.producer_epoch)),
+            EndPlan::Write(next) => next,
+            EndPlan::WriteWithNewProducerId(mut next) => {
+                next.next_producer_id =
+                    self.shared.producer_ids.allocate(&self.shared.metadata).await.map_err(|refusal| {
+                        tracing::warn!(reason = %refusal.message, "no producer id block from the controller");
+                        ResponseError::CoordinatorLoadInProgress
+                    })?;
+                if self.txns.borrow().get(transactional_id) != Some(&current) {
+                    return Err(ResponseError::ConcurrentTransactions);
+                }
+                next
+            }
         };
-        let Some(next) = planned else { return Ok(()) };
+        let completed = next.completed(now_ms);
         self.persist(transactional_id, next).await?;
         self.spawn_completion(transactional_id.to_owned());
-        Ok(())
+        Ok((completed.producer_id, completed.producer_epoch))
     }
 
     /// Writes the markers of the id's Prepare state and stores its Complete state, in a task.

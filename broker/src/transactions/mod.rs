@@ -54,6 +54,9 @@ pub(crate) struct TxnConfig {
     pub(crate) topic_replication_factor: i16,
     /// `transaction.state.log.segment.bytes`.
     pub(crate) topic_segment_bytes: u64,
+    /// The finalized `transaction.version` feature advertised to clients: 2 (Kafka 4.x's
+    /// default: KIP-890 part 2, an epoch per transaction) or 1.
+    pub(crate) transaction_version: i16,
 }
 
 impl Default for TxnConfig {
@@ -66,6 +69,7 @@ impl Default for TxnConfig {
             topic_partition_count: 50,
             topic_replication_factor: 3,
             topic_segment_bytes: 100 * 1024 * 1024,
+            transaction_version: 2,
         }
     }
 }
@@ -119,6 +123,8 @@ impl TxnConfig {
                 i64::from(defaults.topic_replication_factor),
             ) as i16,
             topic_segment_bytes: defaults.topic_segment_bytes,
+            transaction_version: read("SLUICE_TRANSACTION_VERSION", 1, 2, i64::from(defaults.transaction_version))
+                as i16,
         }
     }
 }
@@ -149,23 +155,27 @@ where
         .map_err(|_gone| ResponseError::CoordinatorNotAvailable)
 }
 
-/// The AddPartitionsToTxn version a leader verifies with (v4: batched, `verify_only`).
-const VERIFY_VERSION: i16 = 4;
+/// The AddPartitionsToTxn version a leader sends (v5: batched, `verify_only` or an add for a
+/// transaction-version-2 producer).
+const VERIFY_VERSION: i16 = 5;
 /// How long a verification waits for a coordinator on another broker.
 const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// KIP-890's verification, on a partition leader: asks the transactional id's coordinator
-/// whether `partition` is in the producer's open transaction (directly when this broker is the
-/// coordinator, with AddPartitionsToTxn v4 `verify_only` otherwise).
+/// KIP-890 on a partition leader (and a group coordinator): asks the transactional id's
+/// coordinator whether `partition` is in the producer's open transaction, or with `add` (a
+/// transaction-version-2 producer, which never sends AddPartitionsToTxn itself) adds it;
+/// directly when this broker is the coordinator, with AddPartitionsToTxn v5 otherwise.
 ///
 /// # Errors
-/// INVALID_TXN_STATE when it is not; NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE and the
-/// coordinator's producer errors (PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING) otherwise.
+/// INVALID_TXN_STATE when it is not in it; NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+/// CONCURRENT_TRANSACTIONS and the coordinator's producer errors (PRODUCER_FENCED,
+/// INVALID_PRODUCER_ID_MAPPING) otherwise.
 pub(crate) async fn verify_partition(
     shard: &ShardContext,
     transactional_id: &str,
     producer: (i64, i16),
     partition: (String, i32),
+    add: bool,
 ) -> Result<(), ResponseError> {
     use kafka_protocol::messages::add_partitions_to_txn_request::{
         AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -179,7 +189,11 @@ pub(crate) async fn verify_partition(
     if leader == shard.node_id() {
         let id = transactional_id.to_owned();
         return on_coordinator(shard, transactional_id, move |coordinator| async move {
-            coordinator.verify(&id, producer, &partition)
+            if add {
+                coordinator.add_partitions(&id, producer, &[partition], state::TRANSACTION_VERSION_2).await
+            } else {
+                coordinator.verify(&id, producer, &partition)
+            }
         })
         .await
         .and_then(|outcome| outcome);
@@ -191,7 +205,7 @@ pub(crate) async fn verify_partition(
             .with_transactional_id(crate::handlers::str_bytes(transactional_id).into())
             .with_producer_id(ProducerId(producer.0))
             .with_producer_epoch(producer.1)
-            .with_verify_only(true)
+            .with_verify_only(!add)
             .with_topics(vec![
                 AddPartitionsToTxnTopic::default()
                     .with_name(crate::handlers::topic_name(&partition.0))

@@ -1,6 +1,8 @@
 //! The transaction coordinator's state machine for one transactional id, as Kafka's
-//! `TransactionMetadata` runs it (transaction version 1: the epoch is bumped by InitProducerId
-//! and when the coordinator fences a producer, not per transaction).
+//! `TransactionMetadata` runs it. Transaction version 1: the epoch is bumped by InitProducerId
+//! and when the coordinator fences a producer. Transaction version 2 (KIP-890 part 2, clients
+//! sending EndTxn v5): EndTxn also bumps it, so every transaction has its own epoch and its
+//! markers carry it; an epoch running out rotates to the next producer id at completion.
 //!
 //! States and transitions (each written to `__transaction_state` before it takes effect):
 //! ```text
@@ -39,6 +41,25 @@ pub(crate) struct TxnMeta {
     pub(crate) last_update_ms: i64,
     /// A transition is being written.
     pub(crate) pending: bool,
+    /// The transaction version the client last used (2 for KIP-890 part 2, else 0).
+    pub(crate) client_transaction_version: i16,
+    /// The producer id the id moves to when this transaction completes (its epochs ran out
+    /// under transaction version 2), or -1.
+    pub(crate) next_producer_id: i64,
+}
+
+/// Transaction version 2: an epoch bump per transaction (KIP-890 part 2).
+pub(crate) const TRANSACTION_VERSION_2: i16 = 2;
+
+/// What EndTxn must do under transaction version 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndPlan {
+    /// Already done (a retried call): answer with the current producer id and epoch.
+    Done,
+    /// Store this Prepare state, then write its markers.
+    Write(TxnMeta),
+    /// As `Write`, but the epochs ran out: allocate a producer id for `next_producer_id` first.
+    WriteWithNewProducerId(TxnMeta),
 }
 
 /// What InitProducerId must do for an id.
@@ -67,6 +88,8 @@ impl TxnMeta {
             start_ms: -1,
             last_update_ms: now_ms,
             pending: false,
+            client_transaction_version: 0,
+            next_producer_id: -1,
         }
     }
 
@@ -88,6 +111,8 @@ impl TxnMeta {
             start_ms: value.start_ms,
             last_update_ms: value.last_update_ms,
             pending: false,
+            client_transaction_version: value.client_transaction_version,
+            next_producer_id: value.next_producer_id,
         }
     }
 
@@ -103,14 +128,14 @@ impl TxnMeta {
         TxnLogValue {
             producer_id: self.producer_id,
             previous_producer_id: self.previous_producer_id,
-            next_producer_id: -1,
+            next_producer_id: self.next_producer_id,
             producer_epoch: self.producer_epoch,
             timeout_ms: self.timeout_ms,
             status: self.status,
             partitions,
             last_update_ms: self.last_update_ms,
             start_ms: self.start_ms,
-            client_transaction_version: 0,
+            client_transaction_version: self.client_transaction_version,
         }
     }
 
@@ -261,13 +286,78 @@ impl TxnMeta {
         }
     }
 
-    /// The state once every marker of a Prepare* state is written.
+    /// EndTxn under transaction version 2 (Kafka's table: a retry carries the epoch before the
+    /// bump; aborting an empty transaction is allowed and bumps the epoch too).
+    pub(crate) fn plan_end_v2(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<EndPlan, ResponseError> {
+        let retry_on_bump = self.producer_epoch == producer_epoch.saturating_add(1);
+        let retry_on_rotation =
+            self.previous_producer_id == producer_id && producer_epoch == EPOCH_MAX && self.producer_epoch == 0;
+        let retry = retry_on_bump || retry_on_rotation;
+        let current = producer_epoch == self.producer_epoch;
+        let valid_epoch = match self.status {
+            TxnStatus::Ongoing | TxnStatus::Empty => current,
+            TxnStatus::PrepareCommit | TxnStatus::PrepareAbort => retry_on_bump,
+            TxnStatus::CompleteCommit | TxnStatus::CompleteAbort => retry || current,
+            TxnStatus::Dead | TxnStatus::PrepareEpochFence => false,
+        };
+        if self.pending {
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        if producer_id != self.producer_id && !retry_on_rotation {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if !valid_epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        match (self.status, commit) {
+            (TxnStatus::Ongoing, _) => Ok(self.bumped_prepare(commit, now_ms)),
+            (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) if retry => Ok(EndPlan::Done),
+            (TxnStatus::CompleteCommit | TxnStatus::CompleteAbort | TxnStatus::Empty, false) if !retry => {
+                Ok(self.bumped_prepare(false, now_ms))
+            }
+            (TxnStatus::PrepareCommit, true) | (TxnStatus::PrepareAbort, false) => {
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            _ => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// A Prepare state with the epoch bumped, as transaction version 2 writes it.
+    fn bumped_prepare(&self, commit: bool, now_ms: i64) -> EndPlan {
+        let mut next = self.clone();
+        if self.status != TxnStatus::Ongoing {
+            // An empty transaction being aborted: it starts and ends now.
+            next.partitions.clear();
+            next.start_ms = now_ms;
+        }
+        next.status = if commit { TxnStatus::PrepareCommit } else { TxnStatus::PrepareAbort };
+        next.last_producer_epoch = self.producer_epoch;
+        next.producer_epoch = self.producer_epoch.saturating_add(1);
+        next.last_update_ms = now_ms;
+        next.client_transaction_version = TRANSACTION_VERSION_2;
+        if self.producer_epoch >= EPOCH_MAX { EndPlan::WriteWithNewProducerId(next) } else { EndPlan::Write(next) }
+    }
+
+    /// The state once every marker of a Prepare* state is written; a pending producer id
+    /// rotation takes effect (epoch 0 of the next producer id).
     pub(crate) fn completed(&self, now_ms: i64) -> TxnMeta {
         let mut next = self.clone();
         next.status =
             if self.status == TxnStatus::PrepareCommit { TxnStatus::CompleteCommit } else { TxnStatus::CompleteAbort };
         next.partitions.clear();
         next.last_update_ms = now_ms;
+        if self.next_producer_id >= 0 {
+            next.previous_producer_id = self.producer_id;
+            next.producer_id = self.next_producer_id;
+            next.producer_epoch = 0;
+            next.next_producer_id = -1;
+        }
         next
     }
 
@@ -357,5 +447,53 @@ mod tests {
         let back = TxnMeta::from_record(&record);
         assert_eq!(back.partitions, ongoing.partitions);
         assert_eq!((back.producer_id, back.previous_producer_id, back.status), (5, 4, TxnStatus::Ongoing));
+    }
+
+    fn prepared(plan: EndPlan) -> TxnMeta {
+        match plan {
+            EndPlan::Write(next) | EndPlan::WriteWithNewProducerId(next) => next,
+            EndPlan::Done => panic!("a state to write was expected"),
+        }
+    }
+
+    #[test]
+    fn transaction_version_2_bumps_the_epoch_at_every_end_and_answers_retries() {
+        let ongoing = TxnMeta::fresh(5, -1, 60_000, 0).plan_add(5, 0, &partitions(&[("a", 0)]), 1).unwrap().unwrap();
+        let prepared = prepared(ongoing.plan_end_v2(5, 0, true, 2).expect("end"));
+        assert_eq!(
+            (prepared.status, prepared.producer_epoch, prepared.last_producer_epoch),
+            (TxnStatus::PrepareCommit, 1, 0)
+        );
+        // A retry (the epoch before the bump) while the markers are written, then after.
+        assert_eq!(prepared.plan_end_v2(5, 0, true, 3), Err(ResponseError::ConcurrentTransactions));
+        let complete = prepared.completed(4);
+        assert_eq!(complete.plan_end_v2(5, 0, true, 5), Ok(EndPlan::Done));
+        assert_eq!(complete.plan_end_v2(5, 0, false, 5), Err(ResponseError::InvalidTxnState));
+        // The next transaction runs at epoch 1; an older epoch is fenced.
+        assert_eq!(complete.plan_end_v2(5, 1, true, 6), Err(ResponseError::InvalidTxnState), "nothing to commit");
+        let aborted_empty = prepared_state(complete.plan_end_v2(5, 1, false, 6));
+        assert_eq!((aborted_empty.status, aborted_empty.producer_epoch), (TxnStatus::PrepareAbort, 2));
+        let ongoing = complete.plan_add(5, 1, &partitions(&[("a", 0)]), 7).unwrap().unwrap();
+        assert_eq!(ongoing.plan_end_v2(5, 0, true, 8), Err(ResponseError::ProducerFenced));
+    }
+
+    fn prepared_state(plan: Result<EndPlan, ResponseError>) -> TxnMeta {
+        prepared(plan.expect("a plan"))
+    }
+
+    #[test]
+    fn transaction_version_2_rotates_the_producer_id_when_epochs_run_out() {
+        let mut ongoing =
+            TxnMeta::fresh(5, -1, 60_000, 0).plan_add(5, 0, &partitions(&[("a", 0)]), 1).unwrap().unwrap();
+        ongoing.producer_epoch = EPOCH_MAX;
+        let EndPlan::WriteWithNewProducerId(mut prepared) = ongoing.plan_end_v2(5, EPOCH_MAX, true, 2).expect("end")
+        else {
+            panic!("the epochs ran out")
+        };
+        prepared.next_producer_id = 9;
+        let complete = prepared.completed(3);
+        assert_eq!((complete.producer_id, complete.producer_epoch, complete.previous_producer_id), (9, 0, 5));
+        assert_eq!(complete.plan_end_v2(5, EPOCH_MAX, true, 4), Ok(EndPlan::Done), "a retry of the old id");
+        assert_eq!(TxnMeta::from_record(&complete.to_record()).producer_id, 9);
     }
 }

@@ -112,7 +112,7 @@ impl Partition {
         if require_open_transaction
             && first.is_transactional()
             && !first.is_control()
-            && !self.log.borrow().producers.has_open_transaction(first.producer_id)
+            && !self.log.borrow().producers.has_open_transaction(first.producer_id, first.producer_epoch)
         {
             return Err(AppendError::TransactionNotOpen { partition: self.id.clone(), producer_id: first.producer_id });
         }

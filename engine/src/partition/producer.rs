@@ -89,6 +89,10 @@ struct ProducerEntry {
     /// First offset of the producer's open transaction.
     #[serde(default)]
     txn_first_offset: Option<i64>,
+    /// The producer epoch that opened it (transaction version 2 bumps the epoch per
+    /// transaction, so a batch of a newer epoch belongs to a newer transaction).
+    #[serde(default)]
+    txn_epoch: i16,
     /// The last transactions it ended, oldest first.
     #[serde(default)]
     ended: VecDeque<EndedTxn>,
@@ -115,6 +119,7 @@ impl Default for ProducerEntry {
             epoch: 0,
             batches: VecDeque::new(),
             txn_first_offset: None,
+            txn_epoch: 0,
             ended: VecDeque::new(),
             last_timestamp_ms: no_timestamp(),
             coordinator_epoch: no_coordinator_epoch(),
@@ -239,6 +244,7 @@ impl ProducerStates {
         }
         if header.is_transactional() && entry.txn_first_offset.is_none() {
             entry.txn_first_offset = Some(base_offset);
+            entry.txn_epoch = header.producer_epoch;
             self.unstable.insert(base_offset, Unstable { producer_id: header.producer_id, marker_offset: None });
         }
         if header.base_sequence < 0 {
@@ -300,9 +306,11 @@ impl ProducerStates {
         })
     }
 
-    /// Whether `producer_id` has an open transaction here.
-    pub(crate) fn has_open_transaction(&self, producer_id: i64) -> bool {
-        self.producers.get(&producer_id).is_some_and(|entry| entry.txn_first_offset.is_some())
+    /// Whether `producer_id` has a transaction open here that a batch of `epoch` belongs to.
+    pub(crate) fn has_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|entry| entry.txn_first_offset.is_some() && entry.txn_epoch == epoch)
     }
 
     /// The first offset of the oldest transaction not stable below `high_watermark`.
@@ -371,7 +379,15 @@ impl ProducerStates {
             let (last_timestamp_ms, coordinator_epoch) = (entry.last_timestamp_ms, entry.coordinator_epoch);
             producers.insert(
                 *id,
-                ProducerEntry { epoch, batches, txn_first_offset, ended, last_timestamp_ms, coordinator_epoch },
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    txn_first_offset,
+                    txn_epoch: entry.txn_epoch,
+                    ended,
+                    last_timestamp_ms,
+                    coordinator_epoch,
+                },
             );
         }
         ProducerStates { producers, unstable }
