@@ -62,8 +62,8 @@ pub(crate) struct TxnCoordinator {
     settled: event_listener::Event,
 }
 
-/// How long AddPartitionsToTxn waits for another transition of the same id to be written
-/// before answering CONCURRENT_TRANSACTIONS.
+/// How long AddPartitionsToTxn waits for another transition of the same id to be written (or
+/// the previous transaction's markers) before answering CONCURRENT_TRANSACTIONS.
 const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TxnCoordinator {
@@ -273,11 +273,15 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         self.check(transactional_id)?;
         // Partitions of one transaction arrive together (a transaction version 2 producer's
-        // first batches, each added by its leader): each waits for the one being written.
+        // first batches, each added by its leader): each waits for the one being written. The
+        // next transaction's first partitions often arrive while the previous one's markers are
+        // written: they wait for its completion too, rather than send the client into backoff.
         let deadline = self.shared.clock.now() + PENDING_WAIT;
         loop {
             let listener = self.settled.listen();
-            let pending = self.txns.borrow().get(transactional_id).is_some_and(|meta| meta.pending);
+            let pending = self.txns.borrow().get(transactional_id).is_some_and(|meta| {
+                meta.pending || matches!(meta.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort)
+            });
             if !pending || self.shared.clock.now() >= deadline {
                 break;
             }
