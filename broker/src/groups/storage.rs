@@ -9,7 +9,7 @@
 //! and then answers every write in it: commits waiting at the same time share one append and one
 //! fsync.
 //!
-//! Loading: each partition the shard owns is read from its log start to its high watermark;
+//! Loading: each partition the shard owns is read from its log start to its log end;
 //! records are applied in offset order, a null value deleting its key, so the last record per
 //! key wins exactly as compaction would leave it.
 //!
@@ -284,12 +284,13 @@ pub(crate) async fn load_partition(
     mut apply: impl FnMut(Loaded<'_>),
 ) -> Result<u64, LoadError> {
     let read_error = |source| LoadError::Read { partition: target.clone(), source };
+    // To the log end, as Kafka's coordinators load: a new leader's high watermark lags its log,
+    // and what lies between was acknowledged by the old leader (its replicas had it).
     let offsets = engine.offsets(target).await.map_err(read_error)?;
     let mut next = offsets.log_start_offset;
     let mut record_count = 0u64;
-    while next < offsets.high_watermark {
-        let read =
-            engine.read(target, next, LOAD_READ_BYTES_MAX, ReadBound::HighWatermark).await.map_err(read_error)?;
+    while next < offsets.local_end_offset {
+        let read = engine.read(target, next, LOAD_READ_BYTES_MAX, ReadBound::LogEnd).await.map_err(read_error)?;
         let mut position = 0;
         let mut advanced = false;
         while let Ok(header) = sluice_engine::batch::parse_header(&read.records[position..]) {

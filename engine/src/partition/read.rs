@@ -56,12 +56,15 @@ impl Partition {
     fn locate(&self, offset: i64, bound: ReadBound) -> Result<Option<Located>, ReadError> {
         let log = self.log.borrow();
         let (end, hw_position) = match bound {
+            // Between the high watermark and the log end there is nothing to read yet, but it is
+            // not out of range (a consumer just moved there by a new leader), as in Kafka.
+            ReadBound::HighWatermark if offset > log.high_watermark() && offset <= log.local_end => return Ok(None),
             ReadBound::HighWatermark => (log.high_watermark(), log.hw_position),
             ReadBound::LogEnd => (log.local_end, None),
             ReadBound::LastStable => {
                 let stable = log.last_stable_offset();
                 let high_watermark = log.high_watermark();
-                if offset >= stable && offset <= high_watermark && offset >= log.log_start_offset {
+                if offset >= stable && offset <= high_watermark.max(log.local_end) && offset >= log.log_start_offset {
                     return Ok(None);
                 }
                 (stable, if stable == high_watermark { log.hw_position } else { None })
