@@ -111,6 +111,22 @@ pub struct AppendResult {
     pub duplicate: bool,
 }
 
+/// An append refused, with the batches handed back when nothing of them was written (a
+/// refusal by the checks before an append), so that the caller can retry them without a copy.
+#[derive(Debug)]
+pub struct RefusedAppend {
+    /// Why.
+    pub error: AppendError,
+    /// The batches, when the refusal came before any write.
+    pub batches: Option<Vec<u8>>,
+}
+
+impl From<AppendError> for RefusedAppend {
+    fn from(error: AppendError) -> Self {
+        Self { error, batches: None }
+    }
+}
+
 /// The offsets that bound a partition's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionOffsets {
@@ -378,7 +394,7 @@ impl Engine {
         batch: Vec<u8>,
         options: AppendOptions,
     ) -> Result<AppendResult, AppendError> {
-        self.shared.append(partition, batch, options, false).await
+        self.shared.append(partition, batch, options, false).await.map_err(|refused| refused.error)
     }
 
     /// As [`Engine::append`], but a transactional batch whose producer has no open transaction
@@ -387,13 +403,14 @@ impl Engine {
     /// the transaction (Kafka's KIP-890 verification), then appends with [`Engine::append`].
     ///
     /// # Errors
-    /// As [`Engine::append`], plus [`AppendError::TransactionNotOpen`].
+    /// As [`Engine::append`], plus [`AppendError::TransactionNotOpen`]; a refusal by the checks
+    /// before the append hands the batches back ([`RefusedAppend::batches`]).
     pub async fn append_in_transaction(
         &self,
         partition: &TopicPartition,
         batch: Vec<u8>,
         options: AppendOptions,
-    ) -> Result<AppendResult, AppendError> {
+    ) -> Result<AppendResult, RefusedAppend> {
         self.shared.append(partition, batch, options, true).await
     }
 

@@ -115,7 +115,9 @@ fn append_in_transaction_refuses_a_batch_that_would_open_a_transaction() {
     block_on(async {
         engine.create_topic("t", 1, TopicConfig::default()).await.expect("create");
         let refused = engine.append_in_transaction(&partition, transactional(7, 0, &[b"a"]), DURABLE).await;
-        assert!(matches!(refused, Err(sluice_engine::AppendError::TransactionNotOpen { producer_id: 7, .. })));
+        let refused = refused.expect_err("refused");
+        assert!(matches!(refused.error, sluice_engine::AppendError::TransactionNotOpen { producer_id: 7, .. }));
+        assert!(refused.batches.is_some(), "the batch is handed back: nothing of it was written");
         assert_eq!(engine.offsets(&partition).await.expect("offsets").log_end_offset, Offset(0), "nothing written");
         // Verified elsewhere, the first batch goes through the plain append; the next ones find
         // the transaction open.
@@ -127,7 +129,13 @@ fn append_in_transaction_refuses_a_batch_that_would_open_a_transaction() {
         assert!(duplicate.duplicate);
         engine.append(&partition, marker(7, ControlType::Commit), DURABLE).await.expect("commit");
         let refused = engine.append_in_transaction(&partition, transactional(7, 2, &[b"c"]), DURABLE).await;
-        assert!(matches!(refused, Err(sluice_engine::AppendError::TransactionNotOpen { .. })), "ended: not open");
+        assert!(
+            matches!(
+                refused.map_err(|refused| refused.error),
+                Err(sluice_engine::AppendError::TransactionNotOpen { .. })
+            ),
+            "ended: not open"
+        );
         // Plain (non-transactional) batches are never refused.
         engine.append_in_transaction(&partition, plain(b"d"), DURABLE).await.expect("plain batch");
     });

@@ -27,7 +27,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use sluice_engine::{AppendError, AppendOptions, AppendResult, TopicPartition};
+use sluice_engine::{AppendError, AppendOptions, AppendResult, RefusedAppend, TopicPartition};
 
 use super::{code, message};
 use kafka_protocol::messages::ApiKey;
@@ -220,17 +220,24 @@ async fn append_in_transaction(
     };
     // Taken before the first await, so in request order.
     let ticket = shard.txn_append_order.take(target, header.producer_id);
-    let mut first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
-    let retriable = |result: &Result<AppendResult, AppendError>| {
-        matches!(result, Err(AppendError::TransactionNotOpen { .. } | AppendError::OutOfOrderSequence { .. }))
+    let first_try = shard.engine().append_in_transaction(target, batch, options).await;
+    let outcome = match first_try {
+        Err(RefusedAppend {
+            error: AppendError::TransactionNotOpen { .. } | AppendError::OutOfOrderSequence { .. },
+            batches: Some(batch),
+        }) if ticket.behind_others() => {
+            // An earlier batch of this producer is being verified or written: this one follows it.
+            ticket.wait_for_earlier().await;
+            shard.engine().append_in_transaction(target, batch, options).await
+        }
+        other => other,
     };
-    if retriable(&first_try) && ticket.behind_others() {
-        // An earlier batch of this producer is being verified or written: this one follows it.
-        ticket.wait_for_earlier().await;
-        first_try = shard.engine().append_in_transaction(target, batch.clone(), options).await;
-    }
-    let Err(AppendError::TransactionNotOpen { .. }) = &first_try else {
-        return first_try.map_err(of_append);
+    let batch = match outcome {
+        Ok(appended) => return Ok(appended),
+        Err(refused) => match (refused.error, refused.batches) {
+            (AppendError::TransactionNotOpen { .. }, Some(batch)) => batch,
+            (error, _) => return Err(of_append(error)),
+        },
     };
     let producer = (header.producer_id, header.producer_epoch);
     let add = version >= TRANSACTION_V2_PRODUCE_VERSION;

@@ -71,6 +71,14 @@ struct Reservation {
     record_count: i64,
 }
 
+/// What the checks before an append decided.
+enum Admission {
+    /// Append these batches (their headers).
+    Append(Vec<BatchHeader>),
+    /// They repeat appended ones: this is the answer.
+    Duplicate(AppendResult),
+}
+
 /// How a reservation places its batches.
 #[derive(Debug, Clone, Copy)]
 enum Placement {
@@ -85,19 +93,35 @@ impl Partition {
     /// producers' sequences. A duplicate batch is answered with its original offsets.
     /// With `require_open_transaction`, a transactional batch whose producer has no open
     /// transaction here is refused ([`AppendError::TransactionNotOpen`]).
+    /// A refusal before anything was written hands the batches back, so that a caller may
+    /// retry without having copied them.
     pub(crate) async fn append(
         self: &Rc<Self>,
         mut bytes: Vec<u8>,
         options: AppendOptions,
         require_open_transaction: bool,
-    ) -> Result<AppendResult, AppendError> {
+    ) -> Result<AppendResult, crate::RefusedAppend> {
         if self.failed.get() {
-            return Err(AppendError::StorageFailed { partition: self.id.clone() });
+            return Err(AppendError::StorageFailed { partition: self.id.clone() }.into());
         }
         assert!(self.check_fault(FaultKind::Panic).is_ok(), "injected panic in an append to {}", self.id);
-        let headers = self.validate(&bytes)?;
+        let headers = match self.admit(&bytes, require_open_transaction) {
+            Ok(Admission::Append(headers)) => headers,
+            Ok(Admission::Duplicate(duplicate)) => return Ok(duplicate),
+            Err(error) => return Err(crate::RefusedAppend { error, batches: Some(bytes) }),
+        };
+        let placement = Placement::Leader { leader_epoch: options.leader_epoch };
+        let reservation = self.reserve(&mut bytes, &headers, options.durable, placement)?;
+        Ok(self.write_reserved(reservation, bytes, options.durable).await?)
+    }
+
+    /// The checks before a leader's append: valid batches, the producer's sequence (a duplicate
+    /// is answered), a marker's coordinator epoch, and with `require_open_transaction` an open
+    /// transaction for a transactional batch.
+    fn admit(&self, bytes: &[u8], require_open_transaction: bool) -> Result<Admission, AppendError> {
+        let headers = self.validate(bytes)?;
         if let Some(duplicate) = self.check_sequence(&headers[0])? {
-            return Ok(duplicate);
+            return Ok(Admission::Duplicate(duplicate));
         }
         let first = &headers[0];
         if let Some(marker) = control_marker(first, &bytes[..first.size_bytes()]) {
@@ -116,9 +140,7 @@ impl Partition {
         {
             return Err(AppendError::TransactionNotOpen { partition: self.id.clone(), producer_id: first.producer_id });
         }
-        let placement = Placement::Leader { leader_epoch: options.leader_epoch };
-        let reservation = self.reserve(&mut bytes, &headers, options.durable, placement)?;
-        self.write_reserved(reservation, bytes, options.durable).await
+        Ok(Admission::Append(headers))
     }
 
     /// Appends batches as a follower: they keep the offsets and leader epochs the leader gave

@@ -285,7 +285,7 @@ impl Shared {
         batch: Vec<u8>,
         options: AppendOptions,
         require_open_transaction: bool,
-    ) -> Result<AppendResult, AppendError> {
+    ) -> Result<AppendResult, crate::RefusedAppend> {
         let routed =
             self.on_partition(partition, move |log| async move {
                 log.append(batch, options, require_open_transaction).await
@@ -293,9 +293,9 @@ impl Shared {
             .await;
         match routed {
             Ok(result) => result,
-            Err(RouteError::Missing) => Err(AppendError::UnknownPartition { partition: partition.clone() }),
-            Err(RouteError::ShuttingDown) => Err(AppendError::ShuttingDown),
-            Err(RouteError::Panicked) => Err(AppendError::StorageFailed { partition: partition.clone() }),
+            Err(RouteError::Missing) => Err(AppendError::UnknownPartition { partition: partition.clone() }.into()),
+            Err(RouteError::ShuttingDown) => Err(AppendError::ShuttingDown.into()),
+            Err(RouteError::Panicked) => Err(AppendError::StorageFailed { partition: partition.clone() }.into()),
         }
     }
 
