@@ -13,22 +13,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use sluice_engine::clock::{Clock, ManualClock};
-use sluice_engine::{
-    AppendOptions, Engine, EngineConfig, Offset, TimestampType, TopicConfig, TopicPartition, block_on,
-};
+use sluice_engine::{AppendOptions, Offset, TimestampType, TopicConfig, TopicPartition, block_on};
 
 const HOUR_MS: i64 = 3_600_000;
 /// Real time the tests give the shard threads to act once the clock has moved.
 const ACT_WITHIN: Duration = Duration::from_secs(20);
-
-fn open_with(dir: &std::path::Path, clock: &ManualClock) -> Engine {
-    let mut config = EngineConfig::new(dir);
-    config.shard_count = Some(1);
-    config.pin_shards = false;
-    config.retention_check_interval_ms = 100;
-    config.clock = clock.shared();
-    Engine::open(config).expect("engine opens")
-}
 
 /// Advances the clock in maintenance-sized steps until `done` holds (or real time runs out).
 fn advance_until(clock: &ManualClock, step: Duration, mut done: impl FnMut() -> bool) {
@@ -44,7 +33,7 @@ fn advance_until(clock: &ManualClock, step: Duration, mut done: impl FnMut() -> 
 fn time_retention_follows_the_manual_clock() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(1_700_000_000_000);
-    let engine = open_with(dir.path(), &clock);
+    let engine = common::open_with_clock(dir.path(), &clock);
     let config = TopicConfig { segment_bytes: 512, retention_ms: HOUR_MS, ..TopicConfig::default() };
     let partition = TopicPartition::new("timed", 0);
     block_on(async {
@@ -71,7 +60,7 @@ fn time_retention_follows_the_manual_clock() {
 fn log_append_time_is_the_clock_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(42_000);
-    let engine = open_with(dir.path(), &clock);
+    let engine = common::open_with_clock(dir.path(), &clock);
     let config = TopicConfig { timestamp_type: TimestampType::LogAppendTime, ..TopicConfig::default() };
     let partition = TopicPartition::new("stamped", 0);
     let appended = block_on(async {
@@ -87,7 +76,7 @@ fn log_append_time_is_the_clock_time() {
 fn segment_ms_rolls_on_the_manual_clock() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(1_700_000_000_000);
-    let engine = open_with(dir.path(), &clock);
+    let engine = common::open_with_clock(dir.path(), &clock);
     let config = TopicConfig { segment_ms: HOUR_MS, retention_ms: -1, ..TopicConfig::default() };
     let partition = TopicPartition::new("rolled", 0);
     block_on(async {

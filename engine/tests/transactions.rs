@@ -8,7 +8,7 @@
 mod common;
 
 use common::open;
-use sluice_engine::batch::builder::{BatchBuilder, BatchOptions, NewRecord};
+use sluice_engine::batch::builder::NewRecord;
 use sluice_engine::batch::{ControlType, EndTxnMarker};
 use sluice_engine::{AbortedTransaction, AppendOptions, Offset, ReadBound, TopicConfig, TopicPartition, block_on};
 
@@ -16,18 +16,11 @@ const DURABLE: AppendOptions = AppendOptions { durable: true, leader_epoch: 0 };
 const FAST: AppendOptions = AppendOptions { durable: false, leader_epoch: 0 };
 
 fn transactional(producer_id: i64, sequence: i32, values: &[&[u8]]) -> Vec<u8> {
-    let options = BatchOptions {
-        producer_id,
-        producer_epoch: 0,
-        base_sequence: sequence,
-        transactional: true,
-        ..BatchOptions::default()
-    };
-    let mut builder = BatchBuilder::new(options);
-    for value in values {
-        builder.push(&NewRecord { timestamp_ms: 1_000, value: Some(value), ..NewRecord::default() }).expect("push");
-    }
-    builder.finish().expect("finish").to_vec()
+    let records: Vec<NewRecord<'_>> = values
+        .iter()
+        .map(|value| NewRecord { timestamp_ms: 1_000, value: Some(value), ..NewRecord::default() })
+        .collect();
+    common::transactional_batch(producer_id, sequence, &records)
 }
 
 fn marker(producer_id: i64, control_type: ControlType) -> Vec<u8> {
@@ -143,18 +136,9 @@ fn append_in_transaction_refuses_a_batch_that_would_open_a_transaction() {
 }
 
 fn transactional_keyed(producer_id: i64, sequence: i32, key: &str, value: &str) -> Vec<u8> {
-    let options = BatchOptions {
-        producer_id,
-        producer_epoch: 0,
-        base_sequence: sequence,
-        transactional: true,
-        ..BatchOptions::default()
-    };
-    let mut builder = BatchBuilder::new(options);
     let record =
         NewRecord { timestamp_ms: 1, key: Some(key.as_bytes()), value: Some(value.as_bytes()), ..NewRecord::default() };
-    builder.push(&record).expect("push");
-    builder.finish().expect("finish").to_vec()
+    common::transactional_batch(producer_id, sequence, &[record])
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! (so segments roll and checkpoints land between them), until the parent kills it with SIGKILL.
 //! The parent then opens the engine on the directory (recovery from the checkpoint, the index
 //! files and a re-scan of the tail), records the transaction state, closes it, deletes the
-//! checkpoint and every `.txnindex`, opens again (a re-scan of the whole log) and compares.
+//! checkpoint, every `.txnindex` and every producer snapshot, opens again (a re-scan of the
+//! whole log) and compares, producer by producer.
 //! Ten cycles on one directory.
 
 mod common;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{open, small_segments};
 use sluice_engine::batch::builder::{BatchBuilder, BatchOptions, NewRecord};
 use sluice_engine::batch::{ControlType, EndTxnMarker};
-use sluice_engine::{AbortedTransaction, AppendOptions, Offset, ReadBound, TopicPartition, block_on};
+use sluice_engine::{AbortedTransaction, AppendOptions, Offset, ProducerSummary, ReadBound, TopicPartition, block_on};
 
 const CHILD_ENV: &str = "SLUICE_TXN_CRASH_CHILD_DIR";
 const CYCLES: u32 = 10;
@@ -85,6 +86,8 @@ struct TxnState {
     high_watermark: Offset,
     open: Vec<(i64, i64)>,
     aborted: Vec<AbortedTransaction>,
+    /// Every producer's state (epoch, last sequence, coordinator epoch, open transaction).
+    producers: Vec<ProducerSummary>,
 }
 
 fn state(dir: &std::path::Path) -> TxnState {
@@ -92,11 +95,9 @@ fn state(dir: &std::path::Path) -> TxnState {
     let target = TopicPartition::new(TOPIC, 0);
     let state = block_on(async {
         let offsets = engine.offsets(&target).await.expect("offsets");
-        let mut open: Vec<(i64, i64)> = engine
-            .producers(&target)
-            .await
-            .expect("producers")
-            .into_iter()
+        let producers = engine.producers(&target).await.expect("producers");
+        let mut open: Vec<(i64, i64)> = producers
+            .iter()
             .filter(|producer| producer.current_txn_start_offset >= 0)
             .map(|producer| (producer.producer_id, producer.current_txn_start_offset))
             .collect();
@@ -121,6 +122,7 @@ fn state(dir: &std::path::Path) -> TxnState {
             high_watermark: offsets.high_watermark,
             open,
             aborted,
+            producers,
         }
     });
     engine.shutdown();
@@ -164,8 +166,8 @@ fn sigkill_recovery_rebuilds_the_transaction_state_exactly() {
         std::fs::remove_file(partition_dir.join("partition.checkpoint")).expect("remove the checkpoint");
         for entry in std::fs::read_dir(&partition_dir).expect("partition dir") {
             let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|extension| extension == "txnindex") {
-                std::fs::remove_file(&path).expect("remove a txnindex");
+            if path.extension().is_some_and(|extension| extension == "txnindex" || extension == "snapshot") {
+                std::fs::remove_file(&path).expect("remove a txnindex or producer snapshot");
             }
         }
         let rescanned = state(dir.path());

@@ -598,6 +598,10 @@ impl Partition {
         log.unsynced_files.push(previous);
         let summary = crate::segment::SegmentSummary::empty(base);
         log.segments.insert(base, Segment::new(base, &self.dir, file, summary, now_ms)?);
+        // Every batch below the new segment is recorded: its producer state is the snapshot
+        // at its base, written by the next maintenance pass.
+        let producers = log.producers.clone();
+        log.pending_snapshots.push((base, producers));
         Ok(())
     }
 }

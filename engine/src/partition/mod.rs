@@ -14,8 +14,9 @@
 //!
 //! Submodules: `append` (assign offsets or keep a leader's, write, group commit), `read` (reads
 //! and offset lookups), `truncate` (cut the log back to an offset), `recovery` (open and
-//! re-validate), `producer` (idempotence state), `epochs` (the leader-epoch cache), `prealloc`
-//! (zero-filling ahead of durable appends), `compaction`.
+//! re-validate), `producer` (idempotence and transaction state), `snapshot` (its per-segment
+//! snapshots), `epochs` (the leader-epoch cache), `prealloc` (zero-filling ahead of durable
+//! appends), `compaction`.
 
 mod append;
 mod compaction;
@@ -24,6 +25,7 @@ mod prealloc;
 mod producer;
 mod read;
 mod recovery;
+mod snapshot;
 mod truncate;
 
 pub use producer::ProducerSummary;
@@ -58,8 +60,10 @@ struct Checkpoint {
     recovery_point: i64,
     /// First offset still present (moved by retention and DeleteRecords).
     log_start_offset: i64,
-    /// Producer state as it stood below `recovery_point`.
-    producers: ProducerStates,
+    /// Producer state as it stood below `recovery_point`, in checkpoints written before
+    /// producer state moved to per-segment snapshots (see `snapshot`); read, never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    producers: Option<ProducerStates>,
     /// Compaction has mapped the keys of every offset below this (written by compaction only;
     /// absent in older checkpoints, which makes the whole log dirty).
     #[serde(default)]
@@ -140,6 +144,12 @@ struct Log {
     unflushed_messages: i64,
     last_flush_ms: i64,
     producers: ProducerStates,
+    /// Offsets of the producer snapshot files on disk.
+    snapshots: BTreeSet<i64>,
+    /// Snapshots taken (at rolls) and not yet written: offset and state below it.
+    pending_snapshots: Vec<(i64, ProducerStates)>,
+    /// Truncations so far: a snapshot taken before one may describe batches it cut.
+    truncations: u64,
     /// The first offset of each leader epoch.
     epochs: epochs::LeaderEpochCache,
     /// Bumped at every change of `epochs`, so the checkpoint knows to write its file.
@@ -270,7 +280,8 @@ pub(crate) struct Tuning {
     pub(crate) producer_id_expiration_ms: i64,
 }
 
-/// Marks a partition's checkpoint write as running for as long as it lives.
+/// Marks a write of a partition's state files (checkpoint, `.txnindex`, producer snapshots)
+/// as running for as long as it lives: two writers of one file would share its temp file.
 struct CheckpointGuard<'a> {
     partition: &'a Partition,
 }
@@ -301,9 +312,9 @@ pub(crate) struct Partition {
     /// the blocking pool leaves the directory alone (it may belong to a new topic of the same
     /// name by then).
     closing: Cell<bool>,
-    /// A checkpoint write is running.
+    /// A write of the state files is running (see [`CheckpointGuard`]).
     checkpointing: Cell<bool>,
-    /// Fired when a checkpoint write finishes.
+    /// Fired when it finishes.
     checkpoint_event: Event,
     /// Compaction has mapped the keys of every offset below this: closed segments above it are
     /// the dirty part of the log (persisted in the checkpoint).
@@ -399,16 +410,7 @@ impl Partition {
     /// stays at or below the first segment that may hold zeros past its batches. One write at a
     /// time per partition, through io_uring, so the shard thread never blocks on its fsyncs.
     async fn write_checkpoint(&self, recovery_point: i64) -> std::io::Result<()> {
-        loop {
-            if !self.checkpointing.replace(true) {
-                break;
-            }
-            let listener = self.checkpoint_event.listen();
-            if self.checkpointing.get() {
-                listener.await;
-            }
-        }
-        let _writing = CheckpointGuard { partition: self };
+        let _writing = self.state_files_guard().await;
         let (bytes, key, epochs) = {
             let log = self.log.borrow();
             let recovery_point = log.zero_tails.first().map_or(recovery_point, |base| recovery_point.min(*base));
@@ -425,7 +427,7 @@ impl Partition {
             let checkpoint = Checkpoint {
                 recovery_point,
                 log_start_offset: log.log_start_offset,
-                producers: log.producers.below(recovery_point),
+                producers: None,
                 cleaned_up_to: key.cleaned_up_to,
                 high_watermark: key.high_watermark,
             };
@@ -438,6 +440,20 @@ impl Partition {
         crate::io::write_atomic_async(&self.dir.join(CHECKPOINT_FILE_NAME), bytes).await?;
         self.log.borrow_mut().checkpointed = key;
         Ok(())
+    }
+
+    /// Waits until no other write of the state files runs, and marks one running.
+    async fn state_files_guard(&self) -> CheckpointGuard<'_> {
+        loop {
+            if !self.checkpointing.replace(true) {
+                break;
+            }
+            let listener = self.checkpoint_event.listen();
+            if self.checkpointing.get() {
+                listener.await;
+            }
+        }
+        CheckpointGuard { partition: self }
     }
 
     /// Fsyncs when `flush.ms` has passed with unflushed records.
@@ -492,6 +508,10 @@ impl Partition {
             tracing::warn!(partition = %self.id, %error, "aborted-transaction index write failed");
             return;
         }
+        if let Err(error) = self.write_snapshots().await {
+            tracing::warn!(partition = %self.id, %error, "producer snapshot write failed");
+            return;
+        }
         if let Err(error) = self.write_checkpoint(recovery_point).await {
             tracing::warn!(partition = %self.id, %error, "checkpoint write failed");
         }
@@ -500,6 +520,7 @@ impl Partition {
     /// Writes the `.txnindex` of every segment whose aborted transactions changed, atomically
     /// and fsynced, so that a checkpoint written after it may trust them.
     async fn write_txn_indexes(&self) -> std::io::Result<()> {
+        let _writing = self.state_files_guard().await;
         let pending: Vec<(i64, u64, Vec<u8>)> = self
             .log
             .borrow()
@@ -518,6 +539,45 @@ impl Partition {
             }
         }
         Ok(())
+    }
+
+    /// Writes the producer snapshots taken since the last pass, atomically and fsynced (encoded
+    /// on the blocking pool: a partition may have many producers). One that a truncation has
+    /// made invalid meanwhile is dropped.
+    async fn write_snapshots(&self) -> std::io::Result<()> {
+        let _writing = self.state_files_guard().await;
+        let (pending, truncations) = {
+            let mut log = self.log.borrow_mut();
+            (std::mem::take(&mut log.pending_snapshots), log.truncations)
+        };
+        for (offset, producers) in pending {
+            let bytes = crate::io::unblocked(move || Ok(snapshot::encode(producers))).await?;
+            if self.log.borrow().truncations != truncations {
+                // A truncation since the snapshot was taken may have changed the log below it.
+                return Ok(());
+            }
+            crate::io::write_atomic_async(&snapshot::path(&self.dir, offset), bytes).await?;
+            let mut log = self.log.borrow_mut();
+            if log.truncations == truncations {
+                log.snapshots.insert(offset);
+            } else {
+                drop(log);
+                snapshot::remove(&self.dir, [offset])?;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the producer snapshots below the first segment (retention or DeleteRecords
+    /// dropped the segments they start).
+    fn remove_snapshots_below_first_segment(&self, log: &mut Log) -> std::io::Result<()> {
+        let first = log.segments.keys().next().copied().expect("a partition always has a segment");
+        let below: Vec<i64> = log.snapshots.range(..first).copied().collect();
+        for offset in &below {
+            log.snapshots.remove(offset);
+        }
+        snapshot::remove(&self.dir, below)
     }
 
     /// The producers of this partition, as DescribeProducers shows them.
@@ -574,6 +634,7 @@ impl Partition {
             let next_base = log.segments.keys().next().copied().expect("at least one segment remains");
             log.move_log_start(next_base);
             segment.remove()?;
+            self.remove_snapshots_below_first_segment(&mut log)?;
         }
     }
 
@@ -600,7 +661,8 @@ impl Partition {
                     break;
                 }
                 let segment = log.remove_oldest();
-                if let Err(source) = segment.remove() {
+                if let Err(source) = segment.remove().and_then(|()| self.remove_snapshots_below_first_segment(&mut log))
+                {
                     return Err(crate::ReadError::Io { partition: self.id.clone(), source });
                 }
             }
@@ -642,6 +704,10 @@ impl Partition {
         self.write_indexes(true).await;
         if let Err(error) = self.write_txn_indexes().await {
             tracing::warn!(partition = %self.id, %error, "aborted-transaction index write failed at close");
+            return;
+        }
+        if let Err(error) = self.write_snapshots().await {
+            tracing::warn!(partition = %self.id, %error, "producer snapshot write failed at close");
             return;
         }
         if let Err(error) = self.write_checkpoint(recovery_point).await {

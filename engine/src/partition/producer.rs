@@ -341,6 +341,22 @@ impl ProducerStates {
             .collect()
     }
 
+    /// Ends every open transaction that started below `offset` without a marker: compaction
+    /// cleans only below the last stable offset, and may remove the marker of a transaction
+    /// none of whose batches is left, so a transaction a snapshot holds open below the offset
+    /// compaction reached had ended. Returns how many were ended.
+    pub(crate) fn end_transactions_below(&mut self, offset: i64) -> usize {
+        let mut ended = 0;
+        for entry in self.producers.values_mut() {
+            if entry.txn_first_offset.is_some_and(|first| first < offset) {
+                entry.txn_first_offset = None;
+                ended += 1;
+            }
+        }
+        self.unstable.retain(|first, _| *first >= offset);
+        ended
+    }
+
     /// Forgets producers with no open transaction whose last batch is older than `before_ms`
     /// (Kafka's `producer.id.expiration.ms`). Returns how many were forgotten.
     pub(crate) fn expire(&mut self, before_ms: i64) -> usize {
@@ -493,6 +509,17 @@ mod tests {
         assert_eq!(states.check(&transactional(7, 3, 6, 1)), Err(SequenceError::Fenced { current_epoch: 4 }));
         assert_eq!(states.check(&marker(7, 3)), Err(SequenceError::Fenced { current_epoch: 4 }));
         assert_eq!(states.check(&transactional(7, 4, 0, 1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn transactions_open_below_the_cleaned_offset_are_ended() {
+        let mut states = ProducerStates::default();
+        states.record(&transactional(7, 0, 0, 2), 10, None);
+        states.record(&transactional(8, 0, 0, 1), 20, None);
+        assert_eq!(states.end_transactions_below(15), 1);
+        assert_eq!(states.first_unstable_offset(30), Some(20));
+        assert!(!states.has_open_transaction(7, 0));
+        assert!(states.has_open_transaction(8, 0));
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! Opening a partition: find its segments, trust those fully below the recovery point (when
 //! their indexes are consistent), re-validate the rest, and truncate a torn or corrupt tail.
 //!
-//! 1. Read `partition.checkpoint` (recovery point, log start, producer snapshot, replicated
-//!    high watermark) and `leader-epoch-checkpoint`; none means recover everything from offset
-//!    0, and so does a missing or unreadable epoch file (the epochs come from the batches).
-//! 2. List `*.log` files by base offset; remove leftover `*.tmp` files.
-//! 3. For each segment: if it ends at or below the recovery point and its `.index` and
+//! 1. Read `partition.checkpoint` (recovery point, log start, replicated high watermark) and
+//!    `leader-epoch-checkpoint`; none means recover everything from offset 0, and so does a
+//!    missing or unreadable epoch file (the epochs come from the batches).
+//! 2. List `*.log` files by base offset and `*.snapshot` files by offset; remove leftover
+//!    `*.tmp` files.
+//! 3. Load the latest readable producer snapshot at or below the recovery point (see
+//!    `snapshot`); recovery then trusts nothing past it: the recovery point becomes its offset
+//!    (offset 0 and an empty state when there is none).
+//! 4. For each segment: if it ends at or below the recovery point and its `.index` and
 //!    `.timeindex` decode consistently, load them; otherwise scan the log, re-validating every
 //!    batch and replaying producer state for batches at or past the snapshot.
-//! 4. At the first invalid batch, truncate the file there (fsynced) and delete later segments;
-//!    drop epoch entries and producer batches past the recovered log end.
-//! 5. Open every segment for io_uring; the last one is the active segment.
+//! 5. At the first invalid batch, truncate the file there (fsynced) and delete later segments;
+//!    drop epoch entries and producer batches past the recovered log end, and the snapshots
+//!    past it or below the first segment; end the transactions open below the offset
+//!    compaction reached (their markers may be gone).
+//! 6. Open every segment for io_uring; the last one is the active segment.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use std::sync::Arc;
 use event_listener::Event;
 
 use super::epochs::LeaderEpochCache;
-use super::{CHECKPOINT_FILE_NAME, Checkpoint, Log, Partition};
+use super::{CHECKPOINT_FILE_NAME, Checkpoint, Log, Partition, snapshot};
 use crate::config::TopicConfig;
 use crate::io::FaultInjector;
 use crate::segment::txn_index::{self, AbortedTxn};
@@ -48,9 +54,11 @@ fn read_checkpoint(dir: &Path) -> Checkpoint {
     }
 }
 
-/// Base offsets of the `.log` files in `dir`, sorted.
-fn list_segments(dir: &Path) -> std::io::Result<Vec<i64>> {
+/// Base offsets of the `.log` files in `dir`, sorted, and the offsets of its producer
+/// snapshots.
+fn list_segments(dir: &Path) -> std::io::Result<(Vec<i64>, BTreeSet<i64>)> {
     let mut bases = Vec::new();
+    let mut snapshots = BTreeSet::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -65,10 +73,12 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<i64>> {
             && base >= 0
         {
             bases.push(base);
+        } else if let Some(offset) = snapshot::parse_name(&name) {
+            snapshots.insert(offset);
         }
     }
     bases.sort_unstable();
-    Ok(bases)
+    Ok((bases, snapshots))
 }
 
 /// Loads a trusted segment's summary from its index files, or `None` when they are unusable.
@@ -107,6 +117,8 @@ struct Recovered {
     /// Each segment's aborted transactions (`.txnindex`), and whether they were re-scanned
     /// (so that its file may lack some).
     aborted: BTreeMap<i64, (Vec<AbortedTxn>, bool)>,
+    /// The producer snapshots left on disk.
+    snapshots: BTreeSet<i64>,
 }
 
 /// The epoch cache file, `None` when missing or unreadable.
@@ -155,9 +167,9 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
         checkpoint.recovery_point = 0;
     }
     let mut epochs = stored_epochs.unwrap_or_default();
-    let mut producers = checkpoint.producers.clone();
+    let (bases, mut snapshots) = list_segments(dir)?;
+    let mut producers = load_snapshot(id, dir, &mut checkpoint, &mut snapshots)?;
     let mut summaries: BTreeMap<i64, SegmentSummary> = BTreeMap::new();
-    let bases = list_segments(dir)?;
     let mut truncated_at: Option<usize> = None;
     let mut aborted: BTreeMap<i64, (Vec<AbortedTxn>, bool)> = BTreeMap::new();
     for (position, base) in bases.iter().enumerate() {
@@ -248,11 +260,57 @@ fn recover_files(id: &TopicPartition, dir: &Path, index_interval_bytes: u32) -> 
     }
     let next_offset = summaries.values().next_back().map_or(0, |summary| summary.next_offset);
     epochs.truncate_from_end(next_offset);
+    // A snapshot older than a compaction may hold open a transaction whose marker compaction
+    // removed (see `compaction`).
+    let ended = producers.end_transactions_below(checkpoint.cleaned_up_to);
+    if ended > 0 {
+        tracing::debug!(partition = %id, ended, "transactions whose markers compaction removed");
+    }
     let producers = producers.below(next_offset);
     for (entries, _) in aborted.values_mut() {
         entries.retain(|entry| entry.last_offset < next_offset);
     }
-    Ok(Recovered { summaries, checkpoint, producers, epochs, aborted })
+    // A snapshot past the log end describes batches that did not survive; one below the first
+    // segment, batches retention removed.
+    let first_base = summaries.keys().next().copied().unwrap_or(0);
+    let stale: Vec<i64> =
+        snapshots.iter().copied().filter(|offset| *offset > next_offset || *offset < first_base).collect();
+    if !stale.is_empty() {
+        for offset in &stale {
+            snapshots.remove(offset);
+        }
+        tracing::debug!(partition = %id, ?stale, "removing producer snapshots outside the log");
+        snapshot::remove(dir, stale)?;
+        crate::io::sync_dir(dir)?;
+    }
+    Ok(Recovered { summaries, checkpoint, producers, epochs, aborted, snapshots })
+}
+
+/// Step 3: the producer state recovery starts from, and where: the latest readable snapshot at
+/// or below the recovery point, which becomes the recovery point. A checkpoint written before
+/// snapshots existed holds the state below its recovery point: that becomes a snapshot file
+/// (unless the recovery point was reset: a missing epoch file makes recovery replay everything).
+fn load_snapshot(
+    id: &TopicPartition,
+    dir: &Path,
+    checkpoint: &mut Checkpoint,
+    snapshots: &mut BTreeSet<i64>,
+) -> std::io::Result<super::producer::ProducerStates> {
+    if let Some(legacy) = checkpoint.producers.take().filter(|_| checkpoint.recovery_point > 0) {
+        let offset = checkpoint.recovery_point;
+        crate::io::write_atomic(&snapshot::path(dir, offset), &snapshot::encode(legacy.clone()))?;
+        snapshots.insert(offset);
+        return Ok(legacy);
+    }
+    if let Some((offset, producers)) = snapshot::latest_at_or_below(dir, snapshots, checkpoint.recovery_point) {
+        checkpoint.recovery_point = offset;
+        return Ok(producers);
+    }
+    if checkpoint.recovery_point > 0 {
+        tracing::debug!(partition = %id, "no producer snapshot; replaying producer state from the whole log");
+    }
+    checkpoint.recovery_point = 0;
+    Ok(super::producer::ProducerStates::default())
 }
 
 impl Partition {
@@ -263,7 +321,7 @@ impl Partition {
         shared: Shared,
         recovered: Recovered,
     ) -> std::io::Result<Rc<Partition>> {
-        let Recovered { summaries, checkpoint, producers, epochs, mut aborted } = recovered;
+        let Recovered { summaries, checkpoint, producers, epochs, mut aborted, snapshots } = recovered;
         let now_ms = shared.clock.unix_ms();
         let mut segments = BTreeMap::new();
         for (base, summary) in summaries {
@@ -307,6 +365,9 @@ impl Partition {
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             producers,
+            snapshots,
+            pending_snapshots: Vec::new(),
+            truncations: 0,
             epochs,
             // Written at the first checkpoint, so that a rebuilt cache reaches the disk.
             epochs_version: 1,

@@ -9,8 +9,9 @@
 //!    holding it before its first batch that reaches the offset (batches are never split, so
 //!    the log may end below the offset) and fsync it, rebuilding its indexes from what is left;
 //!    a segment left empty goes too, so the log ends right after its last batch.
-//! 4. Bring the offsets, the epoch cache and producer state back to the new end, and write the
-//!    checkpoint, so that a restart sees neither the cut batches nor state derived from them.
+//! 4. Bring the offsets, the epoch cache and producer state back to the new end, remove the
+//!    producer snapshots past it (fsyncing the directory), and write the checkpoint, so that a
+//!    restart sees neither the cut batches nor state derived from them.
 //!
 //! Runs on the partition's shard; the file work runs on the blocking pool.
 
@@ -44,12 +45,25 @@ impl Partition {
             }
             return Ok(Offset(next_offset));
         }
-        let cut = if offset.0 <= log_start { self.restart_at(offset.0).await } else { self.cut_at(offset.0).await };
+        let cut = if offset.0 <= log_start { self.restart_at(offset.0) } else { self.cut_at(offset.0).await };
         if let Err(source) = cut {
             self.fail(&source);
             return Err(ReadError::Io { partition: self.id.clone(), source });
         }
         let end = self.after_truncation();
+        // Snapshots past the new end describe cut batches: removed, durably, before anything
+        // is appended past the end again.
+        let stale: Vec<i64> = self.log.borrow_mut().snapshots.split_off(&(end + 1)).into_iter().collect();
+        let dir = self.dir.clone();
+        let removed = crate::io::unblocked(move || {
+            super::snapshot::remove(&dir, stale)?;
+            crate::io::sync_dir(&dir)
+        })
+        .await;
+        if let Err(source) = removed {
+            self.fail(&source);
+            return Err(ReadError::Io { partition: self.id.clone(), source });
+        }
         let recovery_point = end.min(self.log.borrow().checkpointed.recovery_point);
         self.write_txn_indexes().await.map_err(|source| ReadError::Io { partition: self.id.clone(), source })?;
         self.write_checkpoint(recovery_point)
@@ -77,19 +91,19 @@ impl Partition {
     }
 
     /// Step 2: removes every segment and starts an empty one at `offset`, the new log start.
-    async fn restart_at(&self, offset: i64) -> std::io::Result<()> {
+    ///
+    /// Synchronous, on the shard thread (one directory fsync, and rare: a follower whose log
+    /// ends before its leader's log start): with an await between removing the segments and
+    /// creating the new one, other work on the shard would find a log without a segment.
+    fn restart_at(&self, offset: i64) -> std::io::Result<()> {
         let removed: Vec<Segment> = std::mem::take(&mut self.log.borrow_mut().segments).into_values().collect();
         for segment in removed {
             segment.remove()?;
         }
-        let dir = self.dir.clone();
-        let path = segment::log_path(&dir, offset);
-        crate::io::unblocked(move || {
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
-            crate::io::sync_dir(&dir)
-        })
-        .await?;
-        let file = crate::io::open_rw(&segment::log_path(&self.dir, offset), false)?;
+        let path = segment::log_path(&self.dir, offset);
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        crate::io::sync_dir(&self.dir)?;
+        let file = crate::io::open_rw(&path, false)?;
         let active = Segment::new(offset, &self.dir, file, SegmentSummary::empty(offset), self.clock.unix_ms())?;
         let mut log = self.log.borrow_mut();
         log.segments.insert(offset, active);
@@ -160,6 +174,8 @@ impl Partition {
             log.epochs_version += 1;
         }
         log.producers = log.producers.below(end);
+        log.truncations += 1;
+        log.pending_snapshots.retain(|(offset, _)| *offset <= end);
         for segment in log.segments.values_mut() {
             let before = segment.aborted.len();
             segment.aborted.retain(|aborted| aborted.last_offset < end);

@@ -2,7 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use sluice_engine::batch::builder::{BatchBuilder, BatchOptions, NewRecord};
 use sluice_engine::batch::{self, BatchHeader, LOG_OVERHEAD_BYTES};
+use sluice_engine::clock::ManualClock;
 use sluice_engine::{Engine, EngineConfig, TopicConfig};
 
 /// Opens an engine with `shard_count` shards on `dir`, unpinned (tests share the cores).
@@ -12,6 +14,32 @@ pub fn open(dir: &std::path::Path, shard_count: u16) -> Engine {
     config.pin_shards = false;
     config.retention_check_interval_ms = 100;
     Engine::open(config).expect("engine opens")
+}
+
+/// As [`open`] with one shard, on `clock`'s time.
+pub fn open_with_clock(dir: &std::path::Path, clock: &ManualClock) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.shard_count = Some(1);
+    config.pin_shards = false;
+    config.retention_check_interval_ms = 100;
+    config.clock = clock.shared();
+    Engine::open(config).expect("engine opens")
+}
+
+/// A transactional batch of `producer_id` (epoch 0) from `sequence`, holding `records`.
+pub fn transactional_batch(producer_id: i64, sequence: i32, records: &[NewRecord<'_>]) -> Vec<u8> {
+    let options = BatchOptions {
+        producer_id,
+        producer_epoch: 0,
+        base_sequence: sequence,
+        transactional: true,
+        ..BatchOptions::default()
+    };
+    let mut builder = BatchBuilder::new(options);
+    for record in records {
+        builder.push(record).expect("push");
+    }
+    builder.finish().expect("finish").to_vec()
 }
 
 /// A topic config with small segments so that tests roll often.
