@@ -4,14 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
-import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.IntStream;
 
 import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
@@ -33,10 +30,11 @@ import org.junitpioneer.jupiter.ExpectedToFail;
 
 /**
  * Goal: pin down, as tests that pass against Apache Kafka, the features Sluice has not built
- * yet: the KIP-848 consumer group protocol and SASL/SCRAM authentication. Each is marked
- * {@code @ExpectedToFail}: it is reported as skipped while it fails, and as a failure once it
- * passes, which is the signal to remove the marker (and to move the test to a class of its own,
- * as the transaction tests moved to {@link TransactionsTest}).
+ * yet: SASL/SCRAM authentication (the KIP-848 consumer group protocol has a class of its own,
+ * {@link ConsumerProtocolTest}). Each is marked {@code @ExpectedToFail}: it is reported as
+ * skipped while it fails, and as a failure once it passes, which is the signal to remove the
+ * marker (and to move the test to a class of its own, as the transaction tests moved to
+ * {@link TransactionsTest}).
  *
  * <p>Method: the same exact-data checks as the rest of the suite, with short client timeouts
  * (max.block.ms, default.api.timeout.ms of a few seconds) so that each fails within seconds
@@ -48,33 +46,6 @@ class NotYetSupportedFeaturesTest {
 
     @RegisterExtension
     static final SluiceBrokerExtension SLUICE = new SluiceBrokerExtension();
-
-    /** A member on the KIP-848 protocol (ConsumerGroupHeartbeat) gets every partition and reads them. */
-    @Test
-    @ExpectedToFail("the KIP-848 consumer group protocol (ConsumerGroupHeartbeat) is not implemented yet")
-    void consumerWithTheKip848GroupProtocol() {
-        String topic = createTopic(Clients.uniqueName("kip848"), 2);
-        List<ProducerRecord<String, String>> records = IntStream.range(0, 10)
-                .mapToObj(i -> new ProducerRecord<>(topic, i % 2, "k" + i, "v" + i)).toList();
-        try (KafkaProducer<String, String> producer = Clients.producer(SLUICE.broker())) {
-            Clients.sendAll(producer, records);
-        }
-        Map<String, Object> kip848 = Map.of(
-                ConsumerConfig.GROUP_ID_CONFIG, Clients.uniqueName("kip848-group"),
-                ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer",
-                ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, FAST_FAIL_MS);
-        try (KafkaConsumer<String, String> consumer = Clients.consumer(SLUICE.broker(), kip848)) {
-            consumer.subscribe(List.of(topic));
-            List<ConsumerRecord<String, String>> received =
-                    Clients.pollUntilCount(consumer, records.size(), Duration.ofSeconds(20));
-            assertEquals(records.size(), received.size(), "records received by the KIP-848 member");
-            assertEquals(IntStream.range(0, 10).mapToObj(i -> "v" + i).sorted().toList(),
-                    received.stream().map(ConsumerRecord::value).sorted().toList());
-            consumer.commitSync();
-            assertEquals(5, consumer.committed(Set.of(new TopicPartition(topic, 0))).values()
-                    .iterator().next().offset());
-        }
-    }
 
     /**
      * A SCRAM-SHA-256 user provisioned with AlterUserScramCredentials produces and consumes over
