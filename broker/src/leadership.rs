@@ -4,7 +4,15 @@
 //!
 //! Runs on the metadata's listener task; the load and unload run on the shards, through their
 //! mailboxes.
+//!
+//! Each shard also keeps, for its coordinators' writers, the leader epoch at which it was told
+//! to load each coordinator partition ([`loaded_epoch`]): set on the shard just before the
+//! load, cleared just before the unload, so it always says what the coordinator holds. A write
+//! to the partition is appended only while this broker still leads it at that epoch (see
+//! `groups::storage::WriteQueue`): state loaded at one epoch is never written under another.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
@@ -12,6 +20,30 @@ use sluice_engine::ShardId;
 
 use crate::context::{ShardContext, ShardGone};
 use crate::metadata::{LeadershipChange, LeadershipListener, Role};
+
+thread_local! {
+    /// This shard's coordinator partitions, by topic and index, with the leader epoch each was
+    /// loaded at. Touched only by this module's tasks on the shard and read by its writers.
+    static LOADED: RefCell<BTreeMap<(&'static str, i32), i32>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// The leader epoch at which the calling shard's coordinator of `topic` loaded partition
+/// `index`; `None` when it does not hold it.
+pub(crate) fn loaded_epoch(topic: &'static str, index: i32) -> Option<i32> {
+    LOADED.with(|loaded| loaded.borrow().get(&(topic, index)).copied())
+}
+
+/// Records on the calling shard that `topic`'s partition `index` is loaded at `leader_epoch`,
+/// or (`None`) that it is not.
+fn set_loaded_epoch(topic: &'static str, index: i32, leader_epoch: Option<i32>) {
+    LOADED.with(|loaded| {
+        let mut loaded = loaded.borrow_mut();
+        match leader_epoch {
+            Some(epoch) => loaded.insert((topic, index), epoch),
+            None => loaded.remove(&(topic, index)),
+        }
+    });
+}
 
 /// Loads partition `index` (led at `leader_epoch`) into a shard's coordinator.
 pub(crate) type Load = fn(Rc<ShardContext>, i32, i32) -> LocalBoxFuture<'static, ()>;
@@ -40,7 +72,7 @@ impl LeadershipListener for CoordinatorLeadership {
 
     fn changed(&self, changes: Vec<LeadershipChange>) -> LocalBoxFuture<'static, ()> {
         let engine = self.engine.clone();
-        let (load, unload) = (self.load, self.unload);
+        let (topic, load, unload) = (self.topic, self.load, self.unload);
         Box::pin(async move {
             let mut waits: Vec<LocalBoxFuture<'_, Result<(), ShardGone>>> = Vec::new();
             for change in changes {
@@ -51,7 +83,9 @@ impl LeadershipListener for CoordinatorLeadership {
                             tracing::error!(partition = %change.partition, "a coordinator partition led here has no log");
                             continue;
                         };
+                        tracing::info!(topic, partition = index, leader_epoch, "loading a coordinator partition");
                         waits.push(Box::pin(crate::context::on_shard(&engine, target, move |context| {
+                            set_loaded_epoch(topic, index, Some(leader_epoch));
                             load(context, index, leader_epoch)
                         })));
                     }
@@ -60,7 +94,10 @@ impl LeadershipListener for CoordinatorLeadership {
                             let unloaded = crate::context::on_shard(
                                 &engine,
                                 ShardId(shard),
-                                move |context: Rc<ShardContext>| async move { unload(&context, index) },
+                                move |context: Rc<ShardContext>| async move {
+                                    set_loaded_epoch(topic, index, None);
+                                    unload(&context, index);
+                                },
                             );
                             waits.push(Box::pin(unloaded));
                         }

@@ -49,6 +49,7 @@ mod metadata;
 mod metrics;
 mod net;
 mod producer_ids;
+mod record_codec;
 mod replication;
 pub mod signals;
 #[doc(hidden)]
@@ -190,10 +191,10 @@ impl Broker {
         engine_config.faults.clone_from(&faults);
         engine_config.clock = config.clock.clone();
         // Startup runs in a fixed order: recover the logs (the engine, in parallel), start
-        // every shard's context, start the controller thread (which replays the metadata log,
-        // brings the logs in line with it and loads the coordinators of the partitions this
-        // broker leads), join the cluster and register, and only then accept clients.
-        // Connections arriving meanwhile wait in the listen backlog.
+        // every shard's context, start the controller thread (which replays the metadata log),
+        // join the cluster and register, catch up with the metadata log (bringing the logs in
+        // line with it and loading the coordinators of the partitions this broker leads), and
+        // only then accept clients. Connections arriving meanwhile wait in the listen backlog.
         let engine = Engine::open(engine_config)?;
         let shared = Arc::new(shared_state(config, engine.clone(), local_addr, faults));
         if let Err(error) = prepare_shards(&shared, controller_listener) {
@@ -300,9 +301,10 @@ fn take_clean_shutdown_mark(data_dir: &std::path::Path) -> std::io::Result<bool>
 
 /// Steps 2 to 4 of startup: installs every shard's context (its coordinators started), starts
 /// the controller thread, joins the cluster (checking its id) and registers this broker, which
-/// returns once this broker has caught up with the metadata log; a single node creates the
-/// offsets topic when it has none (a cluster creates it at the first FindCoordinator, once its
-/// brokers have registered, so that its partitions spread over them).
+/// returns once this broker has caught up with the metadata log (a node of a cluster publishes
+/// nothing before: see `controller`'s module docs); a single node creates the offsets topic
+/// when it has none (a cluster creates it at the first FindCoordinator, once its brokers have
+/// registered, so that its partitions spread over them).
 fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>) -> Result<(), StartError> {
     let engine = &shared.engine;
     for index in 0..engine.shard_count() {
@@ -359,7 +361,9 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         host: identity.host.clone(),
         port: identity.port,
         rack: None,
-        fenced: false,
+        // A node of a cluster leads nothing until it has caught up with the metadata log; the
+        // controller thread unfences it then. A single node is the whole cluster.
+        fenced: config.clustered(),
         clean_restart,
     };
     let controller = metadata.controller().expect("set above");

@@ -221,8 +221,10 @@ fn move_leadership(
 /// controller does: what it led moves to other in-sync replicas at a new leader epoch, so the
 /// restarted broker comes back as a follower and truncates whatever its old incarnation wrote
 /// that the new leaders lack. A broker whose last run did not stop cleanly leaves every ELR it
-/// is in (KIP-966: what it had not flushed may be gone). Then it leads again the partitions left
-/// without a leader whose ISR or ELR names it.
+/// is in (KIP-966: what it had not flushed may be gone). Then, unless it registers fenced, it
+/// leads again the partitions left without a leader whose ISR or ELR names it. A broker of a
+/// cluster registers fenced, and is unfenced (and elected there) once it has caught up with the
+/// metadata log, as Kafka's brokers are: it cannot lead before it knows it does.
 fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<MetadataRecord> {
     let node_id = registration.node_id;
     let mut scratch = image.clone();
@@ -244,7 +246,9 @@ fn register(image: &MetadataImage, registration: &BrokerRegistration) -> Vec<Met
     let registered = MetadataRecord::RegisterBroker(registration.clone());
     scratch.apply(&registered);
     records.push(registered);
-    records.extend(elect_for_returning_broker(&scratch, node_id));
+    if !registration.fenced {
+        records.extend(elect_for_returning_broker(&scratch, node_id));
+    }
     records
 }
 
@@ -658,6 +662,25 @@ mod tests {
         assert_eq!(image.brokers[&1].incarnation, 2);
         let same = register(&image, &again);
         assert_eq!(same.len(), 1, "the same incarnation registering again changes nothing else");
+    }
+
+    #[test]
+    fn a_broker_registering_fenced_leads_nothing_until_unfenced() {
+        let mut image = cluster(&[1, 2, 3], &[("replicated", vec![vec![1, 2, 3]]), ("single", vec![vec![1]])]);
+        let catching_up = BrokerRegistration { incarnation: 2, fenced: true, ..registration(1) };
+        let records = register(&image, &catching_up);
+        apply(&mut image, &records);
+        assert!(image.brokers[&1].fenced, "fenced until it has caught up with the metadata log");
+        let single = image.topic("single").expect("topic").partitions[0].clone();
+        assert_eq!(single.leader, NO_LEADER, "not elected before it knows it leads");
+        assert_eq!(image.topic("replicated").expect("topic").partitions[0].leader, 2);
+
+        let unfenced = unfence(&image, 1);
+        apply(&mut image, &unfenced);
+        assert!(!image.brokers[&1].fenced);
+        let single = image.topic("single").expect("topic").partitions[0].clone();
+        assert_eq!((single.leader, single.leader_epoch), (1, 2), "elected once unfenced, at a new epoch");
+        assert_eq!(image.topic("replicated").expect("topic").partitions[0].leader, 2, "others keep their leader");
     }
 
     #[test]

@@ -61,6 +61,8 @@ const FIND_CONTROLLER_TIMEOUT: Duration = Duration::from_secs(15);
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 /// How long an answered request waits for this broker to publish what it wrote.
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
+/// How often a broker catching up at startup says how far it is.
+const CATCH_UP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the active controller looks for expired broker sessions.
 const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// The metadata directory's name in the data directory.
@@ -233,6 +235,10 @@ struct Node {
     next_voter: Cell<usize>,
     /// This broker's registration, once registered.
     registration: RefCell<Option<BrokerRegistration>>,
+    /// Whether this node is one of several (it then catches up before publishing).
+    clustered: bool,
+    /// From which log index the publisher hands images to the broker.
+    gate: Rc<PublishGate>,
     /// `--broker-session-timeout-ms`: bounds how long a heartbeat may wait on one controller.
     session_timeout: Duration,
     clock: SharedClock,
@@ -259,6 +265,10 @@ async fn run(
             return;
         }
     };
+    // A single node publishes from what it had committed before it stopped; a node of a
+    // cluster, once it has caught up (see the module docs).
+    let clustered = !setup.voters.is_empty();
+    let gate = Rc::new(PublishGate::new((!clustered).then_some(committed_at_start)));
     let node = Rc::new(Node {
         id: setup.node_id,
         raft: raft.clone(),
@@ -270,21 +280,24 @@ async fn run(
         clients: RefCell::new(BTreeMap::new()),
         next_voter: Cell::new(setup.node_id.unsigned_abs() as usize),
         registration: RefCell::new(None),
+        clustered,
+        gate: gate.clone(),
         session_timeout: setup.session_timeout,
         clock: setup.clock.clone(),
     });
     let (stop_sender, stop) = futures_channel::oneshot::channel::<()>();
     let stop = stop.shared();
+    // Named, so that a task that does not end at shutdown can be told.
     let mut tasks = vec![
-        compio::runtime::spawn(publish(handoff, metadata, committed_at_start, stop.clone())),
-        compio::runtime::spawn(watch_status(raft.clone(), status, stop.clone())),
-        compio::runtime::spawn(check_sessions(node.clone(), stop.clone())),
+        ("publisher", compio::runtime::spawn(publish(handoff, metadata, gate, stop.clone()))),
+        ("quorum status", compio::runtime::spawn(watch_status(raft.clone(), status, stop.clone()))),
+        ("session checker", compio::runtime::spawn(check_sessions(node.clone(), stop.clone()))),
     ];
     if let Some(listener) = setup.listener {
         match listener.set_nonblocking(true).and_then(|()| compio::net::TcpListener::from_std(listener)) {
             Ok(listener) => {
                 let server = network::serve(listener, raft.clone(), setup.node_id as u64, node.clone(), stop.clone());
-                tasks.push(compio::runtime::spawn(server));
+                tasks.push(("controller listener", compio::runtime::spawn(server)));
             }
             Err(error) => {
                 let _gone = ready.send(Err(format!("controller listener: {error}")));
@@ -314,47 +327,55 @@ async fn run(
                 .detach();
             }
             Command::Register { registration, reply } => {
-                let answer =
-                    node.clone().call_and_publish(ControllerRequest::RegisterBroker(registration.clone())).await;
-                if matches!(answer, ControllerAnswer::Done { .. }) {
-                    *node.registration.borrow_mut() = Some(registration);
-                    tasks.push(compio::runtime::spawn(heartbeat(node.clone(), heartbeat_interval, stop.clone())));
-                }
-                let _asker_gone = reply.send(answer);
+                // In a task of its own: catching up may take long, and the requests the first
+                // published images cause (ISR changes, producer ids) must not wait behind it.
+                let task = register_and_heartbeat(node.clone(), registration, reply, heartbeat_interval, stop.clone());
+                tasks.push(("registration and heartbeats", compio::runtime::spawn(task)));
             }
             Command::Stop { controlled, reply } => {
-                let registration = node.registration.borrow().clone();
-                if controlled && let Some(registration) = registration {
-                    let request = ControllerRequest::ControlledShutdown {
-                        node_id: registration.node_id,
-                        incarnation: registration.incarnation,
-                    };
-                    let shutdown = node.clone().serve_local(request);
-                    if compio::time::timeout(Duration::from_secs(5), shutdown).await.is_err() {
-                        tracing::warn!("controlled shutdown: no controller answered in time");
-                    } else {
-                        tracing::info!("controlled shutdown: leadership moved away");
-                    }
-                }
-                // Fetchers and the ISR check run on this thread too: they end before Raft does.
-                node.metadata.replication().stop();
-                match compio::time::timeout(Duration::from_secs(10), raft.shutdown()).await {
-                    Ok(Ok(())) => tracing::info!("controller: raft stopped"),
-                    Ok(Err(error)) => tracing::warn!(%error, "controller: raft did not stop cleanly"),
-                    Err(_) => tracing::warn!("controller: raft did not stop within 10 s; leaving it"),
-                }
-                let _stopped = stop_sender.send(());
-                for task in tasks.drain(..) {
-                    if compio::time::timeout(Duration::from_secs(5), task).await.is_err() {
-                        tracing::warn!("controller: a task did not end within 5 s; leaving it");
-                    }
-                }
-                node.clients.borrow_mut().clear();
+                stop_node(&node, controlled, stop_sender, tasks).await;
                 let _asker_gone = reply.send(());
                 break;
             }
         }
     }
+}
+
+/// Stops the controller thread's work: with `controlled`, first has the active controller fence
+/// this broker; then replication, Raft, and (through `stop_sender`) every task of `tasks`.
+async fn stop_node(
+    node: &Rc<Node>,
+    controlled: bool,
+    stop_sender: futures_channel::oneshot::Sender<()>,
+    tasks: Vec<(&'static str, compio::runtime::JoinHandle<()>)>,
+) {
+    let registration = node.registration.borrow().clone();
+    if controlled && let Some(registration) = registration {
+        let request = ControllerRequest::ControlledShutdown {
+            node_id: registration.node_id,
+            incarnation: registration.incarnation,
+        };
+        let shutdown = node.clone().serve_local(request);
+        if compio::time::timeout(Duration::from_secs(5), shutdown).await.is_err() {
+            tracing::warn!("controlled shutdown: no controller answered in time");
+        } else {
+            tracing::info!("controlled shutdown: leadership moved away");
+        }
+    }
+    // Fetchers and the ISR check run on this thread too: they end before Raft does.
+    node.metadata.replication().stop();
+    match compio::time::timeout(Duration::from_secs(10), node.raft.shutdown()).await {
+        Ok(Ok(())) => tracing::info!("controller: raft stopped"),
+        Ok(Err(error)) => tracing::warn!(%error, "controller: raft did not stop cleanly"),
+        Err(_) => tracing::warn!("controller: raft did not stop within 10 s; leaving it"),
+    }
+    let _stopped = stop_sender.send(());
+    for (task_name, task) in tasks {
+        if compio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            tracing::warn!(task = task_name, "controller: a task did not end within 5 s; leaving it");
+        }
+    }
+    node.clients.borrow_mut().clear();
 }
 
 /// Opens the log and state machine, starts Raft, and initializes a new quorum's log.
@@ -386,13 +407,45 @@ async fn start_raft(setup: &Setup) -> Result<(Raft, Rc<Handoff>, u64), String> {
     Ok((raft, handoff, committed))
 }
 
-/// Hands each applied image to the broker's metadata, in order, starting once the state
-/// machine has applied everything this node knew committed before it stopped (so a restarted
-/// broker never goes back to an older image than it served).
+/// From which metadata log index this node's publisher hands images to the broker: none
+/// before it is opened.
+///
+/// A single node opens it at once, at the index it knew committed when it stopped (so a
+/// restarted broker never goes back to an older image than it served). A node of a cluster
+/// opens it at the index of its own registration, once registered: its log on disk may lag
+/// the quorum's by any amount, and an image from it may name this broker leader of partitions
+/// that have since moved, at epochs since replaced. Acting on such an image (loading
+/// coordinators and resuming their transactions, taking the ISR for in sync, fetching from old
+/// leaders) would race the brokers that lead now, so nothing is published before then.
+#[derive(Debug)]
+struct PublishGate {
+    floor: Cell<Option<u64>>,
+}
+
+impl PublishGate {
+    fn new(floor: Option<u64>) -> Self {
+        Self { floor: Cell::new(floor) }
+    }
+
+    /// The index an image must have reached to be published; `None` while closed.
+    fn floor(&self) -> Option<u64> {
+        self.floor.get()
+    }
+
+    /// Opens the gate at `index` (or keeps a higher floor), waking the publisher.
+    fn open(&self, index: u64, handoff: &Handoff) {
+        let floor = self.floor.get().map_or(index, |floor| floor.max(index));
+        self.floor.set(Some(floor));
+        handoff.changed.notify(usize::MAX);
+    }
+}
+
+/// Hands each applied image to the broker's metadata, in order, once `gate` is open and the
+/// state machine has reached its floor.
 async fn publish(
     handoff: Rc<Handoff>,
     metadata: Arc<Metadata>,
-    committed_at_start: u64,
+    gate: Rc<PublishGate>,
     stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
 ) {
     let mut published = 0u64;
@@ -402,9 +455,10 @@ async fn publish(
             let latest = handoff.latest.borrow();
             (latest.image.clone(), latest.index)
         };
+        let reached = gate.floor().is_some_and(|floor| index >= floor);
         // An image without a cluster id is a new log's, before its first entry: publishing it
         // would remove the logs of a data directory about to be adopted.
-        if index > published && index >= committed_at_start && !image.cluster_id.is_empty() {
+        if reached && index > published && !image.cluster_id.is_empty() {
             metadata.publish(image, index).await;
             published = index;
             continue;
@@ -440,6 +494,26 @@ async fn watch_status(
             futures_util::future::Either::Left((Ok(()), _)) => {}
             _ => return,
         }
+    }
+}
+
+/// Registers this broker ([`Node::register`]), answers `reply`, then heartbeats until `stop`.
+async fn register_and_heartbeat(
+    node: Rc<Node>,
+    registration: BrokerRegistration,
+    reply: futures_channel::oneshot::Sender<ControllerAnswer>,
+    interval: Duration,
+    stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
+) {
+    let registering = std::pin::pin!(node.clone().register(registration));
+    let answer = match futures_util::future::select(registering, stop.clone()).await {
+        futures_util::future::Either::Left((answer, _)) => answer,
+        futures_util::future::Either::Right(_) => return,
+    };
+    let registered = matches!(answer, ControllerAnswer::Done { .. });
+    let _asker_gone = reply.send(answer);
+    if registered {
+        heartbeat(node, interval, stop).await;
     }
 }
 
@@ -515,10 +589,14 @@ async fn check_sessions(node: Rc<Node>, stop: futures_util::future::Shared<futur
 
 impl Node {
     /// Serves a request from this node's broker, then waits for the broker to publish what it
-    /// wrote.
+    /// wrote. Before the broker has caught up it publishes nothing, and serves no one to whom
+    /// the change must be visible: the only such request, the cluster's initialization at
+    /// startup, is answered once committed.
     async fn call_and_publish(self: Rc<Self>, request: ControllerRequest) -> ControllerAnswer {
         let answer = self.clone().serve_local(request).await;
-        if let ControllerAnswer::Done { index, .. } = &answer {
+        if let ControllerAnswer::Done { index, .. } = &answer
+            && self.gate.floor().is_some()
+        {
             let index = *index;
             let waited = compio::time::timeout(PUBLISH_WAIT, self.metadata.wait_published(index)).await;
             if waited.is_err() {
@@ -526,6 +604,49 @@ impl Node {
             }
         }
         answer
+    }
+
+    /// Registers this broker and returns once it may serve clients: a single node once it has
+    /// published its registration; a node of a cluster registers fenced, catches up to its
+    /// registration, then is unfenced (the module docs' steps). No deadline: see the module docs.
+    async fn register(self: Rc<Self>, registration: BrokerRegistration) -> ControllerAnswer {
+        if !self.clustered {
+            let answer = self.clone().call_and_publish(ControllerRequest::RegisterBroker(registration.clone())).await;
+            if matches!(answer, ControllerAnswer::Done { .. }) {
+                *self.registration.borrow_mut() = Some(registration);
+            }
+            return answer;
+        }
+        let answer = self.clone().serve_local(ControllerRequest::RegisterBroker(registration.clone())).await;
+        let ControllerAnswer::Done { index, .. } = answer else { return answer };
+        let request =
+            ControllerRequest::Heartbeat { node_id: registration.node_id, incarnation: registration.incarnation };
+        *self.registration.borrow_mut() = Some(registration);
+        self.catch_up(index).await;
+        // Caught up: the heartbeat unfences this broker (and elects it where it is the only
+        // eligible leader left); the periodic heartbeats retry if this one fails.
+        match self.clone().call_and_publish(request).await {
+            ControllerAnswer::Done { outcome: Outcome::Heartbeat { registered: true, .. }, .. } => {}
+            answer => tracing::warn!(?answer, "not unfenced yet; the heartbeats will ask again"),
+        }
+        answer
+    }
+
+    /// Opens the publisher's gate at `index` and waits until the broker has published that
+    /// index, saying every so often how far it is.
+    async fn catch_up(&self, index: u64) {
+        tracing::info!(index, "metadata: registered; catching up with the metadata log before serving");
+        self.gate.open(index, &self.handoff);
+        while compio::time::timeout(CATCH_UP_REPORT_INTERVAL, self.metadata.wait_published(index)).await.is_err() {
+            let applied = self.handoff.latest.borrow().index;
+            tracing::warn!(
+                index,
+                applied,
+                published = self.metadata.published_index(),
+                "metadata: still catching up with the metadata log; not serving clients until then"
+            );
+        }
+        tracing::info!(index, "metadata: caught up with the metadata log");
     }
 
     /// Serves a request from this node's broker: decides it when this node is the active
@@ -649,7 +770,7 @@ impl Node {
                 outcome: Outcome::Heartbeat { fenced: false, registered: true },
             };
         }
-        tracing::info!(node_id, "unfencing a broker whose heartbeats resumed");
+        tracing::info!(node_id, "unfencing a broker: caught up after registering, or heard from again");
         self.decide(|image| {
             let fenced =
                 image.brokers.get(&node_id).is_some_and(|broker| broker.incarnation == incarnation && broker.fenced);

@@ -66,6 +66,10 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    if group_id.len() > crate::record_codec::STRING_SIZE_BYTES_MAX {
+        // Its records could not hold it (Kafka's record strings have an i16 length).
+        return Err(ResponseError::InvalidGroupId);
+    }
     let image = shard.image();
     let topic = image.topic(OFFSETS_TOPIC).ok_or(ResponseError::NotCoordinator)?;
     let partition = TopicPartition::new(OFFSETS_TOPIC, Coordinator::partition_of(group_id, topic.partition_count()));

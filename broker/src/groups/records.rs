@@ -21,33 +21,9 @@
 //! Pure functions; any thread may call them. Decoding never panics on malformed bytes.
 
 use bytes::Bytes;
-use thiserror::Error;
 
-/// Why a stored key or value did not decode.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub(crate) enum RecordError {
-    /// The bytes end inside a field.
-    #[error("record truncated at byte {position}")]
-    Truncated {
-        /// Where the missing field starts.
-        position: usize,
-    },
-    /// A version this broker does not read.
-    #[error("unknown {kind} version {version}")]
-    UnknownVersion {
-        /// Key or value kind.
-        kind: &'static str,
-        /// The version found.
-        version: i16,
-    },
-    /// A string is not UTF-8.
-    #[error("string at byte {position} is not UTF-8")]
-    NotUtf8 {
-        /// Where the string starts.
-        position: usize,
-    },
-}
+pub(crate) use crate::record_codec::RecordError;
+use crate::record_codec::{Reader, put_bytes, put_nullable_string, put_string};
 
 /// What a `__consumer_offsets` record is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,13 +96,13 @@ pub(crate) fn encode_key(key: &RecordKey) -> Vec<u8> {
     match key {
         RecordKey::Offset { group, topic, partition } => {
             out.extend_from_slice(&OFFSET_KEY_VERSION.to_be_bytes());
-            put_string(&mut out, group);
-            put_string(&mut out, topic);
+            put_string(&mut out, group, false);
+            put_string(&mut out, topic, false);
             out.extend_from_slice(&partition.to_be_bytes());
         }
         RecordKey::Group { group } => {
             out.extend_from_slice(&GROUP_KEY_VERSION.to_be_bytes());
-            put_string(&mut out, group);
+            put_string(&mut out, group, false);
         }
     }
     out
@@ -137,12 +113,12 @@ pub(crate) fn decode_key(bytes: &[u8]) -> Result<RecordKey, RecordError> {
     let mut reader = Reader::new(bytes);
     match reader.i16()? {
         0 | 1 => {
-            let group = reader.string()?;
-            let topic = reader.string()?;
+            let group = read_string(&mut reader)?;
+            let topic = read_string(&mut reader)?;
             let partition = reader.i32()?;
             Ok(RecordKey::Offset { group, topic, partition })
         }
-        2 => Ok(RecordKey::Group { group: reader.string()? }),
+        2 => Ok(RecordKey::Group { group: read_string(&mut reader)? }),
         version => Err(RecordError::UnknownVersion { kind: "key", version }),
     }
 }
@@ -153,14 +129,14 @@ pub(crate) fn encode_offset_value(value: &OffsetValue) -> Vec<u8> {
     if let Some(expire_timestamp_ms) = value.expire_timestamp_ms {
         out.extend_from_slice(&OFFSET_VALUE_VERSION_WITH_EXPIRY.to_be_bytes());
         out.extend_from_slice(&value.offset.to_be_bytes());
-        put_string(&mut out, &value.metadata);
+        put_string(&mut out, &value.metadata, false);
         out.extend_from_slice(&value.commit_timestamp_ms.to_be_bytes());
         out.extend_from_slice(&expire_timestamp_ms.to_be_bytes());
     } else {
         out.extend_from_slice(&OFFSET_VALUE_VERSION.to_be_bytes());
         out.extend_from_slice(&value.offset.to_be_bytes());
         out.extend_from_slice(&value.leader_epoch.to_be_bytes());
-        put_string(&mut out, &value.metadata);
+        put_string(&mut out, &value.metadata, false);
         out.extend_from_slice(&value.commit_timestamp_ms.to_be_bytes());
     }
     out
@@ -180,17 +156,17 @@ pub(crate) fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordErr
     };
     match version {
         0 | 2 => {
-            value.metadata = reader.string()?;
+            value.metadata = read_string(&mut reader)?;
             value.commit_timestamp_ms = reader.i64()?;
         }
         1 => {
-            value.metadata = reader.string()?;
+            value.metadata = read_string(&mut reader)?;
             value.commit_timestamp_ms = reader.i64()?;
             value.expire_timestamp_ms = Some(reader.i64()?).filter(|expiry| *expiry >= 0);
         }
         3 => {
             value.leader_epoch = reader.i32()?;
-            value.metadata = reader.string()?;
+            value.metadata = read_string(&mut reader)?;
             value.commit_timestamp_ms = reader.i64()?;
         }
         version => return Err(RecordError::UnknownVersion { kind: "offset value", version }),
@@ -202,21 +178,21 @@ pub(crate) fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordErr
 pub(crate) fn encode_group_value(value: &GroupValue) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&GROUP_VALUE_VERSION.to_be_bytes());
-    put_string(&mut out, &value.protocol_type);
+    put_string(&mut out, &value.protocol_type, false);
     out.extend_from_slice(&value.generation_id.to_be_bytes());
-    put_nullable_string(&mut out, value.protocol_name.as_deref());
-    put_nullable_string(&mut out, value.leader.as_deref());
+    put_nullable_string(&mut out, value.protocol_name.as_deref(), false);
+    put_nullable_string(&mut out, value.leader.as_deref(), false);
     out.extend_from_slice(&value.current_state_timestamp_ms.to_be_bytes());
     out.extend_from_slice(&(value.members.len() as i32).to_be_bytes());
     for member in &value.members {
-        put_string(&mut out, &member.member_id);
-        put_nullable_string(&mut out, member.group_instance_id.as_deref());
-        put_string(&mut out, &member.client_id);
-        put_string(&mut out, &member.client_host);
+        put_string(&mut out, &member.member_id, false);
+        put_nullable_string(&mut out, member.group_instance_id.as_deref(), false);
+        put_string(&mut out, &member.client_id, false);
+        put_string(&mut out, &member.client_host, false);
         out.extend_from_slice(&member.rebalance_timeout_ms.to_be_bytes());
         out.extend_from_slice(&member.session_timeout_ms.to_be_bytes());
-        put_bytes(&mut out, &member.subscription);
-        put_bytes(&mut out, &member.assignment);
+        put_bytes(&mut out, &member.subscription, false);
+        put_bytes(&mut out, &member.assignment, false);
     }
     out
 }
@@ -228,23 +204,23 @@ pub(crate) fn decode_group_value(bytes: &[u8]) -> Result<GroupValue, RecordError
     if !(0..=GROUP_VALUE_VERSION).contains(&version) {
         return Err(RecordError::UnknownVersion { kind: "group value", version });
     }
-    let protocol_type = reader.string()?;
+    let protocol_type = read_string(&mut reader)?;
     let generation_id = reader.i32()?;
-    let protocol_name = reader.nullable_string()?;
-    let leader = reader.nullable_string()?;
+    let protocol_name = reader.nullable_string(false)?;
+    let leader = reader.nullable_string(false)?;
     let current_state_timestamp_ms = if version >= 2 { reader.i64()? } else { -1 };
     let count = reader.i32()?.max(0);
     let mut members = Vec::new();
     for _ in 0..count {
-        let member_id = reader.string()?;
-        let group_instance_id = if version >= 3 { reader.nullable_string()? } else { None };
-        let client_id = reader.string()?;
-        let client_host = reader.string()?;
+        let member_id = read_string(&mut reader)?;
+        let group_instance_id = if version >= 3 { reader.nullable_string(false)? } else { None };
+        let client_id = read_string(&mut reader)?;
+        let client_host = read_string(&mut reader)?;
         let rebalance_timeout_ms = if version >= 1 { reader.i32()? } else { -1 };
         let session_timeout_ms = reader.i32()?;
         let rebalance_timeout_ms = if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms };
-        let subscription = reader.bytes()?;
-        let assignment = reader.bytes()?;
+        let subscription = Bytes::copy_from_slice(reader.bytes(false)?);
+        let assignment = Bytes::copy_from_slice(reader.bytes(false)?);
         members.push(MemberValue {
             member_id,
             group_instance_id,
@@ -259,78 +235,10 @@ pub(crate) fn decode_group_value(bytes: &[u8]) -> Result<GroupValue, RecordError
     Ok(GroupValue { protocol_type, generation_id, protocol_name, leader, current_state_timestamp_ms, members })
 }
 
-fn put_string(out: &mut Vec<u8>, text: &str) {
-    let length = text.len().min(i16::MAX as usize);
-    out.extend_from_slice(&(length as i16).to_be_bytes());
-    out.extend_from_slice(&text.as_bytes()[..length]);
-}
-
-fn put_nullable_string(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => put_string(out, text),
-        None => out.extend_from_slice(&(-1i16).to_be_bytes()),
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// A bounds-checked cursor over big-endian fields.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    position: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, position: 0 }
-    }
-
-    fn take(&mut self, size: usize) -> Result<&'a [u8], RecordError> {
-        let end = self.position.checked_add(size).filter(|end| *end <= self.bytes.len());
-        let end = end.ok_or(RecordError::Truncated { position: self.position })?;
-        let taken = &self.bytes[self.position..end];
-        self.position = end;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
-        let start = self.position;
-        let Ok(length) = usize::try_from(self.i16()?) else { return Ok(None) };
-        let text = self.take(length)?;
-        std::str::from_utf8(text)
-            .map(|text| Some(text.to_owned()))
-            .map_err(|_not_utf8| RecordError::NotUtf8 { position: start })
-    }
-
-    fn string(&mut self) -> Result<String, RecordError> {
-        Ok(self.nullable_string()?.unwrap_or_default())
-    }
-
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
-        let Ok(length) = usize::try_from(self.i32()?) else { return Ok(Bytes::new()) };
-        Ok(Bytes::copy_from_slice(self.take(length)?))
-    }
+/// A string as the older records read it: a null (which Kafka never writes there) reads as
+/// empty.
+fn read_string(reader: &mut Reader<'_>) -> Result<String, RecordError> {
+    Ok(reader.nullable_string(false)?.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -7,7 +7,11 @@
 //! of the same offset can never land before an earlier one). Each drain appends one
 //! uncompressed keyed batch per partition (several when over [`BATCH_SIZE_BYTES_MAX`]), durably,
 //! and then answers every write in it: commits waiting at the same time share one append and one
-//! fsync.
+//! fsync. A drain appends to a partition only while the published image says this broker leads
+//! it at the leader epoch the shard's coordinator loaded it at (`leadership::loaded_epoch`), and
+//! stamps the batch with that epoch; otherwise its writes fail with NOT_COORDINATOR. So state
+//! loaded under one leadership is never written under another (a coordinator that lost the
+//! partition, and has not been told yet, appends nothing to a log another broker now leads).
 //!
 //! Loading: each partition the shard owns is read from its log start to its log end;
 //! records are applied in offset order, a null value deleting its key, so the last record per
@@ -124,20 +128,19 @@ impl WriteQueue {
             let topic = self.topic;
             let appends = by_partition.into_iter().map(|((partition, _), writes)| async move {
                 let records: Vec<&KeyedRecord> = writes.iter().flat_map(|write| &write.records).collect();
-                let (leader_epoch, replica_count) = shared
-                    .metadata
-                    .image()
-                    .topic(topic)
-                    .and_then(|topic| topic.partition(partition))
-                    .map_or((0, 1), |state| (state.leader_epoch, state.replicas.len()));
-                let stamp = Stamp {
-                    timestamp_ms: shared.clock.unix_ms(),
-                    leader_epoch,
-                    replica_count,
-                    producer: writes[0].producer,
-                };
                 let target = TopicPartition::new(topic, partition);
-                let result = append_records(shared, &target, &records, stamp).await;
+                let result = match coordinator_leadership(shared, topic, partition) {
+                    Ok((leader_epoch, replica_count)) => {
+                        let stamp = Stamp {
+                            timestamp_ms: shared.clock.unix_ms(),
+                            leader_epoch,
+                            replica_count,
+                            producer: writes[0].producer,
+                        };
+                        append_records(shared, &target, &records, stamp).await
+                    }
+                    Err(error) => Err(error),
+                };
                 for write in writes {
                     if let Some(done) = write.done
                         && done.try_send(result).is_err()
@@ -147,6 +150,38 @@ impl WriteQueue {
                 }
             });
             join_all(appends).await;
+        }
+    }
+}
+
+/// The leader epoch to write `topic`'s partition `partition` at, and its replica count: the
+/// epoch the calling shard's coordinator loaded it at, while the published image still says this
+/// broker leads it at that epoch.
+///
+/// # Errors
+/// NOT_COORDINATOR when the coordinator does not hold the partition, or the image says another
+/// broker (or another epoch) leads it: leadership moved since the coordinator loaded it.
+fn coordinator_leadership(
+    shared: &crate::context::Shared,
+    topic: &'static str,
+    partition: i32,
+) -> Result<(i32, usize), ResponseError> {
+    let loaded = crate::leadership::loaded_epoch(topic, partition);
+    let image = shared.metadata.image();
+    let state = image.topic(topic).and_then(|known| known.partition(partition));
+    match (loaded, state) {
+        (Some(loaded), Some(state)) if state.leader == shared.identity.node_id && state.leader_epoch == loaded => {
+            Ok((loaded, state.replicas.len()))
+        }
+        _ => {
+            tracing::info!(
+                topic,
+                partition,
+                loaded_epoch = ?loaded,
+                leader = ?state.map(|state| (state.leader, state.leader_epoch)),
+                "a coordinator write refused: this broker no longer leads the partition at the epoch it loaded it at"
+            );
+            Err(ResponseError::NotCoordinator)
         }
     }
 }

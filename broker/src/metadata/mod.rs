@@ -12,7 +12,10 @@
 //!   change does to this broker.
 //!
 //! Changes are written by the active controller to the replicated metadata log; every node
-//! applies the log in order and hands each new image to [`Metadata::publish`], one at a time:
+//! applies the log in order and hands each new image to [`Metadata::publish`], one at a time.
+//! A node of a cluster starts publishing only once it has caught up with the quorum (its own
+//! registration applied: see `crate::controller`), so the steps below never act on the stale
+//! image a restarted broker's log holds:
 //! 1. bring this broker's logs in line: remove the logs of partitions it no longer holds (or
 //!    that a topic of the same name now holds under a new id), open the logs of partitions it now
 //!    holds, hand changed configs to the engine;

@@ -104,12 +104,25 @@ impl TxnCoordinator {
     }
 
     /// Starts coordinating partition `index`, led here at `leader_epoch`: reads its records,
-    /// then serves its ids and resumes the markers of their Prepare states.
+    /// then serves its ids and resumes the markers of their Prepare states. A partition already
+    /// loaded takes the new epoch: the markers still being written stop at their next round
+    /// (they carry the old coordinator epoch) and are resumed under the new one.
     pub(crate) async fn load(self: &Rc<Self>, index: i32, leader_epoch: i32) {
         let loading = TxnPartition::Loading { leader_epoch };
         let previous = self.partitions.borrow_mut().insert(index, loading);
-        if matches!(previous, Some(TxnPartition::Loaded { .. })) {
+        if let Some(TxnPartition::Loaded { leader_epoch: before }) = previous {
             self.partitions.borrow_mut().insert(index, TxnPartition::Loaded { leader_epoch });
+            if before != leader_epoch {
+                tracing::info!(
+                    shard = self.shard.0,
+                    partition = index,
+                    leader_epoch,
+                    "transaction coordinator took a new epoch of a loaded partition"
+                );
+                for id in self.prepared_in(index) {
+                    self.spawn_completion(id);
+                }
+            }
             return;
         }
         let mut loaded: BTreeMap<String, TxnMeta> = BTreeMap::new();
@@ -150,12 +163,27 @@ impl TxnCoordinator {
         tracing::info!(
             shard = self.shard.0,
             partition = index,
+            leader_epoch,
             ids = count,
             "transaction coordinator loaded a partition"
         );
         for id in unfinished {
             self.spawn_completion(id);
         }
+    }
+
+    /// The ids of partition `index` in a Prepare state: their markers are to be written.
+    fn prepared_in(&self, index: i32) -> Vec<String> {
+        let count = self.partition_count();
+        self.txns
+            .borrow()
+            .iter()
+            .filter(|(id, meta)| {
+                matches!(meta.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort)
+                    && crate::groups::Coordinator::partition_of(id, count) == index
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Stops coordinating partition `index`: its ids leave memory.
@@ -186,6 +214,19 @@ impl TxnCoordinator {
                 Err(if led { ResponseError::CoordinatorLoadInProgress } else { ResponseError::NotCoordinator })
             }
         }
+    }
+
+    /// Whether this coordinator still owns the id at `coordinator_epoch`: its partition is loaded
+    /// here at that epoch, and the published image (which may be newer than what this shard was
+    /// told yet) still says this broker leads it at that epoch.
+    fn owns(&self, transactional_id: &str, coordinator_epoch: i32) -> bool {
+        if self.check(transactional_id) != Ok(coordinator_epoch) {
+            return false;
+        }
+        let image = self.shared.metadata.image();
+        image.topic(TXN_TOPIC).and_then(|topic| topic.partition(self.partition_of(transactional_id))).is_some_and(
+            |state| state.leader == self.shared.identity.node_id && state.leader_epoch == coordinator_epoch,
+        )
     }
 
     /// Stores `next` as the id's state: pending while written, applied once written.
@@ -372,6 +413,11 @@ impl TxnCoordinator {
         compio::runtime::spawn(async move { coordinator.complete(&transactional_id).await }).detach();
     }
 
+    /// Writes the markers of the id's Prepare state, then stores its Complete state. Every round
+    /// of markers first checks that this coordinator still owns the id at the epoch the markers
+    /// carry: once leadership of its partition moved (or a new epoch began), another
+    /// coordinator (or a new completion here) writes them, and two rounds with different
+    /// outcomes must never race.
     async fn complete(self: &Rc<Self>, transactional_id: &str) {
         let Ok(coordinator_epoch) = self.check(transactional_id) else { return };
         let Some(meta) = self.txns.borrow().get(transactional_id).cloned() else { return };
@@ -382,7 +428,7 @@ impl TxnCoordinator {
         };
         let marker =
             Marker { producer_id: meta.producer_id, producer_epoch: meta.producer_epoch, commit, coordinator_epoch };
-        let owned = || self.check(transactional_id) == Ok(coordinator_epoch);
+        let owned = || self.owns(transactional_id, coordinator_epoch);
         if !markers::write_all(&self.shared, marker, &meta.partitions, owned).await {
             tracing::info!(transactional_id, "the coordinator moved before the markers were written");
             return;

@@ -8,7 +8,8 @@
 //! - [`write_all`]: the coordinator's side: groups the transaction's partitions by leader,
 //!   writes locally or sends WriteTxnMarkers to the leader, and retries what failed (a leader
 //!   moved, a broker was unreachable) with a fresh metadata image until every partition has its
-//!   marker, the partition no longer exists, or the coordinator stops owning the transaction.
+//!   marker, the partition no longer exists, or the coordinator stops owning the transaction
+//!   (checked before every round, the first included).
 //!
 //! Runs on the calling shard's thread.
 
@@ -102,7 +103,9 @@ async fn settle_offsets(shared: &Arc<Shared>, partition: &TopicPartition, marker
 }
 
 /// Writes `marker` to every partition in `partitions`, retrying until each has it or no longer
-/// exists, or `owned` says the coordinator gave the transaction up. Returns whether it finished.
+/// exists, or `owned` says the coordinator gave the transaction up. `owned` is asked before each
+/// round: a coordinator that no longer owns the transaction writes no marker, not even a first
+/// one. Returns whether it finished.
 pub(crate) async fn write_all(
     shared: &Arc<Shared>,
     marker: Marker,
@@ -111,6 +114,9 @@ pub(crate) async fn write_all(
 ) -> bool {
     let mut remaining: BTreeSet<(String, i32)> = partitions.clone();
     loop {
+        if !owned() {
+            return false;
+        }
         let image = shared.metadata.image();
         let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         remaining.retain(|(topic, index)| {
@@ -151,9 +157,6 @@ pub(crate) async fn write_all(
         }
         if remaining.is_empty() {
             return true;
-        }
-        if !owned() {
-            return false;
         }
         shared.clock.sleep(RETRY_BACKOFF).await;
     }

@@ -30,59 +30,8 @@
 //! Pure functions; any thread may call them. Decoding never panics on malformed bytes and
 //! allocates at most in proportion to the input's length.
 
-use thiserror::Error;
-
-/// The longest string either encoding carries, in bytes: Kafka refuses longer strings on both
-/// the classic (i16 length) and the flexible encoding. A handler must refuse longer
-/// transactional ids before they reach [`encode_key`].
-pub(crate) const STRING_SIZE_BYTES_MAX: usize = i16::MAX as usize;
-
-/// Why a stored key or value did not decode.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub(crate) enum RecordError {
-    /// The bytes end inside a field.
-    #[error("record truncated at byte {position}")]
-    Truncated {
-        /// Where the missing field starts.
-        position: usize,
-    },
-    /// A version this broker does not read.
-    #[error("unknown {kind} version {version}")]
-    UnknownVersion {
-        /// Key or value.
-        kind: &'static str,
-        /// The version found.
-        version: i16,
-    },
-    /// A string is not UTF-8.
-    #[error("string at byte {position} is not UTF-8")]
-    NotUtf8 {
-        /// Where the string starts.
-        position: usize,
-    },
-    /// A length or count is null where the schema forbids null, longer than Kafka allows, or a
-    /// varint runs past 5 bytes.
-    #[error("invalid length at byte {position}")]
-    InvalidLength {
-        /// Where the length starts.
-        position: usize,
-    },
-    /// A transaction status Kafka does not define.
-    #[error("unknown transaction status {status}")]
-    UnknownStatus {
-        /// The status byte found.
-        status: i8,
-    },
-    /// A known tagged field whose size does not match its type.
-    #[error("tagged field {tag} has size {size_bytes}")]
-    TaggedFieldSize {
-        /// The field's tag.
-        tag: u32,
-        /// The size found.
-        size_bytes: usize,
-    },
-}
+use crate::record_codec::{Reader, put_array_length, put_null_array, put_string, put_uvarint};
+pub(crate) use crate::record_codec::{RecordError, STRING_SIZE_BYTES_MAX};
 
 /// A transaction's state as Kafka numbers it (`TransactionState.id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,14 +110,12 @@ const TAG_NEXT_PRODUCER_ID: u32 = 1;
 const TAG_CLIENT_TRANSACTION_VERSION: u32 = 2;
 const NO_PRODUCER_ID: i64 = -1;
 
-/// Encodes the key of `transactional_id`'s records.
-///
-/// # Panics
-/// When `transactional_id` is longer than [`STRING_SIZE_BYTES_MAX`].
+/// Encodes the key of `transactional_id`'s records (callers refuse ids longer than
+/// [`STRING_SIZE_BYTES_MAX`]).
 pub(crate) fn encode_key(transactional_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + transactional_id.len());
     out.extend_from_slice(&KEY_VERSION.to_be_bytes());
-    put_string(&mut out, transactional_id);
+    put_string(&mut out, transactional_id, false);
     out
 }
 
@@ -180,7 +127,7 @@ pub(crate) fn encode_key(transactional_id: &str) -> Vec<u8> {
 pub(crate) fn decode_key(bytes: &[u8]) -> Result<String, RecordError> {
     let mut reader = Reader::new(bytes);
     match reader.i16()? {
-        KEY_VERSION => reader.string(),
+        KEY_VERSION => reader.string(false),
         version => Err(RecordError::UnknownVersion { kind: "key", version }),
     }
 }
@@ -188,8 +135,7 @@ pub(crate) fn decode_key(bytes: &[u8]) -> Result<String, RecordError> {
 /// Encodes a value as v1, what a Kafka 4.x cluster at its default `transaction.version` writes.
 ///
 /// # Panics
-/// When an `Empty` value lists partitions (Kafka refuses to write one too), or a topic name is
-/// longer than [`STRING_SIZE_BYTES_MAX`].
+/// When an `Empty` value lists partitions (Kafka refuses to write one too).
 pub(crate) fn encode_value(value: &TxnLogValue) -> Vec<u8> {
     encode_value_as(value, VALUE_VERSION)
 }
@@ -225,7 +171,7 @@ fn encode_value_as(value: &TxnLogValue, version: i16) -> Vec<u8> {
 /// drops them.
 ///
 /// # Errors
-/// `UnknownVersion` for versions above 1, `UnknownStatus` for a status Kafka does not define,
+/// `UnknownVersion` for versions above 1, `UnknownEnum` for a status Kafka does not define,
 /// or any malformed-bytes error.
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
     let mut reader = Reader::new(bytes);
@@ -238,8 +184,9 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
     let producer_epoch = reader.i16()?;
     let timeout_ms = reader.i32()?;
     let status_id = reader.i8()?;
-    let status = TxnStatus::from_i8(status_id).ok_or(RecordError::UnknownStatus { status: status_id })?;
-    let mut partitions = reader.partitions(flexible)?;
+    let status = TxnStatus::from_i8(status_id)
+        .ok_or(RecordError::UnknownEnum { kind: "transaction status", value: i32::from(status_id) })?;
+    let mut partitions = read_partitions(&mut reader, flexible)?;
     let last_update_ms = reader.i64()?;
     let start_ms = reader.i64()?;
     if status == TxnStatus::Empty {
@@ -258,49 +205,15 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
         client_transaction_version: 0,
     };
     if flexible {
-        reader.value_tagged_fields(&mut value)?;
+        read_value_tagged_fields(&mut reader, &mut value)?;
     }
     Ok(value)
-}
-
-fn put_string(out: &mut Vec<u8>, text: &str) {
-    assert!(text.len() <= STRING_SIZE_BYTES_MAX, "string of {} bytes is longer than Kafka allows", text.len());
-    out.extend_from_slice(&(text.len() as i16).to_be_bytes());
-    out.extend_from_slice(text.as_bytes());
-}
-
-fn put_compact_string(out: &mut Vec<u8>, text: &str) {
-    assert!(text.len() <= STRING_SIZE_BYTES_MAX, "string of {} bytes is longer than Kafka allows", text.len());
-    put_uvarint(out, text.len() as u32 + 1);
-    out.extend_from_slice(text.as_bytes());
-}
-
-/// Writes an array's length: i32 in the classic encoding, uvarint length+1 in the flexible one.
-fn put_array_length(out: &mut Vec<u8>, length: usize, flexible: bool) {
-    assert!(length < i32::MAX as usize, "an array of {length} entries is longer than Kafka allows");
-    if flexible {
-        put_uvarint(out, length as u32 + 1);
-    } else {
-        out.extend_from_slice(&(length as i32).to_be_bytes());
-    }
-}
-
-fn put_null_array(out: &mut Vec<u8>, flexible: bool) {
-    if flexible {
-        put_uvarint(out, 0);
-    } else {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-    }
 }
 
 fn put_partitions(out: &mut Vec<u8>, partitions: &[(String, Vec<i32>)], flexible: bool) {
     put_array_length(out, partitions.len(), flexible);
     for (topic, partition_ids) in partitions {
-        if flexible {
-            put_compact_string(out, topic);
-        } else {
-            put_string(out, topic);
-        }
+        put_string(out, topic, flexible);
         put_array_length(out, partition_ids.len(), flexible);
         for partition_id in partition_ids {
             out.extend_from_slice(&partition_id.to_be_bytes());
@@ -332,177 +245,46 @@ fn put_value_tagged_fields(out: &mut Vec<u8>, value: &TxnLogValue) {
     }
 }
 
-/// Appends `value` as an unsigned varint (7 bits per byte, low groups first), as Kafka's
-/// flexible versions write lengths and tags.
-fn put_uvarint(out: &mut Vec<u8>, mut value: u32) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
+/// `TransactionPartitions`; null reads as empty.
+fn read_partitions(reader: &mut Reader<'_>, flexible: bool) -> Result<Vec<(String, Vec<i32>)>, RecordError> {
+    // Smallest entry: an empty topic and an empty partition array, plus the entry's tagged
+    // field count when flexible (1 + 1 + 1 bytes), else a 2-byte and a 4-byte length.
+    let entry_size_bytes_min = if flexible { 3 } else { 6 };
+    let Some(count) = reader.array_length(flexible, entry_size_bytes_min)? else { return Ok(Vec::new()) };
+    let mut partitions = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic = reader.string(flexible)?;
+        let length = reader.array_length_not_null(flexible, 4)?;
+        let mut partition_ids = Vec::with_capacity(length);
+        for _ in 0..length {
+            partition_ids.push(reader.i32()?);
+        }
+        if flexible {
+            reader.skip_tagged_fields()?;
+        }
+        partitions.push((topic, partition_ids));
     }
-    out.push(value as u8);
+    Ok(partitions)
 }
 
-/// A bounds-checked cursor over big-endian fields and unsigned varints.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    position: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, position: 0 }
-    }
-
-    fn remaining_bytes(&self) -> usize {
-        self.bytes.len() - self.position
-    }
-
-    fn take(&mut self, size: usize) -> Result<&'a [u8], RecordError> {
-        let end = self.position.checked_add(size).filter(|end| *end <= self.bytes.len());
-        let end = end.ok_or(RecordError::Truncated { position: self.position })?;
-        let taken = &self.bytes[self.position..end];
-        self.position = end;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn i8(&mut self) -> Result<i8, RecordError> {
-        Ok(i8::from_be_bytes(self.array()?))
-    }
-
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    /// An unsigned varint of at most 5 bytes whose value fits a u32 (Kafka reads them as int).
-    fn uvarint(&mut self) -> Result<u32, RecordError> {
-        let start = self.position;
-        let mut value: u64 = 0;
-        for index in 0..5 {
-            let [byte] = self.array()?;
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                return u32::try_from(value).map_err(|_too_large| RecordError::InvalidLength { position: start });
+/// The value's tagged fields; unknown ones (a newer Kafka's) are skipped.
+fn read_value_tagged_fields(reader: &mut Reader<'_>, value: &mut TxnLogValue) -> Result<(), RecordError> {
+    reader.tagged_fields(|tag, bytes| {
+        let size_error = RecordError::TaggedFieldSize { tag, size_bytes: bytes.len() };
+        match tag {
+            TAG_PREVIOUS_PRODUCER_ID => {
+                value.previous_producer_id = i64::from_be_bytes(bytes.try_into().map_err(|_size| size_error)?);
             }
-        }
-        Err(RecordError::InvalidLength { position: start })
-    }
-
-    /// A non-nullable string: i16 length, or uvarint length+1 when `flexible`.
-    fn string_of(&mut self, flexible: bool) -> Result<String, RecordError> {
-        let start = self.position;
-        let length = if flexible {
-            self.uvarint()?.checked_sub(1).map(|length| length as usize)
-        } else {
-            usize::try_from(self.i16()?).ok()
-        };
-        let length = length.filter(|length| *length <= STRING_SIZE_BYTES_MAX);
-        let length = length.ok_or(RecordError::InvalidLength { position: start })?;
-        let text = self.take(length)?;
-        std::str::from_utf8(text).map(str::to_owned).map_err(|_not_utf8| RecordError::NotUtf8 { position: start })
-    }
-
-    fn string(&mut self) -> Result<String, RecordError> {
-        self.string_of(false)
-    }
-
-    /// An array length: i32 (-1 = null), or uvarint length+1 (0 = null) when `flexible`.
-    /// `None` is null. A length larger than the bytes left, given each element's smallest size,
-    /// is truncation, so no caller allocates more than the input holds (as Kafka checks too).
-    fn array_length(&mut self, flexible: bool, element_size_bytes_min: usize) -> Result<Option<usize>, RecordError> {
-        let start = self.position;
-        let length = if flexible {
-            self.uvarint()?.checked_sub(1).map(|length| length as usize)
-        } else {
-            match self.i32()? {
-                -1 => None,
-                length => {
-                    Some(usize::try_from(length).map_err(|_negative| RecordError::InvalidLength { position: start })?)
-                }
+            TAG_NEXT_PRODUCER_ID => {
+                value.next_producer_id = i64::from_be_bytes(bytes.try_into().map_err(|_size| size_error)?);
             }
-        };
-        match length {
-            Some(length) if length.saturating_mul(element_size_bytes_min) > self.remaining_bytes() => {
-                Err(RecordError::Truncated { position: self.position })
+            TAG_CLIENT_TRANSACTION_VERSION => {
+                value.client_transaction_version = i16::from_be_bytes(bytes.try_into().map_err(|_size| size_error)?);
             }
-            length => Ok(length),
-        }
-    }
-
-    /// `TransactionPartitions`; null reads as empty.
-    fn partitions(&mut self, flexible: bool) -> Result<Vec<(String, Vec<i32>)>, RecordError> {
-        // Smallest entry: an empty topic and an empty partition array, plus the entry's tagged
-        // field count when flexible (1 + 1 + 1 bytes), else a 2-byte and a 4-byte length.
-        let entry_size_bytes_min = if flexible { 3 } else { 6 };
-        let Some(count) = self.array_length(flexible, entry_size_bytes_min)? else { return Ok(Vec::new()) };
-        let mut partitions = Vec::with_capacity(count);
-        for _ in 0..count {
-            let topic = self.string_of(flexible)?;
-            let start = self.position;
-            let length = self.array_length(flexible, 4)?;
-            let length = length.ok_or(RecordError::InvalidLength { position: start })?;
-            let mut partition_ids = Vec::with_capacity(length);
-            for _ in 0..length {
-                partition_ids.push(self.i32()?);
-            }
-            if flexible {
-                self.skip_tagged_fields()?;
-            }
-            partitions.push((topic, partition_ids));
-        }
-        Ok(partitions)
-    }
-
-    /// Reads one tagged-field section, handing each field's tag and bytes to `field`.
-    fn tagged_fields(
-        &mut self,
-        mut field: impl FnMut(u32, &'a [u8]) -> Result<(), RecordError>,
-    ) -> Result<(), RecordError> {
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            let size = self.uvarint()? as usize;
-            field(tag, self.take(size)?)?;
+            _ => {} // A field from a newer Kafka: tagged fields exist so that readers may skip them.
         }
         Ok(())
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), RecordError> {
-        self.tagged_fields(|_tag, _bytes| Ok(()))
-    }
-
-    fn value_tagged_fields(&mut self, value: &mut TxnLogValue) -> Result<(), RecordError> {
-        self.tagged_fields(|tag, bytes| {
-            let size_error = RecordError::TaggedFieldSize { tag, size_bytes: bytes.len() };
-            match tag {
-                TAG_PREVIOUS_PRODUCER_ID => {
-                    value.previous_producer_id = i64::from_be_bytes(bytes.try_into().map_err(|_size| size_error)?);
-                }
-                TAG_NEXT_PRODUCER_ID => {
-                    value.next_producer_id = i64::from_be_bytes(bytes.try_into().map_err(|_size| size_error)?);
-                }
-                TAG_CLIENT_TRANSACTION_VERSION => {
-                    value.client_transaction_version =
-                        i16::from_be_bytes(bytes.try_into().map_err(|_size| size_error)?);
-                }
-                _ => {} // A field from a newer Kafka: tagged fields exist so that readers may skip them.
-            }
-            Ok(())
-        })
-    }
+    })
 }
 
 #[cfg(test)]
@@ -665,7 +447,7 @@ mod tests {
         assert!(matches!(decode_value(&[0, 2]), Err(RecordError::UnknownVersion { version: 2, .. })));
         let mut bytes = encode_value(&ongoing(0));
         bytes[2 + 14] = 9;
-        assert!(matches!(decode_value(&bytes), Err(RecordError::UnknownStatus { status: 9 })));
+        assert!(matches!(decode_value(&bytes), Err(RecordError::UnknownEnum { kind: "transaction status", value: 9 })));
         // A partition count far beyond the bytes left is refused before anything is allocated.
         let mut bytes = encode_value_as(&ongoing(0), 0);
         bytes[2 + 15..2 + 19].copy_from_slice(&i32::MAX.to_be_bytes());
