@@ -17,6 +17,10 @@
 //! Touched only by its own shard thread; forwarded closures carry `Send` request data only.
 
 mod config;
+// The KIP-848 consumer group protocol; the ConsumerGroupHeartbeat and ConsumerGroupDescribe
+// handlers and the offsets partition's replay wire it in next.
+#[allow(dead_code)]
+pub(crate) mod consumer;
 pub(crate) mod coordinator;
 pub(crate) mod group;
 pub(crate) mod membership;
