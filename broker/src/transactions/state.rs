@@ -496,4 +496,164 @@ mod tests {
         assert_eq!(complete.plan_end_v2(5, EPOCH_MAX, true, 4), Ok(EndPlan::Done), "a retry of the old id");
         assert_eq!(TxnMeta::from_record(&complete.to_record()).producer_id, 9);
     }
+
+    /// One step of a client (or of the coordinator's timers) against one transactional id.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// InitProducerId, with the client's last producer id and epoch (KIP-360) or not.
+        Init { with_expected: bool },
+        /// AddPartitionsToTxn from the current producer or from the one before (a zombie).
+        Add { zombie: bool, partition: i32 },
+        /// EndTxn from the current producer or a zombie, under transaction version 1 or 2.
+        End { zombie: bool, commit: bool, version_2: bool },
+        /// Every marker of a Prepare state is written.
+        Complete,
+        /// Time passes; an expired transaction is aborted with an epoch bump.
+        Tick { elapsed_ms: i64 },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<bool>().prop_map(|with_expected| Step::Init { with_expected }),
+            (any::<bool>(), 0..3i32).prop_map(|(zombie, partition)| Step::Add { zombie, partition }),
+            (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(zombie, commit, version_2)| Step::End {
+                zombie,
+                commit,
+                version_2
+            }),
+            Just(Step::Complete),
+            (0..40_000i64).prop_map(|elapsed_ms| Step::Tick { elapsed_ms }),
+        ]
+    }
+
+    /// Whether `next` may follow `state` (Kafka's transaction state transitions).
+    fn allowed(state: TxnStatus, next: TxnStatus) -> bool {
+        use TxnStatus::{CompleteAbort, CompleteCommit, Empty, Ongoing, PrepareAbort, PrepareCommit};
+        match state {
+            Empty | CompleteCommit | CompleteAbort => matches!(next, Empty | Ongoing | PrepareAbort),
+            Ongoing => matches!(next, Ongoing | PrepareCommit | PrepareAbort),
+            PrepareCommit => next == CompleteCommit,
+            PrepareAbort => next == CompleteAbort,
+            TxnStatus::Dead | TxnStatus::PrepareEpochFence => false,
+        }
+    }
+
+    proptest::proptest! {
+        /// Random schedules of a producer, a zombie (the producer of the previous epoch), the
+        /// markers and the clock against the state machine, with time passed in. At every step:
+        /// a zombie never changes the state, the producer id and epoch never go back, only
+        /// Kafka's transitions happen, a Prepare state keeps its transaction's partitions and a
+        /// completed one has none, the partitions a producer verifies are exactly those of its
+        /// open transaction, and the stored record gives the state back.
+        #[test]
+        fn schedules_keep_the_transaction_invariants(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut now_ms = 0i64;
+            let mut state = TxnMeta::fresh(1, -1, 30_000, now_ms);
+            let mut zombie: Option<(i64, i16)> = None;
+            let mut next_producer_id = 2i64;
+            for step in steps {
+                now_ms += 1;
+                let before = state.clone();
+                let next: Option<TxnMeta> = match step {
+                    Step::Init { with_expected } => {
+                        let expected = with_expected.then_some((state.producer_id, state.producer_epoch));
+                        match state.plan_init(30_000, expected, now_ms) {
+                            Ok(InitPlan::Write(next) | InitPlan::FenceAndAbort(next)) => Some(next),
+                            Ok(InitPlan::NewProducerId) => {
+                                next_producer_id += 1;
+                                Some(TxnMeta::fresh(next_producer_id, state.producer_id, 30_000, now_ms))
+                            }
+                            Err(error) => {
+                                proptest::prop_assert_eq!(error, ResponseError::ConcurrentTransactions);
+                                None
+                            }
+                        }
+                    }
+                    Step::Add { zombie: true, partition } => {
+                        if let Some((producer_id, epoch)) = zombie {
+                            let added = state.plan_add(producer_id, epoch, &[("t".to_owned(), partition)], now_ms);
+                            proptest::prop_assert!(added.is_err(), "a zombie added a partition: {:?}", added);
+                        }
+                        None
+                    }
+                    Step::Add { zombie: false, partition } => {
+                        let (producer_id, epoch) = (state.producer_id, state.producer_epoch);
+                        state.plan_add(producer_id, epoch, &[("t".to_owned(), partition)], now_ms).ok().flatten()
+                    }
+                    Step::End { zombie: true, commit, version_2 } => {
+                        if let Some((producer_id, epoch)) = zombie {
+                            // Under version 2 the epoch just before the current one is a retry.
+                            if !(version_2 && epoch.saturating_add(1) == state.producer_epoch) {
+                                let ended = if version_2 {
+                                    state.plan_end_v2(producer_id, epoch, commit, now_ms).map(|_| ())
+                                } else {
+                                    state.plan_end(producer_id, epoch, commit, now_ms).map(|_| ())
+                                };
+                                proptest::prop_assert!(ended.is_err(), "a zombie ended a transaction");
+                            }
+                        }
+                        None
+                    }
+                    Step::End { zombie: false, commit, version_2: false } => {
+                        let (producer_id, epoch) = (state.producer_id, state.producer_epoch);
+                        state.plan_end(producer_id, epoch, commit, now_ms).ok().flatten()
+                    }
+                    Step::End { zombie: false, commit, version_2: true } => {
+                        let (producer_id, epoch) = (state.producer_id, state.producer_epoch);
+                        match state.plan_end_v2(producer_id, epoch, commit, now_ms) {
+                            Ok(EndPlan::Write(next)) => Some(next),
+                            Ok(EndPlan::WriteWithNewProducerId(mut next)) => {
+                                next_producer_id += 1;
+                                next.next_producer_id = next_producer_id;
+                                Some(next)
+                            }
+                            Ok(EndPlan::Done) | Err(_) => None,
+                        }
+                    }
+                    Step::Complete => {
+                        matches!(state.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort)
+                            .then(|| state.completed(now_ms))
+                    }
+                    Step::Tick { elapsed_ms } => {
+                        now_ms += elapsed_ms;
+                        state.expired(now_ms).then(|| state.fenced_abort(now_ms))
+                    }
+                };
+                let Some(next) = next else { continue };
+                proptest::prop_assert!(allowed(before.status, next.status), "{:?} -> {:?}", before.status, next.status);
+                let rotated = next.producer_id != before.producer_id;
+                if rotated {
+                    proptest::prop_assert_eq!(next.previous_producer_id, before.producer_id);
+                    proptest::prop_assert_eq!(next.producer_epoch, 0);
+                } else {
+                    proptest::prop_assert!(next.producer_epoch >= before.producer_epoch, "the epoch went back");
+                }
+                if next.producer_epoch != before.producer_epoch || rotated {
+                    zombie = Some((before.producer_id, before.producer_epoch));
+                }
+                match next.status {
+                    TxnStatus::PrepareCommit | TxnStatus::PrepareAbort if before.status == TxnStatus::Ongoing => {
+                        proptest::prop_assert_eq!(&next.partitions, &before.partitions);
+                    }
+                    TxnStatus::CompleteCommit | TxnStatus::CompleteAbort | TxnStatus::Empty => {
+                        proptest::prop_assert!(next.partitions.is_empty());
+                    }
+                    _ => {}
+                }
+                for partition in 0..3 {
+                    let key = ("t".to_owned(), partition);
+                    let verified = next.verify(next.producer_id, next.producer_epoch, &key).is_ok();
+                    let open = next.status == TxnStatus::Ongoing && next.partitions.contains(&key);
+                    proptest::prop_assert_eq!(verified, open);
+                }
+                let reloaded = TxnMeta::from_record(&next.to_record());
+                proptest::prop_assert_eq!(
+                    TxnMeta { last_producer_epoch: next.last_producer_epoch, ..reloaded },
+                    next.clone()
+                );
+                state = next;
+            }
+        }
+    }
 }
