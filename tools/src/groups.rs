@@ -1,31 +1,42 @@
 //! `sluicectl groups`: list, describe (members, assignments, committed offsets, lag),
-//! reset-offsets and delete consumer groups, over `ListGroups` (asked of every broker),
-//! `FindCoordinator`, `DescribeGroups`, `OffsetFetch`, `OffsetCommit` and `DeleteGroups`.
-//! Main thread only.
+//! reset-offsets and delete groups, classic and KIP-848 consumer groups alike, over `ListGroups`
+//! (asked of every broker), `FindCoordinator`, `ConsumerGroupDescribe`, `DescribeGroups`,
+//! `OffsetFetch`, `OffsetCommit` and `DeleteGroups`. `list` and `describe` (with the view of a
+//! group that both protocols share) live in submodules of those names. Main thread only.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod describe;
+mod list;
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Subcommand};
 use kafka_protocol::ResponseError;
 use kafka_protocol::error::ParseResponseErrorCode;
-use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::messages::{DeleteGroupsRequest, GroupId};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
-use sluice_client::group::decode_assignment;
 use sluice_client::requests::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 
 use crate::datetime::parse_timestamp_ms;
 use crate::member::{Committed, Committer, commit_offsets, fetch_committed};
 use crate::output::{Output, Table, lines, push_fmt};
-use crate::session::{RETRY_BACKOFF, RETRY_COUNT_MAX, Session, describe_error};
+use crate::session::Session;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupsCommand {
-    /// List consumer groups (asks every broker).
-    List,
-    /// Describe a group: state, members, assignments, committed offsets and lag.
+    /// List groups with their type (classic or consumer) and state (asks every broker).
+    List {
+        /// Only groups in these states, e.g. Stable,Empty (repeatable or comma-separated;
+        /// case-insensitive).
+        #[arg(long, value_delimiter = ',', value_name = "STATE")]
+        state: Vec<String>,
+        /// Only groups of these types: classic, consumer (repeatable or comma-separated).
+        #[arg(long = "type", value_delimiter = ',', value_name = "TYPE")]
+        group_type: Vec<String>,
+    },
+    /// Describe a group: type, state, members, assignments, committed offsets and lag; for a
+    /// consumer group also its epochs, assignor, subscriptions and target assignments.
     Describe {
         /// Group id.
         group: String,
@@ -77,8 +88,10 @@ enum Target {
 
 pub(crate) fn run(session: &mut Session, command: &GroupsCommand, output: Output) -> Result<()> {
     match command {
-        GroupsCommand::List => list(session, output),
-        GroupsCommand::Describe { group } => describe(session, group, output),
+        GroupsCommand::List { state, group_type } => {
+            list::list(session, &list::ListFilter::new(state, group_type), output)
+        }
+        GroupsCommand::Describe { group } => describe::describe(session, group, output),
         GroupsCommand::ResetOffsets {
             group,
             topic,
@@ -103,199 +116,6 @@ pub(crate) fn run(session: &mut Session, command: &GroupsCommand, output: Output
     }
 }
 
-fn list(session: &mut Session, output: Output) -> Result<()> {
-    let cluster = session.metadata(Some(&[]))?;
-    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for broker in &cluster.brokers {
-        let response = session
-            .node(broker.node_id)?
-            .send(&ListGroupsRequest::default())
-            .with_context(|| format!("ListGroups request to broker {} failed", broker.node_id))?;
-        if let Some(error) = response.error_code.err() {
-            bail!("cannot list groups on broker {}: {error}", broker.node_id);
-        }
-        for group in response.groups {
-            let state = if group.group_state.is_empty() { "-".to_owned() } else { group.group_state.to_string() };
-            groups.insert(group.group_id.0.to_string(), (state, group.protocol_type.to_string()));
-        }
-    }
-    let json = Value::Array(
-        groups
-            .iter()
-            .map(|(group, (state, protocol_type))| json!({"group": group, "state": state, "protocol_type": protocol_type}))
-            .collect(),
-    );
-    output.emit(&json, || {
-        let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
-        for (group, (state, protocol_type)) in &groups {
-            table.push(vec![group.clone(), state.clone(), protocol_type.clone()]);
-        }
-        table.render()
-    });
-    Ok(())
-}
-
-/// `DescribeGroups` of one group at its coordinator.
-fn describe_group(session: &mut Session, group: &str) -> Result<DescribedGroup> {
-    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
-    let mut attempt = 0;
-    loop {
-        let response = session.coordinator(group)?.send(&request).context("DescribeGroups request failed")?;
-        let Some(described) = response.groups.into_iter().next() else { bail!("DescribeGroups returned no group") };
-        match described.error_code.err() {
-            None => return Ok(described),
-            Some(ResponseError::GroupIdNotFound) => {
-                return Ok(DescribedGroup::default().with_group_state(StrBytes::from_static_str("Dead")));
-            }
-            // The coordinator may still be loading its groups, or the group may have moved.
-            Some(error) if error.is_retriable() && attempt < RETRY_COUNT_MAX => {
-                attempt += 1;
-                std::thread::sleep(RETRY_BACKOFF);
-            }
-            Some(error) => {
-                bail!("cannot describe group {group}: {}", describe_error(error, described.error_message.as_deref()))
-            }
-        }
-    }
-}
-
-/// A member as `describe` shows it.
-struct MemberView {
-    member_id: String,
-    client_id: String,
-    host: String,
-    assignment: Vec<(String, Vec<i32>)>,
-}
-
-fn members_of(described: &DescribedGroup) -> Vec<MemberView> {
-    described
-        .members
-        .iter()
-        .map(|member| MemberView {
-            member_id: member.member_id.to_string(),
-            client_id: member.client_id.to_string(),
-            host: member.client_host.to_string(),
-            // Groups of other protocol types carry assignments this tool cannot read.
-            assignment: if described.protocol_type.as_str() == "consumer" {
-                decode_assignment(&member.member_assignment).unwrap_or_default()
-            } else {
-                Vec::new()
-            },
-        })
-        .collect()
-}
-
-fn describe(session: &mut Session, group: &str, output: Output) -> Result<()> {
-    let described = describe_group(session, group)?;
-    let committed = fetch_committed(session.coordinator(group)?, group, None)?;
-    let state = described.group_state.to_string();
-    if state == "Dead" && committed.is_empty() {
-        bail!("unknown group {group}");
-    }
-    let members = members_of(&described);
-    let owners: BTreeMap<(String, i32), &MemberView> = members
-        .iter()
-        .flat_map(|member| {
-            member.assignment.iter().flat_map(move |(topic, partitions)| {
-                partitions.iter().map(move |partition| ((topic.clone(), *partition), member))
-            })
-        })
-        .collect();
-    let mut keys: BTreeSet<(String, i32)> = owners.keys().cloned().collect();
-    for (topic, partitions) in &committed {
-        keys.extend(partitions.keys().map(|partition| (topic.clone(), *partition)));
-    }
-    let ends = log_ends(session, &keys)?;
-    let (rows, table) = lag_rows(&keys, &committed, &ends, &owners);
-    let total_lag: i64 = rows.iter().filter_map(|row| row["lag"].as_i64()).sum();
-    let member_json: Vec<Value> = members
-        .iter()
-        .map(|member| {
-            let assignment: BTreeMap<&str, &Vec<i32>> =
-                member.assignment.iter().map(|(topic, partitions)| (topic.as_str(), partitions)).collect();
-            json!({"member_id": member.member_id, "client_id": member.client_id, "host": member.host, "assignment": assignment})
-        })
-        .collect();
-    let json = json!({
-        "group": group, "state": state, "protocol_type": described.protocol_type.to_string(),
-        "protocol": described.protocol_data.to_string(), "members": member_json, "offsets": rows, "total_lag": total_lag,
-    });
-    output.emit(&json, || {
-        format!(
-            "Group: {group}  State: {state}  Protocol: {}  Members: {}  Total lag: {total_lag}\n{}",
-            if described.protocol_data.is_empty() { "-" } else { described.protocol_data.as_str() },
-            members.len(),
-            table.render()
-        )
-    });
-    Ok(())
-}
-
-/// One row per (topic, partition): committed offset, log end, lag and owner, as JSON and table.
-fn lag_rows(
-    keys: &BTreeSet<(String, i32)>,
-    committed: &Committed,
-    ends: &BTreeMap<(String, i32), i64>,
-    owners: &BTreeMap<(String, i32), &MemberView>,
-) -> (Vec<Value>, Table) {
-    let mut rows = Vec::new();
-    let mut table = Table::new(&[
-        "TOPIC",
-        "PARTITION",
-        "CURRENT-OFFSET",
-        "LOG-END-OFFSET",
-        "LAG",
-        "CONSUMER-ID",
-        "HOST",
-        "CLIENT-ID",
-    ]);
-    for key in keys {
-        let current = committed.get(&key.0).and_then(|partitions| partitions.get(&key.1)).copied().filter(|o| *o >= 0);
-        let end = ends.get(key).copied();
-        let lag = match (current, end) {
-            (Some(current), Some(end)) => Some((end - current).max(0)),
-            _ => None,
-        };
-        let owner = owners.get(key);
-        rows.push(json!({
-            "topic": key.0, "partition": key.1, "current_offset": current, "log_end_offset": end, "lag": lag,
-            "member_id": owner.map(|member| member.member_id.clone()),
-        }));
-        let dash = || "-".to_owned();
-        table.push(vec![
-            key.0.clone(),
-            key.1.to_string(),
-            current.map_or_else(dash, |offset| offset.to_string()),
-            end.map_or_else(dash, |offset| offset.to_string()),
-            lag.map_or_else(dash, |lag| lag.to_string()),
-            owner.map_or_else(dash, |member| member.member_id.clone()),
-            owner.map_or_else(dash, |member| member.host.clone()),
-            owner.map_or_else(dash, |member| member.client_id.clone()),
-        ]);
-    }
-    (rows, table)
-}
-
-/// Log end offsets of `keys` ((topic, partition) pairs); topics that no longer exist are skipped.
-fn log_ends(session: &mut Session, keys: &BTreeSet<(String, i32)>) -> Result<BTreeMap<(String, i32), i64>> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in keys {
-        by_topic.entry(topic).or_default().push(*partition);
-    }
-    let mut ends = BTreeMap::new();
-    for (topic, partitions) in by_topic {
-        let Ok(info) = session.topic(topic) else { continue };
-        let known: Vec<i32> = partitions
-            .into_iter()
-            .filter(|partition| info.partitions.iter().any(|p| p.partition == *partition))
-            .collect();
-        for (partition, end) in session.offsets_for(&info, Some(&known), LATEST_TIMESTAMP)? {
-            ends.insert((topic.to_owned(), partition), end);
-        }
-    }
-    Ok(ends)
-}
-
 struct Reset<'a> {
     group: &'a str,
     topic: &'a str,
@@ -305,12 +125,12 @@ struct Reset<'a> {
 }
 
 fn reset_offsets(session: &mut Session, reset: &Reset<'_>, output: Output) -> Result<()> {
-    let described = describe_group(session, reset.group)?;
-    let state = described.group_state.as_str();
-    if !matches!(state, "Empty" | "Dead") {
+    let described = describe::describe_group(session, reset.group)?;
+    if !(described.is_in_state("Empty") || described.is_in_state("Dead")) {
         bail!(
-            "group {} is {state} with {} member(s): stop its consumers before resetting offsets",
+            "group {} is {} with {} member(s): stop its consumers before resetting offsets",
             reset.group,
+            described.state,
             described.members.len()
         );
     }

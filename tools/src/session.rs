@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ApiKey;
 use sluice_client::group::{COORDINATOR_KEY_GROUP, COORDINATOR_KEY_TRANSACTION};
 use sluice_client::requests::{BrokerInfo, ClusterInfo, TopicInfo};
 use sluice_client::{ClientError, Connection, ConnectionConfig};
@@ -41,6 +42,10 @@ impl Session {
             client_id: "sluicectl".to_owned(),
             connect_timeout: request_timeout.min(Duration::from_secs(10)),
             request_timeout,
+            // kafka-protocol 0.18 lists OffsetCommit and OffsetFetch v10 (Kafka 4.1+) among its
+            // API versions but encodes them only up to v9, so a newer broker would otherwise be
+            // sent a version the codec refuses.
+            version_caps: vec![(ApiKey::OffsetCommit, 9), (ApiKey::OffsetFetch, 9)],
             ..ConnectionConfig::default()
         };
         let connection = Self::connect_to(bootstrap, &config)?;
