@@ -1,10 +1,11 @@
-// Features Sluice has not built yet, tested as they behave on Apache Kafka: the KIP-848
-// consumer group protocol (franz-go's ServerSideBalancer). (Transactions, once here, are
-// built now and tested in transactions_test.go.)
+// Features whose tests were written against Apache Kafka before Sluice had them: the KIP-848
+// consumer group protocol (franz-go's ServerSideBalancer), built now and run as an ordinary
+// test. (Transactions, once here, are built now and tested in transactions_test.go.)
 //
 // Goal: the day the broker gains a feature, its test is ready: each test asserts what Kafka
 // does (4.x; for KIP-848 4.3+, the first release franz-go recommends ServerSideBalancer
-// with), and is skipped with the reason until then (SLUICE_GO_RUN_SKIPPED=1 runs them).
+// with); a feature not built yet is skipped with the reason (`notBuiltYet`;
+// SLUICE_GO_RUN_SKIPPED=1 runs it anyway).
 //
 // Method: KIP-848: the broker advertises ConsumerGroupHeartbeat v1+ and ConsumerGroupDescribe,
 // two members with ServerSideBalancer split a topic with the server-side "uniform" assignor,
@@ -22,8 +23,6 @@ import (
 )
 
 func TestKIP848ConsumerGroupProtocol(t *testing.T) {
-	notBuiltYet(t, "the KIP-848 consumer group protocol", "ApiVersions lists neither ConsumerGroupHeartbeat nor "+
-		"ConsumerGroupDescribe, so franz-go's ServerSideBalancer silently falls back to the classic protocol")
 	b := StartBroker(t)
 	adm := NewAdmin(t, b)
 	ctx := testContext(t, 2*opTimeout)

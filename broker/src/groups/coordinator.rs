@@ -1,5 +1,7 @@
 //! One shard's group coordinator: the groups whose `__consumer_offsets` partition this broker
 //! leads and this shard holds, their committed offsets, and the tasks that write and expire them.
+//! Classic groups live here; consumer groups (KIP-848) live beside them, in `consumer_groups`,
+//! which also says how the classic paths answer for a consumer group's id.
 //!
 //! Lifecycle, per shard:
 //! 1. started with the shard's context, before any client is accepted: its writer task appends
@@ -7,8 +9,9 @@
 //!    sync phases) when they pass and expires old offsets every
 //!    `offsets.retention.check.interval.ms`; it coordinates nothing yet;
 //! 2. when this broker starts leading an offsets partition held on this shard, the metadata's
-//!    leadership signal [`load`](Coordinator::load)s it: its records are read into groups, and
-//!    its groups' requests get COORDINATOR_LOAD_IN_PROGRESS until that is done;
+//!    leadership signal [`load`](Coordinator::load)s it: its records are read into groups of
+//!    both kinds (`replay`), and its groups' requests get COORDINATOR_LOAD_IN_PROGRESS until
+//!    that is done;
 //! 3. when it stops leading one, [`unload`](Coordinator::unload) drops its groups, and their
 //!    requests get NOT_COORDINATOR, so clients find the new coordinator.
 //!
@@ -20,7 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,9 +33,11 @@ use kafka_protocol::ResponseError;
 use sluice_engine::ShardId;
 
 use super::config::GroupConfig;
+use super::consumer_groups::{ConsumerGroups, FetchMember};
 use super::group::{CommittedOffset, Group, GroupState, JoinOutcome, Now, SyncOutcome};
 use super::membership::{JoinArgs, JoinPolicy, MemberRef, SyncArgs};
 use super::records::{self, RecordKey};
+use super::replay::Replay;
 use super::storage::{self, KeyedRecord, OFFSETS_TOPIC, WriteQueue};
 use crate::clock;
 use crate::context::Shared;
@@ -52,10 +57,15 @@ enum OffsetsPartition {
 /// One shard's coordinator.
 #[derive(Debug)]
 pub(crate) struct Coordinator {
-    shared: Arc<Shared>,
+    /// This coordinator, for the tasks it starts.
+    this: Weak<Self>,
+    pub(super) shared: Arc<Shared>,
     shard: ShardId,
     config: GroupConfig,
+    /// Classic groups, and the offsets holders of consumer groups (see `consumer_groups`).
     pub(super) groups: RefCell<BTreeMap<String, Group>>,
+    /// Consumer groups (KIP-848).
+    pub(super) consumer: ConsumerGroups,
     /// The offsets partitions this shard leads, by index.
     partitions: RefCell<BTreeMap<i32, OffsetsPartition>>,
     pub(super) writes: WriteQueue,
@@ -81,9 +91,31 @@ pub(crate) struct CommitEntry {
 pub(crate) struct CommitArgs {
     pub(crate) member_id: String,
     pub(crate) group_instance_id: Option<String>,
+    /// The classic generation, or a consumer group member's epoch.
     pub(crate) generation_id: i32,
     /// OffsetCommit v2-v4 retention time, or -1 for the broker's.
     pub(crate) retention_time_ms: i64,
+    /// The request's version (consumer group members must commit with v9+).
+    pub(crate) api_version: i16,
+}
+
+/// The kinds of groups (ListGroups v5's group type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupType {
+    /// Kafka's classic protocol (JoinGroup, SyncGroup).
+    Classic,
+    /// KIP-848's consumer protocol (ConsumerGroupHeartbeat).
+    Consumer,
+}
+
+impl GroupType {
+    /// The name Kafka reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
 }
 
 /// A group as ListGroups shows it.
@@ -91,7 +123,9 @@ pub(crate) struct CommitArgs {
 pub(crate) struct ListedGroup {
     pub(crate) group_id: String,
     pub(crate) protocol_type: String,
-    pub(crate) state: GroupState,
+    /// The state's name, as Kafka reports it for the group's type.
+    pub(crate) state: &'static str,
+    pub(crate) group_type: GroupType,
 }
 
 /// A member as DescribeGroups shows it.
@@ -126,7 +160,9 @@ impl Coordinator {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u16(shard.0);
         hasher.write_u64(clock::entropy());
-        let coordinator = Rc::new(Self {
+        let coordinator = Rc::new_cyclic(|this| Self {
+            this: this.clone(),
+            consumer: ConsumerGroups::new(super::consumer_config::global()),
             epoch: shared.clock.now(),
             shared: shared.clone(),
             shard,
@@ -147,6 +183,13 @@ impl Coordinator {
         compio::runtime::spawn(crate::crash::abort_on_panic("group timers", async move { timers.run_timers().await }))
             .detach();
         coordinator
+    }
+
+    /// This coordinator, for a task to hold.
+    pub(super) fn rc(&self) -> Rc<Self> {
+        self.this
+            .upgrade()
+            .expect("`start`, the only constructor, puts the coordinator in an `Rc`, which `&self` proves alive")
     }
 
     pub(super) fn now(&self) -> Now {
@@ -170,31 +213,25 @@ impl Coordinator {
             return;
         }
         let now = self.now();
-        let mut groups = BTreeMap::new();
+        let mut replay = Replay::new(now, None);
         let target = sluice_engine::TopicPartition::new(OFFSETS_TOPIC, index);
-        let loaded = storage::load_partition(&self.shared.engine, &target, |loaded| match loaded {
-            storage::Loaded::Record { key, value, producer } => apply_record(&mut groups, now, key, value, producer),
-            storage::Loaded::Marker { producer_id, commit } => {
-                for group in groups.values_mut() {
-                    group.complete_txn(producer_id, commit);
-                }
-            }
-        })
-        .await;
+        let loaded = storage::load_partition(&self.shared.engine, &target, |loaded| replay.apply(loaded)).await;
         if self.partitions.borrow().get(&index) != Some(&loading) {
             return; // Unloaded (or reloaded) while reading: what was read is stale.
         }
         match loaded {
             Ok(record_count) => {
-                let mut live = self.groups.borrow_mut();
-                let group_count = groups.len();
-                live.extend(groups.into_iter().filter(|(_, group)| group.state != GroupState::Dead));
-                drop(live);
+                let (groups, consumer_groups) =
+                    replay.finish(now.monotonic_ms, |group_id| self.consumer_config(group_id));
+                let (group_count, consumer_group_count) = (groups.len(), consumer_groups.len());
+                self.groups.borrow_mut().extend(groups);
+                self.consumer.groups.borrow_mut().extend(consumer_groups);
                 self.partitions.borrow_mut().insert(index, OffsetsPartition::Loaded { leader_epoch });
                 tracing::info!(
                     shard = self.shard.0,
                     partition = index,
                     groups = group_count,
+                    consumer_groups = consumer_group_count,
                     records = record_count,
                     "group coordinator loaded a partition"
                 );
@@ -219,10 +256,12 @@ impl Coordinator {
         // Dropping a group drops its waiting members' answer channels: they answer
         // NOT_COORDINATOR (see `until_shutdown`).
         groups.retain(|id, _| Self::partition_of(id, count) != index);
+        let consumer_groups = self.consumer.unload(|id| Self::partition_of(id, count) == index);
         tracing::info!(
             shard = self.shard.0,
             partition = index,
             groups = before - groups.len(),
+            consumer_groups,
             "group coordinator unloaded a partition"
         );
     }
@@ -264,6 +303,12 @@ impl Coordinator {
     }
 
     fn new_member_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.new_uuid())
+    }
+
+    /// A fresh random id in the UUID text form (what Kafka's `Uuid.randomUuid().toString()`
+    /// gives a member id).
+    pub(super) fn new_uuid(&self) -> String {
         let counter = self.member_id_counter.get() + 1;
         self.member_id_counter.set(counter);
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -272,7 +317,7 @@ impl Coordinator {
         let low = hasher.finish();
         let high = self.member_id_seed ^ counter.rotate_left(17);
         let text = format!("{high:016x}{low:016x}");
-        format!("{prefix}-{}-{}-{}-{}-{}", &text[0..8], &text[8..12], &text[12..16], &text[16..20], &text[20..32])
+        format!("{}-{}-{}-{}-{}", &text[0..8], &text[8..12], &text[12..16], &text[16..20], &text[20..32])
     }
 
     /// After a change: store the group's metadata if it is stale, and let the timer task look.
@@ -296,6 +341,9 @@ impl Coordinator {
             return JoinOutcome::failed(ResponseError::InvalidGroupId, &args.member_id);
         }
         if let Err(error) = self.check_group(group_id) {
+            return JoinOutcome::failed(error, &args.member_id);
+        }
+        if let Err(error) = self.classic_join_check(group_id) {
             return JoinOutcome::failed(error, &args.member_id);
         }
         let session_range = self.config.session_timeout_ms_min..=self.config.session_timeout_ms_max;
@@ -341,6 +389,10 @@ impl Coordinator {
         if let Err(error) = self.check_group(group_id) {
             return SyncOutcome::failed(error);
         }
+        if self.is_consumer_group(group_id) {
+            // Kafka's answer to a classic member of a consumer group it does not know.
+            return SyncOutcome::failed(ResponseError::UnknownMemberId);
+        }
         let (sender, receiver) = async_channel::bounded(1);
         {
             let mut groups = self.groups.borrow_mut();
@@ -361,6 +413,9 @@ impl Coordinator {
         generation_id: i32,
     ) -> Result<(), ResponseError> {
         self.check_group(group_id)?;
+        if self.is_consumer_group(group_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
         let result = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -377,6 +432,9 @@ impl Coordinator {
         members: &[MemberRef<'_>],
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         self.check_group(group_id)?;
+        if self.is_consumer_group(group_id) {
+            return Ok(members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect());
+        }
         let results = {
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(group_id) else {
@@ -411,20 +469,7 @@ impl Coordinator {
             // without reaching its coordinator.
             return results;
         }
-        let checked = {
-            let mut groups = self.groups.borrow_mut();
-            if !groups.contains_key(group_id) && args.generation_id < 0 {
-                groups.insert(group_id.to_owned(), Group::new(group_id, now));
-            }
-            match groups.get_mut(group_id) {
-                Some(group) => group.check_commit(
-                    now,
-                    MemberRef { member_id: &args.member_id, group_instance_id: args.group_instance_id.as_deref() },
-                    args.generation_id,
-                ),
-                None => Err(ResponseError::IllegalGeneration),
-            }
-        };
+        let checked = self.check_commit(group_id, args, now);
         if let Err(error) = checked {
             return all(error);
         }
@@ -450,6 +495,34 @@ impl Coordinator {
         results
     }
 
+    /// Whether `args`' member may commit to `group_id`; creates the group (or a consumer group's
+    /// offsets holder) an accepted commit needs.
+    fn check_commit(&self, group_id: &str, args: &CommitArgs, now: Now) -> Result<(), ResponseError> {
+        let consumer =
+            self.check_consumer_commit(group_id, &args.member_id, args.generation_id, false, args.api_version);
+        let mut groups = self.groups.borrow_mut();
+        if let Some(checked) = consumer {
+            checked?;
+            groups.entry(group_id.to_owned()).or_insert_with(|| Group::new(group_id, now));
+            return Ok(());
+        }
+        if !groups.contains_key(group_id) {
+            if args.generation_id >= 0 {
+                // From v9 Kafka names the problem for either protocol; before, it keeps the
+                // classic answer.
+                return Err(if args.api_version >= 9 {
+                    ResponseError::GroupIdNotFound
+                } else {
+                    ResponseError::IllegalGeneration
+                });
+            }
+            groups.insert(group_id.to_owned(), Group::new(group_id, now));
+        }
+        let group = groups.get_mut(group_id).expect("present or inserted above");
+        let member = MemberRef { member_id: &args.member_id, group_instance_id: args.group_instance_id.as_deref() };
+        group.check_commit(now, member, args.generation_id)
+    }
+
     pub(super) fn check_entry(&self, entry: &CommitEntry) -> Result<(), ResponseError> {
         if entry.metadata.as_ref().is_some_and(|metadata| metadata.len() > self.config.offset_metadata_bytes_max) {
             return Err(ResponseError::OffsetMetadataTooLarge);
@@ -464,8 +537,14 @@ impl Coordinator {
     }
 
     /// OffsetFetch: committed offsets of the partitions asked for, or of every partition.
-    pub(crate) fn fetch(&self, group_id: &str, topics: TopicPartitions) -> Result<FetchedOffsets, ResponseError> {
+    pub(crate) fn fetch(
+        &self,
+        group_id: &str,
+        member: &FetchMember,
+        topics: TopicPartitions,
+    ) -> Result<FetchedOffsets, ResponseError> {
         self.check_group(group_id)?;
+        self.check_consumer_fetch(group_id, member)?;
         let groups = self.groups.borrow();
         let offsets = groups.get(group_id).map(|group| &group.offsets);
         let Some(topics) = topics else {
@@ -494,6 +573,12 @@ impl Coordinator {
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, Vec<(i32, Result<(), ResponseError>)>)>, ResponseError> {
         self.check_group(group_id)?;
+        if self.is_consumer_group(group_id) {
+            self.check_consumer_group(group_id)?;
+            // A consumer group exists even before its first commit gives it an offsets holder.
+            let now = self.now();
+            self.groups.borrow_mut().entry(group_id.to_owned()).or_insert_with(|| Group::new(group_id, now));
+        }
         let mut records = Vec::new();
         let mut removed = Vec::new();
         let results = {
@@ -512,7 +597,10 @@ impl Coordinator {
             topics
                 .into_iter()
                 .map(|(topic, partitions)| {
-                    let allowed = group.may_delete_offsets_of(&topic);
+                    let allowed = match self.consumer_subscribes_to(group_id, &topic) {
+                        Some(subscribed) => !subscribed,
+                        None => group.may_delete_offsets_of(&topic),
+                    };
                     let exists = self.shared.metadata.image().topic(&topic).is_some();
                     let results = partitions
                         .into_iter()
@@ -545,25 +633,35 @@ impl Coordinator {
         Ok(results)
     }
 
-    /// ListGroups: every live group of this shard.
+    /// ListGroups: every live group of this shard, classic and consumer.
     pub(crate) fn list(&self) -> Vec<ListedGroup> {
-        self.groups
+        let mut listed: Vec<ListedGroup> = self
+            .groups
             .borrow()
             .values()
-            .filter(|group| group.state != GroupState::Dead)
+            .filter(|group| group.state != GroupState::Dead && !self.is_consumer_group(&group.id))
             .map(|group| ListedGroup {
                 group_id: group.id.clone(),
                 protocol_type: group.protocol_type.clone().unwrap_or_default(),
-                state: group.state,
+                state: group.state.name(),
+                group_type: GroupType::Classic,
             })
-            .collect()
+            .collect();
+        listed.extend(self.listed_consumer_groups().into_iter().map(|(group_id, state)| ListedGroup {
+            group_id,
+            protocol_type: super::offsets::CONSUMER_PROTOCOL_TYPE.to_owned(),
+            state,
+            group_type: GroupType::Consumer,
+        }));
+        listed
     }
 
-    /// DescribeGroups for one group; an unknown group is described as Dead, as Kafka does.
+    /// DescribeGroups for one group; an unknown group, or a consumer group (DescribeGroups
+    /// describes classic groups only), is described as Dead, as Kafka does before v6.
     pub(crate) fn describe(&self, group_id: &str) -> Result<DescribedGroup, ResponseError> {
         self.check_group(group_id)?;
         let groups = self.groups.borrow();
-        let Some(group) = groups.get(group_id) else {
+        let Some(group) = groups.get(group_id).filter(|_| !self.is_consumer_group(group_id)) else {
             return Ok(DescribedGroup {
                 state: GroupState::Dead,
                 protocol_type: String::new(),
@@ -596,6 +694,9 @@ impl Coordinator {
     /// DeleteGroups for one group: only an empty group, with its offsets.
     pub(crate) async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
         self.check_group(group_id)?;
+        if let Some(deleted) = self.delete_consumer_group(group_id).await {
+            return deleted;
+        }
         let records = {
             let groups = self.groups.borrow();
             let group = groups
@@ -642,6 +743,9 @@ impl Coordinator {
             for group_id in &changed {
                 self.persist_if_dirty(group_id);
             }
+            if let Some(deadline) = self.run_consumer_timers(now) {
+                next_ms = next_ms.min(deadline);
+            }
             if now.monotonic_ms >= next_retention_ms {
                 self.expire_offsets(now);
                 next_retention_ms = now.monotonic_ms + self.config.offsets_retention_check_interval_ms;
@@ -669,10 +773,12 @@ impl Coordinator {
 
     /// Applies `offsets.retention.minutes`: drops expired offsets, and empty groups left with none.
     fn expire_offsets(&self, now: Now) {
+        let consumer_writes = self.expire_consumer_offsets(now, self.config.offsets_retention_ms);
+        self.write_expired_consumer_offsets(consumer_writes);
         let count = self.offsets_partition_count();
         let mut groups = self.groups.borrow_mut();
         let mut dead = Vec::new();
-        for group in groups.values_mut() {
+        for group in groups.values_mut().filter(|group| !self.is_consumer_group(&group.id)) {
             let expired = group.expired_offsets(now, self.config.offsets_retention_ms);
             let mut records = Vec::new();
             for key in &expired {
@@ -716,7 +822,6 @@ fn tombstones<'a>(group: &Group, offsets: impl Iterator<Item = &'a (String, i32)
     records
 }
 
-/// Applies one stored record while loading: the last record per key wins; a tombstone deletes.
 /// The record storing a committed offset, and the offset as the group keeps it.
 pub(super) fn offset_record(
     group_id: &str,
@@ -736,52 +841,6 @@ pub(super) fn offset_record(
     (record, ((entry.topic.clone(), entry.partition), value))
 }
 
-fn apply_record(
-    groups: &mut BTreeMap<String, Group>,
-    now: Now,
-    key: &[u8],
-    value: Option<&[u8]>,
-    producer: Option<i64>,
-) {
-    let decoded = records::decode_key(key);
-    let Ok(key) = decoded else {
-        tracing::warn!(error = ?decoded.err(), "skipping an unreadable offsets record key");
-        return;
-    };
-    match (key, value) {
-        (RecordKey::Offset { group, topic, partition }, Some(value)) => match records::decode_offset_value(value) {
-            Ok(offset) => {
-                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
-                match producer {
-                    // A transaction's offset counts once its commit marker is read.
-                    Some(producer_id) => {
-                        entry.pending_txn_offsets.entry(producer_id).or_default().insert((topic, partition), offset);
-                    }
-                    None => {
-                        entry.offsets.insert((topic, partition), offset);
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%group, %error, "skipping an unreadable committed offset"),
-        },
-        (RecordKey::Offset { group, topic, partition }, None) => {
-            if let Some(entry) = groups.get_mut(&group) {
-                entry.offsets.remove(&(topic, partition));
-            }
-        }
-        (RecordKey::Group { group }, Some(value)) => match records::decode_group_value(value) {
-            Ok(stored) => {
-                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
-                entry.restore(stored, now);
-            }
-            Err(error) => tracing::warn!(%group, %error, "skipping unreadable group metadata"),
-        },
-        (RecordKey::Group { group }, None) => {
-            groups.remove(&group);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,29 +852,5 @@ mod tests {
         // A negative hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE maps to 0.
         assert_eq!(Coordinator::partition_of("polygenelubricants", 50), 0);
         assert!((0..50).contains(&Coordinator::partition_of("some-group-name", 50)));
-    }
-
-    #[test]
-    fn loading_keeps_the_last_record_per_key_and_honours_tombstones() {
-        let now = Now { monotonic_ms: 0, unix_ms: 1 };
-        let mut groups = BTreeMap::new();
-        let key =
-            records::encode_key(&RecordKey::Offset { group: "g".to_owned(), topic: "t".to_owned(), partition: 0 });
-        let value = |offset| {
-            records::encode_offset_value(&CommittedOffset {
-                offset,
-                leader_epoch: -1,
-                metadata: String::new(),
-                commit_timestamp_ms: 1,
-                expire_timestamp_ms: None,
-            })
-        };
-        apply_record(&mut groups, now, &key, Some(&value(5)), None);
-        apply_record(&mut groups, now, &key, Some(&value(9)), None);
-        assert_eq!(groups["g"].offsets[&("t".to_owned(), 0)].offset, 9);
-        apply_record(&mut groups, now, &key, None, None);
-        assert!(groups["g"].offsets.is_empty());
-        apply_record(&mut groups, now, &records::encode_key(&RecordKey::Group { group: "g".to_owned() }), None, None);
-        assert!(groups.is_empty());
     }
 }

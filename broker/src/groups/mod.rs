@@ -11,21 +11,26 @@
 //!    [`GroupShard`] is its handle in the shard's `ShardContext`; [`leadership`] loads and
 //!    unloads partitions as the metadata says this broker starts or stops leading them;
 //! 3. one handler per API under `handlers/` translates requests and responses per version; the
-//!    group logic itself is in `group.rs`, `membership.rs` and `offsets.rs`, and the record
-//!    layout in `records.rs`.
+//!    classic group logic itself is in `group.rs`, `membership.rs` and `offsets.rs`, and the
+//!    record layout in `records.rs`; the KIP-848 consumer protocol is the state machine in
+//!    `consumer/`, run by `consumer_groups.rs` beside the classic groups; `replay.rs` rebuilds
+//!    both kinds from a partition's log.
 //!
 //! Touched only by its own shard thread; forwarded closures carry `Send` request data only.
 
 mod config;
-// The KIP-848 consumer group protocol; the ConsumerGroupHeartbeat and ConsumerGroupDescribe
-// handlers and the offsets partition's replay wire it in next.
+// The KIP-848 consumer group protocol: a pure state machine, wired in by `consumer_groups`.
+// Parts of its API serve only its own tests (replay checks, accessors).
 #[allow(dead_code)]
 pub(crate) mod consumer;
+mod consumer_config;
+pub(crate) mod consumer_groups;
 pub(crate) mod coordinator;
 pub(crate) mod group;
 pub(crate) mod membership;
 mod offsets;
 mod records;
+mod replay;
 pub(crate) mod storage;
 mod txn_commit;
 

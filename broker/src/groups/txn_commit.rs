@@ -17,8 +17,11 @@ pub(crate) struct TxnCommitArgs {
     pub(crate) producer: TxnProducer,
     pub(crate) member_id: String,
     pub(crate) group_instance_id: Option<String>,
-    /// The consumer's generation, or -1 when the client sent none (older requests).
+    /// The consumer's generation (a consumer group member's epoch), or -1 when the client sent
+    /// none (older requests).
     pub(crate) generation_id: i32,
+    /// The request's version.
+    pub(crate) api_version: i16,
 }
 
 impl Coordinator {
@@ -35,10 +38,22 @@ impl Coordinator {
             return all(error);
         }
         let now = self.now();
+        // A member of a consumer group sends its member epoch as the generation; a stale one is
+        // answered ILLEGAL_GENERATION, as Kafka does for transactional commits.
+        let consumer = if args.generation_id < 0 {
+            None
+        } else {
+            self.check_consumer_commit(group_id, &args.member_id, args.generation_id, true, args.api_version)
+        };
         let checked = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.entry(group_id.to_owned()).or_insert_with(|| Group::new(group_id, now));
-            if args.generation_id < 0 {
+            if let Some(checked) = consumer {
+                checked.map_err(|error| match error {
+                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration,
+                    other => other,
+                })
+            } else if args.generation_id < 0 {
                 Ok(())
             } else {
                 let member =

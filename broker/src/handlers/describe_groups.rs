@@ -1,6 +1,8 @@
 //! DescribeGroups (v0-v5). Each group is described by its coordinator shard, all at once. An
-//! unknown group is reported as Dead with no error, as Kafka does; member metadata and
-//! assignments are shown only for a Stable group.
+//! unknown group is reported as Dead with no error, as Kafka does; so is a consumer group of the
+//! KIP-848 protocol (Kafka describes classic groups only here, and answers GROUP_ID_NOT_FOUND
+//! for the others only from v6); member metadata and assignments are shown only for a Stable
+//! group.
 
 use std::rc::Rc;
 
@@ -16,7 +18,7 @@ use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
 
 /// READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a group without authorization.
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+pub(crate) const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 5 };

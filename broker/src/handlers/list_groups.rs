@@ -1,5 +1,7 @@
-//! ListGroups (v0-v5). Asks every shard's coordinator at once and gathers their groups; v4+
-//! filter by state and v5+ by group type (every group here is "classic"), case-insensitively.
+//! ListGroups (v0-v5). Asks every shard's coordinator at once and gathers their groups, classic
+//! and consumer (KIP-848, protocol type "consumer"); v4+ filter by state and v5+ by group type
+//! ("classic" or "consumer"; an unknown type matches nothing), case-insensitively, as Kafka
+//! does.
 
 use std::rc::Rc;
 
@@ -15,9 +17,6 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_shard;
 
-/// The only group type the classic protocol has.
-const GROUP_TYPE_CLASSIC: &str = "classic";
-
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ListGroups, min: 0, max: 5 };
 
@@ -32,9 +31,8 @@ pub(crate) async fn handle(
         (0..shard_count).map(|index| on_shard(&shard, ShardId(index), |coordinator| async move { coordinator.list() })),
     )
     .await;
-    let states: Vec<String> = request.states_filter.iter().map(|state| state.to_lowercase()).collect();
-    let types: Vec<String> = request.types_filter.iter().map(|kind| kind.to_lowercase()).collect();
-    let type_matches = types.is_empty() || types.iter().any(|kind| kind == GROUP_TYPE_CLASSIC);
+    let states: Vec<String> = request.states_filter.iter().map(|state| state.trim().to_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|kind| kind.trim().to_lowercase()).collect();
     let mut error_code = 0;
     let mut groups = Vec::new();
     for answer in answers {
@@ -42,15 +40,15 @@ pub(crate) async fn handle(
             Ok(listed) => groups.extend(
                 listed
                     .into_iter()
-                    .filter(|_| type_matches)
-                    .filter(|group| states.is_empty() || states.contains(&group.state.name().to_lowercase()))
+                    .filter(|group| types.is_empty() || types.iter().any(|kind| kind == group.group_type.name()))
+                    .filter(|group| states.is_empty() || states.contains(&group.state.to_lowercase()))
                     .map(|group| {
                         let listed = ListedGroup::default()
                             .with_group_id(GroupId(str_bytes(&group.group_id)))
                             .with_protocol_type(str_bytes(&group.protocol_type));
                         let listed =
-                            if version >= 4 { listed.with_group_state(str_bytes(group.state.name())) } else { listed };
-                        if version >= 5 { listed.with_group_type(str_bytes(GROUP_TYPE_CLASSIC)) } else { listed }
+                            if version >= 4 { listed.with_group_state(str_bytes(group.state)) } else { listed };
+                        if version >= 5 { listed.with_group_type(str_bytes(group.group_type.name())) } else { listed }
                     }),
             ),
             Err(error) => error_code = error.code(),

@@ -1,7 +1,9 @@
 //! OffsetCommit (v2-v9). Forwarded to the group's coordinator shard, which checks the member and
 //! generation (generation -1 on an empty group is a standalone commit), writes the offsets to
 //! `__consumer_offsets` durably, and only then answers. v2-v4 may set a retention time per
-//! commit; v6+ carry the leader epoch; v7+ the group.instance.id.
+//! commit; v6+ carry the leader epoch; v7+ the group.instance.id; in v9 a member of a KIP-848
+//! consumer group sends its member epoch as the generation (an unknown group with a
+//! generation then answers GROUP_ID_NOT_FOUND instead of ILLEGAL_GENERATION).
 
 use std::rc::Rc;
 
@@ -31,6 +33,7 @@ pub(crate) async fn handle(
         group_instance_id: request.group_instance_id.as_ref().map(ToString::to_string),
         generation_id: request.generation_id_or_member_epoch,
         retention_time_ms: if version <= 4 { request.retention_time_ms } else { -1 },
+        api_version: version,
     };
     let entries: Vec<CommitEntry> = request
         .topics

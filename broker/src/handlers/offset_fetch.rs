@@ -1,6 +1,8 @@
 //! OffsetFetch (v1-v9). v1-v7 ask one group (v2+: all topics when the list is null); v8+ ask
 //! several groups at once, each forwarded to its own coordinator shard in parallel. A partition
-//! without a committed offset answers offset -1 and no error, as Kafka does.
+//! without a committed offset answers offset -1 and no error, as Kafka does. In v9 a member of a
+//! KIP-848 consumer group names itself and its epoch: an unknown member or a stale epoch is a
+//! group-level error (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
 
 use std::rc::Rc;
 
@@ -18,6 +20,7 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::groups::consumer_groups::FetchMember;
 use crate::groups::coordinator::{FetchedOffsets, TopicPartitions};
 use crate::groups::on_coordinator;
 
@@ -41,7 +44,11 @@ pub(crate) async fn handle(
             let topics = group.topics.as_ref().map(|topics| {
                 topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect()
             });
-            fetch_group(&shard, group.group_id.to_string(), topics, request.require_stable)
+            let member = FetchMember {
+                member_id: group.member_id.as_ref().map(ToString::to_string),
+                member_epoch: group.member_epoch,
+            };
+            fetch_group(&shard, group.group_id.to_string(), member, topics, request.require_stable)
         }))
         .await;
         let groups = request
@@ -57,7 +64,8 @@ pub(crate) async fn handle(
         .as_ref()
         .map(|topics| topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect());
     let require_stable = version >= 7 && request.require_stable;
-    let answer = fetch_group(&shard, request.group_id.to_string(), topics, require_stable).await;
+    let member = FetchMember { member_id: None, member_epoch: -1 };
+    let answer = fetch_group(&shard, request.group_id.to_string(), member, topics, require_stable).await;
     let (error, fetched, unstable) = match answer {
         Ok((fetched, unstable)) => (None, fetched, unstable),
         Err((error, fetched)) => (Some(error), fetched, Unstable::new()),
@@ -91,6 +99,7 @@ pub(crate) async fn handle(
 async fn fetch_group(
     shard: &ShardContext,
     group_id: String,
+    member: FetchMember,
     topics: TopicPartitions,
     require_stable: bool,
 ) -> GroupAnswer {
@@ -98,7 +107,7 @@ async fn fetch_group(
     let target = group_id.clone();
     let answer = on_coordinator(shard, &target, move |coordinator| async move {
         let unstable = if require_stable { coordinator.unstable_offsets(&group_id) } else { Unstable::new() };
-        coordinator.fetch(&group_id, topics).map(|fetched| (fetched, unstable))
+        coordinator.fetch(&group_id, &member, topics).map(|fetched| (fetched, unstable))
     })
     .await
     .and_then(|answer| answer);

@@ -33,6 +33,7 @@ pub(crate) async fn handle(
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.as_ref().map(ToString::to_string),
         generation_id: if call.version >= 3 { request.generation_id } else { -1 },
+        api_version: call.version,
     };
     let entries: Vec<CommitEntry> = request
         .topics

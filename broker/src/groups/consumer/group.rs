@@ -351,6 +351,12 @@ impl ConsumerGroup {
             .unwrap_or_else(|| config.default_assignor())
     }
 
+    /// Whether a member subscribes to `topic`, by name or through a resolved regular expression
+    /// (Kafka's `isSubscribedToTopic`: its offsets neither expire nor may be deleted).
+    pub(crate) fn is_subscribed_to_topic(&self, topic: &str) -> bool {
+        self.data.subscribed_topic_counts.contains_key(topic)
+    }
+
     /// The existing topics a member subscribes to, by name or through its regular expression.
     pub(crate) fn subscribed_topic_ids(&self, member: &ConsumerGroupMember, topics: &TopicsImage) -> BTreeSet<TopicId> {
         let through_regex = member

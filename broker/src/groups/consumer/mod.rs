@@ -87,6 +87,12 @@
 //!   releases fenced it again until its session expired. A static member rejoining while its
 //!   instance id is held by a member that did not leave with epoch -2 gets
 //!   UNRELEASED_INSTANCE_ID, as in Kafka.
+//! - A member asked to revoke partitions always goes through UNREVOKED_PARTITIONS first, even
+//!   when the heartbeat that starts the revocation reports owning none of them (Kafka then
+//!   moves it to the new epoch at once). Kafka's Java client acknowledges a partially resolved
+//!   assignment with only its resolved part and takes the rest later from that stale target, so
+//!   Kafka's shortcut can give a partition to a second member while the first still takes it;
+//!   see `reconcile.rs`. It costs one more heartbeat in that case.
 //! - Kafka 4.3's per-partition assignment epochs (KIP-1251) and assignment timestamps
 //!   (KIP-1263), per-group dynamic configs, classic-protocol members inside a consumer group
 //!   (online upgrade/downgrade) and the ACL filtering of regex matches are not implemented.
@@ -105,26 +111,29 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
 
-// The API the ConsumerGroupHeartbeat and ConsumerGroupDescribe handlers and the offsets
-// partition's load use; unused until they are wired.
+// The API the coordinator (`groups::consumer_groups`, `groups::replay`) and the
+// ConsumerGroupHeartbeat and ConsumerGroupDescribe handlers use.
+pub(crate) use assignor::ServerAssignor;
+pub(crate) use config::ConsumerGroupConfig;
+pub(crate) use group::{ConsumerGroup, ConsumerGroupState, DescribedAssignment, DescribedGroup, DescribedMember};
+pub(crate) use heartbeat::{ClientInfo, Context, HeartbeatRequest, HeartbeatResponse};
+pub(crate) use records::{ConsumerGroupRecord, TopicPartitions};
+pub(crate) use topics::{TopicMetadata, TopicsImage};
+// The rest of the state machine's API: its own tests and property checks use it.
 #[allow(unused_imports)]
-pub(crate) use assignor::{MemberSpec, ServerAssignor, assign};
+pub(crate) use assignor::{MemberSpec, assign};
 #[allow(unused_imports)]
-pub(crate) use config::{ConfigError, ConsumerGroupConfig};
+pub(crate) use config::ConfigError;
 #[allow(unused_imports)]
-pub(crate) use group::{
-    ConsumerGroup, ConsumerGroupState, DescribedAssignment, DescribedGroup, DescribedMember, ReplayError,
-};
+pub(crate) use group::ReplayError;
 #[allow(unused_imports)]
-pub(crate) use heartbeat::{ClientInfo, Context, HeartbeatOutcome, HeartbeatRequest, HeartbeatResponse};
+pub(crate) use heartbeat::HeartbeatOutcome;
 #[allow(unused_imports)]
 pub(crate) use member::ConsumerGroupMember;
 #[allow(unused_imports)]
 pub(crate) use reconcile::{MemberAssignment, MemberState, ReconcileInput, reconcile};
 #[allow(unused_imports)]
 pub(crate) use records::*;
-#[allow(unused_imports)]
-pub(crate) use topics::{TopicMetadata, TopicsImage};
 
 /// A topic's id, as Kafka's `Uuid`.
 pub(crate) type TopicId = uuid::Uuid;

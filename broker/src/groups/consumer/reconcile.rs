@@ -15,7 +15,8 @@
 //! 1. keep `A ∩ T` (partitions of topics it no longer subscribes to count as not in `T`);
 //!    revoke `A − T`;
 //! 2. if there is something to revoke and the member may still own some of it (it reported
-//!    owning some, or did not report): UNREVOKED_PARTITIONS at epoch `e`;
+//!    owning some, or did not report; or it is asked for this revocation for the first time:
+//!    see `may_take_or_own`): UNREVOKED_PARTITIONS at epoch `e`;
 //! 3. otherwise move to epoch `t` and add the partitions of `T` no other member holds
 //!    (a partition the member itself is revoking counts as free): UNRELEASED_PARTITIONS when some
 //!    of `T` is still held elsewhere, STABLE otherwise.
@@ -163,6 +164,22 @@ fn owns_any(owned: Option<&Assignment>, revoking: &Assignment) -> bool {
     owned.is_none_or(|owned| owned.intersects(revoking))
 }
 
+/// Whether a member must go through UNREVOKED_PARTITIONS to give up `revoking`. As in Kafka,
+/// when it may still own one of them. Besides, unlike Kafka, always when it is asked for the
+/// revocation for the first time (from `Stable` or `UnreleasedPartitions`, with partitions given
+/// at an epoch above 0): the owned partitions this heartbeat reports were gathered before the
+/// member knew of the revocation, and Kafka's Java client acknowledges a partially resolved
+/// assignment (topic ids whose names it has not fetched yet) with only the resolved part, then
+/// takes the rest from that stale target once its metadata arrives. Kafka moves such a member
+/// on at once and hands the partitions it lacks to another member, which can then hold them
+/// while it takes them. Going through UNREVOKED costs one heartbeat: the member's next report
+/// comes after it received its new assignment (a client has one heartbeat in flight at a time).
+fn may_take_or_own(member: &MemberAssignment, owned: Option<&Assignment>, revoking: &Assignment) -> bool {
+    let first_asked =
+        member.member_epoch > 0 && matches!(member.state, MemberState::Stable | MemberState::UnreleasedPartitions);
+    first_asked || owns_any(owned, revoking)
+}
+
 /// Kafka's `updateCurrentAssignment`: the member's epoch stays; partitions of topics it no
 /// longer subscribes to move to revocation.
 fn drop_unsubscribed(member: &MemberAssignment, input: &ReconcileInput<'_>) -> MemberAssignment {
@@ -237,7 +254,7 @@ fn next_assignment(
             unreleased = true;
         }
     }
-    if !revoking.is_empty() && owns_any(input.owned, &revoking) {
+    if !revoking.is_empty() && may_take_or_own(member, input.owned, &revoking) {
         let (member_epoch, previous_member_epoch) = member.with_epoch(epoch);
         return MemberAssignment {
             member_epoch,
@@ -361,11 +378,33 @@ mod tests {
     }
 
     #[test]
-    fn revocation_already_done_by_the_client_is_skipped() {
-        let current = member(2, MemberState::Stable, &[0, 1], &[]);
+    fn revocation_already_done_by_the_client_is_skipped_once_the_client_was_asked() {
+        let current = member(2, MemberState::UnrevokedPartitions, &[0], &[1]);
         let next = run(&current, 3, &[0], Some(&[0]), &[]);
         assert_eq!(next.state, MemberState::Stable);
         assert_eq!(next.member_epoch, 3);
+        assert_eq!(next.assigned, partitions(&[0]));
+    }
+
+    #[test]
+    fn a_first_revocation_waits_for_a_report_made_after_it_even_without_the_partition() {
+        // The member was given 0 and 1 at epoch 2 and reports owning neither yet (a client
+        // acknowledging a partially resolved assignment): it may still take 1 from that target.
+        let current = member(2, MemberState::Stable, &[0, 1], &[]);
+        let next = run(&current, 3, &[0], Some(&[]), &[]);
+        assert_eq!((next.state, next.member_epoch), (MemberState::UnrevokedPartitions, 2));
+        assert_eq!((next.assigned.clone(), next.pending_revocation.clone()), (partitions(&[0]), partitions(&[1])));
+        let after = run(&next, 3, &[0], Some(&[0]), &[]);
+        assert_eq!((after.state, after.member_epoch), (MemberState::Stable, 3));
+    }
+
+    #[test]
+    fn a_member_joining_at_epoch_zero_goes_straight_to_the_target_epoch() {
+        // A static member replacing its previous incarnation rejoins at epoch 0 with that
+        // incarnation's partitions; it holds nothing on its side, so it has nothing to revoke.
+        let current = member(0, MemberState::Stable, &[0, 1], &[]);
+        let next = run(&current, 3, &[0], Some(&[]), &[]);
+        assert_eq!((next.state, next.member_epoch), (MemberState::Stable, 3));
         assert_eq!(next.assigned, partitions(&[0]));
     }
 
