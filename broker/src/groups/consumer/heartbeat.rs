@@ -427,18 +427,7 @@ impl ConsumerGroup {
             );
             return Ok(Resolved { member, replaces: Some(previous.member_id.clone()) });
         }
-        let Some(previous) = existing else {
-            return Err(Refusal::new(ResponseError::UnknownMemberId, format!("Instance id {instance_id} is unknown.")));
-        };
-        if previous.member_id != member_id {
-            return Err(Refusal::new(
-                ResponseError::FencedInstanceId,
-                format!(
-                    "Static member {member_id} with instance id {instance_id} was fenced by member {}.",
-                    previous.member_id
-                ),
-            ));
-        }
+        let previous = static_incarnation(existing, instance_id, member_id)?;
         check_member_epoch(previous, member_epoch, owned)?;
         Ok(Resolved { member: previous.clone(), replaces: None })
     }
@@ -686,18 +675,7 @@ impl ConsumerGroup {
             let records = self.fence(member_id, context.topics);
             return Ok(HeartbeatOutcome { records, response });
         };
-        let Some(member) = self.static_member(instance_id) else {
-            return Err(Refusal::new(ResponseError::UnknownMemberId, format!("Instance id {instance_id} is unknown.")));
-        };
-        if member.member_id != member_id {
-            return Err(Refusal::new(
-                ResponseError::FencedInstanceId,
-                format!(
-                    "Static member {member_id} with instance id {instance_id} was fenced by member {}.",
-                    member.member_id
-                ),
-            ));
-        }
+        let member = static_incarnation(self.static_member(instance_id), instance_id, member_id)?;
         if request.member_epoch == LEAVE_GROUP_MEMBER_EPOCH {
             tracing::info!(group = %self.group_id, member = member_id, instance = %instance_id, "static member left the consumer group");
             let records = self.fence(member_id, context.topics);
@@ -872,6 +850,28 @@ fn updated_member(
     updated.client_id.clone_from(&client.client_id);
     updated.client_host.clone_from(&client.client_host);
     updated
+}
+
+/// The member that holds `instance_id`, if it is `member_id`: UNKNOWN_MEMBER_ID when no member
+/// holds it, FENCED_INSTANCE_ID when another one does (Kafka's messages).
+fn static_incarnation<'a>(
+    holder: Option<&'a ConsumerGroupMember>,
+    instance_id: &str,
+    member_id: &str,
+) -> Result<&'a ConsumerGroupMember, Refusal> {
+    let Some(member) = holder else {
+        return Err(Refusal::new(ResponseError::UnknownMemberId, format!("Instance id {instance_id} is unknown.")));
+    };
+    if member.member_id != member_id {
+        return Err(Refusal::new(
+            ResponseError::FencedInstanceId,
+            format!(
+                "Static member {member_id} with instance id {instance_id} was fenced by member {}.",
+                member.member_id
+            ),
+        ));
+    }
+    Ok(member)
 }
 
 #[cfg(test)]
