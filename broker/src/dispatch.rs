@@ -39,6 +39,7 @@ use crate::handlers;
 use crate::handlers::fetch::FetchAnswer;
 use crate::net::framing::{HeaderPrefix, encode_response};
 use crate::net::send::Chunk;
+use crate::security::Session;
 
 /// The versions of one API the broker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,8 @@ pub(crate) struct Call {
     pub(crate) client_id: Rc<str>,
     /// The client's address.
     pub(crate) peer: Option<SocketAddr>,
+    /// The connection's security state: listener, protocol, principal.
+    pub(crate) session: Rc<Session>,
 }
 
 /// The registry: one line per API, naming its request type and its handler module. Each
@@ -207,7 +210,7 @@ pub(crate) fn dispatch(
     shard: Rc<ShardContext>,
     prefix: HeaderPrefix,
     frame: Bytes,
-    peer: Option<SocketAddr>,
+    session: Rc<Session>,
 ) -> LocalBoxFuture<'static, Reply> {
     let version = prefix.api_version;
     let api_versions_max = supported(ApiKey::ApiVersions).map_or(0, |api| api.max);
@@ -224,7 +227,7 @@ pub(crate) fn dispatch(
         Err(reason) => return Box::pin(std::future::ready(Reply::Close(reason))),
     };
     let client_id: Rc<str> = header.client_id.as_ref().map_or_else(|| Rc::from(""), |id| Rc::from(id.as_str()));
-    let call = Call { version: header.request_api_version, client_id, peer };
+    let call = Call { version: header.request_api_version, client_id, peer: Some(session.peer), session };
     route(shard, key, call, header.correlation_id, body)
 }
 

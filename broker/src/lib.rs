@@ -51,6 +51,7 @@ mod net;
 mod producer_ids;
 mod record_codec;
 mod replication;
+mod security;
 pub mod signals;
 #[doc(hidden)]
 pub mod testing;

@@ -27,6 +27,7 @@ use crate::dispatch::{self, Reply};
 use crate::net::framing::{self, FrameError, FrameReader, SIZE_PREFIX_BYTES};
 use crate::net::limits::{ConnectionSlot, MemoryBudget};
 use crate::net::send::{self, Chunk};
+use crate::security::Session;
 
 /// A request read and being handled.
 struct InFlight {
@@ -46,7 +47,8 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardCo
     let budget = Rc::new(MemoryBudget::new(limits.connection_memory_bytes_max));
     let writer = compio::runtime::spawn(write_loop(write_half, receiver, budget.clone(), shard.clone()));
     let reader = FrameReader::new(read_half.clone(), limits.request_size_bytes_max);
-    if let Err(error) = read_loop(reader, sender, &budget, &shard, peer).await {
+    let session = Rc::new(Session::plaintext(peer));
+    if let Err(error) = read_loop(reader, sender, &budget, &shard, &session).await {
         match error {
             FrameError::Io(_) | FrameError::Truncated => tracing::debug!(%peer, %error, "connection ended"),
             FrameError::Negative { .. } | FrameError::TooSmall { .. } | FrameError::TooLarge { .. } => {
@@ -72,7 +74,7 @@ async fn read_loop(
     sender: async_channel::Sender<InFlight>,
     budget: &MemoryBudget,
     shard: &Rc<ShardContext>,
-    peer: SocketAddr,
+    session: &Rc<Session>,
 ) -> Result<(), FrameError> {
     loop {
         let size = {
@@ -90,7 +92,7 @@ async fn read_loop(
         let started = shard.shared.clock.now();
         shard.metrics().add_bytes_in(size_bytes);
         let prefix = framing::header_prefix(&frame).expect("frame_size admits no frame shorter than a header prefix");
-        let reply = compio::runtime::spawn(dispatch::dispatch(shard.clone(), prefix, frame, Some(peer)));
+        let reply = compio::runtime::spawn(dispatch::dispatch(shard.clone(), prefix, frame, session.clone()));
         let in_flight = InFlight { reply, api_key: prefix.api_key, size_bytes, started };
         if let Err(unsent) = sender.send(in_flight).await {
             // The writer has closed the connection; let the handler finish on its own.

@@ -1,0 +1,12 @@
+//! Security: who is on the other end of a connection (its [`Session`]), and the parts that
+//! decide it: the listener's security protocol, TLS, SASL authentication, ACL authorization
+//! and client quotas.
+//!
+//! A session is created when a connection is accepted and lives as long as it. Its principal
+//! starts as Kafka's `User:ANONYMOUS` and changes when TLS maps a client certificate or SASL
+//! authenticates the client; handlers read it through `Call::session` to authorize and to
+//! charge quotas.
+
+pub(crate) mod session;
+
+pub(crate) use session::{Principal, SecurityProtocol, Session};
