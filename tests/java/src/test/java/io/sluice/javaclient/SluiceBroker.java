@@ -13,6 +13,7 @@ import java.nio.file.Paths;
 import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.Comparator;
 import java.util.List;
@@ -41,6 +42,11 @@ import org.apache.kafka.common.Node;
  * AdminClient's describeCluster answers with node 1 on that port, bounded by
  * {@code SLUICE_START_TIMEOUT_S} (30 s). {@link #close()} stops the process and deletes the data
  * directory; a JVM shutdown hook kills any broker a crashed test run left behind.
+ *
+ * <p>A broker with several listeners: the extra flags name them with {@code --listeners}, using
+ * {@code {PORT}} (the broker's port, which must be a PLAINTEXT listener: readiness is probed
+ * there) and {@code {PORT2}}, {@code {PORT3}} for free ports of their own; {@code --listen} is
+ * then left out.
  */
 public final class SluiceBroker implements AutoCloseable {
 
@@ -52,6 +58,7 @@ public final class SluiceBroker implements AutoCloseable {
     private static final Duration STOP_TIMEOUT = Duration.ofSeconds(15);
     private static final Duration READY_PROBE_INTERVAL = Duration.ofMillis(100);
     private static final int LOG_TAIL_LINES = 60;
+    private static final int EXTRA_PORTS = 2;
 
     /** Brokers still running, killed by the shutdown hook if the JVM exits without closing them. */
     private static final Set<Process> LIVE = ConcurrentHashMap.newKeySet();
@@ -66,6 +73,8 @@ public final class SluiceBroker implements AutoCloseable {
     private final Path logFile;
     private final int port;
     private final int metricsPort;
+    /** Free ports for more listeners: {@code {PORT2}}, {@code {PORT3}} in the extra flags. */
+    private final int[] extraPorts;
     private final List<String> extraArgs;
     private Process process;
     private int starts;
@@ -76,9 +85,10 @@ public final class SluiceBroker implements AutoCloseable {
         this.extraArgs = List.copyOf(extraArgs);
         this.workDir = Files.createTempDirectory("sluice-java-");
         this.dataDir = Files.createDirectories(workDir.resolve("data"));
-        int[] ports = freePorts(2);
+        int[] ports = freePorts(2 + EXTRA_PORTS);
         this.port = ports[0];
         this.metricsPort = ports[1];
+        this.extraPorts = Arrays.copyOfRange(ports, 2, ports.length);
         Path logDir = Paths.get(System.getProperty("sluice.logDir", workDir.toString()));
         Files.createDirectories(logDir);
         this.logFile = logDir.resolve(safeFileName(name) + "-" + port + ".log");
@@ -109,6 +119,11 @@ public final class SluiceBroker implements AutoCloseable {
 
     public int port() {
         return port;
+    }
+
+    /** The port {@code {PORT2}} (n = 2) or {@code {PORT3}} (n = 3) stands for in the extra flags. */
+    public int extraPort(int n) {
+        return extraPorts[n - 2];
     }
 
     public Path dataDir() {
@@ -220,12 +235,15 @@ public final class SluiceBroker implements AutoCloseable {
         }
         starts++;
         stoppedByTest = false;
-        List<String> command = new ArrayList<>(List.of(
-                binary.toString(),
-                "--listen", bootstrapServers(),
+        List<String> args = extraArgs.stream().map(this::withPorts).toList();
+        List<String> command = new ArrayList<>(List.of(binary.toString()));
+        if (!args.contains("--listeners")) {
+            command.addAll(List.of("--listen", bootstrapServers()));
+        }
+        command.addAll(List.of(
                 "--data-dir", dataDir.toString(),
                 "--metrics-listen", HOST + ":" + metricsPort));
-        command.addAll(extraArgs);
+        command.addAll(args);
         try {
             Files.writeString(logFile, "\n===== start #" + starts + ": " + String.join(" ", command) + "\n",
                     StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
@@ -354,6 +372,14 @@ public final class SluiceBroker implements AutoCloseable {
     }
 
     // ------------------------------------------------------------------ helpers
+
+    private String withPorts(String arg) {
+        String out = arg.replace("{PORT}", Integer.toString(port));
+        for (int n = 2; n < 2 + EXTRA_PORTS; n++) {
+            out = out.replace("{PORT" + n + "}", Integer.toString(extraPort(n)));
+        }
+        return out;
+    }
 
     static Path binary() {
         String fromEnv = System.getenv("SLUICE_BIN");

@@ -31,8 +31,13 @@ public final class SluiceBrokerExtension implements BeforeAllCallback, AfterEach
 
     /** The broker shared by the tests of this class; started on first call. */
     public synchronized SluiceBroker broker() {
+        return broker(new String[0]);
+    }
+
+    /** The broker shared by the tests of this class, started on first call with these flags. */
+    public synchronized SluiceBroker broker(String... extraArgs) {
         if (shared == null) {
-            shared = SluiceBroker.start(className);
+            shared = SluiceBroker.start(className, extraArgs);
         }
         return shared;
     }
