@@ -111,6 +111,8 @@ type Broker struct {
 	logPath     string
 	port        int
 	metricsPort int
+	extraPorts  []int    // {PORT2}, {PORT3} in extraArgs
+	extraArgs   []string // flags after the defaults, with {PORT}, {PORT2}, {PORT3} filled in
 
 	mu           sync.Mutex
 	cmd          *exec.Cmd
@@ -125,8 +127,17 @@ type Broker struct {
 // prints the broker log tail; a broker that died on its own fails the test.
 func StartBroker(t testing.TB) *Broker {
 	t.Helper()
+	return StartBrokerWith(t)
+}
+
+// StartBrokerWith is StartBroker with extra command-line flags. A flag may name the broker's
+// port as {PORT} and two more free ports as {PORT2} and {PORT3}; with --listeners among them,
+// --listen is left out, and the first listener must be PLAINTEXT on {PORT} (readiness is probed
+// there).
+func StartBrokerWith(t testing.TB, extraArgs ...string) *Broker {
+	t.Helper()
 	dir := t.TempDir()
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 4)
 	b := &Broker{
 		t:           t,
 		bin:         sluiceBinary(t),
@@ -134,6 +145,13 @@ func StartBroker(t testing.TB) *Broker {
 		logPath:     filepath.Join(dir, "broker.log"),
 		port:        ports[0],
 		metricsPort: ports[1],
+		extraPorts:  ports[2:],
+	}
+	for _, arg := range extraArgs {
+		arg = strings.ReplaceAll(arg, "{PORT}", strconv.Itoa(b.port))
+		arg = strings.ReplaceAll(arg, "{PORT2}", strconv.Itoa(b.extraPorts[0]))
+		arg = strings.ReplaceAll(arg, "{PORT3}", strconv.Itoa(b.extraPorts[1]))
+		b.extraArgs = append(b.extraArgs, arg)
 	}
 	if err := os.MkdirAll(b.dataDir, 0o755); err != nil {
 		t.Fatalf("creating the data directory: %v", err)
@@ -149,12 +167,25 @@ func (b *Broker) Addr() string { return net.JoinHostPort(loopbackHost, strconv.I
 // Port is the Kafka listener port.
 func (b *Broker) Port() int { return b.port }
 
+// ExtraAddr is the address of {PORT2} (n = 2) or {PORT3} (n = 3).
+func (b *Broker) ExtraAddr(n int) string {
+	return net.JoinHostPort(loopbackHost, strconv.Itoa(b.extraPorts[n-2]))
+}
+
 func (b *Broker) command() []string {
-	return []string{
-		"--listen", b.Addr(),
+	var args []string
+	listeners := false
+	for _, arg := range b.extraArgs {
+		listeners = listeners || arg == "--listeners"
+	}
+	if !listeners {
+		args = append(args, "--listen", b.Addr())
+	}
+	args = append(args,
 		"--data-dir", b.dataDir,
 		"--metrics-listen", net.JoinHostPort(loopbackHost, strconv.Itoa(b.metricsPort)),
-	}
+	)
+	return append(args, b.extraArgs...)
 }
 
 // Start launches the broker and waits until it answers ApiVersions; it fails the test with
