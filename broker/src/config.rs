@@ -16,6 +16,8 @@ use serde::Deserialize;
 use sluice_engine::TopicConfig;
 use thiserror::Error;
 
+pub mod sasl;
+
 /// Kafka's default `socket.request.max.bytes`: 100 MiB.
 pub const REQUEST_SIZE_BYTES_MAX_DEFAULT: u32 = 100 * 1024 * 1024;
 
@@ -175,6 +177,56 @@ pub struct Args {
     /// batch is written there, as Kafka does [default: true].
     #[arg(long, env = "SLUICE_REPLICA_FSYNC", value_name = "BOOL")]
     pub replica_fsync: Option<bool>,
+    /// Listeners in Kafka's form, `NAME://HOST:PORT,...` (`PLAINTEXT://:9092,SSL://:9093`);
+    /// replaces --listen [default: PLAINTEXT at the --listen address].
+    #[arg(long, env = "SLUICE_LISTENERS", value_name = "NAME://HOST:PORT,...")]
+    pub listeners: Option<String>,
+    /// What clients are told for each listener, Kafka's `advertised.listeners` [default: the
+    /// listeners, 0.0.0.0 replaced by this host's address].
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS", value_name = "NAME://HOST:PORT,...")]
+    pub advertised_listeners: Option<String>,
+    /// Security protocol of each listener whose name is not a protocol's, Kafka's
+    /// `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+    #[arg(long, env = "SLUICE_LISTENER_SECURITY_PROTOCOL_MAP", value_name = "NAME:PROTOCOL,...")]
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener other brokers connect to, Kafka's `inter.broker.listener.name` [default: the
+    /// first listener].
+    #[arg(long, env = "SLUICE_INTER_BROKER_LISTENER_NAME", value_name = "NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// PEM certificate chain of the TLS listeners, this broker's certificate first.
+    #[arg(long, env = "SLUICE_SSL_CERTIFICATE", value_name = "FILE")]
+    pub ssl_certificate: Option<PathBuf>,
+    /// PEM private key of --ssl-certificate.
+    #[arg(long, env = "SLUICE_SSL_KEY", value_name = "FILE")]
+    pub ssl_key: Option<PathBuf>,
+    /// PEM certificates of the CAs trusted to sign client (and other brokers') certificates.
+    #[arg(long, env = "SLUICE_SSL_CA", value_name = "FILE")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate, Kafka's `ssl.client.auth`:
+    /// none, requested or required [default: none].
+    #[arg(long, env = "SLUICE_SSL_CLIENT_AUTH", value_name = "none|requested|required")]
+    pub ssl_client_auth: Option<String>,
+    /// SASL: mechanisms, SCRAM users at start, re-authentication, inter-broker credentials.
+    #[command(flatten)]
+    pub sasl: sasl::SaslArgs,
+    /// Authorize every request against the cluster's ACLs (`on`), or allow everything (`off`),
+    /// Kafka's `authorizer.class.name` [default: off].
+    #[arg(long, env = "SLUICE_AUTHORIZER", value_name = "on|off")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything whatever the ACLs say, `;`-separated (`User:admin;User:ops`),
+    /// Kafka's `super.users`.
+    #[arg(long, env = "SLUICE_SUPER_USERS", value_name = "PRINCIPALS")]
+    pub super_users: Option<String>,
+    /// Allow a request on a resource no ACL names, Kafka's `allow.everyone.if.no.acl.found`
+    /// [default: false].
+    #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// Samples a client quota's rate is measured over, Kafka's `quota.window.num` [default: 11].
+    #[arg(long, env = "SLUICE_QUOTA_WINDOW_NUM", value_name = "N")]
+    pub quota_window_num: Option<u32>,
+    /// Length of one client quota sample, Kafka's `quota.window.size.seconds` [default: 1].
+    #[arg(long, env = "SLUICE_QUOTA_WINDOW_SIZE_SECONDS", value_name = "SECONDS")]
+    pub quota_window_size_seconds: Option<u32>,
 }
 
 /// The TOML file's contents.
@@ -225,6 +277,42 @@ struct FileConfig {
     replica_lag_time_max_ms: Option<u64>,
     #[serde(alias = "replica.fsync")]
     replica_fsync: Option<bool>,
+    listeners: Option<String>,
+    #[serde(alias = "advertised.listeners")]
+    advertised_listeners: Option<String>,
+    #[serde(alias = "listener.security.protocol.map")]
+    listener_security_protocol_map: Option<String>,
+    #[serde(alias = "inter.broker.listener.name")]
+    inter_broker_listener_name: Option<String>,
+    ssl_certificate: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+    ssl_ca: Option<PathBuf>,
+    #[serde(alias = "ssl.client.auth")]
+    ssl_client_auth: Option<String>,
+    #[serde(alias = "sasl.enabled.mechanisms")]
+    sasl_enabled_mechanisms: Option<String>,
+    #[serde(default)]
+    add_scram: Vec<String>,
+    #[serde(alias = "connection.failed.authentication.delay.ms")]
+    connection_failed_authentication_delay_ms: Option<u64>,
+    #[serde(alias = "connections.max.reauth.ms")]
+    connections_max_reauth_ms: Option<u64>,
+    sasl_plain_users_file: Option<PathBuf>,
+    #[serde(alias = "sasl.mechanism.inter.broker.protocol")]
+    sasl_mechanism_inter_broker_protocol: Option<String>,
+    inter_broker_sasl_username: Option<String>,
+    inter_broker_sasl_password: Option<String>,
+    /// `on`/`off`, or Kafka's authorizer class name (on).
+    #[serde(alias = "authorizer.class.name")]
+    authorizer: Option<String>,
+    #[serde(alias = "super.users")]
+    super_users: Option<String>,
+    #[serde(alias = "allow.everyone.if.no.acl.found")]
+    allow_everyone_if_no_acl_found: Option<bool>,
+    #[serde(alias = "quota.window.num")]
+    quota_window_num: Option<u32>,
+    #[serde(alias = "quota.window.size.seconds")]
+    quota_window_size_seconds: Option<u32>,
     /// Default topic configs by Kafka name.
     #[serde(default)]
     topic_defaults: BTreeMap<String, toml::Value>,
@@ -323,6 +411,18 @@ fn parse_voters(text: &str) -> Result<Vec<QuorumVoter>, ConfigError> {
     Ok(voters)
 }
 
+/// ACL authorization settings (Kafka's `authorizer.class.name`, `super.users`,
+/// `allow.everyone.if.no.acl.found`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorizerConfig {
+    /// Whether requests are authorized against the ACLs; off, everything is allowed.
+    pub enabled: bool,
+    /// `Type:name` of each super user.
+    pub super_users: Vec<String>,
+    /// Whether a resource no ACL names is open to everyone.
+    pub allow_everyone_if_no_acl_found: bool,
+}
+
 /// The resolved broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -380,6 +480,19 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: u64,
     /// Whether followers fsync fetched batches before reporting them.
     pub replica_fsync: bool,
+    /// The listeners of `--listeners`; `None`: the single PLAINTEXT listener of `listen` and
+    /// `advertise` (see [`BrokerConfig::listener_set`]).
+    pub(crate) listeners: Option<crate::security::listeners::ListenerSet>,
+    /// TLS files and client authentication of the TLS listeners.
+    pub(crate) tls: crate::security::tls::TlsSettings,
+    /// SASL settings.
+    pub sasl: sasl::SaslConfig,
+    /// ACL authorization.
+    pub authorizer: AuthorizerConfig,
+    /// Samples of a client quota's rate (`quota.window.num`).
+    pub quota_window_num: u32,
+    /// Length of one sample in seconds (`quota.window.size.seconds`).
+    pub quota_window_size_seconds: u32,
 }
 
 impl BrokerConfig {
@@ -412,6 +525,12 @@ impl BrokerConfig {
             metadata_snapshot_entries: 1_000,
             replica_lag_time_max_ms: 30_000,
             replica_fsync: true,
+            listeners: None,
+            tls: crate::security::tls::TlsSettings::default(),
+            sasl: sasl::SaslConfig::default(),
+            authorizer: AuthorizerConfig::default(),
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             broker_heartbeat_interval_ms: 2_000,
         }
     }
@@ -419,6 +538,13 @@ impl BrokerConfig {
     /// Whether this node is part of a quorum of several nodes (not a single node alone).
     pub fn clustered(&self) -> bool {
         !self.quorum_voters.is_empty()
+    }
+
+    /// The listeners to bind: those of `--listeners`, or the PLAINTEXT one of `listen`.
+    pub(crate) fn listener_set(&self) -> crate::security::listeners::ListenerSet {
+        self.listeners
+            .clone()
+            .unwrap_or_else(|| crate::security::listeners::ListenerSet::plaintext(self.listen, self.advertise.clone()))
     }
 
     /// Resolves flags and environment (already merged in `args`) over the TOML file over defaults.
@@ -430,6 +556,20 @@ impl BrokerConfig {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
+        let listener_settings = crate::security::listeners::Settings {
+            listeners: args.listeners.or(file.listeners),
+            advertised_listeners: args.advertised_listeners.or(file.advertised_listeners),
+            protocol_map: args.listener_security_protocol_map.or(file.listener_security_protocol_map),
+            inter_broker_listener_name: args.inter_broker_listener_name.or(file.inter_broker_listener_name),
+            single_address_given: [&args.listen, &file.listen, &args.advertise, &file.advertise]
+                .iter()
+                .any(|given| given.is_some()),
+        };
+        let listeners = crate::security::listeners::parse(&listener_settings)?;
+        let tls_files =
+            [args.ssl_certificate.or(file.ssl_certificate), args.ssl_key.or(file.ssl_key), args.ssl_ca.or(file.ssl_ca)];
+        let tls_client_auth = args.ssl_client_auth.or(file.ssl_client_auth);
+        let tls = crate::security::tls::TlsSettings::parse(tls_files, tls_client_auth.as_deref(), listeners.as_ref())?;
         let listen_text = args.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9092".to_owned());
         let listen = resolve("listen", &listen_text)?;
         let metrics_listen = match args.metrics_listen.or(file.metrics_listen) {
@@ -438,6 +578,11 @@ impl BrokerConfig {
         };
         let mut config = Self::new(args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")), listen);
         config.advertise = args.advertise.or(file.advertise);
+        if let Some(set) = &listeners {
+            config.listen = set.listeners[0].address;
+        }
+        config.listeners = listeners;
+        config.tls = tls;
         config.shard_count = args.shards.or(file.shards);
         config.metrics_listen = metrics_listen;
         config.node_id = args.node_id.or(file.node_id).unwrap_or(config.node_id);
@@ -483,6 +628,26 @@ impl BrokerConfig {
         config.replica_lag_time_max_ms =
             args.replica_lag_time_max_ms.or(file.replica_lag_time_max_ms).unwrap_or(config.replica_lag_time_max_ms);
         config.replica_fsync = args.replica_fsync.or(file.replica_fsync).unwrap_or(config.replica_fsync);
+        let sasl_file = sasl::SaslFile {
+            sasl_enabled_mechanisms: file.sasl_enabled_mechanisms,
+            add_scram: file.add_scram,
+            connection_failed_authentication_delay_ms: file.connection_failed_authentication_delay_ms,
+            connections_max_reauth_ms: file.connections_max_reauth_ms,
+            sasl_plain_users_file: file.sasl_plain_users_file,
+            sasl_mechanism_inter_broker_protocol: file.sasl_mechanism_inter_broker_protocol,
+            inter_broker_sasl_username: file.inter_broker_sasl_username,
+            inter_broker_sasl_password: file.inter_broker_sasl_password,
+        };
+        config.sasl = sasl::SaslConfig::resolve(args.sasl, sasl_file)?;
+        crate::security::authorizer::configure(
+            &mut config,
+            args.authorizer.or(file.authorizer).as_deref(),
+            args.super_users.or(file.super_users).as_deref(),
+            args.allow_everyone_if_no_acl_found.or(file.allow_everyone_if_no_acl_found),
+        )?;
+        config.quota_window_num = args.quota_window_num.or(file.quota_window_num).unwrap_or(config.quota_window_num);
+        config.quota_window_size_seconds =
+            args.quota_window_size_seconds.or(file.quota_window_size_seconds).unwrap_or(config.quota_window_size_seconds);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);
@@ -536,6 +701,9 @@ impl BrokerConfig {
         }
         if self.advertise.as_ref().is_some_and(|advertise| advertise.trim().is_empty()) {
             return invalid("advertise", "must not be empty");
+        }
+        if self.quota_window_num < 2 || self.quota_window_size_seconds < 1 {
+            return invalid("quota-window-num", "needs at least 2 samples of at least 1 second");
         }
         self.validate_quorum()
     }

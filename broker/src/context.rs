@@ -34,6 +34,10 @@ pub(crate) struct ClusterIdentity {
     pub(crate) host: String,
     /// The advertised port.
     pub(crate) port: i32,
+    /// Every advertised listener's endpoint (`host` and `port` are the inter-broker one's).
+    pub(crate) listeners: Vec<crate::security::listeners::Endpoint>,
+    /// Kafka's `listeners` value, as bound.
+    pub(crate) bound: String,
 }
 
 /// The broker-wide stop signal: set once, never cleared.
@@ -123,6 +127,10 @@ pub(crate) struct Shared {
     pub(crate) clock: sluice_engine::clock::SharedClock,
     /// The cluster metadata, and the way to the controller.
     pub(crate) metadata: Arc<crate::metadata::Metadata>,
+    /// How this broker connects to other brokers (their inter-broker listener).
+    pub(crate) peers: crate::net::peer::Connector,
+    /// Client quota rates, shared by the shards.
+    pub(crate) quotas: crate::quota::Quotas,
 }
 
 /// Everything a handler running on one shard can reach.

@@ -32,6 +32,11 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
     RequestHeader, SyncGroupRequest, TxnOffsetCommitRequest, UnregisterBrokerRequest, WriteTxnMarkersRequest,
 };
+use kafka_protocol::messages::{AlterClientQuotasRequest, DescribeClientQuotasRequest};
+use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 use crate::context::ShardContext;
@@ -116,6 +121,11 @@ registry! {
     OffsetForLeaderEpochRequest => offset_for_leader_epoch,
     DescribeConfigsRequest => describe_configs,
     AlterConfigsRequest => alter_configs,
+    AlterClientQuotasRequest => alter_client_quotas,
+    DescribeClientQuotasRequest => describe_client_quotas,
+    DescribeAclsRequest => describe_acls,
+    CreateAclsRequest => create_acls,
+    DeleteAclsRequest => delete_acls,
     DescribeLogDirsRequest => describe_log_dirs,
     CreatePartitionsRequest => create_partitions,
     IncrementalAlterConfigsRequest => incremental_alter_configs,
@@ -147,6 +157,10 @@ registry! {
     DescribeProducersRequest => describe_producers,
     DescribeTransactionsRequest => describe_transactions,
     ListTransactionsRequest => list_transactions,
+    SaslHandshakeRequest => sasl_handshake,
+    SaslAuthenticateRequest => sasl_authenticate,
+    DescribeUserScramCredentialsRequest => describe_user_scram_credentials,
+    AlterUserScramCredentialsRequest => alter_user_scram_credentials,
 }
 
 /// Produce versions below this carry message format v0/v1, which the engine does not store.
@@ -227,8 +241,10 @@ pub(crate) fn dispatch(
         Err(reason) => return Box::pin(std::future::ready(Reply::Close(reason))),
     };
     let client_id: Rc<str> = header.client_id.as_ref().map_or_else(|| Rc::from(""), |id| Rc::from(id.as_str()));
+    let (guard_shard, guard_session) = (shard.clone(), session.clone());
     let call = Call { version: header.request_api_version, client_id, peer: Some(session.peer), session };
-    route(shard, key, call, header.correlation_id, body)
+    let reply = route(shard, key, call, header.correlation_id, body);
+    crate::security::sasl::guard(&guard_shard, &guard_session, key, reply)
 }
 
 /// Step 1's checks without the ApiVersions fallback: the API and version this broker decodes.

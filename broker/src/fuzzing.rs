@@ -22,3 +22,9 @@ pub fn decode_request(frame: &[u8]) -> Result<i16, String> {
 pub fn frame_size(prefix: [u8; 4], size_max: u32) -> Result<usize, String> {
     crate::net::framing::frame_size(prefix, size_max).map_err(|error| error.to_string())
 }
+
+/// Runs the SASL message parsers and the SCRAM server's exchange over untrusted bytes (see
+/// `security::sasl::exercise_parsers`); panics on a broken invariant, as a fuzzer wants.
+pub fn sasl_messages(input: &[u8]) {
+    crate::security::sasl::exercise_parsers(input);
+}

@@ -49,6 +49,7 @@ mod metadata;
 mod metrics;
 mod net;
 mod producer_ids;
+mod quota;
 mod record_codec;
 mod replication;
 mod security;
@@ -68,7 +69,7 @@ use thiserror::Error;
 
 pub use config::{Args, BrokerConfig, ConfigError, Limits, ProcessRoles, QuorumVoter};
 
-use context::{ClusterIdentity, ShardContext, Shared, Shutdown};
+use context::{ShardContext, Shared, Shutdown};
 use metrics::ShardMetrics;
 use net::limits::ConnectionCounter;
 use producer_ids::ProducerIds;
@@ -161,9 +162,18 @@ impl Broker {
         let shard_count = config.shard_count.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, |count| count.get().min(usize::from(u16::MAX)) as u16)
         });
-        let listen_error = |source| StartError::Listen { address: config.listen, source };
-        let listeners = net::listener::bind_all(config.listen, shard_count).map_err(listen_error)?;
-        let local_addr = listeners[0].local_addr().map_err(listen_error)?;
+        let listener_set = config.listener_set();
+        let bound = net::listener::bind_listeners(&listener_set, shard_count)
+            .map_err(|(address, source)| StartError::Listen { address, source })?;
+        let local_addr = bound.addresses[0];
+        let tls_error = |error: security::tls::TlsError| {
+            StartError::Config(ConfigError::Invalid { setting: "ssl-certificate", reason: error.to_string() })
+        };
+        let server_tls =
+            if listener_set.uses_tls() { Some(security::tls::load_server(&config.tls).map_err(tls_error)?) } else { None };
+        let peers = net::peer::Connector::from_config(&config).map_err(|error| {
+            StartError::Config(ConfigError::Invalid { setting: "ssl-ca", reason: error.to_string() })
+        })?;
         let metrics_listener = match config.metrics_listen {
             Some(address) => {
                 Some(TcpListener::bind(address).map_err(|source| StartError::Metrics { address, source })?)
@@ -197,7 +207,7 @@ impl Broker {
         // line with it and loading the coordinators of the partitions this broker leads), and
         // only then accept clients. Connections arriving meanwhile wait in the listen backlog.
         let engine = Engine::open(engine_config)?;
-        let shared = Arc::new(shared_state(config, engine.clone(), local_addr, faults));
+        let shared = Arc::new(shared_state(config, engine.clone(), &bound.addresses, faults, peers));
         if let Err(error) = prepare_shards(&shared, controller_listener) {
             if let Some(controller) = shared.metadata.controller() {
                 controller.stop(false);
@@ -205,11 +215,13 @@ impl Broker {
             engine.shutdown();
             return Err(error);
         }
-        for (index, listener) in listeners.into_iter().enumerate() {
+        for (index, sockets) in bound.shards.into_iter().enumerate() {
             let shard = ShardId(index as u16);
+            let listeners = listener_set.listeners.clone();
+            let serving = net::listener::ShardListeners { sockets, listeners, tls: server_tls.clone() };
             let spawned = engine.spawn_on(shard, move || async move {
                 let context = ShardContext::current().expect("every shard's context is installed before accepting");
-                crash::abort_on_panic("accept loop", net::listener::accept_loop(listener, context)).await;
+                crash::abort_on_panic("accept loop", net::listener::serve(serving, context)).await;
             });
             if !spawned {
                 engine.shutdown();
@@ -366,6 +378,7 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         // controller thread unfences it then. A single node is the whole cluster.
         fenced: config.clustered(),
         clean_restart,
+        listeners: identity.listeners.clone(),
     };
     let controller = metadata.controller().expect("set above");
     match sluice_engine::block_on(controller.register(registration)) {
@@ -374,6 +387,8 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
             return Err(StartError::Cluster { reason: format!("registration with the controller failed: {answer:?}") });
         }
     }
+    security::sasl::bootstrap::add_scram_users(metadata, &config.sasl.add_scram)
+        .map_err(|reason| StartError::Metadata { reason })?;
     if !config.clustered() {
         sluice_engine::block_on(groups::ensure_offsets_topic(shared))
             .map_err(|refusal| StartError::Metadata { reason: refusal.message })?;
@@ -451,11 +466,11 @@ fn join_cluster(shared: &Shared) -> Result<(), StartError> {
 fn shared_state(
     config: BrokerConfig,
     engine: Engine,
-    local_addr: SocketAddr,
+    bound: &[SocketAddr],
     faults: Option<Arc<FaultInjector>>,
+    peers: net::peer::Connector,
 ) -> Shared {
-    let (host, port) = advertised_address(config.advertise.as_deref(), local_addr);
-    let identity = ClusterIdentity { node_id: config.node_id, host, port };
+    let identity = security::listeners::identity(&config, bound);
     let shard_count = usize::from(engine.shard_count());
     let clock = config.clock.clone();
     let defaults = metadata::Defaults {
@@ -470,7 +485,9 @@ fn shared_state(
     );
     let metadata = Arc::new(metadata::Metadata::new(config.node_id, engine.clone(), defaults, replication));
     metadata.replication().set_metadata(&metadata);
+    metadata.replication().set_connector(peers.clone());
     let shards = engine.shard_count();
+    let quotas = quota::Quotas::new(quota::rate::WindowConfig::of(&config), clock.now());
     Shared {
         engine,
         connections: ConnectionCounter::new(config.limits.connection_count_max),
@@ -482,6 +499,8 @@ fn shared_state(
         faults,
         clock,
         metadata,
+        quotas,
+        peers,
     }
 }
 

@@ -137,6 +137,11 @@ class Broker:
         self.keep_alive: list = []  # clients that must outlive their pending requests
         self.extra_env: dict[str, str] = {}  # added to the broker's environment at each start
         self.extra_args: list[str] = []  # appended to the command line at each start
+        # A `--listeners` value replacing `--listen`; its listener on `port` is the one clients
+        # and the readiness check use.
+        self.listeners: str | None = None
+        # An ssl.SSLContext for the readiness check when the listener on `port` runs TLS.
+        self.ready_tls = None
 
     # ------------------------------------------------------------ addresses
 
@@ -163,7 +168,7 @@ class Broker:
     def command(self) -> list[str]:
         return [
             str(SLUICE_BIN),
-            "--listen", self.bootstrap,
+            *(["--listeners", self.listeners] if self.listeners else ["--listen", self.bootstrap]),
             "--data-dir", str(self.data_dir),
             "--metrics-listen", f"{HOST}:{self.metrics_port}",
             *self.extra_args,
@@ -242,6 +247,8 @@ class Broker:
                     f"{self.log_tail()}")
             try:
                 with kafka_wire.Connection(HOST, self.port, timeout_s=2.0) as conn:
+                    if self.ready_tls is not None:
+                        conn.sock = self.ready_tls.wrap_socket(conn.sock, server_hostname=HOST)
                     error, versions = kafka_wire.api_versions(conn)
                 if error != kafka_wire.ERROR_NONE:
                     last_problem = f"ApiVersions v0 answered error_code {error}"

@@ -10,6 +10,7 @@
 //! summaries go to stderr. Single-threaded except `consume --group` (a heartbeat thread) and
 //! `produce` (a stdin reader thread).
 
+mod acls;
 mod cluster;
 mod consume;
 mod datetime;
@@ -17,11 +18,13 @@ mod groups;
 mod member;
 mod output;
 mod produce;
+mod quotas;
 mod segments;
 mod session;
 mod signals;
 mod topics;
 mod transactions;
+mod users;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,6 +80,15 @@ enum Command {
     /// Inspect a data directory's segment files offline (no broker needed).
     #[command(subcommand)]
     Segments(segments::SegmentsCommand),
+    /// Describe and alter client quotas (users, client ids, and their defaults).
+    #[command(subcommand)]
+    Quotas(quotas::QuotasCommand),
+    /// List, create and delete ACLs.
+    #[command(subcommand)]
+    Acls(acls::AclsCommand),
+    /// List, describe, set and delete users' SCRAM credentials.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transactions::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS)
         }
         Command::Cluster(command) => cluster::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),
+        Command::Quotas(command) => quotas::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),
+        Command::Acls(command) => acls::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),
+        Command::Users(command) => users::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -60,6 +60,17 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
             };
             one(decision)
         }
+        ControllerRequest::AlterGroupConfig { group, operations, validate_only } => {
+            let current = image.group_configs.get(group);
+            let defaults = crate::groups::consumer_config_global();
+            one(crate::groups::group_config::apply(current, operations, &defaults).map(|configs| {
+                if *validate_only || current.is_some_and(|current| *current == configs) || (current.is_none() && configs.is_empty()) {
+                    Vec::new()
+                } else {
+                    vec![MetadataRecord::AlterGroupConfig { group: group.clone(), configs }]
+                }
+            }))
+        }
         ControllerRequest::AllocateProducerIds { count } => {
             let start = image.next_producer_id;
             let next = start.saturating_add((*count).max(1));
@@ -140,6 +151,14 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
                 Ok(records)
             }
         }),
+        ControllerRequest::CreateAcls { bindings } => crate::security::acl_control::decide_create(image, bindings),
+        ControllerRequest::DeleteAcls { filters } => crate::security::acl_control::decide_delete(image, filters),
+        ControllerRequest::AlterClientQuotas { alterations, validate_only } => {
+            crate::quota::entity::decide_alter(image, alterations, *validate_only)
+        }
+        ControllerRequest::AlterScramCredentials(alteration) => {
+            crate::security::sasl::credentials::decide(image, alteration)
+        }
         ControllerRequest::Heartbeat { .. }
         | ControllerRequest::AddLearner { .. }
         | ControllerRequest::DescribeQuorum => (Vec::new(), Outcome::One(Ok(()))),
@@ -545,6 +564,7 @@ mod tests {
             rack: None,
             fenced: false,
             clean_restart: true,
+            listeners: Vec::new(),
         }
     }
 

@@ -81,6 +81,7 @@ mod tests {
                 rack: None,
                 fenced: *fenced,
                 clean_restart: true,
+                listeners: Vec::new(),
             }));
         }
         image

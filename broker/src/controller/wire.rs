@@ -63,6 +63,17 @@ pub(crate) enum ControllerRequest {
     /// Kafka's UnregisterBroker: a broker leaves the cluster. It is fenced first when it is
     /// not (what it led moves), then its registration goes.
     UnregisterBroker { node_id: i32 },
+    /// IncrementalAlterConfigs of a GROUP resource: the group's configs after `operations`,
+    /// decided against those the controller holds.
+    AlterGroupConfig { group: String, operations: Vec<crate::metadata::config_change::ConfigOperation>, validate_only: bool },
+    /// Kafka's AlterUserScramCredentials: one answer per user, in `ScramAlteration::users` order.
+    AlterScramCredentials(crate::security::sasl::credentials::ScramAlteration),
+    /// Kafka's CreateAcls: the bindings to create, in order.
+    CreateAcls { bindings: Vec<crate::security::acl::AclBinding> },
+    /// Kafka's DeleteAcls: the bindings each filter matches go, per filter, in order.
+    DeleteAcls { filters: Vec<crate::security::acl::AclFilter> },
+    /// Kafka's AlterClientQuotas: per entry, in order (`validate_only`: decided, not written).
+    AlterClientQuotas { alterations: Vec<crate::quota::entity::QuotaAlteration>, validate_only: bool },
 }
 
 /// A refusal as it travels: Kafka's error code and message.
@@ -104,6 +115,8 @@ pub(crate) enum Outcome {
     Cluster { cluster_id: String, created: bool },
     /// The quorum's state.
     Quorum(QuorumDescription),
+    /// Per ACL filter, in order: the bindings it removed.
+    Acls(Vec<Result<Vec<crate::security::acl::AclBinding>, WireRefusal>>),
 }
 
 /// A quorum member's progress, as DescribeQuorum reports it.

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use super::consumer::{ConsumerGroupConfig, ServerAssignor};
+use super::consumer::{ConsumerGroupConfig, MigrationPolicy, ServerAssignor};
 
 /// The process-wide settings, read from the environment on first use.
 pub(crate) fn global() -> ConsumerGroupConfig {
@@ -45,6 +45,12 @@ fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ConsumerGroupConfig {
             config.assignors = assignors;
         } else {
             tracing::error!(value = %text, "unknown group.consumer.assignors, using the default");
+        }
+    }
+    if let Some(text) = lookup("SLUICE_GROUP_CONSUMER_MIGRATION_POLICY") {
+        match MigrationPolicy::from_name(&text) {
+            Some(policy) => config.migration_policy = policy,
+            None => tracing::error!(value = %text, "unknown group.consumer.migration.policy, using the default"),
         }
     }
     match config.validate() {

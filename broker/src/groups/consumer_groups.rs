@@ -8,12 +8,26 @@
 //! its committed offsets live, as every group's do, in the classic group map, in an entry with
 //! no members and no protocol (an *offsets holder*), so that OffsetCommit, OffsetFetch,
 //! TxnOffsetCommit, transaction markers and retention treat offsets one way for both kinds.
-//! The classic paths ask [`Coordinator::is_consumer_group`] first and answer as Kafka does for
-//! the other kind: JoinGroup on a non-empty consumer group INCONSISTENT_GROUP_PROTOCOL (an empty
-//! one is deleted and the group becomes classic), SyncGroup, Heartbeat and LeaveGroup
-//! UNKNOWN_MEMBER_ID, DescribeGroups (before v6) a Dead group. A consumer member joining an
-//! empty classic group turns it into a consumer group (its metadata tombstoned, its offsets
-//! kept); a non-empty classic group answers GROUP_ID_NOT_FOUND.
+//! DescribeGroups describes a consumer group as Kafka does (Dead before v6).
+//!
+//! Migration (KIP-848's online upgrade and downgrade, `group.consumer.migration.policy`; the
+//! protocol side is `consumer/classic.rs`):
+//! - a consumer member joining an empty classic group turns it into a consumer group (its
+//!   metadata tombstoned, its offsets kept); joining a classic group with members *upgrades* it
+//!   when the policy allows it and every member uses the `consumer` protocol type: the classic
+//!   group's tombstone, then the consumer group's records (each classic member at epoch = the
+//!   generation, with its assignment), then the heartbeat's; pending JoinGroup and SyncGroup
+//!   answers of the classic members get REBALANCE_IN_PROGRESS. Otherwise GROUP_ID_NOT_FOUND;
+//! - the classic paths ask [`Coordinator::is_consumer_group`] first: JoinGroup on an empty
+//!   consumer group deletes it (the id becomes classic), on a non-empty one joins it as a classic
+//!   member; SyncGroup, Heartbeat and LeaveGroup serve the consumer group's classic members (the
+//!   answers to JoinGroup and SyncGroup wait for the group's writes, as heartbeats do);
+//!   OffsetCommit checks a classic member's generation against its epoch (ILLEGAL_GENERATION);
+//! - when the last consumer-protocol member leaves (ConsumerGroupHeartbeat with epoch -1) or
+//!   expires and classic members remain, the group is *downgraded* when the policy allows it:
+//!   the consumer group's tombstones, then the classic group's metadata (generation = the group
+//!   epoch, each member with its assigned partitions), which starts a rebalance
+//!   (PreparingRebalance) that the classic members join through their heartbeats.
 //!
 //! Writes, per group (steps of a heartbeat):
 //! 1. the state machine applies the operation to the group in memory and hands out records;
@@ -42,11 +56,13 @@ use futures_util::future::{LocalBoxFuture, Shared, join};
 use kafka_protocol::ResponseError;
 
 use super::consumer::{
+    CONSUMER_PROTOCOL_TYPE, ClassicGroupMember, ClassicGroupSnapshot, ClassicJoin, ClassicJoinRequest, ClassicProtocol,
     ClientInfo, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupRecord, ConsumerGroupState, Context, DescribedGroup,
-    HeartbeatRequest, HeartbeatResponse, Refusal, TopicMetadata, TopicsImage, codec,
+    HeartbeatRequest, HeartbeatResponse, LEAVE_GROUP_MEMBER_EPOCH, Refusal, TopicMetadata, TopicsImage, codec,
 };
 use super::coordinator::Coordinator;
-use super::group::{Group, GroupState, Now};
+use super::group::{Group, GroupState, JoinOutcome, Member, Now, Protocol, SyncOutcome, answer};
+use super::membership::{JoinArgs, JoinPolicy, MemberRef, SyncArgs};
 use super::records::{self, RecordKey};
 use super::storage::{self, KeyedRecord, OFFSETS_TOPIC};
 use crate::metadata::MetadataImage;
@@ -147,8 +163,9 @@ fn operation_error(error: ResponseError) -> ResponseError {
 
 impl Coordinator {
     /// The settings of `group_id`'s consumer group.
-    pub(super) fn consumer_config(&self, _group_id: &str) -> ConsumerGroupConfig {
-        self.consumer.config.clone()
+    pub(super) fn consumer_config(&self, group_id: &str) -> ConsumerGroupConfig {
+        let image = self.shared.metadata.image();
+        super::group_config::effective(&self.consumer.config, image.group_configs.get(group_id))
     }
 
     /// Whether `group_id` is a consumer group (of the partitions this shard coordinates),
@@ -242,10 +259,24 @@ impl Coordinator {
         let group_id = &request.group_id;
         let mut groups = self.consumer.groups.borrow_mut();
         if let Some(group) = groups.get_mut(group_id) {
+            let downgrade = request.member_epoch == LEAVE_GROUP_MEMBER_EPOCH
+                && context.config.migration_policy.downgrade_enabled()
+                && group.only_classic_members_after(&request.member_id);
+            if downgrade {
+                // The leave is checked (and answered) as usual on a copy; the group then becomes
+                // classic instead of losing the member.
+                let outcome = group.clone().heartbeat(request, client, context, || self.new_uuid())?;
+                let (snapshot, tombstones) = group.downgrade(&request.member_id, context.topics);
+                groups.remove(group_id);
+                let mut records = encode_records(&tombstones);
+                records.push(self.restore_classic_group(group_id, &snapshot, now));
+                return Ok((outcome.response, records));
+            }
             let outcome = group.heartbeat(request, client, context, || self.new_uuid())?;
             return Ok((outcome.response, encode_records(&outcome.records)));
         }
-        // A new consumer group, unless a classic group with members holds the id.
+        // A new consumer group, unless a classic group with members holds the id: that one is
+        // upgraded when it may be.
         let classic = self.groups.borrow().get(group_id).map(|group| group.state);
         let mut group = ConsumerGroup::for_heartbeat(request, context.config).map_err(|refusal| {
             if classic.is_some() && refusal.error == ResponseError::GroupIdNotFound {
@@ -254,22 +285,95 @@ impl Coordinator {
                 refusal
             }
         })?;
+        let mut conversion = Vec::new();
         if classic.is_some_and(|state| state != GroupState::Empty) {
-            return Err(not_a_consumer_group(group_id));
+            let snapshot = self.upgradable_classic_group(group_id, context.config)?;
+            let (converted, records) = ConsumerGroup::from_classic(group_id, &snapshot, context)?;
+            group = converted;
+            conversion = records;
         }
         let outcome = group.heartbeat(request, client, context, || self.new_uuid())?;
+        let upgraded = !conversion.is_empty();
         let mut records = self.retire_classic_group(group_id, now);
+        records.extend(encode_records(&conversion));
         records.extend(encode_records(&outcome.records));
         groups.insert(group_id.clone(), group);
-        tracing::info!(group = %group_id, "consumer group created");
+        if upgraded {
+            tracing::info!(group = %group_id, "classic group upgraded to a consumer group");
+        } else {
+            tracing::info!(group = %group_id, "consumer group created");
+        }
         Ok((outcome.response, records))
+    }
+
+    /// The classic group `group_id` as the upgrade takes it, when it may be upgraded (Kafka's
+    /// `validateOnlineUpgrade`): the policy allows it, every member uses the consumer protocol
+    /// type, and the group fits the consumer group size.
+    fn upgradable_classic_group(
+        &self,
+        group_id: &str,
+        config: &ConsumerGroupConfig,
+    ) -> Result<ClassicGroupSnapshot, Refusal> {
+        let groups = self.groups.borrow();
+        let classic = groups.get(group_id).ok_or_else(|| not_a_consumer_group(group_id))?;
+        let size_max = usize::try_from(config.group_size_max).unwrap_or(usize::MAX);
+        let refused = if !config.migration_policy.upgrade_enabled() {
+            Some("the online upgrade is disabled")
+        } else if classic.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) || classic.state == GroupState::Dead
+        {
+            Some("the group does not use the consumer embedded protocol")
+        } else if classic.members.len() > size_max {
+            Some("the group size exceeds the consumer group maximum size")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            tracing::info!(group = %group_id, reason, "a classic group cannot be upgraded to a consumer group");
+            return Err(not_a_consumer_group(group_id));
+        }
+        let members = classic
+            .members
+            .values()
+            .map(|member| ClassicGroupMember {
+                member_id: member.member_id.clone(),
+                instance_id: member.group_instance_id.clone(),
+                client_id: member.client_id.clone(),
+                client_host: member.client_host.clone(),
+                session_timeout_ms: member.session_timeout_ms,
+                rebalance_timeout_ms: member.rebalance_timeout_ms,
+                protocols: member
+                    .protocols
+                    .iter()
+                    .map(|protocol| ClassicProtocol {
+                        name: protocol.name.clone(),
+                        metadata: protocol.metadata.clone(),
+                    })
+                    .collect(),
+                assignment: member.assignment.clone(),
+            })
+            .collect();
+        Ok(ClassicGroupSnapshot {
+            generation_id: classic.generation_id,
+            protocol_name: classic.protocol_name.clone(),
+            members,
+        })
     }
 
     /// Turns an empty classic group into the offsets holder of a consumer group of the same id:
     /// its metadata is tombstoned (when it has any), its offsets stay, as in Kafka.
+    /// A classic group with members (an upgrade) has its pending JoinGroup and SyncGroup answered
+    /// REBALANCE_IN_PROGRESS, as Kafka does: the members rejoin the consumer group.
     fn retire_classic_group(&self, group_id: &str, now: Now) -> Vec<KeyedRecord> {
         let mut groups = self.groups.borrow_mut();
         let Some(classic) = groups.get_mut(group_id) else { return Vec::new() };
+        for member in classic.members.values_mut() {
+            if let Some(waiter) = member.join_waiter.take() {
+                answer(&waiter, JoinOutcome::failed(ResponseError::RebalanceInProgress, &member.member_id));
+            }
+            if let Some(waiter) = member.sync_waiter.take() {
+                answer(&waiter, SyncOutcome::failed(ResponseError::RebalanceInProgress));
+            }
+        }
         let had_metadata = classic.protocol_type.is_some() || classic.generation_id > 0;
         let mut holder = Group::new(group_id, now);
         holder.offsets = std::mem::take(&mut classic.offsets);
@@ -434,7 +538,7 @@ impl Coordinator {
             let mut consumer = self.consumer.groups.borrow_mut();
             let group = consumer.get(group_id).expect("checked above");
             if group.state() != ConsumerGroupState::Empty {
-                return Err(ResponseError::InconsistentGroupProtocol);
+                return Ok(()); // The member joins the consumer group (`consumer_join`).
             }
             let records = encode_records(&group.delete_records());
             consumer.remove(group_id);
@@ -443,6 +547,198 @@ impl Coordinator {
         tracing::info!(group = %group_id, "empty consumer group deleted: a classic member joins the id");
         self.write_group_detached(group_id, records);
         Ok(())
+    }
+
+    /// Turns the offsets holder of `group_id` back into a classic group of the consumer group's
+    /// classic members (Kafka's `convertToClassicGroup` on a leave), in PreparingRebalance so that
+    /// they rejoin; returns its metadata record, which follows the consumer group's tombstones.
+    fn restore_classic_group(&self, group_id: &str, snapshot: &ClassicGroupSnapshot, now: Now) -> KeyedRecord {
+        let mut groups = self.groups.borrow_mut();
+        let mut group = Group::new(group_id, now);
+        if let Some(holder) = groups.remove(group_id) {
+            group.offsets = holder.offsets;
+            group.pending_txn_offsets = holder.pending_txn_offsets;
+        }
+        group.state = GroupState::Stable;
+        group.generation_id = snapshot.generation_id;
+        group.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_owned());
+        group.protocol_name.clone_from(&snapshot.protocol_name);
+        group.leader_id = snapshot.members.first().map(|member| member.member_id.clone());
+        for classic in &snapshot.members {
+            if let Some(instance_id) = &classic.instance_id {
+                group.static_members.insert(instance_id.clone(), classic.member_id.clone());
+            }
+            let member = Member {
+                member_id: classic.member_id.clone(),
+                group_instance_id: classic.instance_id.clone(),
+                client_id: classic.client_id.clone(),
+                client_host: classic.client_host.clone(),
+                session_timeout_ms: classic.session_timeout_ms,
+                rebalance_timeout_ms: classic.rebalance_timeout_ms,
+                protocols: classic
+                    .protocols
+                    .iter()
+                    .map(|protocol| Protocol { name: protocol.name.clone(), metadata: protocol.metadata.clone() })
+                    .collect(),
+                assignment: classic.assignment.clone(),
+                join_waiter: None,
+                sync_waiter: None,
+                heartbeat_deadline_ms: now.monotonic_ms + i64::from(classic.session_timeout_ms),
+            };
+            group.members.insert(classic.member_id.clone(), member);
+        }
+        let key = records::encode_key(&RecordKey::Group { group: group_id.to_owned() });
+        let record = (key, Some(records::encode_group_value(&group.to_value())));
+        group.prepare_rebalance(now, JoinPolicy { initial_rebalance_delay_ms: 0 });
+        group.metadata_dirty = false;
+        tracing::info!(group = %group_id, members = group.members.len(), "consumer group downgraded to a classic group");
+        groups.insert(group_id.to_owned(), group);
+        record
+    }
+
+    /// JoinGroup from a classic member of a consumer group (see `consumer/classic.rs`): answers
+    /// once its records, and the group's earlier writes, are durable.
+    pub(super) async fn consumer_join(&self, group_id: &str, args: &JoinArgs) -> JoinOutcome {
+        if let Err(error) = self.check_consumer_group(group_id) {
+            return JoinOutcome::failed(error, &args.member_id);
+        }
+        let config = self.consumer_config(group_id);
+        let topics = self.topics_image();
+        let now = self.now();
+        let context = Context { now_ms: now.monotonic_ms, unix_ms: now.unix_ms, topics: &topics, config: &config };
+        let request = ClassicJoinRequest {
+            member_id: args.member_id.clone(),
+            instance_id: args.group_instance_id.clone(),
+            session_timeout_ms: args.session_timeout_ms,
+            rebalance_timeout_ms: args.rebalance_timeout_ms,
+            protocol_type: args.protocol_type.clone(),
+            protocols: args
+                .protocols
+                .iter()
+                .map(|protocol| ClassicProtocol { name: protocol.name.clone(), metadata: protocol.metadata.clone() })
+                .collect(),
+            require_known_member_id: args.require_known_member_id,
+        };
+        let client = ClientInfo { client_id: args.client_id.clone(), client_host: args.client_host.clone() };
+        let joined = {
+            let mut groups = self.consumer.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else {
+                return JoinOutcome::failed(ResponseError::UnknownMemberId, &args.member_id);
+            };
+            group.classic_join(&request, &client, &context, || self.new_uuid())
+        };
+        tracing::debug!(group = %group_id, member = %args.member_id, answer = ?joined, "classic member joins a consumer group");
+        let (member_id, generation_id, protocol_name, records) = match joined {
+            Err(error) => return JoinOutcome::failed(error, &args.member_id),
+            Ok(ClassicJoin::MemberIdRequired(member_id)) => {
+                return JoinOutcome::failed(ResponseError::MemberIdRequired, &member_id);
+            }
+            Ok(ClassicJoin::Joined { member_id, generation_id, protocol_name, records }) => {
+                (member_id, generation_id, protocol_name, records)
+            }
+        };
+        self.wake.notify(1);
+        let written = if records.is_empty() {
+            self.last_write(group_id)
+        } else {
+            self.write_group(group_id, encode_records(&records))
+        };
+        if let Err(error) = written.await {
+            return JoinOutcome::failed(operation_error(error), &member_id);
+        }
+        JoinOutcome {
+            error: None,
+            generation_id,
+            protocol_type: Some(CONSUMER_PROTOCOL_TYPE.to_owned()),
+            protocol_name: Some(protocol_name),
+            leader_id: String::new(),
+            member_id,
+            members: Vec::new(),
+            skip_assignment: false,
+        }
+    }
+
+    /// SyncGroup from a classic member of a consumer group: its current assignment, once the
+    /// group's earlier writes are durable.
+    pub(super) async fn consumer_sync(&self, group_id: &str, args: &SyncArgs) -> SyncOutcome {
+        if let Err(error) = self.check_consumer_group(group_id) {
+            return SyncOutcome::failed(error);
+        }
+        let config = self.consumer_config(group_id);
+        let topics = self.topics_image();
+        let now = self.now();
+        let context = Context { now_ms: now.monotonic_ms, unix_ms: now.unix_ms, topics: &topics, config: &config };
+        let synced = {
+            let mut groups = self.consumer.groups.borrow_mut();
+            groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId).and_then(|group| {
+                let protocol = (args.protocol_type.as_deref(), args.protocol_name.as_deref());
+                group.classic_sync(
+                    &args.member_id,
+                    args.group_instance_id.as_deref(),
+                    args.generation_id,
+                    protocol,
+                    &context,
+                )
+            })
+        };
+        self.wake.notify(1);
+        let synced = match synced {
+            Ok(synced) => synced,
+            Err(error) => return SyncOutcome::failed(error),
+        };
+        if let Err(error) = self.last_write(group_id).await {
+            return SyncOutcome::failed(operation_error(error));
+        }
+        SyncOutcome {
+            error: None,
+            protocol_type: Some(CONSUMER_PROTOCOL_TYPE.to_owned()),
+            protocol_name: Some(synced.protocol_name),
+            assignment: synced.assignment,
+        }
+    }
+
+    /// Heartbeat from a classic member of a consumer group.
+    pub(super) fn consumer_classic_heartbeat(
+        &self,
+        group_id: &str,
+        member: MemberRef<'_>,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
+        self.check_consumer_group(group_id)?;
+        let now = self.now();
+        let result = {
+            let mut groups = self.consumer.groups.borrow_mut();
+            let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
+            group.classic_heartbeat(member.member_id, member.group_instance_id, generation_id, now.monotonic_ms)
+        };
+        self.wake.notify(1);
+        result
+    }
+
+    /// LeaveGroup for classic members of a consumer group: one result per member.
+    pub(super) fn consumer_classic_leave(
+        &self,
+        group_id: &str,
+        members: &[MemberRef<'_>],
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        self.check_consumer_group(group_id)?;
+        let topics = self.topics_image();
+        let named: Vec<(String, Option<String>)> = members
+            .iter()
+            .map(|member| (member.member_id.to_owned(), member.group_instance_id.map(str::to_owned)))
+            .collect();
+        let (results, records) = {
+            let mut groups = self.consumer.groups.borrow_mut();
+            let Some(group) = groups.get_mut(group_id) else {
+                return Ok(members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect());
+            };
+            group.classic_leave(&named, &topics)
+        };
+        if !records.is_empty() {
+            self.write_group_detached(group_id, encode_records(&records));
+        }
+        self.wake.notify(1);
+        Ok(results.into_iter().map(|result| result.map(drop)).collect())
     }
 
     /// OffsetCommit and TxnOffsetCommit checks for a member of a consumer group; `None` when
@@ -486,6 +782,7 @@ impl Coordinator {
         let topics = self.topics_image();
         let mut due = Vec::new();
         let mut next = None::<i64>;
+        let mut downgrades = Vec::new();
         {
             let mut groups = self.consumer.groups.borrow_mut();
             for (group_id, group) in groups.iter_mut() {
@@ -494,6 +791,13 @@ impl Coordinator {
                 }
                 if group.next_deadline_ms().is_some_and(|deadline| deadline <= now.monotonic_ms) {
                     let config = self.consumer_config(group_id);
+                    if config.migration_policy.downgrade_enabled()
+                        && let Some(member_id) = group.expiring_last_consumer_member(now.monotonic_ms)
+                    {
+                        tracing::info!(group = %group_id, member = %member_id, "the last consumer-protocol member expired");
+                        downgrades.push((group_id.clone(), member_id));
+                        continue;
+                    }
                     let context =
                         Context { now_ms: now.monotonic_ms, unix_ms: now.unix_ms, topics: &topics, config: &config };
                     let records = group.expire(&context);
@@ -508,6 +812,14 @@ impl Coordinator {
         }
         for (group_id, records) in due {
             self.write_group_detached(&group_id, records);
+        }
+        for (group_id, member_id) in downgrades {
+            let Some(group) = self.consumer.groups.borrow_mut().remove(&group_id) else { continue };
+            let (snapshot, tombstones) = group.downgrade(&member_id, &topics);
+            let mut records = encode_records(&tombstones);
+            records.push(self.restore_classic_group(&group_id, &snapshot, now));
+            self.write_group_detached(&group_id, records);
+            self.wake.notify(1);
         }
         next
     }

@@ -350,6 +350,9 @@ impl Coordinator {
         if !session_range.contains(&args.session_timeout_ms) {
             return JoinOutcome::failed(ResponseError::InvalidSessionTimeout, &args.member_id);
         }
+        if self.is_consumer_group(group_id) {
+            return self.consumer_join(group_id, &args).await;
+        }
         let args_member_id = args.member_id.clone();
         let prefix = args.group_instance_id.clone().unwrap_or_else(|| args.client_id.clone());
         args.new_member_id = self.new_member_id(&prefix);
@@ -390,8 +393,7 @@ impl Coordinator {
             return SyncOutcome::failed(error);
         }
         if self.is_consumer_group(group_id) {
-            // Kafka's answer to a classic member of a consumer group it does not know.
-            return SyncOutcome::failed(ResponseError::UnknownMemberId);
+            return self.consumer_sync(group_id, &args).await;
         }
         let (sender, receiver) = async_channel::bounded(1);
         {
@@ -414,7 +416,7 @@ impl Coordinator {
     ) -> Result<(), ResponseError> {
         self.check_group(group_id)?;
         if self.is_consumer_group(group_id) {
-            return Err(ResponseError::UnknownMemberId);
+            return self.consumer_classic_heartbeat(group_id, member, generation_id);
         }
         let result = {
             let mut groups = self.groups.borrow_mut();
@@ -433,7 +435,7 @@ impl Coordinator {
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         self.check_group(group_id)?;
         if self.is_consumer_group(group_id) {
-            return Ok(members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect());
+            return self.consumer_classic_leave(group_id, members);
         }
         let results = {
             let mut groups = self.groups.borrow_mut();

@@ -24,6 +24,7 @@ mod config;
 #[allow(dead_code)]
 pub(crate) mod consumer;
 mod consumer_config;
+pub(crate) mod group_config;
 pub(crate) mod consumer_groups;
 pub(crate) mod coordinator;
 pub(crate) mod group;
@@ -44,6 +45,11 @@ use sluice_engine::{ShardId, TopicPartition};
 pub(crate) use coordinator::Coordinator;
 pub(crate) use storage::{OFFSETS_TOPIC, offsets_topic_config};
 pub(crate) use txn_commit::TxnCommitArgs;
+
+/// The broker's `group.consumer.*` settings, the defaults and bounds of every group's configs.
+pub(crate) fn consumer_config_global() -> consumer::ConsumerGroupConfig {
+    consumer_config::global()
+}
 
 use crate::context::{ShardContext, Shared};
 

@@ -10,15 +10,22 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::{Coordinator, OFFSETS_TOPIC};
 use crate::transactions::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AddOffsetsToTxn, min: 0, max: 4 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: AddOffsetsToTxnRequest,
 ) -> Outcome<AddOffsetsToTxnResponse> {
+    let refused = denied(&shard, &call, AclOperation::Write, Resource::TransactionalId(request.transactional_id.as_str()))
+        .or_else(|| denied(&shard, &call, AclOperation::Read, Resource::Group(request.group_id.as_str())));
+    if let Some(error) = refused {
+        return Outcome::Respond(AddOffsetsToTxnResponse::default().with_error_code(error.code()));
+    }
     let outcome = match shard.image().topic(OFFSETS_TOPIC) {
         None => Err(ResponseError::CoordinatorNotAvailable),
         Some(topic) => {

@@ -18,6 +18,8 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::transactions::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AddPartitionsToTxn, min: 0, max: 5 };
@@ -100,9 +102,16 @@ pub(crate) async fn handle(
         let producer = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
         let partitions = partitions_of(&request.v3_and_below_topics);
         let id = request.v3_and_below_transactional_id.to_string();
-        let outcome = add(&shard, id, producer, partitions, false, 0).await;
+        let outcome = match crate::security::checks::add_partitions_refusals(&shard, &call, &id, &partitions) {
+            Some(refused) => refused,
+            None => add(&shard, id, producer, partitions, false, 0).await,
+        };
         let results = results(&request.v3_and_below_topics, &outcome);
         return Outcome::Respond(AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results));
+    }
+    // Batches of transactions come from partition leaders only.
+    if let Some(error) = denied(&shard, &call, AclOperation::ClusterAction, Resource::Cluster) {
+        return Outcome::Respond(AddPartitionsToTxnResponse::default().with_error_code(error.code()));
     }
     let mut by_transaction = Vec::new();
     for transaction in &request.transactions {

@@ -21,7 +21,7 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AlterConfigs, min: 0, m
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: AlterConfigsRequest,
 ) -> Outcome<AlterConfigsResponse> {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -29,6 +29,13 @@ pub(crate) async fn handle(
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
+        let name = resource.resource_name.as_str();
+        if let Some((error_code, text)) =
+            crate::security::checks::config_denied(&shard, &call, true, resource.resource_type, name)
+        {
+            responses.push(response.with_error_code(error_code).with_error_message(message(text)));
+            continue;
+        }
         let entries =
             resource.configs.iter().map(|entry| (entry.name.as_str(), entry.value.as_ref().map(StrBytes::as_str)));
         let outcome = match resource.resource_type {

@@ -15,6 +15,8 @@ use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, AlterPartitio
 use super::{code, message};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AlterPartitionReassignments, min: 0, max: 1 };
@@ -24,6 +26,9 @@ pub(crate) async fn handle(
     call: Call,
     request: AlterPartitionReassignmentsRequest,
 ) -> Outcome<AlterPartitionReassignmentsResponse> {
+    if let Some(error) = denied(&shard, &call, AclOperation::Alter, Resource::Cluster) {
+        return Outcome::Respond(AlterPartitionReassignmentsResponse::default().with_error_code(error.code()));
+    }
     let image = shard.image();
     let mut partitions = Vec::new();
     let mut refused = Vec::new();

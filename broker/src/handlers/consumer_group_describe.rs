@@ -14,20 +14,26 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::consumer::{self, DescribedAssignment, Refusal};
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ConsumerGroupDescribe, min: 0, max: 1 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: ConsumerGroupDescribeRequest,
 ) -> Outcome<ConsumerGroupDescribeResponse> {
     let answers = join_all(request.group_ids.iter().map(|group| {
         let group_id = group.to_string();
         let target = group_id.clone();
+        let refused = denied(&shard, &call, AclOperation::Describe, Resource::Group(&group_id));
         let shard = &shard;
         async move {
+            if let Some(error) = refused {
+                return Err(Refusal::new(error, String::new()));
+            }
             on_coordinator(shard, &target, move |coordinator| async move { coordinator.consumer_describe(&group_id) })
                 .await
                 .unwrap_or_else(|error| Err(Refusal::new(error, String::new())))

@@ -14,6 +14,8 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::consumer::{self, ClientInfo, HeartbeatRequest, HeartbeatResponse, Refusal};
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ConsumerGroupHeartbeat, min: 0, max: 1 };
@@ -30,6 +32,9 @@ pub(crate) async fn handle(
         client_host: call.peer.map_or_else(String::new, |peer| format!("/{}", peer.ip())),
     };
     let target = heartbeat.group_id.clone();
+    if let Some(error) = denied(&shard, &call, AclOperation::Read, Resource::Group(&target)) {
+        return Outcome::Respond(response(Err(Refusal::new(error, String::new()))));
+    }
     let answer = on_coordinator(&shard, &target, move |coordinator| async move {
         coordinator.consumer_heartbeat(heartbeat, client).await
     })

@@ -33,6 +33,7 @@ pub(crate) async fn handle(
     request: CreateTopicsRequest,
 ) -> Outcome<CreateTopicsResponse> {
     let version = call.version;
+    let quota = crate::quota::MutationQuota::of(&shard, &call, version >= 6);
     let mut seen = BTreeMap::new();
     for topic in &request.topics {
         *seen.entry(topic.name.as_str().to_owned()).or_insert(0u32) += 1;
@@ -42,8 +43,10 @@ pub(crate) async fn handle(
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = if seen.get(topic.name.as_str()).copied().unwrap_or(0) > 1 {
             Err((code(ResponseError::InvalidRequest), "topic listed more than once".to_owned()))
+        } else if let Some(error) = crate::security::checks::create_topic_denied(&shard, &call, topic.name.as_str()) {
+            Err((code(error), "Authorization failed.".to_owned()))
         } else {
-            create_one(&shard, topic, request.validate_only).await
+            create_one(&shard, topic, request.validate_only, &quota).await
         };
         results.push(match outcome {
             Ok((partition_count, replication_factor, config, id)) => {
@@ -58,13 +61,15 @@ pub(crate) async fn handle(
                 .with_replication_factor(-1),
         });
     }
-    Outcome::Respond(CreateTopicsResponse::default().with_topics(results))
+    let throttle_time_ms = quota.finish(&shard, &call);
+    Outcome::Respond(CreateTopicsResponse::default().with_topics(results).with_throttle_time_ms(throttle_time_ms))
 }
 
 async fn create_one(
     shard: &ShardContext,
     topic: &CreatableTopic,
     validate_only: bool,
+    quota: &crate::quota::MutationQuota,
 ) -> Result<(i32, i16, TopicConfig, sluice_engine::TopicId), Refusal> {
     let mut config = shard.config().default_topic_config.clone();
     for entry in &topic.configs {
@@ -95,9 +100,11 @@ async fn create_one(
         assignments,
         config,
     };
+    quota.admit(shard).map_err(|refusal| (code(refusal.error), refusal.message))?;
     let created = shard.shared.metadata.create_topics(vec![new_topic], validate_only).await.into_iter().next();
     match created {
         Some(Ok(image)) => {
+            quota.record(shard, image.partitions.len());
             if !validate_only {
                 tracing::info!(topic = %image.name, partitions = image.partition_count(), "created topic");
             }

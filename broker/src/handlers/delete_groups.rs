@@ -12,20 +12,26 @@ use kafka_protocol::messages::ApiKey;
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DeleteGroups, min: 0, max: 2 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DeleteGroupsRequest,
 ) -> Outcome<DeleteGroupsResponse> {
     let answers = join_all(request.groups_names.iter().map(|group| {
         let group_id = group.to_string();
         let target = group_id.clone();
+        let refused = denied(&shard, &call, AclOperation::Delete, Resource::Group(&group_id));
         let shard = &shard;
         async move {
+            if let Some(error) = refused {
+                return Err(error);
+            }
             on_coordinator(shard, &target, move |coordinator| async move { coordinator.delete(&group_id).await })
                 .await
                 .and_then(|answer| answer)

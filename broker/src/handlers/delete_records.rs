@@ -15,13 +15,15 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::read_error_code;
 use crate::metadata::lead;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DeleteRecords, min: 0, max: 2 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DeleteRecordsRequest,
 ) -> Outcome<DeleteRecordsResponse> {
     let image = shard.image();
@@ -29,6 +31,7 @@ pub(crate) async fn handle(
     let engine = shard.engine();
     let deletions = request.topics.iter().flat_map(|topic| {
         let known = image.topic(topic.name.as_str()).cloned();
+        let denied = denied(&shard, &call, AclOperation::Delete, Resource::Topic(topic.name.as_str()));
         topic.partitions.iter().map(move |partition| {
             let engine = engine.clone();
             let index = partition.partition_index;
@@ -36,6 +39,7 @@ pub(crate) async fn handle(
                 Some(known) => lead(node_id, known, index, -1),
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
+            let led = denied.map_or(led, Err);
             let offset = Offset(partition.offset);
             async move {
                 let result = DeleteRecordsPartitionResult::default().with_partition_index(index);

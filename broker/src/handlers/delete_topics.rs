@@ -12,6 +12,8 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DeleteTopics, min: 1, max: 6 };
@@ -31,6 +33,7 @@ pub(crate) async fn handle(
     } else {
         request.topic_names.iter().map(|name| (Some(name.as_str().to_owned()), Uuid::nil())).collect()
     };
+    let quota = crate::quota::MutationQuota::of(&shard, &call, version >= 5);
     let mut results = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let image = shard.image();
@@ -50,9 +53,19 @@ pub(crate) async fn handle(
         } else {
             Uuid::nil()
         });
+        if let Some(error) = denied(&shard, &call, AclOperation::Delete, Resource::Topic(&info.name)) {
+            results.push(result.with_error_code(code(error)));
+            continue;
+        }
+        if let Err(refusal) = quota.admit(&shard) {
+            let result = result.with_error_code(code(refusal.error));
+            results.push(if version >= 5 { result.with_error_message(message(refusal.message)) } else { result });
+            continue;
+        }
         let deleted = shard.shared.metadata.delete_topics(vec![info.id]).await.into_iter().next();
         match deleted {
             Some(Ok(())) => {
+                quota.record(&shard, info.partitions.len());
                 tracing::info!(topic = %info.name, "deleted topic");
                 results.push(result);
             }
@@ -63,5 +76,6 @@ pub(crate) async fn handle(
             None => results.push(result.with_error_code(code(ResponseError::UnknownServerError))),
         }
     }
-    Outcome::Respond(DeleteTopicsResponse::default().with_responses(results))
+    let throttle_time_ms = quota.finish(&shard, &call);
+    Outcome::Respond(DeleteTopicsResponse::default().with_responses(results).with_throttle_time_ms(throttle_time_ms))
 }

@@ -21,7 +21,7 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeCluster, min: 0
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DescribeClusterRequest,
 ) -> Outcome<DescribeClusterResponse> {
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
@@ -31,14 +31,17 @@ pub(crate) async fn handle(
         return Outcome::Respond(response);
     }
     let image = shard.image();
+    // Endpoints on the listener this request came in on, as in Metadata.
     let brokers = image
         .live_brokers()
-        .map(|broker| {
-            DescribeClusterBroker::default()
+        .filter_map(|broker| {
+            let (host, port) = broker.endpoint(&call.session.listener)?;
+            let answer = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(broker.node_id))
-                .with_host(str_bytes(&broker.host))
-                .with_port(broker.port)
-                .with_rack(broker.rack.as_deref().map(str_bytes))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(broker.rack.as_deref().map(str_bytes));
+            Some(answer)
         })
         .collect();
     let response = DescribeClusterResponse::default()

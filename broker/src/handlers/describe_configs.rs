@@ -68,7 +68,9 @@ pub(crate) async fn handle(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let keys = resource.configuration_keys.as_deref();
-            match describe(&shard, resource.resource_type, resource.resource_name.as_str()) {
+            let name = resource.resource_name.as_str();
+            let refused = crate::security::checks::config_denied(&shard, &call, false, resource.resource_type, name);
+            match refused.map_or_else(|| describe(&shard, resource.resource_type, name), Err) {
                 Ok(entries) => {
                     let configs = entries
                         .into_iter()
@@ -116,8 +118,24 @@ fn describe(shard: &ShardContext, resource_type: i8, name: &str) -> Result<Vec<E
             Ok(broker_entries(shard))
         }
         RESOURCE_TYPE_BROKER_LOGGER => Ok(Vec::new()),
+        crate::groups::group_config::RESOURCE_TYPE_GROUP => Ok(describe_group(shard, name)),
         other => Err((code(ResponseError::InvalidRequest), format!("unknown resource type {other}"))),
     }
+}
+
+/// A group's configs: those it sets (Kafka's GROUP_CONFIG source), else the broker's defaults
+/// (DEFAULT_CONFIG). A group need not exist to be described, as in Kafka.
+fn describe_group(shard: &ShardContext, group: &str) -> Vec<Entry> {
+    const SOURCE_GROUP_CONFIG: i8 = 8;
+    const SOURCE_DEFAULT_CONFIG: i8 = 5;
+    let image = shard.image();
+    let defaults = crate::groups::consumer_config_global();
+    crate::groups::group_config::describe(&defaults, image.group_configs.get(group))
+        .into_iter()
+        .map(|(name, value, set)| {
+            (name.to_owned(), value, if set { SOURCE_GROUP_CONFIG } else { SOURCE_DEFAULT_CONFIG })
+        })
+        .collect()
 }
 
 /// One config as DescribeConfigs reports it. Broker settings are read-only (static: they change
@@ -206,8 +224,9 @@ fn broker_entries(shard: &ShardContext) -> Vec<Entry> {
         ("socket.request.max.bytes".to_owned(), config.limits.request_size_bytes_max.to_string()),
         ("max.connections".to_owned(), config.limits.connection_count_max.to_string()),
         ("log.dirs".to_owned(), config.data_dir.display().to_string()),
-        ("listeners".to_owned(), format!("PLAINTEXT://{}", config.listen)),
-        ("advertised.listeners".to_owned(), format!("PLAINTEXT://{}:{}", identity.host, identity.port)),
+        ("listeners".to_owned(), identity.bound.clone()),
+        ("advertised.listeners".to_owned(), crate::security::listeners::advertised_value(&identity.listeners)),
+        ("inter.broker.listener.name".to_owned(), config.listener_set().inter_broker),
     ];
     for (topic_name, value) in config.default_topic_config.entries() {
         if let Some((_, broker_name, _)) = BROKER_NAMES.iter().find(|(name, _, _)| *name == topic_name) {
@@ -237,6 +256,8 @@ const BOOLEAN_NAMES: &[&str] = &[
 ];
 const DOUBLE_NAMES: &[&str] = &["min.cleanable.dirty.ratio"];
 const INT_NAMES: &[&str] = &[
+    crate::groups::group_config::SESSION_TIMEOUT,
+    crate::groups::group_config::HEARTBEAT_INTERVAL,
     "max.message.bytes",
     "message.max.bytes",
     "index.interval.bytes",

@@ -16,6 +16,8 @@ use kafka_protocol::messages::ApiKey;
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a group without authorization.
 pub(crate) const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
@@ -32,8 +34,12 @@ pub(crate) async fn handle(
     let answers = join_all(request.groups.iter().map(|group| {
         let group_id = group.to_string();
         let target = group_id.clone();
+        let refused = denied(&shard, &call, AclOperation::Describe, Resource::Group(&group_id));
         let shard = &shard;
         async move {
+            if let Some(error) = refused {
+                return Err(error);
+            }
             on_coordinator(shard, &target, move |coordinator| async move { coordinator.describe(&group_id) })
                 .await
                 .and_then(|answer| answer)

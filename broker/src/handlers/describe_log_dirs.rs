@@ -17,15 +17,20 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeLogDirs, min: 1, max: 4 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DescribeLogDirsRequest,
 ) -> Outcome<DescribeLogDirsResponse> {
+    if let Some(error) = denied(&shard, &call, AclOperation::Describe, Resource::Cluster) {
+        return Outcome::Respond(DescribeLogDirsResponse::default().with_error_code(error.code()));
+    }
     let data_dir = &shard.config().data_dir;
     let wanted: Vec<(String, Vec<i32>)> = match &request.topics {
         None => shard

@@ -12,13 +12,15 @@ use super::{code, message};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::{EngineError, kafka_error};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeProducers, min: 0, max: 0 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DescribeProducersRequest,
 ) -> Outcome<DescribeProducersResponse> {
     let image = shard.image();
@@ -26,6 +28,7 @@ pub(crate) async fn handle(
     let mut topics = Vec::new();
     for topic in &request.topics {
         let known = image.topic(topic.name.as_str());
+        let denied = denied(&shard, &call, AclOperation::Read, Resource::Topic(topic.name.as_str()));
         let mut partitions = Vec::new();
         for index in &topic.partition_indexes {
             let answer = PartitionResponse::default().with_partition_index(*index);
@@ -33,6 +36,7 @@ pub(crate) async fn handle(
                 Some(known) => crate::metadata::lead(node_id, known, *index, -1),
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
+            let led = denied.map_or(led, Err);
             let described = match led {
                 Ok(led) => shard
                     .engine()

@@ -13,6 +13,8 @@ use super::{code, message, str_bytes, topic_name};
 use crate::context::ShardContext;
 use crate::controller::wire::ReplicaProgress;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeQuorum, min: 0, max: 2 };
@@ -25,6 +27,9 @@ pub(crate) async fn handle(
     call: Call,
     _request: DescribeQuorumRequest,
 ) -> Outcome<DescribeQuorumResponse> {
+    if let Some(error) = denied(&shard, &call, AclOperation::Describe, Resource::Cluster) {
+        return Outcome::Respond(DescribeQuorumResponse::default().with_error_code(error.code()));
+    }
     let description = match shard.shared.metadata.describe_quorum().await {
         Ok(description) => description,
         Err(refusal) => {

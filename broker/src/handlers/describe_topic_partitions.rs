@@ -30,10 +30,12 @@ const PARTITIONS_MAX: usize = 2000;
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DescribeTopicPartitionsRequest,
 ) -> Outcome<DescribeTopicPartitionsResponse> {
-    Outcome::Respond(describe(&shard.image(), &request))
+    let mut response = describe(&shard.image(), &request);
+    crate::security::checks::guard_topic_partitions(&shard, &call, request.topics.is_empty(), &mut response.topics);
+    Outcome::Respond(response)
 }
 
 fn describe(image: &MetadataImage, request: &DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {

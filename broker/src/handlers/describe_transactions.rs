@@ -11,22 +11,27 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::handlers::list_transactions::state_name;
 use crate::transactions::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeTransactions, min: 0, max: 0 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: DescribeTransactionsRequest,
 ) -> Outcome<DescribeTransactionsResponse> {
     let mut states = Vec::new();
     for id in &request.transactional_ids {
         let text = id.to_string();
         let target = text.clone();
-        let described = on_coordinator(&shard, &target, move |coordinator| async move { coordinator.describe(&text) })
-            .await
-            .and_then(|outcome| outcome);
+        let described = match denied(&shard, &call, AclOperation::Describe, Resource::TransactionalId(&text)) {
+            Some(error) => Err(error),
+            None => on_coordinator(&shard, &target, move |coordinator| async move { coordinator.describe(&text) })
+                .await
+                .and_then(|outcome| outcome),
+        };
         let state = TransactionState::default().with_transactional_id(id.clone());
         states.push(match described {
             Ok(txn) => {

@@ -12,6 +12,8 @@ use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse
 use super::{code, message, topic_name};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ElectLeaders, min: 0, max: 2 };
@@ -23,6 +25,11 @@ pub(crate) async fn handle(
     call: Call,
     request: ElectLeadersRequest,
 ) -> Outcome<ElectLeadersResponse> {
+    if let Some(error) = denied(&shard, &call, AclOperation::Alter, Resource::Cluster) {
+        // v0 has no top-level error: the refusal is an answer without results.
+        let response = ElectLeadersResponse::default();
+        return Outcome::Respond(if call.version >= 1 { response.with_error_code(error.code()) } else { response });
+    }
     let unclean = call.version >= 1 && request.election_type == ELECTION_UNCLEAN;
     let everything = request.topic_partitions.is_none();
     let partitions: Vec<(String, i32)> = match &request.topic_partitions {

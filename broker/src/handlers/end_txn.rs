@@ -11,6 +11,8 @@ use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::transactions::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::EndTxn, min: 0, max: 5 };
@@ -21,11 +23,15 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: EndTxnR
     let id = request.transactional_id.to_string();
     let target = id.clone();
     let commit = request.committed;
-    let outcome = on_coordinator(&shard, &target, move |coordinator| async move {
-        coordinator.end_txn(&id, producer, commit, transaction_version).await
-    })
-    .await
-    .and_then(|outcome| outcome);
+    let refused = denied(&shard, &call, AclOperation::Write, Resource::TransactionalId(&id));
+    let outcome = match refused {
+        Some(error) => Err(error),
+        None => on_coordinator(&shard, &target, move |coordinator| async move {
+            coordinator.end_txn(&id, producer, commit, transaction_version).await
+        })
+        .await
+        .and_then(|outcome| outcome),
+    };
     let (code, (producer_id, producer_epoch)) = match outcome {
         Ok(next) => (0, next),
         Err(error) => (error.code(), (-1, -1)),

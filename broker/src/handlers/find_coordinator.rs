@@ -55,11 +55,15 @@ pub(crate) async fn handle(
         tracing::debug!(reason = %refusal.message, "the transaction state topic could not be created yet");
     }
     let find = |key: &str| -> Found {
-        match request.key_type {
+        if let Some(error) = crate::security::checks::coordinator_denied(&shard, &call, request.key_type, key) {
+            return Err((error, "Not authorized to find the coordinator of this key."));
+        }
+        let found = match request.key_type {
             KEY_TYPE_GROUP => group_coordinator(&image, key),
             KEY_TYPE_TRANSACTION => coordinator_in(&image, crate::transactions::TXN_TOPIC, key),
             _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
-        }
+        };
+        on_listener(&image, found?, &call.session.listener)
     };
     if version >= 4 {
         let coordinators = request
@@ -93,6 +97,14 @@ pub(crate) async fn handle(
         }
     };
     Outcome::Respond(response)
+}
+
+/// The coordinator's endpoint on the listener the request came in on, as Kafka answers; a
+/// coordinator without that listener is not available to this client.
+fn on_listener(image: &MetadataImage, (node_id, _, _): (i32, String, i32), listener: &str) -> Found {
+    let endpoint = image.brokers.get(&node_id).and_then(|broker| broker.endpoint(listener));
+    let (host, port) = endpoint.ok_or((ResponseError::CoordinatorNotAvailable, "the coordinator is not available"))?;
+    Ok((node_id, host.to_owned(), port))
 }
 
 /// The live leader of the group's offsets partition.

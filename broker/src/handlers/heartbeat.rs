@@ -11,16 +11,21 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::membership::MemberRef;
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::Heartbeat, min: 0, max: 4 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: HeartbeatRequest,
 ) -> Outcome<HeartbeatResponse> {
     let group_id = request.group_id.to_string();
+    if let Some(error) = denied(&shard, &call, AclOperation::Read, Resource::Group(&group_id)) {
+        return Outcome::Respond(HeartbeatResponse::default().with_error_code(error.code()));
+    }
     let member_id = request.member_id.to_string();
     let instance = request.group_instance_id.as_ref().map(ToString::to_string);
     let generation_id = request.generation_id;

@@ -23,7 +23,7 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::IncrementalAlterConfigs
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: IncrementalAlterConfigsRequest,
 ) -> Outcome<IncrementalAlterConfigsResponse> {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -31,11 +31,21 @@ pub(crate) async fn handle(
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
+        let name = resource.resource_name.as_str();
+        if let Some((error_code, text)) =
+            crate::security::checks::config_denied(&shard, &call, true, resource.resource_type, name)
+        {
+            responses.push(response.with_error_code(error_code).with_error_message(message(text)));
+            continue;
+        }
         let outcome = match resource.resource_type {
             RESOURCE_TYPE_TOPIC => {
                 alter(&shard, resource.resource_name.as_str(), &resource.configs, request.validate_only).await
             }
             RESOURCE_TYPE_BROKER => Err((code(ResponseError::InvalidRequest), "broker configs are static".to_owned())),
+            crate::groups::group_config::RESOURCE_TYPE_GROUP => {
+                alter_group(&shard, resource.resource_name.as_str(), &resource.configs, request.validate_only).await
+            }
             other => Err((code(ResponseError::InvalidRequest), format!("unknown resource type {other}"))),
         };
         responses.push(match outcome {
@@ -52,15 +62,36 @@ async fn alter(
     entries: &[AlterableConfig],
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    let operations = entries
+    let operations = operations(entries);
+    let change = ConfigChange::Incremental { operations, defaults: shard.config().default_topic_config.clone() };
+    let altered = shard.shared.metadata.alter_topic_config(topic, change, validate_only).await;
+    altered.map_err(|refusal| (code(refusal.error), refusal.message))
+}
+
+/// IncrementalAlterConfigs of a GROUP resource: SET and DELETE of the group's consumer configs,
+/// decided by the controller against the configs it holds.
+async fn alter_group(
+    shard: &ShardContext,
+    group: &str,
+    entries: &[AlterableConfig],
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if group.is_empty() {
+        return Err((code(ResponseError::InvalidRequest), "the group id must not be empty".to_owned()));
+    }
+    let operations = operations(entries);
+    let altered = shard.shared.metadata.alter_group_config(group, operations, validate_only).await;
+    altered.map_err(|refusal| (code(refusal.error), refusal.message))
+}
+
+/// The request's entries as config operations, in order.
+fn operations(entries: &[AlterableConfig]) -> Vec<ConfigOperation> {
+    entries
         .iter()
         .map(|entry| ConfigOperation {
             name: entry.name.as_str().to_owned(),
             operation: entry.config_operation,
             value: entry.value.as_ref().map(|value| value.as_str().to_owned()),
         })
-        .collect();
-    let change = ConfigChange::Incremental { operations, defaults: shard.config().default_topic_config.clone() };
-    let altered = shard.shared.metadata.alter_topic_config(topic, change, validate_only).await;
-    altered.map_err(|refusal| (code(refusal.error), refusal.message))
+        .collect()
 }

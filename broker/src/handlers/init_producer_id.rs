@@ -21,10 +21,14 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::InitProducerId, min: 0,
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: InitProducerIdRequest,
 ) -> Outcome<InitProducerIdResponse> {
     let refused = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let transactional_id = request.transactional_id.as_ref().filter(|id| !id.is_empty()).map(|id| id.as_str());
+    if let Some(error) = crate::security::checks::init_producer_id_denied(&shard, &call, transactional_id) {
+        return Outcome::Respond(refused.with_error_code(code(error)));
+    }
     if let Some(id) = request.transactional_id.as_ref().filter(|id| !id.is_empty()) {
         let id = id.to_string();
         let target = id.clone();

@@ -17,6 +17,8 @@ use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::group::{JoinOutcome, Protocol};
 use crate::groups::membership::JoinArgs;
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::JoinGroup, min: 0, max: 9 };
@@ -52,6 +54,9 @@ pub(crate) async fn handle(
         supports_skip_assignment: version >= 9,
         new_member_id: String::new(),
     };
+    if let Some(error) = denied(&shard, &call, AclOperation::Read, Resource::Group(&group_id)) {
+        return Outcome::Respond(response(version, JoinOutcome::failed(error, &member_id)));
+    }
     let target = group_id.clone();
     let outcome =
         on_coordinator(&shard, &target, move |coordinator| async move { coordinator.join(&group_id, args).await })

@@ -15,6 +15,8 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::membership::MemberRef;
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::LeaveGroup, min: 0, max: 5 };
@@ -37,7 +39,11 @@ pub(crate) async fn handle(
     };
     let leaving = members.clone();
     let target = group_id.clone();
+    let refused = denied(&shard, &call, AclOperation::Read, Resource::Group(&group_id));
     let results = on_coordinator(&shard, &target, move |coordinator| async move {
+        if let Some(error) = refused {
+            return Err(error);
+        }
         let refs: Vec<MemberRef<'_>> = leaving
             .iter()
             .map(|(member_id, instance)| MemberRef { member_id, group_instance_id: instance.as_deref() })

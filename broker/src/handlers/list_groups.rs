@@ -35,11 +35,13 @@ pub(crate) async fn handle(
     let types: Vec<String> = request.types_filter.iter().map(|kind| kind.trim().to_lowercase()).collect();
     let mut error_code = 0;
     let mut groups = Vec::new();
+    let may_describe = crate::security::checks::group_lister(&shard, &call);
     for answer in answers {
         match answer {
             Ok(listed) => groups.extend(
                 listed
                     .into_iter()
+                    .filter(|group| may_describe(&group.group_id))
                     .filter(|group| types.is_empty() || types.iter().any(|kind| kind == group.group_type.name()))
                     .filter(|group| states.is_empty() || states.contains(&group.state.to_lowercase()))
                     .map(|group| {

@@ -17,6 +17,8 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::error::read_error_code;
 use crate::metadata::lead;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -39,12 +41,14 @@ pub(crate) async fn handle(
     let engine = shard.engine();
     let lookups = request.topics.iter().flat_map(|topic| {
         let known = image.topic(topic.name.as_str()).cloned();
+        let denied = denied(&shard, &call, AclOperation::Describe, Resource::Topic(topic.name.as_str()));
         topic.partitions.iter().map(move |partition| {
             let engine = engine.clone();
             let led = match &known {
                 Some(known) => lead(node_id, known, partition.partition_index, partition.current_leader_epoch),
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
+            let led = denied.map_or(led, Err);
             let timestamp = partition.timestamp;
             async move {
                 let led = led.map_err(code)?;

@@ -14,15 +14,20 @@ use kafka_protocol::messages::{
 use super::topic_name;
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ListPartitionReassignments, min: 0, max: 0 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: ListPartitionReassignmentsRequest,
 ) -> Outcome<ListPartitionReassignmentsResponse> {
+    if let Some(error) = denied(&shard, &call, AclOperation::Describe, Resource::Cluster) {
+        return Outcome::Respond(ListPartitionReassignmentsResponse::default().with_error_code(error.code()));
+    }
     let image = shard.image();
     let ids = |nodes: &[i32]| nodes.iter().map(|node| BrokerId(*node)).collect::<Vec<_>>();
     let wanted = |topic: &str, index: i32| match &request.topics {

@@ -15,6 +15,8 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::transactions::coordinator::DescribedTxn;
 use crate::transactions::records::TxnStatus;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Resource;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ListTransactions, min: 0, max: 2 };
@@ -66,8 +68,10 @@ pub(crate) async fn handle(
     let duration_ms = if call.version >= 1 { request.duration_filter } else { -1 };
     let pattern =
         if call.version >= 2 { request.transactional_id_pattern.as_ref().map(ToString::to_string) } else { None };
+    let checker = crate::security::authorizer::Checker::new(&shard, &call);
     let transaction_states = listed
         .into_iter()
+        .filter(|txn| checker.allows(AclOperation::Describe, Resource::TransactionalId(&txn.transactional_id)))
         .filter(|txn| states.is_empty() || states.iter().any(|state| state == state_name(txn.status)))
         .filter(|txn| producers.is_empty() || producers.contains(&txn.producer_id))
         .filter(|txn| duration_ms < 0 || now_ms.saturating_sub(txn.start_ms) > duration_ms)

@@ -33,34 +33,40 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Metadat
     let version = call.version;
     let allow_create = shard.config().auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let image = shard.image();
+    let acl = crate::security::checks::MetadataCheck::new(&shard, &call);
     let topics = match request.topics {
-        None => all_topics(&image),
-        Some(list) if list.is_empty() && version == 0 => all_topics(&image),
+        None => acl.visible(all_topics(&image)),
+        Some(list) if list.is_empty() && version == 0 => acl.visible(all_topics(&image)),
         Some(list) => {
             let mut topics = Vec::with_capacity(list.len());
             for requested in list {
+                let asked_by_id = !requested.topic_id.is_nil() || requested.name.is_none();
                 // As Kafka: a non-zero id wins, whatever the name (the Java client sends an
                 // empty name with an id).
                 let topic = match requested.name {
                     _ if !requested.topic_id.is_nil() => by_id(&image, requested.topic_id),
-                    Some(name) => by_name(&shard, &image, &name, allow_create).await,
+                    Some(name) => by_name(&shard, &image, &name, allow_create && acl.may_create(&name)).await,
                     None => by_id(&image, requested.topic_id),
                 };
-                topics.push(topic);
+                topics.push(acl.guard(topic, asked_by_id, allow_create));
             }
             topics
         }
     };
     // Brokers as of now: an auto-created topic's leaders are in the newest image.
     let image = shard.image();
+    // Each broker's endpoint on the listener this request came in on; brokers without it are
+    // left out, as Kafka does.
     let brokers = image
         .live_brokers()
-        .map(|broker| {
-            MetadataResponseBroker::default()
+        .filter_map(|broker| {
+            let (host, port) = broker.endpoint(&call.session.listener)?;
+            let answer = MetadataResponseBroker::default()
                 .with_node_id(BrokerId(broker.node_id))
-                .with_host(str_bytes(&broker.host))
-                .with_port(broker.port)
-                .with_rack(broker.rack.as_deref().map(str_bytes))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(broker.rack.as_deref().map(str_bytes));
+            Some(answer)
         })
         .collect();
     let response = MetadataResponse::default()

@@ -48,6 +48,9 @@ pub(crate) async fn handle(
             })
         })
         .collect();
+    let topics = entries.iter().map(|entry| entry.topic.as_str());
+    let refusals = crate::security::checks::Refusals::offset_commit(&shard, &call, &group_id, topics);
+    let entries = refusals.keep(entries);
     let count = entries.len();
     let target = group_id.clone();
     let results = on_coordinator(&shard, &target, move |coordinator| async move {
@@ -55,7 +58,7 @@ pub(crate) async fn handle(
     })
     .await
     .unwrap_or_else(|error| vec![Err(error); count]);
-    let mut results = results.into_iter();
+    let mut results = refusals.merge(results).into_iter();
     let topics = request
         .topics
         .iter()

@@ -19,7 +19,7 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetDelete, min: 0, m
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: OffsetDeleteRequest,
 ) -> Outcome<OffsetDeleteResponse> {
     let group_id = request.group_id.to_string();
@@ -31,11 +31,16 @@ pub(crate) async fn handle(
         })
         .collect();
     let target = group_id.clone();
+    let (refusals, topics) = crate::security::checks::OffsetDeleteRefusals::split(&shard, &call, &group_id, topics);
+    if let Some(error) = refusals.group {
+        return Outcome::Respond(OffsetDeleteResponse::default().with_error_code(error.code()));
+    }
     let answer = on_coordinator(&shard, &target, move |coordinator| async move {
         coordinator.delete_offsets(&group_id, topics).await
     })
     .await
-    .and_then(|answer| answer);
+    .and_then(|answer| answer)
+    .map(|topics| refusals.merge(topics));
     let response = match answer {
         Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
         Ok(topics) => OffsetDeleteResponse::default().with_topics(

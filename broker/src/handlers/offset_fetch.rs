@@ -23,6 +23,8 @@ use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::consumer_groups::FetchMember;
 use crate::groups::coordinator::{FetchedOffsets, TopicPartitions};
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// One group's answer: offsets, or a group-level error with the partitions asked for.
 type GroupAnswer = Result<(FetchedOffsets, Unstable), (ResponseError, FetchedOffsets)>;
@@ -48,7 +50,7 @@ pub(crate) async fn handle(
                 member_id: group.member_id.as_ref().map(ToString::to_string),
                 member_epoch: group.member_epoch,
             };
-            fetch_group(&shard, group.group_id.to_string(), member, topics, request.require_stable)
+            fetch_group((&shard, &call), group.group_id.to_string(), member, topics, request.require_stable)
         }))
         .await;
         let groups = request
@@ -65,7 +67,7 @@ pub(crate) async fn handle(
         .map(|topics| topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect());
     let require_stable = version >= 7 && request.require_stable;
     let member = FetchMember { member_id: None, member_epoch: -1 };
-    let answer = fetch_group(&shard, request.group_id.to_string(), member, topics, require_stable).await;
+    let answer = fetch_group((&shard, &call), request.group_id.to_string(), member, topics, require_stable).await;
     let (error, fetched, unstable) = match answer {
         Ok((fetched, unstable)) => (None, fetched, unstable),
         Err((error, fetched)) => (Some(error), fetched, Unstable::new()),
@@ -97,7 +99,7 @@ pub(crate) async fn handle(
 }
 
 async fn fetch_group(
-    shard: &ShardContext,
+    (shard, call): (&ShardContext, &Call),
     group_id: String,
     member: FetchMember,
     topics: TopicPartitions,
@@ -105,12 +107,22 @@ async fn fetch_group(
 ) -> GroupAnswer {
     let asked = topics.clone();
     let target = group_id.clone();
+    // As Kafka: DESCRIBE on the group, and only the topics the caller may DESCRIBE.
+    let refused = denied(shard, call, AclOperation::Describe, Resource::Group(&group_id));
+    let checker = crate::security::authorizer::Checker::new(shard, call);
     let answer = on_coordinator(shard, &target, move |coordinator| async move {
+        if let Some(error) = refused {
+            return Err(error);
+        }
         let unstable = if require_stable { coordinator.unstable_offsets(&group_id) } else { Unstable::new() };
         coordinator.fetch(&group_id, &member, topics).map(|fetched| (fetched, unstable))
     })
     .await
-    .and_then(|answer| answer);
+    .and_then(|answer| answer)
+    .map(|(mut fetched, unstable)| {
+        fetched.retain(|(topic, _)| checker.allows(AclOperation::Describe, Resource::Topic(topic)));
+        (fetched, unstable)
+    });
     answer.map_err(|error| {
         let empty = asked
             .unwrap_or_default()

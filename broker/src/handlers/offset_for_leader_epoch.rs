@@ -23,7 +23,7 @@ pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetForLeaderEpoch, m
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: OffsetForLeaderEpochRequest,
 ) -> Outcome<OffsetForLeaderEpochResponse> {
     let image = shard.image();
@@ -31,6 +31,7 @@ pub(crate) async fn handle(
     let engine = shard.engine();
     let lookups = request.topics.iter().flat_map(|topic| {
         let known = image.topic(topic.topic.as_str()).cloned();
+        let denied = crate::security::checks::leader_epoch_denied(&shard, &call, request.replica_id.0, &topic.topic);
         topic.partitions.iter().map(move |partition| {
             let engine = engine.clone();
             let index = partition.partition;
@@ -38,6 +39,7 @@ pub(crate) async fn handle(
                 Some(known) => lead(node_id, known, index, partition.current_leader_epoch),
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
+            let led = denied.map_or(led, Err);
             let asked = partition.leader_epoch;
             async move {
                 let answer = EpochEndOffset::default().with_partition(index);

@@ -95,11 +95,13 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
     let mut appends = Vec::new();
     for topic in &request.topic_data {
         let known = image.topic(topic.name.as_str());
+        let denied = crate::security::checks::produce_denied(&shard, &call, &request, topic.name.as_str());
         for partition in &topic.partition_data {
             let led = match known {
                 Some(known) => crate::metadata::lead(node_id, known, partition.index, -1),
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };
+            let led = denied.map_or(led, Err);
             let refusal = refusal
                 .clone()
                 .or_else(|| led.as_ref().err().map(|error| Failure::new(code(*error), error.to_string())));
@@ -172,6 +174,8 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
         }
     }
     let mut results = join_all(appends).await.into_iter();
+    let throttle_time_ms =
+        crate::quota::charge_produce(&shard, &call, || crate::quota::request_size_bytes(&request, version));
     if acks == 0 {
         return if results.any(|result| result.is_err()) {
             Outcome::Close("acks=0 produce failed")
@@ -192,9 +196,9 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Produce
             TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
         })
         .collect();
-    let mut response = ProduceResponse::default().with_responses(responses);
+    let mut response = ProduceResponse::default().with_responses(responses).with_throttle_time_ms(throttle_time_ms);
     if version >= 10 {
-        tell_current_leaders(&image, &mut response);
+        tell_current_leaders(&image, &mut response, &call.session.listener);
     }
     Outcome::Respond(response)
 }
@@ -281,7 +285,7 @@ const VERIFY_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// KIP-951: a partition refused with NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
 /// and the response carries those leaders' endpoints, so the client re-routes at once.
-fn tell_current_leaders(image: &crate::metadata::MetadataImage, response: &mut ProduceResponse) {
+fn tell_current_leaders(image: &crate::metadata::MetadataImage, response: &mut ProduceResponse, listener: &str) {
     let not_leader = code(ResponseError::NotLeaderOrFollower);
     let mut leaders = Vec::new();
     for topic in &mut response.responses {
@@ -294,7 +298,7 @@ fn tell_current_leaders(image: &crate::metadata::MetadataImage, response: &mut P
             }
         }
     }
-    response.node_endpoints = crate::metadata::endpoints(image, leaders)
+    response.node_endpoints = crate::metadata::endpoints(image, leaders, listener)
         .into_iter()
         .map(|endpoint| {
             NodeEndpoint::default()

@@ -14,6 +14,8 @@ use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::group::SyncOutcome;
 use crate::groups::membership::SyncArgs;
 use crate::groups::on_coordinator;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::SyncGroup, min: 0, max: 5 };
@@ -38,10 +40,13 @@ pub(crate) async fn handle(
             .collect(),
     };
     let target = group_id.clone();
-    let outcome =
-        on_coordinator(&shard, &target, move |coordinator| async move { coordinator.sync(&group_id, args).await })
+    let refused = denied(&shard, &call, AclOperation::Read, Resource::Group(&group_id));
+    let outcome = match refused {
+        Some(error) => SyncOutcome::failed(error),
+        None => on_coordinator(&shard, &target, move |coordinator| async move { coordinator.sync(&group_id, args).await })
             .await
-            .unwrap_or_else(SyncOutcome::failed);
+            .unwrap_or_else(SyncOutcome::failed),
+    };
     let response = SyncGroupResponse::default()
         .with_error_code(outcome.error.map_or(0, |error| error.code()))
         .with_assignment(outcome.assignment);

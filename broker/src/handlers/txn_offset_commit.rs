@@ -48,9 +48,21 @@ pub(crate) async fn handle(
             })
         })
         .collect();
+    let topics = entries.iter().map(|entry| entry.topic.as_str());
+    let refusals = crate::security::checks::Refusals::txn_offset_commit(
+        &shard,
+        &call,
+        (request.transactional_id.as_str(), &group_id),
+        topics,
+    );
+    let entries = refusals.keep(entries);
     let count = entries.len();
     let target = group_id.clone();
-    let added = if call.version >= 5 { add_offsets_partition(&shard, &request).await } else { Ok(()) };
+    let added = match refusals.all() {
+        Some(error) => Err(error),
+        None if call.version >= 5 => add_offsets_partition(&shard, &request).await,
+        None => Ok(()),
+    };
     let results = match added {
         Ok(()) => on_coordinator(&shard, &target, move |coordinator| async move {
             coordinator.txn_commit(&group_id, &args, &entries).await
@@ -59,7 +71,7 @@ pub(crate) async fn handle(
         .unwrap_or_else(|error| vec![Err(error); count]),
         Err(error) => vec![Err(error); count],
     };
-    let mut results = results.into_iter();
+    let mut results = refusals.merge(results).into_iter();
     let topics = request
         .topics
         .iter()

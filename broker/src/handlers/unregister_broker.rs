@@ -9,15 +9,20 @@ use kafka_protocol::messages::{ApiKey, UnregisterBrokerRequest, UnregisterBroker
 use super::{code, message};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::UnregisterBroker, min: 0, max: 0 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: UnregisterBrokerRequest,
 ) -> Outcome<UnregisterBrokerResponse> {
+    if let Some(error) = denied(&shard, &call, AclOperation::Alter, Resource::Cluster) {
+        return Outcome::Respond(UnregisterBrokerResponse::default().with_error_code(error.code()));
+    }
     let response = match shard.shared.metadata.unregister_broker(request.broker_id.0).await {
         Ok(()) => UnregisterBrokerResponse::default(),
         Err(refusal) => UnregisterBrokerResponse::default()

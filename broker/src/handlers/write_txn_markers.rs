@@ -13,15 +13,19 @@ use sluice_engine::TopicPartition;
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::transactions::markers::{Marker, write_local};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 };
 
 pub(crate) async fn handle(
     shard: Rc<ShardContext>,
-    _call: Call,
+    call: Call,
     request: WriteTxnMarkersRequest,
 ) -> Outcome<WriteTxnMarkersResponse> {
+    // Markers come from transaction coordinators only: every partition is refused otherwise.
+    let refused = denied(&shard, &call, AclOperation::ClusterAction, Resource::Cluster);
     let mut markers = Vec::new();
     for written in &request.markers {
         let marker = Marker {
@@ -35,7 +39,12 @@ pub(crate) async fn handle(
             let writes = topic.partition_indexes.iter().map(|index| {
                 let partition = TopicPartition::new(topic.name.as_str(), *index);
                 let shared = shard.shared.clone();
-                async move { write_local(&shared, &partition, marker).await }
+                async move {
+                    match refused {
+                        Some(error) => Err(error),
+                        None => write_local(&shared, &partition, marker).await,
+                    }
+                }
             });
             let outcomes = futures_util::future::join_all(writes).await;
             let partitions = topic

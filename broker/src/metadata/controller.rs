@@ -210,6 +210,7 @@ mod tests {
                 rack: None,
                 fenced: false,
                 clean_restart: true,
+                listeners: Vec::new(),
             }));
         }
         image

@@ -36,6 +36,22 @@ pub(crate) struct BrokerRegistration {
     /// where it is in no ELR).
     #[serde(default)]
     pub(crate) clean_restart: bool,
+    /// Every advertised listener's endpoint. Empty in registrations written before brokers
+    /// registered their listeners: `host` and `port` are then the only endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) listeners: Vec<crate::security::listeners::Endpoint>,
+}
+
+impl BrokerRegistration {
+    /// Where clients of listener `listener` reach this broker; `None` when it has no such
+    /// listener.
+    pub(crate) fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        let endpoint = self.listeners.iter().find(|endpoint| endpoint.name == listener)?;
+        Some((&endpoint.host, endpoint.port))
+    }
 }
 
 /// One partition's replication state.
@@ -152,6 +168,18 @@ pub(crate) struct MetadataImage {
     names: BTreeMap<Arc<str>, TopicId>,
     /// The first producer id not yet handed out in a block.
     pub(crate) next_producer_id: i64,
+    /// Consumer groups' own configs (the GROUP config resource).
+    #[serde(default)]
+    pub(crate) group_configs: crate::groups::group_config::GroupConfigsImage,
+    /// SCRAM credentials by user and mechanism.
+    #[serde(default)]
+    pub(crate) scram: crate::security::sasl::credentials::ScramCredentials,
+    /// The cluster's ACLs.
+    #[serde(default)]
+    pub(crate) acls: crate::security::acl::AclSet,
+    /// Client quotas by entity.
+    #[serde(default)]
+    pub(crate) client_quotas: crate::quota::entity::ClientQuotas,
 }
 
 impl MetadataImage {
@@ -239,6 +267,14 @@ impl MetadataImage {
             MetadataRecord::AllocateProducerIds { next_producer_id } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            MetadataRecord::AlterGroupConfig { group, configs } => self.group_configs.set(group, configs),
+            MetadataRecord::UserScramCredential { name, mechanism, credential } => {
+                self.scram.upsert(name, *mechanism, credential);
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => self.scram.remove(name, *mechanism),
+            MetadataRecord::CreateAcl { id, binding } => self.acls.insert(*id, binding),
+            MetadataRecord::RemoveAcl { id } => self.acls.remove(*id),
+            MetadataRecord::ClientQuota(record) => self.client_quotas.apply(record),
         }
     }
 

@@ -257,6 +257,17 @@ impl Metadata {
         self.submit_one(request).await
     }
 
+    /// Changes a consumer group's own configs (the GROUP config resource) as `operations` say;
+    /// with `validate_only`, only checks.
+    pub(crate) async fn alter_group_config(
+        &self,
+        group: &str,
+        operations: Vec<config_change::ConfigOperation>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        self.submit_one(ControllerRequest::AlterGroupConfig { group: group.to_owned(), operations, validate_only }).await
+    }
+
     /// Moves a partition's leadership (tests, and the operations that move it).
     pub(crate) async fn move_leadership(
         &self,
@@ -500,16 +511,19 @@ pub(crate) struct NodeEndpoint {
     pub(crate) rack: Option<String>,
 }
 
-/// The endpoints of the registered brokers among `ids`, each once, by node id.
-pub(crate) fn endpoints(image: &MetadataImage, ids: impl IntoIterator<Item = i32>) -> Vec<NodeEndpoint> {
+/// The endpoints on `listener` (the one the client's request came in on) of the registered
+/// brokers among `ids`, each once, by node id; brokers without that listener are left out.
+pub(crate) fn endpoints(
+    image: &MetadataImage,
+    ids: impl IntoIterator<Item = i32>,
+    listener: &str,
+) -> Vec<NodeEndpoint> {
     let ids: std::collections::BTreeSet<i32> = ids.into_iter().collect();
     ids.into_iter()
         .filter_map(|id| image.brokers.get(&id))
-        .map(|broker| NodeEndpoint {
-            node_id: broker.node_id,
-            host: broker.host.clone(),
-            port: broker.port,
-            rack: broker.rack.clone(),
+        .filter_map(|broker| {
+            let (host, port) = broker.endpoint(listener)?;
+            Some(NodeEndpoint { node_id: broker.node_id, host: host.to_owned(), port, rack: broker.rack.clone() })
         })
         .collect()
 }

@@ -45,6 +45,23 @@ pub(crate) enum MetadataRecord {
     /// A broker leaves the cluster (Kafka's UnregisterBroker): its registration goes. Replicas
     /// that still name it stay, offline, until they are reassigned.
     UnregisterBroker { node_id: i32 },
+    /// A consumer group's whole set of group configs (Kafka's ConfigRecord of a GROUP resource);
+    /// an empty set removes them.
+    AlterGroupConfig { group: String, configs: crate::groups::group_config::GroupConfigs },
+    /// A user's SCRAM credential for one mechanism is set (Kafka's UserScramCredentialRecord).
+    UserScramCredential {
+        name: String,
+        mechanism: crate::security::sasl::scram::ScramMechanism,
+        credential: crate::security::sasl::scram::ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism goes (Kafka's RemoveUserScramCredentialRecord).
+    RemoveUserScramCredential { name: String, mechanism: crate::security::sasl::scram::ScramMechanism },
+    /// An ACL is created under `id` (Kafka's AccessControlEntryRecord).
+    CreateAcl { id: u64, binding: crate::security::acl::AclBinding },
+    /// The ACL `id` is removed (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl { id: u64 },
+    /// One key of a client quota entity is set or removed (Kafka's ClientQuotaRecord).
+    ClientQuota(crate::quota::entity::QuotaRecord),
 }
 
 #[cfg(test)]
@@ -75,6 +92,7 @@ mod tests {
                         rack: None,
                         fenced: false,
                         clean_restart: seed % 3 == 0,
+                        listeners: Vec::new(),
                     })),
                     1 => out.push(MetadataRecord::FenceBroker { node_id: node, fenced: seed % 2 == 0 }),
                     2 if !created.iter().any(|(id, _)| *id == topic_id(seed)) => {

@@ -13,10 +13,15 @@
 //!
 //! At shutdown the reader stops taking requests; the writer answers those already read, then
 //! the connection closes.
+//!
+//! A connection of a TLS listener first completes its handshake (within
+//! [`TLS_HANDSHAKE_TIMEOUT`]); the reader then reads decrypted frames and the writer encrypts
+//! replies through the same `TlsStream`. A client certificate on an SSL listener sets the
+//! session's principal. Plaintext connections take none of these steps.
 
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
@@ -26,8 +31,11 @@ use crate::context::ShardContext;
 use crate::dispatch::{self, Reply};
 use crate::net::framing::{self, FrameError, FrameReader, SIZE_PREFIX_BYTES};
 use crate::net::limits::{ConnectionSlot, MemoryBudget};
+use crate::net::listener::Entry;
 use crate::net::send::{self, Chunk};
-use crate::security::Session;
+use crate::net::tls_stream::TlsStream;
+use crate::security::tls::principal_name as tls_principal;
+use crate::security::{Principal, SecurityProtocol, Session};
 
 /// A request read and being handled.
 struct InFlight {
@@ -37,35 +45,107 @@ struct InFlight {
     started: Instant,
 }
 
-/// Serves one accepted connection until it closes.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<ShardContext>, slot: ConnectionSlot) {
-    let limits = shard.config().limits;
+/// How long a TLS client may take to complete its handshake: a client that connects and says
+/// nothing would otherwise hold a connection slot until it leaves.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted connection of `listener` until it closes.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shard: Rc<ShardContext>,
+    slot: ConnectionSlot,
+    listener: Rc<Entry>,
+) {
     shard.metrics().connection_opened();
-    tracing::debug!(%peer, shard = shard.shard.0, "connection opened");
-    let (read_half, write_half) = stream.into_split();
+    tracing::debug!(%peer, shard = shard.shard.0, listener = %listener.name, "connection opened");
+    let session = Rc::new(Session::new(listener.name.clone(), listener.protocol, peer));
+    match &listener.tls {
+        None => {
+            let (read_half, write_half) = stream.into_split();
+            let reader = FrameReader::new(read_half.clone(), shard.config().limits.request_size_bytes_max);
+            run(reader, Transport::Plain(write_half), &read_half, &shard, &session).await;
+        }
+        Some(tls) => {
+            let config = tls.config(shard.shared.clock.now());
+            let handshake = compio::time::timeout(TLS_HANDSHAKE_TIMEOUT, TlsStream::accept(stream, config)).await;
+            match handshake {
+                Ok(Ok(tls)) => {
+                    if session.protocol == SecurityProtocol::Ssl
+                        && let Some(name) = tls_principal(tls.peer_certificates().as_deref())
+                    {
+                        session.set_principal(Principal::user(&name));
+                        tracing::debug!(%peer, principal = %session.principal(), "TLS client certificate accepted");
+                    }
+                    let socket = tls.socket().clone();
+                    let reader = FrameReader::with_tls(tls.clone(), shard.config().limits.request_size_bytes_max);
+                    run(reader, Transport::Tls(tls), &socket, &shard, &session).await;
+                }
+                Ok(Err(error)) => tracing::info!(%peer, %error, "TLS handshake failed"),
+                Err(_elapsed) => tracing::info!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+    shard.metrics().connection_closed();
+    drop(slot);
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Runs the reader here and the writer as its own task until both are done; `socket` is the
+/// connection's socket, shut down at the end.
+async fn run(
+    reader: FrameReader,
+    transport: Transport,
+    socket: &TcpStream,
+    shard: &Rc<ShardContext>,
+    session: &Rc<Session>,
+) {
+    let peer = session.peer;
+    let limits = shard.config().limits;
     let (sender, receiver) = async_channel::bounded(limits.in_flight_requests_max as usize);
     let budget = Rc::new(MemoryBudget::new(limits.connection_memory_bytes_max));
-    let writer = compio::runtime::spawn(write_loop(write_half, receiver, budget.clone(), shard.clone()));
-    let reader = FrameReader::new(read_half.clone(), limits.request_size_bytes_max);
-    let session = Rc::new(Session::plaintext(peer));
-    if let Err(error) = read_loop(reader, sender, &budget, &shard, &session).await {
+    let writer = compio::runtime::spawn(write_loop(transport, receiver, budget.clone(), shard.clone()));
+    if let Err(error) = read_loop(reader, sender, &budget, shard, session).await {
         match error {
             FrameError::Io(_) | FrameError::Truncated => tracing::debug!(%peer, %error, "connection ended"),
             FrameError::Negative { .. } | FrameError::TooSmall { .. } | FrameError::TooLarge { .. } => {
                 shard.metrics().frame_rejected();
                 tracing::warn!(%peer, %error, "closing connection: bad frame");
                 // Close at once: nothing more is read, and replies still pending are dropped.
-                close_socket(&read_half);
+                close_socket(socket);
             }
         }
     }
     if writer.await.is_err() {
         tracing::error!(%peer, "connection writer panicked");
     }
-    close_socket(&read_half);
-    shard.metrics().connection_closed();
-    drop(slot);
-    tracing::debug!(%peer, "connection closed");
+    close_socket(socket);
+}
+
+/// Where replies are written: the socket itself, or the TLS record layer over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(TlsStream),
+}
+
+impl Transport {
+    async fn write_chunks(&mut self, chunks: Vec<Chunk>, pipes: &send::PipePool) -> std::io::Result<()> {
+        match self {
+            Self::Plain(stream) => send::write_chunks(stream, chunks, pipes).await,
+            Self::Tls(tls) => tls.write_chunks(chunks).await,
+        }
+    }
+
+    /// Ends the stream: TLS's close_notify first, then both directions of the socket.
+    async fn close(&mut self) {
+        match self {
+            Self::Plain(stream) => close_socket(stream),
+            Self::Tls(tls) => {
+                tls.close().await;
+                close_socket(tls.socket());
+            }
+        }
+    }
 }
 
 /// Reads requests and starts them, until end of stream, a bad frame, or shutdown.
@@ -86,6 +166,7 @@ async fn read_loop(
             }
         };
         let Some(size) = size else { return Ok(()) };
+        crate::quota::wait_unmuted(shard, session).await;
         let size_bytes = (SIZE_PREFIX_BYTES + size) as u64;
         budget.acquire(size_bytes).await;
         let frame = reader.read_body(size).await?;
@@ -97,6 +178,10 @@ async fn read_loop(
         if let Err(unsent) = sender.send(in_flight).await {
             // The writer has closed the connection; let the handler finish on its own.
             unsent.0.reply.detach();
+            return Ok(());
+        }
+        if !crate::security::sasl::wait_turn(session).await {
+            // SASL authentication failed: what was read is answered, then the connection closes.
             return Ok(());
         }
     }
@@ -113,7 +198,7 @@ const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 /// burst rather than one per request. Fetch replies carry file ranges, which go out with
 /// `splice` between the memory parts (see `net::send`).
 async fn write_loop(
-    mut stream: TcpStream,
+    mut transport: Transport,
     receiver: async_channel::Receiver<InFlight>,
     budget: Rc<MemoryBudget>,
     shard: Rc<ShardContext>,
@@ -146,7 +231,7 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if let Err(error) = send::write_chunks(&mut stream, chunks, &shard.pipes).await {
+        if let Err(error) = transport.write_chunks(chunks, &shard.pipes).await {
             tracing::debug!(%error, "write failed");
             keep_open = false;
         }
@@ -163,7 +248,7 @@ async fn write_loop(
     while let Ok(abandoned) = receiver.try_recv() {
         abandoned.reply.detach();
     }
-    close_socket(&stream);
+    transport.close().await;
 }
 
 /// Waits for one reply and adds its frame to `chunks`. Returns whether the connection stays open.

@@ -12,6 +12,8 @@ use compio::buf::{IntoInner, IoBufMut};
 use compio::io::{AsyncRead, AsyncReadExt};
 use compio::net::TcpStream;
 use kafka_protocol::messages::ResponseHeader;
+
+use crate::net::tls_stream::TlsStream;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use thiserror::Error;
 
@@ -122,16 +124,30 @@ pub(crate) fn encode_response<R: Encodable + HeaderVersion>(
 /// which stays alive until the last request cut from it is done, and the next receive goes to a
 /// fresh buffer meanwhile. A frame larger than the buffer is read straight into a buffer of its
 /// own size. Either way the body reaches the handler without a copy in user space.
+///
+/// Over TLS, decrypted bytes are appended to the same buffer (one copy out of rustls), and a
+/// large frame grows it to the frame's size instead of being read into a buffer of its own.
 pub(crate) struct FrameReader {
-    stream: TcpStream,
+    source: Source,
     /// Received bytes not yet cut into frames.
     buffer: BytesMut,
     size_max: u32,
 }
 
+/// Where a frame reader's bytes come from.
+enum Source {
+    Plain(TcpStream),
+    Tls(TlsStream),
+}
+
 impl FrameReader {
     pub(crate) fn new(stream: TcpStream, size_max: u32) -> Self {
-        Self { stream, buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), size_max }
+        Self { source: Source::Plain(stream), buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), size_max }
+    }
+
+    /// A reader of the decrypted bytes of a TLS connection.
+    pub(crate) fn with_tls(tls: TlsStream, size_max: u32) -> Self {
+        Self { source: Source::Tls(tls), buffer: BytesMut::with_capacity(READ_BUFFER_BYTES), size_max }
     }
 
     fn buffered(&self) -> &[u8] {
@@ -145,10 +161,15 @@ impl FrameReader {
             // a partial frame to its start), or allocates a new one.
             self.buffer.reserve(READ_BUFFER_BYTES);
         }
-        let buffer = std::mem::take(&mut self.buffer);
-        let BufResult(result, buffer) = self.stream.append(buffer).await;
-        self.buffer = buffer;
-        Ok(result? > 0)
+        match &mut self.source {
+            Source::Plain(stream) => {
+                let buffer = std::mem::take(&mut self.buffer);
+                let BufResult(result, buffer) = stream.append(buffer).await;
+                self.buffer = buffer;
+                Ok(result? > 0)
+            }
+            Source::Tls(tls) => Ok(tls.read_into(&mut self.buffer).await? > 0),
+        }
     }
 
     /// Waits for the next frame's size prefix and returns the validated body size, or `None`
@@ -173,15 +194,18 @@ impl FrameReader {
     /// A socket error, or a close before the body is complete.
     pub(crate) async fn read_body(&mut self, size: usize) -> Result<Bytes, FrameError> {
         let total = SIZE_PREFIX_BYTES + size;
-        if total <= READ_BUFFER_BYTES {
-            while self.buffered().len() < total {
-                if !self.fill().await? {
-                    return Err(FrameError::Truncated);
+        let mut stream = match &self.source {
+            Source::Plain(stream) if total > READ_BUFFER_BYTES => stream.clone(),
+            _ => {
+                while self.buffered().len() < total {
+                    if !self.fill().await? {
+                        return Err(FrameError::Truncated);
+                    }
                 }
+                self.buffer.advance(SIZE_PREFIX_BYTES);
+                return Ok(self.buffer.split_to(size).freeze());
             }
-            self.buffer.advance(SIZE_PREFIX_BYTES);
-            return Ok(self.buffer.split_to(size).freeze());
-        }
+        };
         let mut body = Vec::with_capacity(size);
         self.buffer.advance(SIZE_PREFIX_BYTES);
         let available = self.buffered().len().min(size);
@@ -191,7 +215,7 @@ impl FrameReader {
             // belong to the next frame.
             let missing = size - body.len();
             let rest = compio::buf::IoBuf::slice(body.uninit(), ..missing);
-            let BufResult(result, filled) = self.stream.read(rest).await;
+            let BufResult(result, filled) = stream.read(rest).await;
             body = filled.into_inner().into_inner();
             if result? == 0 {
                 return Err(FrameError::Truncated);

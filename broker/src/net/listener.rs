@@ -1,6 +1,9 @@
-//! Listening sockets: one per shard, all bound to the same address with SO_REUSEPORT so the
-//! kernel spreads incoming connections over the shards. Each shard runs its own accept loop
-//! and serves the connections it accepts.
+//! Listening sockets: every listener of the broker (`--listeners`, or the single `--listen`)
+//! bound once per shard, all sockets of one listener on the same address with SO_REUSEPORT so
+//! the kernel spreads its incoming connections over the shards. Each shard runs an accept loop
+//! per listener and serves the connections it accepts, each with a session naming the listener
+//! and its security protocol; a TLS listener's connections get the shard's current TLS
+//! configuration (reloaded when its files change, see `security::tls`).
 //!
 //! Binding happens on the starting thread (so a port in use is reported before anything runs);
 //! the std listeners then move to their shard threads and become compio listeners there.
@@ -16,6 +19,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::clock;
 use crate::context::ShardContext;
 use crate::net::connection;
+use crate::security::SecurityProtocol;
+use crate::security::listeners::{Listener, ListenerSet};
+use crate::security::tls::{LoadedServer, ServerTls};
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 1024;
@@ -24,6 +30,71 @@ const PROBE_RETRY_MS_MAX: u64 = 5_000;
 /// Pause between binding attempts.
 const PROBE_RETRY_INTERVAL_MS: u64 = 50;
 
+/// Every listener bound on every shard.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    /// The address each listener is bound to (the real port when 0 was asked for), in the
+    /// listener set's order.
+    pub(crate) addresses: Vec<SocketAddr>,
+    /// By shard: the shard's socket of each listener, in the listener set's order.
+    pub(crate) shards: Vec<Vec<TcpListener>>,
+}
+
+/// Binds each listener of `set` `count` times (once per shard).
+///
+/// # Errors
+/// The address of the listener that could not be bound, and why.
+pub(crate) fn bind_listeners(set: &ListenerSet, count: u16) -> Result<Bound, (SocketAddr, io::Error)> {
+    let mut addresses = Vec::with_capacity(set.listeners.len());
+    let mut shards: Vec<Vec<TcpListener>> = (0..count).map(|_| Vec::with_capacity(set.listeners.len())).collect();
+    for listener in &set.listeners {
+        let sockets = bind_all(listener.address, count).map_err(|error| (listener.address, error))?;
+        let bound = sockets[0].local_addr().map_err(|error| (listener.address, error))?;
+        addresses.push(bound);
+        for (shard, socket) in shards.iter_mut().zip(sockets) {
+            shard.push(socket);
+        }
+    }
+    Ok(Bound { addresses, shards })
+}
+
+/// What one shard serves: its socket of each listener, and the TLS configuration loaded at
+/// startup when a listener needs one. Built on the starting thread, moved to the shard.
+#[derive(Debug)]
+pub(crate) struct ShardListeners {
+    /// The shard's sockets, one per listener, in `listeners` order.
+    pub(crate) sockets: Vec<TcpListener>,
+    /// The listeners.
+    pub(crate) listeners: Vec<Listener>,
+    /// The TLS listeners' configuration as loaded at startup.
+    pub(crate) tls: Option<LoadedServer>,
+}
+
+/// Runs one accept loop per listener on this shard until shutdown.
+pub(crate) async fn serve(serving: ShardListeners, shard: Rc<ShardContext>) {
+    let tls = serving.tls.map(|loaded| Rc::new(ServerTls::new(shard.config().tls.clone(), loaded)));
+    let loops = serving.sockets.into_iter().zip(serving.listeners).map(|(socket, listener)| {
+        let entry = Rc::new(Entry {
+            name: Rc::from(listener.name.as_str()),
+            protocol: listener.protocol,
+            tls: if listener.protocol.uses_tls() { tls.clone() } else { None },
+        });
+        accept_loop(socket, shard.clone(), entry)
+    });
+    futures_util::future::join_all(loops).await;
+}
+
+/// A listener as its accept loop sees it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The listener's name, given to each connection's session.
+    pub(crate) name: Rc<str>,
+    /// Its security protocol.
+    pub(crate) protocol: SecurityProtocol,
+    /// The shard's TLS configuration, for a TLS listener.
+    pub(crate) tls: Option<Rc<ServerTls>>,
+}
+
 /// Binds `count` listeners to `address` with SO_REUSEPORT. Port 0 picks one free port for all.
 ///
 /// A plain probe bind (without SO_REUSEPORT) first makes sure no other socket listens there:
@@ -31,7 +102,7 @@ const PROBE_RETRY_INTERVAL_MS: u64 = 50;
 ///
 /// # Errors
 /// The address is in use or cannot be bound.
-pub(crate) fn bind_all(address: SocketAddr, count: u16) -> io::Result<Vec<TcpListener>> {
+fn bind_all(address: SocketAddr, count: u16) -> io::Result<Vec<TcpListener>> {
     let bound = probe(address)?;
     (0..count).map(|_| bind_one(bound)).collect()
 }
@@ -70,8 +141,9 @@ fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Accepts connections on this shard until shutdown, serving each as its own task.
-pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<ShardContext>) {
+/// Accepts connections of one listener on this shard until shutdown, serving each as its own
+/// task.
+async fn accept_loop(listener: TcpListener, shard: Rc<ShardContext>, entry: Rc<Entry>) {
     let listener = match compio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => {
@@ -98,7 +170,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shard: Rc<ShardContext>) 
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
-                let connection = connection::serve(stream, peer, shard.clone(), slot);
+                let connection = connection::serve(stream, peer, shard.clone(), slot, entry.clone());
                 compio::runtime::spawn(crate::crash::abort_on_panic("connection", connection)).detach();
             }
             Err(error) => {

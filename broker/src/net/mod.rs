@@ -7,3 +7,4 @@ pub(crate) mod limits;
 pub(crate) mod listener;
 pub(crate) mod peer;
 pub(crate) mod send;
+pub(crate) mod tls_stream;

@@ -4,17 +4,27 @@
 //! (WriteTxnMarkers) and a leader to a transaction coordinator (AddPartitionsToTxn
 //! verification): rare calls, off the produce and fetch paths.
 //!
-//! Runs on the calling shard's compio runtime.
+//! Connections to other brokers go to their inter-broker listener ([`Connector`]): over TLS when
+//! that listener runs it (their certificates checked against `--ssl-ca`, this broker's own
+//! presented), then authenticated with SASL when it runs SASL.
+//!
+//! Runs on the calling shard's compio runtime (or the controller thread's, for fetchers).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use compio::BufResult;
-use compio::buf::IoBuf as _;
-use compio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use compio::buf::{IoBuf, IoBufMut};
+use compio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use compio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use crate::config::BrokerConfig;
+use crate::config::sasl::InterBrokerSasl;
+use crate::net::tls_stream::TlsStream;
+use crate::security::tls::TlsError;
 
 /// Largest response frame accepted (a follower's fetch answer is the largest).
 const FRAME_BYTES_MAX: usize = 64 << 20;
@@ -39,8 +49,11 @@ where
     Request: Encodable + HeaderVersion,
     Response: Decodable + HeaderVersion,
 {
+    let connector = crate::context::ShardContext::current()
+        .map(|shard| shard.shared.peers.clone())
+        .ok_or_else(|| std::io::Error::other("peer calls run on a shard"))?;
     let exchange = async {
-        let mut stream = TcpStream::connect(address).await?;
+        let mut stream = connector.connect(address).await?;
         let frame = Frame { api_key, version, correlation_id: 1, client_id: "sluice-broker" };
         exchange(&mut stream, frame, request).await
     };
@@ -64,12 +77,13 @@ pub(crate) struct Frame {
 ///
 /// # Errors
 /// An I/O error, a response frame over the limit, or a malformed response.
-pub(crate) async fn exchange<Request, Response>(
-    stream: &mut TcpStream,
+pub(crate) async fn exchange<Stream, Request, Response>(
+    stream: &mut Stream,
     frame: Frame,
     request: &Request,
 ) -> std::io::Result<Response>
 where
+    Stream: AsyncRead + AsyncWrite,
     Request: Encodable + HeaderVersion,
     Response: Decodable + HeaderVersion,
 {
@@ -100,4 +114,129 @@ where
         return Err(invalid("correlation id mismatch"));
     }
     Response::decode(&mut body, frame.version).map_err(invalid)
+}
+
+/// How this broker connects to the others' inter-broker listener.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Connector {
+    /// The TLS client configuration, when the listener runs TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The SASL credentials, when the listener runs SASL.
+    sasl: Option<InterBrokerSasl>,
+}
+
+impl Connector {
+    /// The connector for `config`'s inter-broker listener.
+    ///
+    /// # Errors
+    /// [`TlsError`]: the TLS files do not load.
+    pub(crate) fn from_config(config: &BrokerConfig) -> Result<Self, TlsError> {
+        let protocol = config.listener_set().inter_broker().protocol;
+        let tls = if protocol.uses_tls() { Some(crate::security::tls::client_config(&config.tls)?) } else { None };
+        let sasl = if protocol.uses_sasl() { config.sasl.inter_broker.clone() } else { None };
+        Ok(Self { tls, sasl })
+    }
+
+    /// Connects to the broker at `address` (`HOST:PORT`, its advertised inter-broker endpoint),
+    /// through the TLS handshake and SASL authentication its listener needs.
+    ///
+    /// # Errors
+    /// A connection error, a refused handshake (the other broker's certificate is not trusted
+    /// or does not name `HOST`) or refused authentication.
+    pub(crate) async fn connect(&self, address: &str) -> std::io::Result<PeerStream> {
+        let stream = TcpStream::connect(address).await?;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let mut peer = match &self.tls {
+            None => PeerStream::Plain(stream),
+            Some(config) => {
+                let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_matches(['[', ']']);
+                PeerStream::Tls(TlsStream::connect(stream, config.clone(), host).await?, BytesMut::new())
+            }
+        };
+        if let Some(credentials) = &self.sasl {
+            crate::security::sasl::client::authenticate(&mut peer, credentials).await.map_err(std::io::Error::other)?;
+        }
+        Ok(peer)
+    }
+}
+
+/// A connection to another broker: plain TCP, or TLS with the decrypted bytes not yet read.
+#[derive(Debug)]
+pub(crate) enum PeerStream {
+    /// Plaintext.
+    Plain(TcpStream),
+    /// TLS, and the plaintext received but not yet read.
+    Tls(TlsStream, BytesMut),
+}
+
+impl AsyncRead for PeerStream {
+    /// Reads into `buffer`, which must be empty (its initialized length 0), as every caller here
+    /// passes it: filling it from its start needs no unsafe length reset.
+    async fn read<B: IoBufMut>(&mut self, mut buffer: B) -> BufResult<usize, B> {
+        match self {
+            Self::Plain(stream) => stream.read(buffer).await,
+            Self::Tls(tls, received) => {
+                if buffer.buf_len() != 0 {
+                    let error = std::io::Error::new(std::io::ErrorKind::InvalidInput, "read into a non-empty buffer");
+                    return BufResult(Err(error), buffer);
+                }
+                let room = buffer.buf_capacity();
+                let chunk = match next_plaintext(tls, received, room).await {
+                    Ok(chunk) => chunk,
+                    Err(error) => return BufResult(Err(error), buffer),
+                };
+                if buffer.extend_from_slice(&chunk).is_err() {
+                    return BufResult(Err(std::io::ErrorKind::OutOfMemory.into()), buffer);
+                }
+                BufResult(Ok(chunk.len()), buffer)
+            }
+        }
+    }
+}
+
+/// Up to `room` decrypted bytes, reading the socket when none are waiting; empty at the end of
+/// the stream.
+async fn next_plaintext(tls: &mut TlsStream, received: &mut BytesMut, room: usize) -> std::io::Result<Bytes> {
+    // Spelled out: compio's `IoBuf`, in scope here, has an `is_empty` and a `len` of its own
+    // that would take the reference for `'static`.
+    if BytesMut::is_empty(received) && tls.read_into(received).await? == 0 {
+        return Ok(Bytes::new());
+    }
+    let count = BytesMut::len(received).min(room);
+    Ok(received.split_to(count).freeze())
+}
+
+impl AsyncWrite for PeerStream {
+    async fn write<T: IoBuf>(&mut self, buffer: T) -> BufResult<usize, T> {
+        match self {
+            Self::Plain(stream) => stream.write(buffer).await,
+            Self::Tls(tls, _) => {
+                let written = async {
+                    tls.write_plain(buffer.as_init()).await?;
+                    tls.flush().await
+                };
+                let result = written.await.map(|()| buffer.buf_len());
+                BufResult(result, buffer)
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(stream) => stream.flush().await,
+            Self::Tls(tls, _) => tls.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(stream) => stream.shutdown().await,
+            Self::Tls(tls, _) => {
+                tls.close().await;
+                tls.socket().clone().shutdown().await
+            }
+        }
+    }
 }

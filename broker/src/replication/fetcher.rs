@@ -12,6 +12,9 @@
 //!   watermark (capped at the local end by the engine);
 //! - NOT_LEADER_OR_FOLLOWER and the epoch errors: wait for the metadata to move on.
 //!
+//! Fetchers connect to the leader's inter-broker listener, with TLS and SASL when it runs them
+//! (`net::peer::Connector`).
+//!
 //! A fetcher whose leader no longer leads anything this broker follows ends; a new one starts
 //! when a partition follows that leader again. Connection errors back off for 200 ms.
 
@@ -19,13 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use compio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::{Engine, Offset, TopicPartition};
 
 use super::{Followed, Replication};
+use crate::net::peer::PeerStream;
 
 /// The Fetch version fetchers speak: flexible, with topic names, epochs and diverging epochs.
 const FETCH_VERSION: i16 = 12;
@@ -41,7 +44,8 @@ const BACKOFF: Duration = Duration::from_millis(200);
 
 /// Fetches what this broker follows from `leader` until it follows nothing there.
 pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i32) {
-    let mut connection: Option<(String, TcpStream)> = None;
+    let mut connection: Option<(String, PeerStream)> = None;
+    let connector = replication.connector();
     let mut correlation_id = 0i32;
     tracing::debug!(leader, "replica fetcher started");
     while let Some((partitions, address)) = replication.following(leader) {
@@ -58,11 +62,14 @@ pub(crate) async fn run(replication: Arc<Replication>, engine: Engine, leader: i
             continue;
         };
         if connection.as_ref().is_none_or(|(connected, _)| *connected != address) {
-            if let Ok(Ok(stream)) = compio::time::timeout(EXCHANGE_TIMEOUT, TcpStream::connect(address.as_str())).await
-            {
-                let _ = stream.set_nodelay(true);
+            // The leader's inter-broker listener, through TLS and SASL when it runs them.
+            let connected = compio::time::timeout(EXCHANGE_TIMEOUT, connector.connect(address.as_str())).await;
+            if let Ok(Ok(stream)) = connected {
                 connection = Some((address.clone(), stream));
             } else {
+                if let Ok(Err(error)) = connected {
+                    tracing::debug!(leader, %error, "cannot connect to the leader");
+                }
                 connection = None;
                 replication.clock().sleep(BACKOFF).await;
                 continue;
@@ -142,7 +149,7 @@ async fn build_request(
 
 /// Sends one Fetch and reads its answer.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     correlation_id: i32,
     request: &FetchRequest,
 ) -> std::io::Result<FetchResponse> {

@@ -151,6 +151,8 @@ pub(crate) struct Replication {
     engine: std::sync::OnceLock<Engine>,
     /// Where ISR changes are proposed (weak: the metadata owns this).
     metadata: std::sync::OnceLock<std::sync::Weak<crate::metadata::Metadata>>,
+    /// How fetchers connect to leaders (TLS and SASL of the inter-broker listener).
+    connector: std::sync::OnceLock<crate::net::peer::Connector>,
 }
 
 impl std::fmt::Debug for Replication {
@@ -192,7 +194,18 @@ impl Replication {
             followed_changed: event_listener::Event::new(),
             engine: std::sync::OnceLock::new(),
             metadata: std::sync::OnceLock::new(),
+            connector: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets how fetchers connect to leaders; before, they connect in plaintext.
+    pub(crate) fn set_connector(&self, connector: crate::net::peer::Connector) {
+        let _ = self.connector.set(connector);
+    }
+
+    /// How fetchers connect to leaders.
+    pub(crate) fn connector(&self) -> crate::net::peer::Connector {
+        self.connector.get().cloned().unwrap_or_default()
     }
 
     /// Connects this state to the metadata that proposes its ISR changes.

@@ -7,6 +7,14 @@
 //! authenticates the client; handlers read it through `Call::session` to authorize and to
 //! charge quotas.
 
+pub(crate) mod acl;
+pub(crate) mod acl_control;
+pub(crate) mod authorizer;
+pub(crate) mod checks;
+pub(crate) mod listeners;
+pub(crate) mod sasl;
 pub(crate) mod session;
+pub(crate) mod tls;
+pub(crate) mod x500;
 
 pub(crate) use session::{Principal, SecurityProtocol, Session};

@@ -93,15 +93,27 @@ pub(crate) struct Session {
     pub(crate) peer: SocketAddr,
     /// Who the client is; `User:ANONYMOUS` until something authenticates it.
     principal: RefCell<Principal>,
+    /// Where SASL authentication stands (`security::sasl`).
+    pub(crate) sasl: crate::security::sasl::SaslSession,
+    /// Until when the connection reads no request: a client over its quota (KIP-219).
+    pub(crate) mute: crate::quota::Mute,
 }
 
 impl Session {
     /// A new connection's session, not yet authenticated.
     pub(crate) fn new(listener: Rc<str>, protocol: SecurityProtocol, peer: SocketAddr) -> Self {
-        Self { listener, protocol, peer, principal: RefCell::new(Principal::anonymous()) }
+        Self {
+            listener,
+            protocol,
+            peer,
+            principal: RefCell::new(Principal::anonymous()),
+            sasl: crate::security::sasl::SaslSession::default(),
+            mute: crate::quota::Mute::default(),
+        }
     }
 
-    /// A plaintext session, for connections of the default listener and for tests.
+    /// A plaintext session, for tests (connections take theirs from their listener).
+    #[cfg(test)]
     pub(crate) fn plaintext(peer: SocketAddr) -> Self {
         Self::new(Rc::from("PLAINTEXT"), SecurityProtocol::Plaintext, peer)
     }

@@ -29,6 +29,46 @@ pub(crate) struct ConsumerGroupConfig {
     /// `group.consumer.assignors` (Kafka: uniform, range): the server assignors members may ask
     /// for; the first is the default.
     pub(crate) assignors: Vec<ServerAssignor>,
+    /// `group.consumer.migration.policy` (Kafka: bidirectional): whether a classic group may be
+    /// upgraded to a consumer group online, and a consumer group downgraded back.
+    pub(crate) migration_policy: MigrationPolicy,
+}
+
+/// `group.consumer.migration.policy`: which online conversions between a classic group and a
+/// consumer group are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MigrationPolicy {
+    /// Both ways.
+    Bidirectional,
+    /// Classic to consumer only.
+    Upgrade,
+    /// Consumer to classic only.
+    Downgrade,
+    /// Neither.
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// The policy a config value names (case-insensitive, as Kafka parses it).
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "bidirectional" => Some(Self::Bidirectional),
+            "upgrade" => Some(Self::Upgrade),
+            "downgrade" => Some(Self::Downgrade),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+
+    /// Whether a classic group may become a consumer group.
+    pub(crate) fn upgrade_enabled(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Upgrade)
+    }
+
+    /// Whether a consumer group may become a classic group.
+    pub(crate) fn downgrade_enabled(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Downgrade)
+    }
 }
 
 impl Default for ConsumerGroupConfig {
@@ -42,6 +82,7 @@ impl Default for ConsumerGroupConfig {
             heartbeat_interval_ms_max: 15_000,
             group_size_max: i32::MAX,
             assignors: vec![ServerAssignor::Uniform, ServerAssignor::Range],
+            migration_policy: MigrationPolicy::Bidirectional,
         }
     }
 }

@@ -225,7 +225,7 @@ pub(crate) struct DescribedMember {
     pub(crate) assignment: Vec<DescribedAssignment>,
     /// The partitions the target assignment gives it.
     pub(crate) target_assignment: Vec<DescribedAssignment>,
-    /// ConsumerGroupDescribe v1's member type: 1, a member of the consumer protocol.
+    /// ConsumerGroupDescribe v1's member type: 0 for a classic-protocol member, 1 for a consumer-protocol one.
     pub(crate) member_type: i8,
 }
 
@@ -404,7 +404,7 @@ impl ConsumerGroup {
                 subscribed_topic_regex: Some(member.subscribed_topic_regex.clone()),
                 assignment: described(&member.assignment.assigned),
                 target_assignment: described(self.data.targets.get(&member.member_id).unwrap_or(&empty)),
-                member_type: 1,
+                member_type: if member.uses_classic_protocol() { 0 } else { 1 },
             })
             .collect();
         DescribedGroup {
@@ -436,13 +436,10 @@ impl ConsumerGroup {
             return Ok(());
         }
         let member = self.data.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
-        if !transactional && api_version < 9 {
+        if !transactional && !member.uses_classic_protocol() && api_version < 9 {
             return Err(ResponseError::UnsupportedVersion);
         }
-        if member_epoch != member.member_epoch() {
-            return Err(ResponseError::StaleMemberEpoch);
-        }
-        Ok(())
+        check_epoch(member, member_epoch)
     }
 
     /// Checks an OffsetFetch that names a member (OffsetFetch v9+), as Kafka does: a request
@@ -459,10 +456,7 @@ impl ConsumerGroup {
             return if member_epoch < 0 { Ok(()) } else { Err(ResponseError::UnknownMemberId) };
         };
         let member = self.data.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
-        if member_epoch != member.member_epoch() {
-            return Err(ResponseError::StaleMemberEpoch);
-        }
-        Ok(())
+        check_epoch(member, member_epoch)
     }
 
     /// Checks a DeleteGroups: only an empty group may be deleted.
@@ -702,6 +696,18 @@ impl ConsumerGroup {
 }
 
 /// Lowers a count, forgetting it at zero.
+/// An offset request's epoch against the member's: STALE_MEMBER_EPOCH for a consumer-protocol
+/// member, ILLEGAL_GENERATION for a classic one (whose generation is its epoch), as Kafka answers.
+fn check_epoch(member: &ConsumerGroupMember, member_epoch: i32) -> Result<(), ResponseError> {
+    if member_epoch == member.member_epoch() {
+        Ok(())
+    } else if member.uses_classic_protocol() {
+        Err(ResponseError::IllegalGeneration)
+    } else {
+        Err(ResponseError::StaleMemberEpoch)
+    }
+}
+
 fn decrement(counts: &mut BTreeMap<String, usize>, key: &str) {
     if let Some(count) = counts.get_mut(key) {
         *count -= 1;

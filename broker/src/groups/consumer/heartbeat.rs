@@ -463,7 +463,7 @@ impl ConsumerGroup {
     }
 
     /// Writes the previous static member's tombstones and the new incarnation's records.
-    fn replace_static_member(
+    pub(super) fn replace_static_member(
         &mut self,
         records: &mut Vec<ConsumerGroupRecord>,
         previous_member_id: &str,
@@ -487,7 +487,7 @@ impl ConsumerGroup {
     }
 
     /// A member's three tombstones, in the order replay needs.
-    fn remove_member_records(&mut self, records: &mut Vec<ConsumerGroupRecord>, member_id: &str) {
+    pub(super) fn remove_member_records(&mut self, records: &mut Vec<ConsumerGroupRecord>, member_id: &str) {
         let group_id = self.group_id.clone();
         self.emit(records, ConsumerGroupRecord::current_assignment(&group_id, member_id, None));
         self.emit(records, ConsumerGroupRecord::target_assignment(&group_id, member_id, None));
@@ -550,7 +550,7 @@ impl ConsumerGroup {
 
     /// Bumps the group epoch when asked to or when the subscribed topics' metadata changed, and
     /// drops a Kafka 4.0 subscription metadata record.
-    fn update_subscription_metadata(
+    pub(super) fn update_subscription_metadata(
         &mut self,
         records: &mut Vec<ConsumerGroupRecord>,
         bump: bool,
@@ -568,7 +568,7 @@ impl ConsumerGroup {
     }
 
     /// Computes the target assignment of the group epoch and writes what changed.
-    fn update_target_assignment(&mut self, records: &mut Vec<ConsumerGroupRecord>, context: &Context<'_>) {
+    pub(super) fn update_target_assignment(&mut self, records: &mut Vec<ConsumerGroupRecord>, context: &Context<'_>) {
         let assignor = self.preferred_assignor(context.config);
         let mut partition_counts = std::collections::BTreeMap::new();
         let specs: std::collections::BTreeMap<String, MemberSpec> = self
@@ -607,7 +607,7 @@ impl ConsumerGroup {
     }
 
     /// Moves the member towards its target, and arms or disarms its rebalance timer.
-    fn maybe_reconcile(
+    pub(super) fn maybe_reconcile(
         &mut self,
         records: &mut Vec<ConsumerGroupRecord>,
         member_id: &str,
@@ -639,6 +639,7 @@ impl ConsumerGroup {
             return;
         }
         let (rebalance_timeout_ms, state, epoch) = (member.rebalance_timeout_ms, next.state, next.member_epoch);
+        let session_timeout_ms = member.session_timeout_ms(context.config.session_timeout_ms);
         let mut value = member.to_assignment_value();
         value.member_epoch = next.member_epoch;
         value.previous_member_epoch = next.previous_member_epoch;
@@ -648,7 +649,7 @@ impl ConsumerGroup {
         self.emit(records, ConsumerGroupRecord::current_assignment(&self.group_id.clone(), member_id, Some(value)));
         let rebalance = (state == MemberState::UnrevokedPartitions)
             .then(|| (epoch, context.now_ms + i64::from(rebalance_timeout_ms.max(0))));
-        let session_deadline_ms = context.now_ms + i64::from(context.config.session_timeout_ms);
+        let session_deadline_ms = context.now_ms + i64::from(session_timeout_ms);
         self.timers
             .entry(member_id.to_owned())
             .or_insert(MemberTimers { session_deadline_ms, rebalance: None })
@@ -776,15 +777,15 @@ impl ConsumerGroup {
             .map(|member| {
                 let rebalance = (member.assignment.state == MemberState::UnrevokedPartitions)
                     .then(|| (member.member_epoch(), now_ms + i64::from(member.rebalance_timeout_ms.max(0))));
-                let timers =
-                    MemberTimers { session_deadline_ms: now_ms + i64::from(config.session_timeout_ms), rebalance };
+                let session_timeout_ms = member.session_timeout_ms(config.session_timeout_ms);
+                let timers = MemberTimers { session_deadline_ms: now_ms + i64::from(session_timeout_ms), rebalance };
                 (member.member_id.clone(), timers)
             })
             .collect();
     }
 
     /// Applies a record this group generated and queues it for writing.
-    fn emit(&mut self, records: &mut Vec<ConsumerGroupRecord>, record: ConsumerGroupRecord) {
+    pub(super) fn emit(&mut self, records: &mut Vec<ConsumerGroupRecord>, record: ConsumerGroupRecord) {
         self.replay(&record).expect("a record the group generated applies to it");
         records.push(record);
     }

@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 
 use super::reconcile::{MemberAssignment, MemberState};
-use super::records::{ConsumerGroupCurrentMemberAssignmentValue, ConsumerGroupMemberMetadataValue};
+use super::records::{
+    ClassicMemberMetadata, ConsumerGroupCurrentMemberAssignmentValue, ConsumerGroupMemberMetadataValue,
+};
 use super::{Assignment, LEAVE_GROUP_MEMBER_EPOCH};
 
 /// One member of a consumer group.
@@ -34,6 +36,9 @@ pub(crate) struct ConsumerGroupMember {
     pub(crate) rebalance_timeout_ms: i32,
     /// Its epochs, state and partitions.
     pub(crate) assignment: MemberAssignment,
+    /// For a member using the classic protocol (JoinGroup, SyncGroup, Heartbeat): its session
+    /// timeout and the protocols of its last JoinGroup.
+    pub(crate) classic: Option<ClassicMemberMetadata>,
 }
 
 impl ConsumerGroupMember {
@@ -50,7 +55,18 @@ impl ConsumerGroupMember {
             server_assignor: None,
             rebalance_timeout_ms: -1,
             assignment: MemberAssignment::joining(),
+            classic: None,
         }
+    }
+
+    /// Whether the member uses the classic protocol.
+    pub(crate) fn uses_classic_protocol(&self) -> bool {
+        self.classic.is_some()
+    }
+
+    /// The member's session timeout: its classic one, or the group's.
+    pub(crate) fn session_timeout_ms(&self, group_session_timeout_ms: i32) -> i32 {
+        self.classic.as_ref().map_or(group_session_timeout_ms, |classic| classic.session_timeout_ms)
     }
 
     /// The member's epoch.
@@ -79,7 +95,7 @@ impl ConsumerGroupMember {
             subscribed_topic_regex: Some(self.subscribed_topic_regex.clone()),
             rebalance_timeout_ms: self.rebalance_timeout_ms,
             server_assignor: self.server_assignor.clone(),
-            classic_member_metadata: None,
+            classic_member_metadata: self.classic.clone(),
         }
     }
 
@@ -93,6 +109,7 @@ impl ConsumerGroupMember {
         self.subscribed_topic_regex = value.subscribed_topic_regex.clone().unwrap_or_default();
         self.rebalance_timeout_ms = value.rebalance_timeout_ms;
         self.server_assignor.clone_from(&value.server_assignor);
+        self.classic.clone_from(&value.classic_member_metadata);
     }
 
     /// The current assignment record's value.

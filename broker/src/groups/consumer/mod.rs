@@ -40,7 +40,17 @@
 //!    fails, rebuild the group from the log (step 1), since memory is ahead of the log.
 //! 4. **Timers.** After each operation, (re)arm one timer at [`ConsumerGroup::next_deadline_ms`];
 //!    when it fires, call [`ConsumerGroup::expire`] and write its records like a heartbeat's.
-//! 5. **ConsumerGroupDescribe**: [`ConsumerGroup::describe`]. **ListGroups**: the state name
+//! 5. **Classic members** (online migration, `classic.rs`). Upgrade: when a consumer member joins
+//!    a classic group with members, check the policy ([`ConsumerGroupConfig::migration_policy`])
+//!    and the protocol type, build the group with [`ConsumerGroup::from_classic`] (write its
+//!    records after the classic group's tombstone), then apply the heartbeat to it. JoinGroup,
+//!    SyncGroup, Heartbeat and LeaveGroup of classic members: [`ConsumerGroup::classic_join`],
+//!    [`ConsumerGroup::classic_sync`], [`ConsumerGroup::classic_heartbeat`],
+//!    [`ConsumerGroup::classic_leave`]. Downgrade: before a leave (epoch -1) or an expiry, ask
+//!    [`ConsumerGroup::only_classic_members_after`] (or
+//!    [`ConsumerGroup::expiring_last_consumer_member`]); if so, [`ConsumerGroup::downgrade`]
+//!    gives the classic group and the tombstones to write before its metadata.
+//! 6. **ConsumerGroupDescribe**: [`ConsumerGroup::describe`]. **ListGroups**: the state name
 //!    from [`ConsumerGroup::state`]. **OffsetCommit / OffsetFetch** from members of the group:
 //!    [`ConsumerGroup::validate_offset_commit`] and [`ConsumerGroup::validate_offset_fetch`]
 //!    (STALE_MEMBER_EPOCH and UNKNOWN_MEMBER_ID as Kafka answers). **DeleteGroups**:
@@ -63,6 +73,11 @@
 //! - A static member's temporary leave (epoch -2): its current assignment with epoch -2.
 //! - A static member replacing its previous incarnation: the previous member's three
 //!   tombstones, then the new member's metadata, target assignment and current assignment.
+//! - An upgrade from a classic group: every member's metadata (with `ClassicMemberMetadata`),
+//!   the group epoch (= the classic generation), every target assignment, the assignment epoch,
+//!   every current assignment (Kafka's `createConsumerGroupRecords`).
+//! - A classic member's JoinGroup: as a heartbeat's. Its LeaveGroup: its three tombstones, then
+//!   one epoch bump for all the members leaving. A downgrade: the group's deletion tombstones.
 //!
 //! # Threads
 //! A group is touched only by the shard thread of its `__consumer_offsets` partition. Nothing
@@ -93,11 +108,19 @@
 //!   assignment with only its resolved part and takes the rest later from that stale target, so
 //!   Kafka's shortcut can give a partition to a second member while the first still takes it;
 //!   see `reconcile.rs`. It costs one more heartbeat in that case.
+//! - Classic members inside a consumer group: Kafka's join and sync timeouts (fencing a classic
+//!   member told to rejoin that does not rejoin, or that does not sync, within its rebalance
+//!   timeout) are not implemented; its session timeout still expires it. A static classic member
+//!   rejoining without a member id replaces its previous incarnation (tombstones, then a new
+//!   member that gets its partitions through the assignor), instead of taking over its
+//!   assignment; the downgrade triggered by such a replacement, and the classic group size check
+//!   of a downgrade, are not implemented.
 //! - Kafka 4.3's per-partition assignment epochs (KIP-1251) and assignment timestamps
-//!   (KIP-1263), per-group dynamic configs, classic-protocol members inside a consumer group
-//!   (online upgrade/downgrade) and the ACL filtering of regex matches are not implemented.
+//!   (KIP-1263), per-group dynamic configs and the ACL filtering of regex matches are not
+//!   implemented.
 
 mod assignor;
+mod classic;
 pub(crate) mod codec;
 mod config;
 mod group;
@@ -114,10 +137,13 @@ use kafka_protocol::ResponseError;
 // The API the coordinator (`groups::consumer_groups`, `groups::replay`) and the
 // ConsumerGroupHeartbeat and ConsumerGroupDescribe handlers use.
 pub(crate) use assignor::ServerAssignor;
-pub(crate) use config::ConsumerGroupConfig;
+pub(crate) use classic::{
+    CONSUMER_PROTOCOL_TYPE, ClassicGroupMember, ClassicGroupSnapshot, ClassicJoin, ClassicJoinRequest,
+};
+pub(crate) use config::{ConsumerGroupConfig, MigrationPolicy};
 pub(crate) use group::{ConsumerGroup, ConsumerGroupState, DescribedAssignment, DescribedGroup, DescribedMember};
 pub(crate) use heartbeat::{ClientInfo, Context, HeartbeatRequest, HeartbeatResponse};
-pub(crate) use records::{ConsumerGroupRecord, TopicPartitions};
+pub(crate) use records::{ClassicProtocol, ConsumerGroupRecord, TopicPartitions};
 pub(crate) use topics::{TopicMetadata, TopicsImage};
 // The rest of the state machine's API: its own tests and property checks use it.
 #[allow(unused_imports)]

@@ -125,8 +125,8 @@ pub(crate) struct ConsumerGroupMemberMetadataValue {
     pub(crate) rebalance_timeout_ms: i32,
     /// The server assignor to use; or null if not used.
     pub(crate) server_assignor: Option<String>,
-    /// Tagged field 0: the classic protocol's metadata of a member using it (never written
-    /// here; kept so that the codec round-trips Kafka's records).
+    /// Tagged field 0: the classic protocol's metadata of a member using it (JoinGroup,
+    /// SyncGroup, Heartbeat) inside the consumer group; `None` for a consumer-protocol member.
     pub(crate) classic_member_metadata: Option<ClassicMemberMetadata>,
 }
 

@@ -100,14 +100,22 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
         let error_code = code(ResponseError::FetchSessionIdNotFound);
         return Outcome::Respond(FetchAnswer { error_code, ..FetchAnswer::default() });
     }
-    let targets = resolve(&shard, version, &request);
+    let mut targets = resolve(&shard, version, &request);
     let replica = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let readable = crate::security::checks::fetch_check(&shard, &call, replica);
+    for target in targets.iter_mut().filter(|topic| !readable(&topic.name)).flat_map(|topic| &mut topic.partitions) {
+        if target.error != Some(ResponseError::UnknownTopicId) {
+            (target.partition, target.current_leader) = (None, None);
+            target.error = Some(ResponseError::TopicAuthorizationFailed);
+        }
+    }
     let follower = (replica >= 0).then_some(replica);
     let mut reported = false;
     let clock = shard.shared.clock.clone();
     let deadline = clock.now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let bytes_min = usize::try_from(request.min_bytes).unwrap_or(0);
-    let bytes_max = usize::try_from(request.max_bytes).unwrap_or(0);
+    let quota = crate::quota::FetchQuota::of(&shard, &call, follower.is_some());
+    let bytes_max = quota.cap(&shard, usize::try_from(request.max_bytes).unwrap_or(0));
     let committed = request.isolation_level == READ_COMMITTED;
     loop {
         let listeners: Vec<_> = targets
@@ -125,10 +133,16 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: FetchRe
         let (mut response, found_bytes, failed) = assemble(&shard, &targets, reads, bytes_max, committed);
         let now = clock.now();
         if found_bytes >= bytes_min || failed || now >= deadline || shard.shared.shutdown.is_started() {
+            response.throttle_time_ms = quota.charge(&shard, &call, found_bytes);
+            if response.throttle_time_ms > 0 {
+                // Over the quota: Kafka answers a throttled fetch without data.
+                response.topics.clear();
+            }
             if version >= 16 {
                 let leaders = response.topics.iter().flat_map(|topic| &topic.partitions);
                 let leaders = leaders.filter_map(|partition| partition.current_leader.map(|(leader, _)| leader));
-                response.node_endpoints = crate::metadata::endpoints(&shard.image(), leaders);
+                let listener = &call.session.listener;
+                response.node_endpoints = crate::metadata::endpoints(&shard.image(), leaders, listener);
             }
             return Outcome::Respond(response);
         }
@@ -366,5 +380,5 @@ fn assemble(
         topics.push(TopicAnswer { name, id: topic.id, partitions });
     }
     shard.metrics().add_record_sets_out(ranges);
-    (FetchAnswer { error_code: 0, topics, node_endpoints: Vec::new() }, total_bytes, failed)
+    (FetchAnswer { error_code: 0, topics, node_endpoints: Vec::new(), throttle_time_ms: 0 }, total_bytes, failed)
 }

@@ -30,6 +30,8 @@ pub(crate) struct FetchAnswer {
     pub(crate) topics: Vec<TopicAnswer>,
     /// The brokers named as current leaders below (v16+, KIP-951).
     pub(crate) node_endpoints: Vec<crate::metadata::NodeEndpoint>,
+    /// How long the client is throttled for going over its quota, in ms.
+    pub(crate) throttle_time_ms: i32,
 }
 
 /// One topic's answer.
@@ -146,7 +148,7 @@ pub(crate) fn encode(correlation_id: i32, version: i16, answer: FetchAnswer) -> 
         ChunkWriter { version, chunks: vec![Chunk::Memory(Bytes::new())], current: BytesMut::with_capacity(256) };
     writer.current.put_i32(correlation_id);
     writer.no_tagged_fields();
-    writer.current.put_i32(0); // throttle_time_ms
+    writer.current.put_i32(answer.throttle_time_ms);
     if version >= 7 {
         writer.current.put_i16(answer.error_code);
         writer.current.put_i32(0); // session_id: no fetch sessions
@@ -295,6 +297,7 @@ mod tests {
                 .collect::<Vec<_>>();
             let answer = FetchAnswer {
                 error_code: 0,
+                throttle_time_ms: 0,
                 node_endpoints: node_endpoints.clone(),
                 topics: shape.topics.iter().enumerate().map(|(number, (name, partitions))| TopicAnswer {
                     name: name.clone(),

@@ -68,18 +68,15 @@ import org.junitpioneer.jupiter.ExpectedToFail;
  * compares the records consumed, by partition and offset, with those produced, and the group's
  * committed offsets with the end offsets.
  *
- * <p>Sluice serves the protocol, but not per-group configs (the admin's GROUP config resource is
- * refused) nor the online migration of classic members into a consumer group: the tests that need
- * them are {@code @ExpectedToFail} and fail there (the crash test within seconds, at its first
- * config change). Against Apache Kafka ({@code SLUICE_BIN=tests/java/kafka-as-sluice})
+ * <p>Sluice serves the protocol and per-group configs, but not yet the online migration of classic
+ * members into a consumer group: the test that needs it is {@code @ExpectedToFail}. Against
+ * Apache Kafka ({@code SLUICE_BIN=tests/java/kafka-as-sluice})
  * {@link ExpectedToFailOnSluiceOnly} runs them as ordinary tests, which must pass. The crash test
  * waits for Kafka's smallest session timeout (45 s), so it takes about a minute.
  */
 @ExtendWith(ExpectedToFailOnSluiceOnly.class)
 class ConsumerProtocolTest {
 
-    private static final String NO_GROUP_CONFIGS =
-            "per-group configs (the GROUP config resource: consumer.session.timeout.ms) are not implemented yet";
     private static final String NO_MIGRATION =
             "online upgrade (classic members inside a consumer group, KIP-848's migration) is not implemented yet";
     private static final String CONSUMER = TrackedMember.CONSUMER_PROTOCOL;
@@ -163,7 +160,6 @@ class ConsumerProtocolTest {
      * two survivors, which resume at its committed offsets.
      */
     @Test
-    @ExpectedToFail(NO_GROUP_CONFIGS)
     void crashedMemberPartitionsMoveToTheOthersAfterTheSessionTimeout() {
         Scenario scenario = new Scenario(SLUICE.broker(), "crash");
         try (Admin admin = Clients.admin(SLUICE.broker())) {

@@ -1,0 +1,324 @@
+"""ACL authorization: CreateAcls, DescribeAcls and DeleteAcls, and what every API lets through.
+
+Goal: with `--authorizer on` the broker decides every request as Kafka's StandardAuthorizer
+does (literal, wildcard and prefixed patterns; ALLOW and DENY, a matching DENY always winning;
+DESCRIBE implied by READ and WRITE; super users; `allow.everyone.if.no.acl.found`), answers
+with Kafka's error codes (TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
+CLUSTER_AUTHORIZATION_FAILED, SECURITY_DISABLED), leaves out of Metadata and ListGroups what
+the principal may not describe, keeps the ACLs in the metadata log (they survive a restart) and
+enforces the same set on every broker of a cluster.
+
+Method: real clients over plaintext, whose principal is Kafka's `User:ANONYMOUS`. Each test
+starts its own broker: first with `--super-users User:ANONYMOUS`, as the administrator, to
+create topics and ACLs through confluent-kafka's AdminClient; then again on the same data
+without super users, so that the same principal is bound by the ACLs it created. The matrix
+runs each API group with and without the ACL it needs. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+
+import clients
+from cluster import Cluster, wait_until
+from conftest import new_broker
+
+pytestmark = pytest.mark.sluice_only("the broker is started with Sluice's authorizer flags")
+
+ANONYMOUS = "User:ANONYMOUS"
+OP_TIMEOUT_S = 30.0
+
+
+@contextlib.contextmanager
+def started(tmp_path, name: str, *args: str):
+    """A broker of its own on `tmp_path`, with `args`; stopped at the end."""
+    broker = new_broker(tmp_path / name, name)
+    broker.extra_args += list(args)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def restart_with(broker, *args: str) -> None:
+    """Stop, replace the authorizer flags, start on the same data."""
+    broker.stop()
+    broker.extra_args = list(args)
+    broker.admin_client = None
+    broker.start()
+
+
+def admin_of(broker) -> AdminClient:
+    client = AdminClient(clients.base_conf(broker))
+    broker.keep_alive.append(client)
+    return client
+
+
+def acl(resource: ResourceType, name: str, operation: AclOperation,
+        permission: AclPermissionType = AclPermissionType.ALLOW,
+        pattern: ResourcePatternType = ResourcePatternType.LITERAL, principal: str = ANONYMOUS) -> AclBinding:
+    return AclBinding(resource, name, pattern, principal, "*", operation, permission)
+
+
+def create_acls(admin: AdminClient, bindings: list[AclBinding]) -> None:
+    for future in admin.create_acls(bindings, request_timeout=OP_TIMEOUT_S).values():
+        future.result(timeout=OP_TIMEOUT_S)
+
+
+def every_acl() -> AclBindingFilter:
+    return AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                            AclPermissionType.ANY)
+
+
+def describe_acls(admin: AdminClient, acl_filter: AclBindingFilter | None = None) -> set[AclBinding]:
+    return set(admin.describe_acls(acl_filter or every_acl(), request_timeout=OP_TIMEOUT_S)
+               .result(timeout=OP_TIMEOUT_S))
+
+
+def error_code(error: BaseException) -> int:
+    assert isinstance(error, KafkaException), error
+    return error.args[0].code()
+
+
+def produce_one(broker, topic: str, **extra) -> KafkaError | None:
+    """One record, acks=all; the delivery error, or None once it is written."""
+    producer = Producer(clients.base_conf(broker, **{"message.timeout.ms": 10_000, **extra}))
+    outcome: list = []
+    producer.produce(topic, b"value", on_delivery=lambda err, _msg: outcome.append(err))
+    deadline = time.monotonic() + 20
+    while not outcome and time.monotonic() < deadline:
+        producer.poll(0.1)
+    producer.flush(5)
+    assert outcome, f"no delivery report for {topic} within 20 s"
+    return outcome[0]
+
+
+def consume_error(broker, topic: str, group: str) -> int | None:
+    """Subscribes `group` to `topic`; the first error code the consumer reports (None: it read
+    the record there)."""
+    consumer = Consumer(clients.base_conf(broker, **{"group.id": group, "auto.offset.reset": "earliest",
+                                                     "session.timeout.ms": 6000}))
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                return message.error().code()
+            return None
+        raise AssertionError(f"{group} on {topic}: neither a record nor an error within 20 s")
+    finally:
+        consumer.close()
+
+
+def create_topics(admin: AdminClient, names: list[str]) -> None:
+    for future in admin.create_topics([NewTopic(name, 1, 1) for name in names],
+                                      request_timeout=OP_TIMEOUT_S).values():
+        future.result(timeout=OP_TIMEOUT_S)
+
+
+def test_acl_apis_answer_security_disabled_without_an_authorizer(tmp_path):
+    with started(tmp_path, "no-authorizer") as broker:
+        admin = admin_of(broker)
+        with pytest.raises(KafkaException) as refused:
+            create_acls(admin, [acl(ResourceType.TOPIC, "t", AclOperation.READ)])
+        assert error_code(refused.value) == KafkaError.SECURITY_DISABLED
+        with pytest.raises(KafkaException) as refused:
+            describe_acls(admin)
+        assert error_code(refused.value) == KafkaError.SECURITY_DISABLED
+        # Everything else stays allowed, as before.
+        assert produce_one(broker, "open-by-default") is None
+
+
+def test_create_describe_and_delete_acls_with_the_admin_client(tmp_path):
+    with started(tmp_path, "acl-apis", "--authorizer", "on", "--super-users", ANONYMOUS) as broker:
+        admin = admin_of(broker)
+        orders = acl(ResourceType.TOPIC, "orders", AclOperation.READ, principal="User:alice")
+        prefixed = acl(ResourceType.TOPIC, "ord", AclOperation.WRITE, pattern=ResourcePatternType.PREFIXED,
+                       principal="User:bob")
+        wildcard = acl(ResourceType.TOPIC, "*", AclOperation.DESCRIBE, principal="User:*")
+        deny = acl(ResourceType.GROUP, "payments", AclOperation.ALL, AclPermissionType.DENY, principal="User:alice")
+        cluster = acl(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER, principal="User:ops")
+        create_acls(admin, [orders, prefixed, wildcard, deny, cluster])
+        create_acls(admin, [orders])  # an existing binding: success, no second copy
+        assert describe_acls(admin) == {orders, prefixed, wildcard, deny, cluster}
+
+        # MATCH finds every pattern that applies to a name: literal, wildcard and prefixes.
+        matching = AclBindingFilter(ResourceType.TOPIC, "orders", ResourcePatternType.MATCH, None, None,
+                                    AclOperation.ANY, AclPermissionType.ANY)
+        assert describe_acls(admin, matching) == {orders, prefixed, wildcard}
+        by_principal = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, "User:alice", None,
+                                        AclOperation.ANY, AclPermissionType.ANY)
+        assert describe_acls(admin, by_principal) == {orders, deny}
+
+        # Kafka's validation: the cluster resource is named kafka-cluster.
+        with pytest.raises(KafkaException) as refused:
+            create_acls(admin, [acl(ResourceType.BROKER, "other", AclOperation.ALTER)])
+        assert error_code(refused.value) == KafkaError.INVALID_REQUEST
+
+        deleted = admin.delete_acls([by_principal], request_timeout=OP_TIMEOUT_S)[by_principal]
+        assert set(deleted.result(timeout=OP_TIMEOUT_S)) == {orders, deny}
+        assert describe_acls(admin) == {prefixed, wildcard, cluster}
+
+
+def test_acls_survive_a_restart_and_decide_every_api(tmp_path):
+    """The matrix: for each API group, a resource with the ACL it needs and one without."""
+    with started(tmp_path, "acl-matrix", "--authorizer", "on", "--super-users", ANONYMOUS) as broker:
+        admin = admin_of(broker)
+        open_topic, closed_topic, denied_topic = "open-events", "closed-events", "open-denied"
+        create_topics(admin, [open_topic, closed_topic, denied_topic])
+        for topic in (open_topic, closed_topic, denied_topic):
+            assert produce_one(broker, topic) is None
+        prefixed = ResourcePatternType.PREFIXED
+        # A group this principal will not be allowed to see.
+        assert consume_error(broker, open_topic, "hidden-group") is None
+        create_acls(admin, [
+            acl(ResourceType.TOPIC, "open-", AclOperation.ALL, pattern=prefixed),
+            acl(ResourceType.TOPIC, denied_topic, AclOperation.WRITE, AclPermissionType.DENY),
+            acl(ResourceType.GROUP, "readers-", AclOperation.READ, pattern=prefixed),
+        ])
+        assert len(describe_acls(admin)) == 3
+
+        # The same principal without super user rights: bound by the ACLs, which survived the
+        # restart in the metadata log.
+        restart_with(broker, "--authorizer", "on")
+        admin = admin_of(broker)
+        with pytest.raises(KafkaException) as refused:
+            describe_acls(admin)
+        assert error_code(refused.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED, "DESCRIBE on the cluster"
+        with pytest.raises(KafkaException) as refused:
+            create_acls(admin, [acl(ResourceType.TOPIC, closed_topic, AclOperation.ALL)])
+        assert error_code(refused.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED, "ALTER on the cluster"
+
+        # Produce: WRITE on the topic; a DENY on a literal name overrides the prefixed ALLOW.
+        assert produce_one(broker, open_topic) is None
+        assert produce_one(broker, closed_topic).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert produce_one(broker, denied_topic).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        # DENY WRITE does not deny READ: the prefixed ALLOW ALL still reads it.
+        assert consume_error(broker, denied_topic, "readers-1") is None
+
+        # Fetch with a group: READ on the topic and on the group.
+        assert consume_error(broker, open_topic, "readers-2") is None
+        assert consume_error(broker, closed_topic, "readers-3") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert consume_error(broker, open_topic, "writers-1") == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+        # Metadata leaves out the topics the principal may not describe, and refuses them by name.
+        listed = admin.list_topics(timeout=OP_TIMEOUT_S).topics
+        assert open_topic in listed and denied_topic in listed
+        assert closed_topic not in listed
+        named = admin.list_topics(closed_topic, timeout=OP_TIMEOUT_S).topics[closed_topic]
+        assert named.error is not None and named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+        # ListGroups leaves out the groups it may not describe.
+        listing = admin.list_consumer_groups(request_timeout=OP_TIMEOUT_S).result(timeout=OP_TIMEOUT_S)
+        listed_groups = {group.group_id for group in listing.valid}
+        assert {"readers-1", "readers-2"} <= listed_groups
+        assert "hidden-group" not in listed_groups
+
+        # Admin APIs: creating a topic needs CREATE, describing configs DESCRIBE_CONFIGS (implied
+        # by ALL on the prefix), deleting a topic DELETE.
+        with pytest.raises(KafkaException) as refused:
+            create_topics(admin, ["elsewhere-new"])
+        assert error_code(refused.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        create_topics(admin, ["open-new"])
+        configs = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, closed_topic)],
+                                         request_timeout=OP_TIMEOUT_S)
+        with pytest.raises(KafkaException) as refused:
+            next(iter(configs.values())).result(timeout=OP_TIMEOUT_S)
+        assert error_code(refused.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        with pytest.raises(KafkaException) as refused:
+            next(iter(admin.delete_topics([closed_topic], request_timeout=OP_TIMEOUT_S).values())).result(
+                timeout=OP_TIMEOUT_S)
+        assert error_code(refused.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+        # Idempotent producers need IDEMPOTENT_WRITE on the cluster or WRITE on some topic
+        # (they have it on the prefix); transactional ones WRITE on their transactional id.
+        assert produce_one(broker, open_topic, **{"enable.idempotence": True}) is None
+        transactional = Producer(clients.base_conf(broker, **{"transactional.id": f"tx-{uuid.uuid4().hex[:6]}"}))
+        with pytest.raises(KafkaException) as refused:
+            transactional.init_transactions(15)
+        assert "TRANSACTIONAL_ID_AUTHORIZATION_FAILED" in str(refused.value) or \
+            error_code(refused.value) == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def test_super_users_and_allow_everyone_if_no_acl_found(tmp_path):
+    with started(tmp_path, "acl-defaults", "--authorizer", "on") as broker:
+        # No ACL, no super user: nothing is allowed.
+        assert produce_one(broker, "nobody").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        with pytest.raises(KafkaException) as refused:
+            create_acls(admin_of(broker), [acl(ResourceType.TOPIC, "t", AclOperation.READ)])
+        assert error_code(refused.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+        restart_with(broker, "--authorizer", "on", "--allow-everyone-if-no-acl-found", "true")
+        admin = admin_of(broker)
+        assert produce_one(broker, "everyone") is None, "no ACL names the topic: everyone may"
+        # An ACL for another principal closes the topic to this one (the cluster has none, so
+        # creating ACLs is open too).
+        create_acls(admin, [acl(ResourceType.TOPIC, "everyone", AclOperation.WRITE, principal="User:bob")])
+        assert produce_one(broker, "everyone").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+        restart_with(broker, "--authorizer", "on", "--super-users", f"User:admin;{ANONYMOUS}")
+        assert produce_one(broker, "everyone") is None, "a super user passes every check"
+
+
+def test_acls_hold_on_every_broker_of_a_cluster(tmp_path):
+    cluster = Cluster(tmp_path, extra_args=["--authorizer", "on", "--super-users", ANONYMOUS])
+    cluster.start()
+    try:
+        admin = cluster.admin(cluster.nodes[1])
+        create_topics(admin, ["shared-open", "shared-closed"])
+        # The brokers' own requests (replica fetches, markers) come as User:ANONYMOUS here: it
+        # keeps CLUSTER_ACTION, and may manage ACLs, but reads and writes only the open topic.
+        create_acls(admin, [
+            acl(ResourceType.TOPIC, "shared-open", AclOperation.ALL),
+            acl(ResourceType.BROKER, "kafka-cluster", AclOperation.CLUSTER_ACTION),
+            acl(ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER),
+            acl(ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE),
+        ])
+        expected = describe_acls(admin)
+        for node in cluster.nodes.values():
+            node_admin = cluster.admin(node)
+            wait_until(f"node {node.node_id} has every ACL", lambda: describe_acls(node_admin) == expected)
+
+        cluster.stop()
+        for node in cluster.nodes.values():
+            node.extra_args = ["--authorizer", "on"]
+        cluster.start()
+        for node in cluster.nodes.values():
+            node_admin = cluster.admin(node)
+            assert describe_acls(node_admin) == expected, f"node {node.node_id} after the restart"
+            topics = node_admin.list_topics(timeout=OP_TIMEOUT_S).topics
+            assert "shared-open" in topics and "shared-closed" not in topics
+            assert produce_one(node, "shared-open") is None
+            assert produce_one(node, "shared-closed").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        # A change made through one broker holds on the others.
+        closing = AclBindingFilter(ResourceType.TOPIC, "shared-open", ResourcePatternType.LITERAL, None, None,
+                                   AclOperation.ANY, AclPermissionType.ANY)
+        cluster.admin(cluster.nodes[2]).delete_acls([closing], request_timeout=OP_TIMEOUT_S)[closing].result(
+            timeout=OP_TIMEOUT_S)
+        for node in cluster.nodes.values():
+            wait_until(f"node {node.node_id} refuses the closed topic",
+                       lambda: produce_one(node, "shared-open").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                       timeout_s=60)
+    finally:
+        died = cluster.stop()
+        assert not died, f"nodes exited on their own: {died}\n{cluster.log_tails()}"
