@@ -302,6 +302,13 @@ struct FileConfig {
     sasl_mechanism_inter_broker_protocol: Option<String>,
     inter_broker_sasl_username: Option<String>,
     inter_broker_sasl_password: Option<String>,
+    sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    #[serde(alias = "sasl.oauthbearer.expected.audience")]
+    sasl_oauthbearer_expected_audience: Option<String>,
+    #[serde(alias = "sasl.oauthbearer.expected.issuer")]
+    sasl_oauthbearer_expected_issuer: Option<String>,
+    #[serde(alias = "sasl.oauthbearer.sub.claim.name")]
+    sasl_oauthbearer_sub_claim_name: Option<String>,
     /// `on`/`off`, or Kafka's authorizer class name (on).
     #[serde(alias = "authorizer.class.name")]
     authorizer: Option<String>,
@@ -637,6 +644,10 @@ impl BrokerConfig {
             sasl_mechanism_inter_broker_protocol: file.sasl_mechanism_inter_broker_protocol,
             inter_broker_sasl_username: file.inter_broker_sasl_username,
             inter_broker_sasl_password: file.inter_broker_sasl_password,
+            sasl_oauthbearer_jwks_file: file.sasl_oauthbearer_jwks_file,
+            sasl_oauthbearer_expected_audience: file.sasl_oauthbearer_expected_audience,
+            sasl_oauthbearer_expected_issuer: file.sasl_oauthbearer_expected_issuer,
+            sasl_oauthbearer_sub_claim_name: file.sasl_oauthbearer_sub_claim_name,
         };
         config.sasl = sasl::SaslConfig::resolve(args.sasl, sasl_file)?;
         crate::security::authorizer::configure(
@@ -646,8 +657,10 @@ impl BrokerConfig {
             args.allow_everyone_if_no_acl_found.or(file.allow_everyone_if_no_acl_found),
         )?;
         config.quota_window_num = args.quota_window_num.or(file.quota_window_num).unwrap_or(config.quota_window_num);
-        config.quota_window_size_seconds =
-            args.quota_window_size_seconds.or(file.quota_window_size_seconds).unwrap_or(config.quota_window_size_seconds);
+        config.quota_window_size_seconds = args
+            .quota_window_size_seconds
+            .or(file.quota_window_size_seconds)
+            .unwrap_or(config.quota_window_size_seconds);
         let limits = &mut config.limits;
         limits.request_size_bytes_max =
             args.max_request_size_bytes.or(file.max_request_size_bytes).unwrap_or(limits.request_size_bytes_max);

@@ -169,8 +169,11 @@ impl Broker {
         let tls_error = |error: security::tls::TlsError| {
             StartError::Config(ConfigError::Invalid { setting: "ssl-certificate", reason: error.to_string() })
         };
-        let server_tls =
-            if listener_set.uses_tls() { Some(security::tls::load_server(&config.tls).map_err(tls_error)?) } else { None };
+        let server_tls = if listener_set.uses_tls() {
+            Some(security::tls::load_server(&config.tls).map_err(tls_error)?)
+        } else {
+            None
+        };
         let peers = net::peer::Connector::from_config(&config).map_err(|error| {
             StartError::Config(ConfigError::Invalid { setting: "ssl-ca", reason: error.to_string() })
         })?;

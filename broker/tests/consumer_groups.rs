@@ -178,7 +178,8 @@ fn consumer_groups_serve_a_member_that_joins_commits_and_keeps_its_epoch_when_re
     assert_eq!(listed(&mut stream, group, "consumer"), consumer);
     assert_eq!(listed(&mut stream, group, "classic"), None);
 
-    // The other kind's APIs, answered as Kafka answers them.
+    // The other kind's APIs, answered as Kafka answers them: a classic member joins only with a
+    // readable consumer subscription.
     assert_eq!(classic_join(&mut stream, group).error_code, INCONSISTENT_GROUP_PROTOCOL);
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(name(group))]);
     let classic: DescribeGroupsResponse = call(&mut stream, ApiKey::DescribeGroups, 5, &request);
@@ -215,11 +216,18 @@ fn consumer_groups_and_classic_groups_never_share_an_id() {
     find_coordinator(&mut stream, classic);
     find_coordinator(&mut stream, simple);
 
-    // A classic group with a member: consumer members are refused, and describe says why.
+    // A classic group with a member whose embedded subscription does not parse cannot be
+    // upgraded: consumer members are refused, and describe says the group is classic.
     assert_eq!(classic_join(&mut stream, classic).error_code, 0);
     let refused = heartbeat(&mut stream, classic, "m1", 0, Vec::new());
     assert_eq!(refused.error_code, GROUP_ID_NOT_FOUND);
-    assert_eq!(refused.error_message.as_deref(), Some("Group classic-group is not a consumer group."));
+    assert_eq!(
+        refused.error_message.as_deref(),
+        Some(
+            "Cannot upgrade the classic group classic-group to consumer group because the embedded consumer \
+             protocol is malformed."
+        )
+    );
     let described = describe(&mut stream, classic);
     assert_eq!(described.groups[0].error_message.as_deref(), Some("Group classic-group is not a consumer group."));
     assert!(listed(&mut stream, classic, "classic").is_some());

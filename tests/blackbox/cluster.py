@@ -180,3 +180,26 @@ def sluicectl_binary() -> str:
     root = Path(__file__).resolve().parents[2]
     subprocess.run(["cargo", "build", "--quiet", "--release", "--bin", "sluicectl"], cwd=root, check=True, timeout=1800)
     return str(root / "target" / "release" / "sluicectl")
+
+
+def assert_replicates_in_sync(cluster: Cluster, topic: str, records: int, timeout_s: float = 30.0) -> None:
+    """Creates `topic` with 3 replicas and min.insync.replicas=3, produces `records` acks=all
+    records to it and checks that every one was acknowledged and that all three replicas are in
+    sync: replication works over whatever inter-broker listener the nodes use."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    client = cluster.admin()
+    futures = client.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "3"})],
+                                   operation_timeout=timeout_s)
+    for future in futures.values():
+        future.result(timeout=timeout_s)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
+                         "acks": "all", "message.timeout.ms": int(timeout_s * 1000)})
+    failures: list = []
+    for index in range(records):
+        producer.produce(topic, value=f"replicated-{index}".encode(), partition=0,
+                         on_delivery=lambda error, _msg: failures.append(error) if error else None)
+    assert producer.flush(2 * timeout_s) == 0 and not failures, f"failures {failures[:3]}"
+    metadata = client.list_topics(topic, timeout=timeout_s).topics[topic].partitions[0]
+    assert sorted(metadata.isrs) == [1, 2, 3], f"every replica in sync, ISR {metadata.isrs}"

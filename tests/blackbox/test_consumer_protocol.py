@@ -38,13 +38,6 @@ from confluent_kafka.admin import AdminClient
 import kafka_wire
 from clients import base_conf, create_topic, unique_topic, watermarks
 
-# The online upgrade needs KIP-848's migration path (classic members inside a consumer group),
-# which Sluice does not have: a consumer-protocol member joining a non-empty classic group is
-# refused, as a Kafka broker refuses it with migration disabled.
-ONLINE_UPGRADE_MISSING = pytest.mark.xfail(
-    "config.getoption('reference') is None", strict=True,
-    reason="online upgrade: classic members in a consumer group (KIP-848 migration) is not implemented")
-
 PARTITIONS = 6
 RECORDS_PER_PARTITION = 10
 # One membership change takes Kafka two or three heartbeats of 5 s (its default and minimum
@@ -384,7 +377,6 @@ def test_members_joining_and_leaving_own_each_partition_once(broker):
     assert (after.type.name, after.state.name, len(after.members)) == ("CONSUMER", "EMPTY", 0)
 
 
-@ONLINE_UPGRADE_MISSING
 def test_classic_group_upgraded_online_member_by_member(broker):
     scenario = Scenario(broker, "kip848-upgrade")
     try:
@@ -401,6 +393,29 @@ def test_classic_group_upgraded_online_member_by_member(broker):
             scenario.produce_round_and_await_consumed()
             assert describe_group(broker, scenario.group).type.name == "CONSUMER", \
                 f"group type with {len(upgraded)} consumer-protocol members"
+    finally:
+        scenario.close_all()
+    scenario.assert_exactly_once_and_committed()
+
+
+def test_consumer_group_downgraded_online_when_its_last_consumer_member_leaves(broker):
+    scenario = Scenario(broker, "kip848-downgrade")
+    try:
+        classic = [scenario.join(f"classic-{i}", "classic") for i in (1, 2)]
+        scenario.await_balanced(*classic)
+        scenario.produce_round_and_await_consumed()
+
+        upgraded = scenario.join("new-1", "consumer")
+        scenario.await_balanced(*classic, upgraded)
+        scenario.produce_round_and_await_consumed()
+        assert describe_group(broker, scenario.group).type.name == "CONSUMER"
+
+        # The classic members are all that is left: the group turns classic again and they
+        # rebalance as a classic group.
+        upgraded.close()
+        scenario.await_balanced(*classic)
+        scenario.produce_round_and_await_consumed()
+        assert describe_group(broker, scenario.group).type.name == "CLASSIC"
     finally:
         scenario.close_all()
     scenario.assert_exactly_once_and_committed()

@@ -15,9 +15,13 @@ confluent-kafka producers and consumers, each with its own client id, over bound
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -232,6 +236,30 @@ def test_quotas_are_altered_described_and_kept_across_a_restart(own_broker):
         assert entries == expected
 
 
+def sluicectl(broker, *args: str) -> subprocess.CompletedProcess:
+    binary = os.environ.get("SLUICECTL_BIN") or str(Path(__file__).resolve().parents[2] / "target/release/sluicectl")
+    return subprocess.run([binary, "--bootstrap-server", broker.bootstrap, "--output", "json", *args],
+                          capture_output=True, timeout=60)
+
+
+def test_sluicectl_sets_describes_and_removes_quotas(broker):
+    done = sluicectl(broker, "quotas", "alter", "--user", "ctl-user", "--client-default",
+                     "--set", "producer_byte_rate=2048", "--set", "request_percentage=50")
+    assert done.returncode == 0, done.stderr.decode()
+    described = sluicectl(broker, "quotas", "describe", "--user", "ctl-user", "--client-default", "--strict")
+    assert described.returncode == 0, described.stderr.decode()
+    assert json.loads(described.stdout) == [{"entity": {"user": "ctl-user", "client-id": None},
+                                             "quotas": {"producer_byte_rate": 2048.0, "request_percentage": 50.0}}]
+    # Kafka's refusal reaches the user as an error.
+    refused = sluicectl(broker, "quotas", "alter", "--client-id", "x", "--set", "producer_byte_rate=0.5")
+    assert refused.returncode != 0 and b"cannot be a fractional value" in refused.stderr, refused.stderr
+    removed = sluicectl(broker, "quotas", "alter", "--user", "ctl-user", "--client-default",
+                        "--delete", "producer_byte_rate", "--delete", "request_percentage")
+    assert removed.returncode == 0, removed.stderr.decode()
+    described = sluicectl(broker, "quotas", "describe", "--user", "ctl-user")
+    assert json.loads(described.stdout) == []
+
+
 # ---------------------------------------------------------------- enforcement on the wire
 
 
@@ -391,10 +419,9 @@ def test_a_consumer_over_its_byte_rate_is_held_to_the_quota(broker):
     with connect(broker) as conn:
         assert alter_quotas(conn, [({"client-id": "c1"}, {"consumer_byte_rate": CONSUMER_QUOTA})])[0][0] == 0
     # The application takes records at 30% over the quota, and librdkafka prefetches only while
-    # its queue of 512 kB has room, in fetches of at most 64 kB (a throttled fetch is answered empty
-    # and its bytes are not counted, so each throttle waits a little long: small fetches keep that
-    # small): a paced consumer, as the
-    # producer above.
+    # its queue of 512 kB has room, in fetches of at most 64 kB: a paced consumer, as the producer
+    # above. (A throttled fetch is answered empty and its bytes are not counted, so each throttle
+    # waits a little long; small fetches keep that small.)
     consumer = confluent_consumer(broker, **{"client.id": "c1", "enable.partition.eof": False,
                                              "queued.max.messages.kbytes": 512,
                                              "max.partition.fetch.bytes": 65_536, "fetch.max.bytes": 65_536,

@@ -436,6 +436,77 @@ def test_sessions_expire_and_reauthenticate(tmp_path):
         broker.stop()
 
 
+# ------------------------------------------------------------------ OAUTHBEARER
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """An RS256 signing key made with `openssl`, its JWKS, and the tokens it signs."""
+
+    def __init__(self, directory: Path, kid: str):
+        self.key = directory / f"{kid}.pem"
+        self.kid = kid
+        subprocess.run(["openssl", "genrsa", "-out", str(self.key), "2048"], check=True, capture_output=True, timeout=60)
+        modulus = subprocess.run(["openssl", "rsa", "-in", str(self.key), "-noout", "-modulus"], check=True,
+                                 capture_output=True, timeout=30).stdout.decode().strip().split("=", 1)[1]
+        self.jwk = {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+                    "n": b64url(bytes.fromhex(modulus)), "e": "AQAB"}
+
+    def token(self, claims: dict) -> str:
+        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
+                                   check=True, capture_output=True, timeout=30).stdout
+        return f"{signing_input}.{b64url(signature)}"
+
+
+def test_oauthbearer_tokens_authenticate_and_bad_ones_are_refused(tmp_path):
+    issuer = TokenIssuer(tmp_path, "k1")
+    stranger = TokenIssuer(tmp_path, "k2")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [issuer.jwk]}))
+    broker = sasl_broker(tmp_path, "oauth", "--sasl-enabled-mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
+                         "--sasl-oauthbearer-jwks-file", str(jwks), "--sasl-oauthbearer-expected-audience", "kafka")
+    broker.start()
+    try:
+        now = int(time.time())
+        good = issuer.token({"sub": "svc", "aud": "kafka", "exp": now + 300})
+        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+                "oauth_cb": lambda _config: (good, time.time() + 300)}
+        topic = unique_topic("sasl-oauth")
+        create_topic(sasl_admin(broker), topic)
+        producer = confluent_producer(broker, **conf)
+        for i in range(5):
+            producer.produce(topic, value=f"o-{i}".encode(), partition=0)
+        assert producer.flush(OP_TIMEOUT_S) == 0
+        # The session lasts no longer than the token.
+        with kafka_wire.Connection(HOST, broker.port) as conn:
+            assert handshake(conn, "OAUTHBEARER")[0] == 0
+            error, _, _, lifetime = authenticate(conn, f"n,,\x01auth=Bearer {good}\x01\x01".encode())
+            assert error == 0 and 290_000 < lifetime <= 300_000, lifetime
+            assert metadata_v1(conn) == 1
+        bad_tokens = {
+            "expired": issuer.token({"sub": "svc", "aud": "kafka", "exp": now - 120}),
+            "other audience": issuer.token({"sub": "svc", "aud": "web", "exp": now + 300}),
+            "unknown key": stranger.token({"sub": "svc", "aud": "kafka", "exp": now + 300}),
+            "tampered": good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB"),
+        }
+        for why, token in bad_tokens.items():
+            with kafka_wire.Connection(HOST, broker.port) as conn:
+                assert handshake(conn, "OAUTHBEARER")[0] == 0
+                error, _, challenge, _ = authenticate(conn, f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+                assert (error, challenge) == (0, b'{"status":"invalid_token"}'), why
+                error, message, _, _ = authenticate(conn, b"\x01")
+                assert (error, message) == (ERROR_SASL_AUTHENTICATION_FAILED, '{"status":"invalid_token"}'), why
+                assert conn.wait_closed(5.0), why
+    finally:
+        broker.stop()
+    assert good.split(".")[2] not in (broker.log_text() or ""), "no token in the log"
+
+
 # ------------------------------------------------------------------ sluicectl users
 
 
@@ -467,6 +538,31 @@ def test_sluicectl_users_manages_scram_credentials(tmp_path):
     finally:
         broker.stop()
     assert "carol-pw-0d4e" not in (broker.log_text() or "")
+
+
+# ------------------------------------------------------------------ inter-broker SASL
+
+
+def test_a_cluster_replicates_over_a_sasl_inter_broker_listener(tmp_path):
+    from cluster import Cluster, assert_replicates_in_sync
+    cluster = Cluster(tmp_path / "cluster", voters=3)
+    for node in cluster.nodes.values():
+        (sasl_port,) = free_ports(1)
+        node.listeners = f"PLAINTEXT://{HOST}:{node.port},SASL_PLAINTEXT://{HOST}:{sasl_port}"
+        config = node.data_dir.parent / "sasl.toml"
+        config.write_text(f'add_scram = ["SCRAM-SHA-512=[name={ADMIN},password={ADMIN_PASSWORD}]"]\n')
+        node.extra_args += ["--config", str(config), "--inter-broker-listener-name", "SASL_PLAINTEXT",
+                            "--sasl-mechanism-inter-broker-protocol", "SCRAM-SHA-512",
+                            "--inter-broker-sasl-username", ADMIN]
+        node.extra_env["SLUICE_INTER_BROKER_SASL_PASSWORD"] = ADMIN_PASSWORD
+    cluster.start()
+    try:
+        # Every follower authenticates with SCRAM to fetch.
+        assert_replicates_in_sync(cluster, unique_topic("isr-sasl"), 200, timeout_s=OP_TIMEOUT_S)
+    finally:
+        cluster.stop()
+    for node in cluster.nodes.values():
+        assert ADMIN_PASSWORD not in (node.log_text() or "")
 
 
 # ------------------------------------------------------------------ secrets

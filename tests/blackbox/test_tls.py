@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import kafka_wire
 from clients import admin, confluent_consumer, confluent_producer, unique_topic
-from cluster import Cluster
+from cluster import Cluster, assert_replicates_in_sync
 from conftest import HOST, Broker, free_ports
 
 pytestmark = pytest.mark.sluice_only("sluice's --listeners and TLS flags")
@@ -331,28 +331,10 @@ def test_a_cluster_replicates_over_a_tls_inter_broker_listener(tmp_path, pki):
         (ssl_port,) = free_ports(1)
         node.listeners = f"PLAINTEXT://127.0.0.1:{node.port},SSL://127.0.0.1:{ssl_port}"
         node.extra_args += [*tls_flags(pki, cert, key, "required"), "--inter-broker-listener-name", "SSL"]
-        node.extra_env["RUST_LOG"] = "info,openraft=error,sluice_broker::replication=debug,sluice_broker::net=debug"
     cluster.start()
     try:
-        topic = unique_topic("isr-tls")
-        from confluent_kafka.admin import NewTopic
-
-        client = cluster.admin()
-        futures = client.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "3"})],
-                                       operation_timeout=OP_TIMEOUT_S)
-        for future in futures.values():
-            future.result(timeout=OP_TIMEOUT_S)
-        from confluent_kafka import Producer
-
-        producer = Producer({"bootstrap.servers": cluster.bootstrap, "broker.address.family": "v4",
-                             "acks": "all", "message.timeout.ms": 30_000})
-        failures = []
-        for index in range(300):
-            producer.produce(topic, value=f"replicated-{index}".encode(), partition=0,
-                             on_delivery=lambda error, _msg: failures.append(error) if error else None)
-        assert producer.flush(60) == 0 and not failures, f"failures {failures[:3]}"
-        metadata = client.list_topics(topic, timeout=OP_TIMEOUT_S).topics[topic].partitions[0]
-        assert sorted(metadata.isrs) == [1, 2, 3], "every replica fetched over TLS and is in sync"
+        # Every replica fetches over TLS.
+        assert_replicates_in_sync(cluster, unique_topic("isr-tls"), 300, timeout_s=OP_TIMEOUT_S)
     finally:
         cluster.stop()
 

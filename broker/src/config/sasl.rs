@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use jsonwebtoken::jwk::JwkSet;
+
 use super::ConfigError;
 
 /// A SASL mechanism the broker serves.
@@ -88,6 +90,22 @@ pub struct SaslArgs {
     /// That user's password (prefer the environment variable, which `ps` does not show).
     #[arg(long, env = "SLUICE_INTER_BROKER_SASL_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
     pub inter_broker_sasl_password: Option<String>,
+    /// The keys OAUTHBEARER tokens are signed with: a JWKS file (RS256 and ES256 keys); needed
+    /// when OAUTHBEARER is enabled [default: none].
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_JWKS_FILE", value_name = "FILE")]
+    pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    /// The `aud` an OAUTHBEARER token must name, Kafka's `sasl.oauthbearer.expected.audience`
+    /// [default: not checked].
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", value_name = "AUDIENCE")]
+    pub sasl_oauthbearer_expected_audience: Option<String>,
+    /// The `iss` an OAUTHBEARER token must carry, Kafka's `sasl.oauthbearer.expected.issuer`
+    /// [default: not checked].
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER", value_name = "ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// The claim naming an OAUTHBEARER client's principal, Kafka's
+    /// `sasl.oauthbearer.sub.claim.name` [default: sub].
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_SUB_CLAIM_NAME", value_name = "CLAIM")]
+    pub sasl_oauthbearer_sub_claim_name: Option<String>,
 }
 
 impl fmt::Debug for SaslArgs {
@@ -102,6 +120,10 @@ impl fmt::Debug for SaslArgs {
             .field("sasl_mechanism_inter_broker_protocol", &self.sasl_mechanism_inter_broker_protocol)
             .field("inter_broker_sasl_username", &self.inter_broker_sasl_username)
             .field("inter_broker_sasl_password", &self.inter_broker_sasl_password.as_ref().map(|_| "[hidden]"))
+            .field("sasl_oauthbearer_jwks_file", &self.sasl_oauthbearer_jwks_file)
+            .field("sasl_oauthbearer_expected_audience", &self.sasl_oauthbearer_expected_audience)
+            .field("sasl_oauthbearer_expected_issuer", &self.sasl_oauthbearer_expected_issuer)
+            .field("sasl_oauthbearer_sub_claim_name", &self.sasl_oauthbearer_sub_claim_name)
             .finish()
     }
 }
@@ -117,6 +139,10 @@ pub(crate) struct SaslFile {
     pub(crate) sasl_mechanism_inter_broker_protocol: Option<String>,
     pub(crate) inter_broker_sasl_username: Option<String>,
     pub(crate) inter_broker_sasl_password: Option<String>,
+    pub(crate) sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    pub(crate) sasl_oauthbearer_expected_audience: Option<String>,
+    pub(crate) sasl_oauthbearer_expected_issuer: Option<String>,
+    pub(crate) sasl_oauthbearer_sub_claim_name: Option<String>,
 }
 
 /// A SCRAM user to create at start (`--add-scram`).
@@ -191,6 +217,33 @@ pub struct SaslConfig {
     pub plain_users: Option<BTreeMap<String, String>>,
     /// Credentials for other brokers' SASL listeners.
     pub inter_broker: Option<InterBrokerSasl>,
+    /// How OAUTHBEARER tokens are validated; set when OAUTHBEARER is enabled.
+    pub oauthbearer: Option<OAuthBearerConfig>,
+}
+
+/// What validates OAUTHBEARER tokens: the keys, and the claims expected.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthBearerConfig {
+    /// The JWKS the tokens' signatures are checked against.
+    pub keys: JwkSet,
+    /// The `aud` a token must name, if any.
+    pub expected_audience: Option<String>,
+    /// The `iss` a token must carry, if any.
+    pub expected_issuer: Option<String>,
+    /// The claim that names the principal (Kafka's `sasl.oauthbearer.sub.claim.name`).
+    pub sub_claim: String,
+}
+
+impl fmt::Debug for OAuthBearerConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("OAuthBearerConfig")
+            .field("keys", &self.keys.keys.len())
+            .field("expected_audience", &self.expected_audience)
+            .field("expected_issuer", &self.expected_issuer)
+            .field("sub_claim", &self.sub_claim)
+            .finish()
+    }
 }
 
 impl fmt::Debug for SaslConfig {
@@ -203,6 +256,7 @@ impl fmt::Debug for SaslConfig {
             .field("max_reauth_ms", &self.max_reauth_ms)
             .field("plain_users", &self.plain_users.as_ref().map(BTreeMap::len))
             .field("inter_broker", &self.inter_broker)
+            .field("oauthbearer", &self.oauthbearer)
             .finish()
     }
 }
@@ -216,6 +270,7 @@ impl Default for SaslConfig {
             max_reauth_ms: 0,
             plain_users: None,
             inter_broker: None,
+            oauthbearer: None,
         }
     }
 }
@@ -246,6 +301,21 @@ impl SaslConfig {
         let username = args.inter_broker_sasl_username.or(file.inter_broker_sasl_username);
         let password = args.inter_broker_sasl_password.or(file.inter_broker_sasl_password);
         config.inter_broker = inter_broker(mechanism.as_deref(), username, password)?;
+        let jwks = args.sasl_oauthbearer_jwks_file.or(file.sasl_oauthbearer_jwks_file);
+        if config.enabled_mechanisms.contains(&SaslMechanism::OAuthBearer) {
+            let path = jwks.ok_or_else(|| {
+                invalid("sasl-oauthbearer-jwks-file", "is needed when OAUTHBEARER is enabled".to_owned())
+            })?;
+            config.oauthbearer = Some(OAuthBearerConfig {
+                keys: load_jwks(&path).map_err(|reason| invalid("sasl-oauthbearer-jwks-file", reason))?,
+                expected_audience: args.sasl_oauthbearer_expected_audience.or(file.sasl_oauthbearer_expected_audience),
+                expected_issuer: args.sasl_oauthbearer_expected_issuer.or(file.sasl_oauthbearer_expected_issuer),
+                sub_claim: args
+                    .sasl_oauthbearer_sub_claim_name
+                    .or(file.sasl_oauthbearer_sub_claim_name)
+                    .unwrap_or_else(|| "sub".to_owned()),
+            });
+        }
         Ok(config)
     }
 }
@@ -357,6 +427,17 @@ fn read_plain_users(path: &PathBuf) -> Result<BTreeMap<String, String>, ConfigEr
         users.insert(name.to_owned(), password.to_owned());
     }
     Ok(users)
+}
+
+/// Loads a JWKS file.
+fn load_jwks(path: &std::path::Path) -> Result<JwkSet, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let keys: JwkSet =
+        serde_json::from_str(&text).map_err(|error| format!("{}: not a JWKS: {error}", path.display()))?;
+    if keys.keys.is_empty() {
+        return Err(format!("{}: the JWKS holds no key", path.display()));
+    }
+    Ok(keys)
 }
 
 fn inter_broker(

@@ -64,7 +64,10 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
             let current = image.group_configs.get(group);
             let defaults = crate::groups::consumer_config_global();
             one(crate::groups::group_config::apply(current, operations, &defaults).map(|configs| {
-                if *validate_only || current.is_some_and(|current| *current == configs) || (current.is_none() && configs.is_empty()) {
+                if *validate_only
+                    || current.is_some_and(|current| *current == configs)
+                    || (current.is_none() && configs.is_empty())
+                {
                     Vec::new()
                 } else {
                     vec![MetadataRecord::AlterGroupConfig { group: group.clone(), configs }]

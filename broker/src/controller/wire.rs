@@ -65,7 +65,11 @@ pub(crate) enum ControllerRequest {
     UnregisterBroker { node_id: i32 },
     /// IncrementalAlterConfigs of a GROUP resource: the group's configs after `operations`,
     /// decided against those the controller holds.
-    AlterGroupConfig { group: String, operations: Vec<crate::metadata::config_change::ConfigOperation>, validate_only: bool },
+    AlterGroupConfig {
+        group: String,
+        operations: Vec<crate::metadata::config_change::ConfigOperation>,
+        validate_only: bool,
+    },
     /// Kafka's AlterUserScramCredentials: one answer per user, in `ScramAlteration::users` order.
     AlterScramCredentials(crate::security::sasl::credentials::ScramAlteration),
     /// Kafka's CreateAcls: the bindings to create, in order.

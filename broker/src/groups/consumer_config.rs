@@ -48,9 +48,10 @@ fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ConsumerGroupConfig {
         }
     }
     if let Some(text) = lookup("SLUICE_GROUP_CONSUMER_MIGRATION_POLICY") {
-        match MigrationPolicy::from_name(&text) {
-            Some(policy) => config.migration_policy = policy,
-            None => tracing::error!(value = %text, "unknown group.consumer.migration.policy, using the default"),
+        if let Some(policy) = MigrationPolicy::from_name(&text) {
+            config.migration_policy = policy;
+        } else {
+            tracing::error!(value = %text, "unknown group.consumer.migration.policy, using the default");
         }
     }
     match config.validate() {
@@ -79,9 +80,22 @@ mod tests {
             _ => None,
         });
         assert_eq!(config.heartbeat_interval_ms, 7000);
+        assert_eq!(config.migration_policy, MigrationPolicy::Bidirectional, "Kafka's default");
         assert_eq!(config.default_assignor(), ServerAssignor::Range);
         let refused =
             from_lookup(|name| (name == "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS").then(|| "6000".to_owned()));
         assert_eq!(refused, ConsumerGroupConfig::default(), "6000 is below group.consumer.min.session.timeout.ms");
+    }
+
+    #[test]
+    fn the_migration_policy_is_read_case_insensitively_and_an_unknown_one_keeps_the_default() {
+        let policy = |text: &'static str| {
+            from_lookup(|name| (name == "SLUICE_GROUP_CONSUMER_MIGRATION_POLICY").then(|| text.to_owned()))
+                .migration_policy
+        };
+        assert_eq!(policy("UPGRADE"), MigrationPolicy::Upgrade);
+        assert_eq!(policy("disabled"), MigrationPolicy::Disabled);
+        assert!(!policy("downgrade").upgrade_enabled());
+        assert_eq!(policy("sideways"), MigrationPolicy::Bidirectional);
     }
 }

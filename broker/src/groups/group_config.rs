@@ -81,10 +81,7 @@ pub(crate) fn apply(
                 configs.remove(&operation.name);
             }
             _ => {
-                return Err(invalid(format!(
-                    "Config value append is not allowed for config key: {}",
-                    operation.name
-                )));
+                return Err(invalid(format!("Config value append is not allowed for config key: {}", operation.name)));
             }
         }
     }
@@ -108,7 +105,10 @@ pub(crate) fn effective(defaults: &ConsumerGroupConfig, configs: Option<&GroupCo
 
 /// One config as DescribeConfigs reports it: name, value, and whether the group sets it
 /// (Kafka's GROUP_CONFIG source) or it is the broker's (DEFAULT_CONFIG).
-pub(crate) fn describe(defaults: &ConsumerGroupConfig, configs: Option<&GroupConfigs>) -> Vec<(&'static str, String, bool)> {
+pub(crate) fn describe(
+    defaults: &ConsumerGroupConfig,
+    configs: Option<&GroupConfigs>,
+) -> Vec<(&'static str, String, bool)> {
     let config = effective(defaults, configs);
     let set = |name: &str| configs.is_some_and(|configs| configs.contains_key(name));
     vec![

@@ -24,10 +24,10 @@ mod config;
 #[allow(dead_code)]
 pub(crate) mod consumer;
 mod consumer_config;
-pub(crate) mod group_config;
 pub(crate) mod consumer_groups;
 pub(crate) mod coordinator;
 pub(crate) mod group;
+pub(crate) mod group_config;
 pub(crate) mod membership;
 mod offsets;
 mod records;

@@ -233,6 +233,78 @@ mod tests {
     }
 
     #[test]
+    fn an_upgrade_then_a_downgrade_replay_to_the_group_of_each_kind() {
+        use bytes::BufMut;
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+
+        use crate::groups::consumer::{
+            ClassicGroupMember, ClassicGroupSnapshot, ClassicProtocol, ConsumerGroupMember, Context, TopicMetadata,
+            TopicsImage,
+        };
+
+        let config = ConsumerGroupConfig::default();
+        let topics = TopicsImage::new(
+            1,
+            [TopicMetadata { id: uuid::Uuid::from_u128(1), name: "t".to_owned(), partition_count: 2 }],
+        );
+        let mut metadata = bytes::BytesMut::new();
+        metadata.put_i16(0);
+        let subscription = ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_static_str("t")]);
+        subscription.encode(&mut metadata, 0).expect("encodes");
+        let classic = ClassicGroupSnapshot {
+            generation_id: 3,
+            protocol_name: Some("range".to_owned()),
+            members: vec![ClassicGroupMember {
+                member_id: "c1".to_owned(),
+                instance_id: None,
+                client_id: "client".to_owned(),
+                client_host: "/127.0.0.1".to_owned(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 20_000,
+                protocols: vec![ClassicProtocol { name: "range".to_owned(), metadata: metadata.freeze() }],
+                assignment: bytes::Bytes::new(),
+            }],
+        };
+        let context = Context { now_ms: 0, unix_ms: 1, topics: &topics, config: &config };
+        let (upgraded, conversion) = ConsumerGroup::from_classic("m", &classic, &context).expect("upgradable");
+        let group_key = records::encode_key(&RecordKey::Group { group: "m".to_owned() });
+
+        // The upgrade: the classic group's tombstone, then the consumer group's records.
+        let mut replay = Replay::new(now(), None);
+        record(&mut replay, &offset_key("m"), Some(&offset_value(5)));
+        record(&mut replay, &group_key, None);
+        for converted in &conversion {
+            let (key, value) = codec::encode(converted);
+            record(&mut replay, &key, value.as_deref());
+        }
+        let (classic_groups, consumer) = replay.finish(100, |_| config.clone());
+        assert_eq!(consumer["m"].data(), upgraded.data());
+        assert!(consumer["m"].member("c1").is_some_and(ConsumerGroupMember::uses_classic_protocol));
+        assert_eq!(consumer["m"].next_deadline_ms(), Some(10_100), "a classic member's own session timeout");
+        assert!(classic_groups["m"].protocol_type.is_none(), "only the offsets holder stays classic");
+        assert_eq!(classic_groups["m"].offsets.len(), 1);
+
+        // The downgrade: the consumer group's tombstones, then the classic group's metadata.
+        let (back, tombstones) = upgraded.downgrade("nobody", &topics);
+        assert_eq!(back.members.len(), 1);
+        let mut replay = Replay::new(now(), None);
+        for written in conversion.iter().chain(&tombstones) {
+            let (key, value) = codec::encode(written);
+            record(&mut replay, &key, value.as_deref());
+        }
+        let mut restored = Group::new("m", now());
+        restored.protocol_type = Some("consumer".to_owned());
+        restored.protocol_name = Some("range".to_owned());
+        restored.generation_id = back.generation_id;
+        restored.state = GroupState::Stable;
+        record(&mut replay, &group_key, Some(&records::encode_group_value(&restored.to_value())));
+        let (classic_groups, consumer) = replay.finish(100, |_| config.clone());
+        assert!(consumer.is_empty(), "the consumer group is deleted");
+        assert_eq!(classic_groups["m"].generation_id, 3);
+    }
+
+    #[test]
     fn a_rebuild_applies_only_its_groups_records() {
         let mut replay = Replay::new(now(), Some("g".to_owned()));
         record(&mut replay, &offset_key("g"), Some(&offset_value(5)));

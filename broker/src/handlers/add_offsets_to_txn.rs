@@ -9,9 +9,9 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::{Coordinator, OFFSETS_TOPIC};
-use crate::transactions::on_coordinator;
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::{Resource, denied};
+use crate::transactions::on_coordinator;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AddOffsetsToTxn, min: 0, max: 4 };
@@ -21,8 +21,9 @@ pub(crate) async fn handle(
     call: Call,
     request: AddOffsetsToTxnRequest,
 ) -> Outcome<AddOffsetsToTxnResponse> {
-    let refused = denied(&shard, &call, AclOperation::Write, Resource::TransactionalId(request.transactional_id.as_str()))
-        .or_else(|| denied(&shard, &call, AclOperation::Read, Resource::Group(request.group_id.as_str())));
+    let refused =
+        denied(&shard, &call, AclOperation::Write, Resource::TransactionalId(request.transactional_id.as_str()))
+            .or_else(|| denied(&shard, &call, AclOperation::Read, Resource::Group(request.group_id.as_str())));
     if let Some(error) = refused {
         return Outcome::Respond(AddOffsetsToTxnResponse::default().with_error_code(error.code()));
     }

@@ -17,9 +17,9 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
-use crate::transactions::on_coordinator;
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::{Resource, denied};
+use crate::transactions::on_coordinator;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::AddPartitionsToTxn, min: 0, max: 5 };

@@ -45,7 +45,10 @@ pub(crate) async fn handle(
         let Some(info) = info else {
             let error =
                 if name.is_some() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
-            results.push(result.with_error_code(code(error)));
+            // As Kafka: a name the caller may not DESCRIBE is refused whether or not it exists.
+            let hidden =
+                name.as_deref().and_then(|name| denied(&shard, &call, AclOperation::Describe, Resource::Topic(name)));
+            results.push(result.with_error_code(code(hidden.unwrap_or(error))));
             continue;
         };
         let result = result.with_name(Some(topic_name(&info.name))).with_topic_id(if version >= 6 {

@@ -10,9 +10,9 @@ use super::{str_bytes, topic_name};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::handlers::list_transactions::state_name;
-use crate::transactions::on_coordinator;
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::{Resource, denied};
+use crate::transactions::on_coordinator;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeTransactions, min: 0, max: 0 };

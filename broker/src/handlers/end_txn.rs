@@ -10,9 +10,9 @@ use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
-use crate::transactions::on_coordinator;
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::{Resource, denied};
+use crate::transactions::on_coordinator;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::EndTxn, min: 0, max: 5 };

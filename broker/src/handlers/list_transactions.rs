@@ -13,10 +13,10 @@ use sluice_engine::ShardId;
 use super::str_bytes;
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
-use crate::transactions::coordinator::DescribedTxn;
-use crate::transactions::records::TxnStatus;
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::Resource;
+use crate::transactions::coordinator::DescribedTxn;
+use crate::transactions::records::TxnStatus;
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ListTransactions, min: 0, max: 2 };

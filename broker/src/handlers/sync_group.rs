@@ -43,9 +43,11 @@ pub(crate) async fn handle(
     let refused = denied(&shard, &call, AclOperation::Read, Resource::Group(&group_id));
     let outcome = match refused {
         Some(error) => SyncOutcome::failed(error),
-        None => on_coordinator(&shard, &target, move |coordinator| async move { coordinator.sync(&group_id, args).await })
-            .await
-            .unwrap_or_else(SyncOutcome::failed),
+        None => {
+            on_coordinator(&shard, &target, move |coordinator| async move { coordinator.sync(&group_id, args).await })
+                .await
+                .unwrap_or_else(SyncOutcome::failed)
+        }
     };
     let response = SyncGroupResponse::default()
         .with_error_code(outcome.error.map_or(0, |error| error.code()))

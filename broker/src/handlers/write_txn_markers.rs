@@ -12,9 +12,9 @@ use sluice_engine::TopicPartition;
 
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
-use crate::transactions::markers::{Marker, write_local};
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::{Resource, denied};
+use crate::transactions::markers::{Marker, write_local};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::WriteTxnMarkers, min: 1, max: 1 };

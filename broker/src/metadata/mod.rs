@@ -265,7 +265,8 @@ impl Metadata {
         operations: Vec<config_change::ConfigOperation>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        self.submit_one(ControllerRequest::AlterGroupConfig { group: group.to_owned(), operations, validate_only }).await
+        self.submit_one(ControllerRequest::AlterGroupConfig { group: group.to_owned(), operations, validate_only })
+            .await
     }
 
     /// Moves a partition's leadership (tests, and the operations that move it).

@@ -21,7 +21,7 @@ use crate::context::ShardContext;
 use crate::net::connection;
 use crate::security::SecurityProtocol;
 use crate::security::listeners::{Listener, ListenerSet};
-use crate::security::tls::{LoadedServer, ServerTls};
+use crate::security::tls::{ClientAuth, LoadedServer, ServerTls, TlsSettings, load_server};
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 1024;
@@ -71,14 +71,32 @@ pub(crate) struct ShardListeners {
 }
 
 /// Runs one accept loop per listener on this shard until shutdown.
+///
+/// SASL_SSL listeners never ask for a client certificate: `--ssl-client-auth` applies to SSL
+/// listeners only, as Kafka's broker-wide `ssl.client.auth` has since KIP-684 (a SASL client is
+/// authenticated by SASL, and Kafka's clients send no certificate there).
 pub(crate) async fn serve(serving: ShardListeners, shard: Rc<ShardContext>) {
-    let tls = serving.tls.map(|loaded| Rc::new(ServerTls::new(shard.config().tls.clone(), loaded)));
+    let settings = shard.config().tls.clone();
+    let sasl_settings = TlsSettings { client_auth: ClientAuth::None, ..settings.clone() };
+    let sasl_tls = match &serving.tls {
+        Some(_) if sasl_settings != settings => match load_server(&sasl_settings) {
+            Ok(loaded) => Some(Rc::new(ServerTls::new(sasl_settings, loaded))),
+            Err(error) => {
+                tracing::error!(%error, "cannot load the TLS configuration of the SASL_SSL listeners");
+                None
+            }
+        },
+        _ => None,
+    };
+    let tls = serving.tls.map(|loaded| Rc::new(ServerTls::new(settings, loaded)));
     let loops = serving.sockets.into_iter().zip(serving.listeners).map(|(socket, listener)| {
-        let entry = Rc::new(Entry {
-            name: Rc::from(listener.name.as_str()),
-            protocol: listener.protocol,
-            tls: if listener.protocol.uses_tls() { tls.clone() } else { None },
-        });
+        let listener_tls = match listener.protocol {
+            SecurityProtocol::SaslSsl => sasl_tls.clone().or_else(|| tls.clone()),
+            protocol if protocol.uses_tls() => tls.clone(),
+            _ => None,
+        };
+        let entry =
+            Rc::new(Entry { name: Rc::from(listener.name.as_str()), protocol: listener.protocol, tls: listener_tls });
         accept_loop(socket, shard.clone(), entry)
     });
     futures_util::future::join_all(loops).await;

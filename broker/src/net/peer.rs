@@ -172,23 +172,25 @@ pub(crate) enum PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    /// Reads into `buffer`, which must be empty (its initialized length 0), as every caller here
-    /// passes it: filling it from its start needs no unsafe length reset.
+    /// Reads into `buffer` from its start: over its initialized bytes when it has some, else
+    /// into its spare capacity (no unsafe length change either way).
     async fn read<B: IoBufMut>(&mut self, mut buffer: B) -> BufResult<usize, B> {
         match self {
             Self::Plain(stream) => stream.read(buffer).await,
             Self::Tls(tls, received) => {
-                if buffer.buf_len() != 0 {
-                    let error = std::io::Error::new(std::io::ErrorKind::InvalidInput, "read into a non-empty buffer");
-                    return BufResult(Err(error), buffer);
-                }
-                let room = buffer.buf_capacity();
+                // An initialized buffer (a `[u8; 4]`) is overwritten from its start; an empty one
+                // (spare capacity) is filled like a kernel read fills it.
+                let initialized = buffer.buf_len();
+                let room = if initialized > 0 { initialized } else { buffer.buf_capacity() };
                 let chunk = match next_plaintext(tls, received, room).await {
                     Ok(chunk) => chunk,
                     Err(error) => return BufResult(Err(error), buffer),
                 };
-                if buffer.extend_from_slice(&chunk).is_err() {
-                    return BufResult(Err(std::io::ErrorKind::OutOfMemory.into()), buffer);
+                if initialized > 0 {
+                    buffer.as_mut_slice()[..chunk.len()].copy_from_slice(&chunk);
+                } else {
+                    let copied = sluice_engine::io::fill_spare(&mut buffer, &chunk);
+                    assert_eq!(copied, chunk.len(), "the chunk was cut to the buffer's room");
                 }
                 BufResult(Ok(chunk.len()), buffer)
             }

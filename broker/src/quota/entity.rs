@@ -129,6 +129,9 @@ impl PartialEq for QuotaValue {
 
 impl Eq for QuotaValue {}
 
+/// One entity's quotas by key.
+pub(crate) type EntityQuotas = BTreeMap<QuotaKey, QuotaValue>;
+
 /// A metadata record's change to one key of one entity: Kafka's `ClientQuotaRecord`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct QuotaRecord {
@@ -358,7 +361,7 @@ pub(crate) fn describe<'a>(
     quotas: &'a ClientQuotas,
     filter: &[FilterComponent],
     strict: bool,
-) -> Result<Vec<(&'a QuotaEntity, &'a BTreeMap<QuotaKey, QuotaValue>)>, Refusal> {
+) -> Result<Vec<(&'a QuotaEntity, &'a EntityQuotas)>, Refusal> {
     let mut exact: BTreeMap<&str, Option<&str>> = BTreeMap::new();
     let mut specified: Vec<&str> = Vec::new();
     for component in filter {

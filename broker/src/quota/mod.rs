@@ -173,7 +173,7 @@ impl FetchQuota {
         let Some(applied) = &self.applied else { return bytes_max };
         let window = shard.shared.quotas.sensors.window();
         let span_s = f64::from(window.samples - 1) * (window.window_ms as f64 / 1_000.0);
-        let admitted = (applied.bound * span_s).min(i32::MAX as f64) as usize;
+        let admitted = (applied.bound * span_s).min(f64::from(i32::MAX)) as usize;
         bytes_max.min(admitted.max(1))
     }
 

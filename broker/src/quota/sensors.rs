@@ -173,8 +173,8 @@ mod tests {
         });
     }
 
-    fn named(name: &str) -> Option<EntityName> {
-        Some(EntityName::Named(name.to_owned()))
+    fn named(name: &str) -> EntityName {
+        EntityName::Named(name.to_owned())
     }
 
     const ALICE_P1: Client<'static> = Client { user: "alice", client_id: "p1" };
@@ -191,13 +191,13 @@ mod tests {
         let default = || Some(EntityName::Default);
         let levels: [(Option<EntityName>, Option<EntityName>); 8] = [
             (None, default()),
-            (None, named("p1")),
+            (None, Some(named("p1"))),
             (default(), None),
             (default(), default()),
-            (default(), named("p1")),
-            (named("alice"), None),
-            (named("alice"), default()),
-            (named("alice"), named("p1")),
+            (default(), Some(named("p1"))),
+            (Some(named("alice")), None),
+            (Some(named("alice")), default()),
+            (Some(named("alice")), Some(named("p1"))),
         ];
         for (index, (user, client_id)) in levels.into_iter().enumerate() {
             set(&mut quotas, user, client_id, (index + 1) as f64);
@@ -227,7 +227,7 @@ mod tests {
     fn a_mutation_burst_puts_the_bucket_in_debt_for_the_refill_time() {
         let mut quotas = ClientQuotas::default();
         quotas.apply(&QuotaRecord {
-            entity: QuotaEntity { user: None, client_id: named("p1") },
+            entity: QuotaEntity { user: None, client_id: Some(named("p1")) },
             key: QuotaKey::ControllerMutationRate,
             value: Some(QuotaValue(1.0)),
         });

@@ -365,6 +365,35 @@ mod tests {
     }
 
     #[test]
+    fn flags_resolve_into_the_broker_config_and_its_identity() {
+        let args = crate::config::Args {
+            listeners: Some("SSL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0".to_owned()),
+            ssl_certificate: Some("broker.pem".into()),
+            ssl_key: Some("broker.key".into()),
+            inter_broker_listener_name: Some("plaintext".to_owned()),
+            ..crate::config::Args::default()
+        };
+        let config = BrokerConfig::from_args(args).expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:0".parse().expect("literal"), "--listen follows the first listener");
+        assert_eq!(config.listener_set().inter_broker().protocol, SecurityProtocol::Plaintext);
+        let bound: Vec<SocketAddr> =
+            vec!["127.0.0.1:7001".parse().expect("literal"), "127.0.0.1:7002".parse().expect("literal")];
+        let identity = identity(&config, &bound);
+        assert_eq!((identity.host.as_str(), identity.port), ("127.0.0.1", 7002), "the inter-broker endpoint");
+        assert_eq!(identity.listeners.len(), 2);
+        assert_eq!(identity.bound, "SSL://127.0.0.1:7001,PLAINTEXT://127.0.0.1:7002");
+        let mixed = crate::config::Args {
+            listen: Some("127.0.0.1:9092".to_owned()),
+            listeners: Some("PLAINTEXT://127.0.0.1:9093".to_owned()),
+            ..crate::config::Args::default()
+        };
+        assert!(BrokerConfig::from_args(mixed).is_err(), "--listen and --listeners together");
+        let no_key =
+            crate::config::Args { listeners: Some("SSL://127.0.0.1:0".to_owned()), ..crate::config::Args::default() };
+        assert!(BrokerConfig::from_args(no_key).is_err(), "a TLS listener without a certificate");
+    }
+
+    #[test]
     fn ipv6_hosts_come_in_brackets() {
         let set = parse(&settings("PLAINTEXT://[::1]:0")).expect("valid").expect("set");
         assert_eq!(set.listeners[0].address, "[::1]:0".parse().expect("literal"));

@@ -75,20 +75,17 @@ fn format_attribute(attribute: &[u8], text: &mut String) -> Option<()> {
     }
     let oid = dotted(oid)?;
     let keyword = keyword(&oid);
-    match (keyword, decode_string(tag, value)) {
-        (Some(keyword), Some(value)) => {
-            text.push_str(keyword);
-            text.push('=');
-            escape_into(&value, text);
-        }
-        _ => {
-            text.push_str(keyword.unwrap_or(&oid));
-            text.push_str("=#");
-            let encoded_size = attribute.len() - oid_element_size(attribute)?;
-            for byte in &attribute[attribute.len() - encoded_size..] {
-                write!(text, "{byte:02x}").ok()?;
-            }
-        }
+    if let (Some(keyword), Some(value)) = (keyword, decode_string(tag, value)) {
+        text.push_str(keyword);
+        text.push('=');
+        escape_into(&value, text);
+        return Some(());
+    }
+    text.push_str(keyword.unwrap_or(&oid));
+    text.push_str("=#");
+    let encoded_size = attribute.len() - oid_element_size(attribute)?;
+    for byte in &attribute[attribute.len() - encoded_size..] {
+        write!(text, "{byte:02x}").ok()?;
     }
     Some(())
 }
@@ -125,14 +122,14 @@ fn decode_string(tag: u8, value: &[u8]) -> Option<String> {
         // BMPString: UTF-16, big-endian.
         0x1e => {
             let units: Vec<u16> = value.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect();
-            (value.len() % 2 == 0).then(|| String::from_utf16(&units).ok()).flatten()
+            value.len().is_multiple_of(2).then(|| String::from_utf16(&units).ok()).flatten()
         }
         // UniversalString: UTF-32, big-endian.
         0x1c => {
             let chars = value
                 .chunks_exact(4)
                 .map(|quad| char::from_u32(u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]])));
-            (value.len() % 4 == 0).then(|| chars.collect::<Option<String>>()).flatten()
+            value.len().is_multiple_of(4).then(|| chars.collect::<Option<String>>()).flatten()
         }
         _ => None,
     }

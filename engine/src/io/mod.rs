@@ -106,6 +106,25 @@ impl FaultInjector {
     }
 }
 
+/// Copies as much of `bytes` as fits into the uninitialized part of `buffer` (after its
+/// initialized prefix) and marks it initialized; returns how many bytes were copied.
+///
+/// For readers that produce bytes in user space (a TLS record layer) and must fill a compio
+/// buffer the way a kernel read does: a fixed-size slice of spare capacity cannot be extended
+/// through its safe methods, which refuse to reserve.
+pub fn fill_spare<B: compio::buf::IoBufMut>(buffer: &mut B, bytes: &[u8]) -> usize {
+    let initialized = buffer.buf_len();
+    let spare = &mut buffer.as_uninit()[initialized..];
+    let count = bytes.len().min(spare.len());
+    for (slot, byte) in spare.iter_mut().zip(&bytes[..count]) {
+        slot.write(*byte);
+    }
+    // SAFETY: the `count` bytes right after the initialized prefix were written just above, and
+    // `count` is within the buffer's capacity.
+    unsafe { compio::buf::SetLen::set_len(buffer, initialized + count) };
+    count
+}
+
 /// Converts a std file into one driven by the calling thread's compio runtime.
 pub fn into_runtime_file(file: fs::File) -> compio::fs::File {
     let fd = file.into_raw_fd();

@@ -18,9 +18,11 @@
 //!   REBALANCE_IN_PROGRESS when the member must rejoin: the group epoch moved, it must revoke
 //!   partitions, or partitions it waited for were released.
 //! - **LeaveGroup** ([`ConsumerGroup::classic_leave`]) removes members and bumps the epoch once.
-//! - **Downgrade.** [`ConsumerGroup::downgrade_for_leave`] says whether the departure of the last
-//!   consumer-protocol member turns the group back into a classic one, and gives the classic
-//!   members with their assignments serialized, and the consumer group's tombstones.
+//! - **Downgrade.** [`ConsumerGroup::only_classic_members_after`] (for a leave) and
+//!   [`ConsumerGroup::expiring_last_consumer_member`] (for an expiry) say whether the departure
+//!   of the last consumer-protocol member turns the group back into a classic one;
+//!   [`ConsumerGroup::downgrade`] gives the classic members with their assignments serialized,
+//!   and the consumer group's tombstones.
 //!
 //! Touched only by the group's coordinator shard thread.
 

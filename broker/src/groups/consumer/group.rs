@@ -179,6 +179,11 @@ pub(super) struct MemberTimers {
     pub(super) rebalance: Option<(i32, i64)>,
 }
 
+/// ConsumerGroupDescribe v1's member type of a member using the classic protocol.
+const CLASSIC_MEMBER_TYPE: i8 = 0;
+/// ConsumerGroupDescribe v1's member type of a member using the consumer protocol.
+const CONSUMER_MEMBER_TYPE: i8 = 1;
+
 /// One consumer group.
 #[derive(Debug, Clone)]
 pub(crate) struct ConsumerGroup {
@@ -404,7 +409,7 @@ impl ConsumerGroup {
                 subscribed_topic_regex: Some(member.subscribed_topic_regex.clone()),
                 assignment: described(&member.assignment.assigned),
                 target_assignment: described(self.data.targets.get(&member.member_id).unwrap_or(&empty)),
-                member_type: if member.uses_classic_protocol() { 0 } else { 1 },
+                member_type: if member.uses_classic_protocol() { CLASSIC_MEMBER_TYPE } else { CONSUMER_MEMBER_TYPE },
             })
             .collect();
         DescribedGroup {

@@ -272,7 +272,9 @@ mod tests {
         let mut image = MetadataImage::default();
         let set = ScramAlteration { deletions: Vec::new(), upsertions: vec![upsertion("alice", 1, 4096)] };
         let (records, _) = decide(&image, &set);
-        records.iter().for_each(|record| image.apply(record));
+        for record in &records {
+            image.apply(record);
+        }
         let described = describe(&image.scram, Some(&["alice".to_owned(), "bob".to_owned()]));
         assert_eq!(described[0].result, Ok(vec![(ScramMechanism::Sha256, 4096)]));
         assert_eq!(
@@ -288,10 +290,10 @@ mod tests {
         let delete = ScramAlteration { deletions: vec![("alice".to_owned(), 1)], upsertions: Vec::new() };
         let (records, outcome) = decide(&image, &delete);
         assert_eq!(answers(&outcome), [None]);
-        records.iter().for_each(|record| {
+        for record in &records {
             image.apply(record);
             image.apply(record);
-        });
+        }
         assert!(describe(&image.scram, None).is_empty());
     }
 
@@ -300,7 +302,9 @@ mod tests {
         let mut image = MetadataImage::default();
         let (records, _) =
             decide(&image, &ScramAlteration { deletions: Vec::new(), upsertions: vec![upsertion("admin", 2, 8192)] });
-        records.iter().for_each(|record| image.apply(record));
+        for record in &records {
+            image.apply(record);
+        }
         let mut again = upsertion("admin", 2, 4096);
         again.only_if_absent = true;
         let (records, outcome) = decide(&image, &ScramAlteration { deletions: Vec::new(), upsertions: vec![again] });

@@ -32,6 +32,7 @@
 pub(crate) mod bootstrap;
 pub(crate) mod client;
 pub(crate) mod credentials;
+pub(crate) mod oauthbearer;
 pub(crate) mod plain;
 pub(crate) mod scram;
 
@@ -98,7 +99,10 @@ enum State {
 enum Exchange {
     Plain,
     Scram(ScramMechanism, ScramServer),
-    OAuthBearer,
+    /// `challenged`: the RFC 7628 error was sent; the client's `\x01` ends the exchange.
+    OAuthBearer {
+        challenged: bool,
+    },
 }
 
 impl Exchange {
@@ -107,7 +111,7 @@ impl Exchange {
             SaslMechanism::Plain => Self::Plain,
             SaslMechanism::ScramSha256 => Self::Scram(ScramMechanism::Sha256, ScramServer::First),
             SaslMechanism::ScramSha512 => Self::Scram(ScramMechanism::Sha512, ScramServer::First),
-            SaslMechanism::OAuthBearer => Self::OAuthBearer,
+            SaslMechanism::OAuthBearer => Self::OAuthBearer { challenged: false },
         }
     }
 }
@@ -307,7 +311,7 @@ pub(crate) async fn authenticate(shard: &ShardContext, session: &Session, auth_b
     let step = step(shard, session, auth_bytes);
     match step {
         Ok(Step::Continue(bytes)) => AuthenticateAnswer { error: None, auth_bytes: bytes, session_lifetime_ms: 0 },
-        Ok(Step::Done { bytes, user, mechanism, reauthenticating }) => {
+        Ok(Step::Done { bytes, user, mechanism, reauthenticating, expires_unix_ms }) => {
             let principal = Principal::user(&user);
             if let Some(previous) = reauthenticating
                 && previous != principal
@@ -318,7 +322,7 @@ pub(crate) async fn authenticate(shard: &ShardContext, session: &Session, auth_b
                 );
                 return fail(shard, session, message).await;
             }
-            let lifetime_ms = shard.config().sasl.max_reauth_ms;
+            let lifetime_ms = session_lifetime_ms(shard, expires_unix_ms);
             let now = shard.shared.clock.now();
             session.sasl.expires_at.set((lifetime_ms > 0).then(|| now + Duration::from_millis(lifetime_ms)));
             tracing::debug!(peer = %session.peer, %principal, mechanism = mechanism.name(), "SASL authentication complete");
@@ -328,6 +332,16 @@ pub(crate) async fn authenticate(shard: &ShardContext, session: &Session, auth_b
         }
         Err(message) => fail(shard, session, message).await,
     }
+}
+
+/// Kafka's session lifetime: `connections.max.reauth.ms`, cut to the credential's own expiry
+/// (an OAUTHBEARER token's `exp`); 0 when neither applies.
+fn session_lifetime_ms(shard: &ShardContext, expires_unix_ms: Option<i64>) -> u64 {
+    let max_reauth_ms = shard.config().sasl.max_reauth_ms;
+    let Some(expires_unix_ms) = expires_unix_ms else { return max_reauth_ms };
+    // At least 1 ms: an expiry in the past still bounds the session.
+    let left_ms = u64::try_from(expires_unix_ms.saturating_sub(shard.shared.clock.unix_ms())).unwrap_or(0).max(1);
+    if max_reauth_ms == 0 { left_ms } else { left_ms.min(max_reauth_ms) }
 }
 
 async fn fail(shard: &ShardContext, session: &Session, message: String) -> AuthenticateAnswer {
@@ -351,7 +365,14 @@ async fn delay_failure(shard: &ShardContext) {
 
 enum Step {
     Continue(Vec<u8>),
-    Done { bytes: Vec<u8>, user: String, mechanism: SaslMechanism, reauthenticating: Option<Principal> },
+    Done {
+        bytes: Vec<u8>,
+        user: String,
+        mechanism: SaslMechanism,
+        reauthenticating: Option<Principal>,
+        /// When the credential itself expires (an OAUTHBEARER token), Unix ms.
+        expires_unix_ms: Option<i64>,
+    },
 }
 
 /// One step of the mechanism's exchange; `Err` is the message for the client.
@@ -363,7 +384,13 @@ fn step(shard: &ShardContext, session: &Session, auth_bytes: &[u8]) -> Result<St
         _ => return Err("SaslAuthenticate before SaslHandshake".to_owned()),
     };
     let is_reauth = reauthenticating.is_some();
-    let done = |bytes, user| Step::Done { bytes, user, mechanism, reauthenticating: reauthenticating.clone() };
+    let done = |bytes, user| Step::Done {
+        bytes,
+        user,
+        mechanism,
+        reauthenticating: reauthenticating.clone(),
+        expires_unix_ms: None,
+    };
     match exchange {
         Exchange::Plain => {
             let image = shard.image();
@@ -388,7 +415,35 @@ fn step(shard: &ShardContext, session: &Session, auth_bytes: &[u8]) -> Result<St
                 ScramFailure::Message(message) => message.to_owned(),
             })
         }
-        Exchange::OAuthBearer => Err(invalid_credentials(mechanism, is_reauth)),
+        Exchange::OAuthBearer { challenged } => {
+            if *challenged {
+                // The client's answer to the challenge (`\x01`, or anything): the exchange fails.
+                return Err(oauthbearer::INVALID_TOKEN.to_owned());
+            }
+            let Some(config) = shard.config().sasl.oauthbearer.as_ref() else {
+                return Err(invalid_credentials(mechanism, is_reauth));
+            };
+            let response = oauthbearer::parse_initial_response(auth_bytes)
+                .ok_or_else(|| invalid_credentials(mechanism, is_reauth))?;
+            match oauthbearer::validate(config, response.token, shard.shared.clock.unix_ms()) {
+                Ok(valid) if !response.authzid.is_empty() && response.authzid != valid.principal => Err(format!(
+                    "Authentication failed: Client requested an authorization id ({}) that is different from the token's principal name ({})",
+                    response.authzid, valid.principal
+                )),
+                Ok(valid) => Ok(Step::Done {
+                    bytes: Vec::new(),
+                    user: valid.principal,
+                    mechanism,
+                    reauthenticating: reauthenticating.clone(),
+                    expires_unix_ms: Some(valid.expires_unix_ms),
+                }),
+                Err(reason) => {
+                    tracing::debug!(peer = %session.peer, %reason, "OAUTHBEARER token refused");
+                    *challenged = true;
+                    Ok(Step::Continue(oauthbearer::INVALID_TOKEN.as_bytes().to_vec()))
+                }
+            }
+        }
     }
 }
 

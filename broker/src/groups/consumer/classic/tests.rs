@@ -11,7 +11,8 @@ use kafka_protocol::messages::consumer_protocol_subscription;
 
 use super::*;
 use crate::groups::consumer::{
-    ConsumerGroupConfig, ConsumerGroupState, HeartbeatRequest, TopicId, TopicMetadata, TopicsImage, codec,
+    ConsumerGroupConfig, ConsumerGroupState, HeartbeatRequest, HeartbeatResponse, TopicId, TopicMetadata, TopicsImage,
+    codec,
 };
 
 const GROUP: &str = "group";
@@ -143,10 +144,6 @@ impl Harness {
         let harness = Self { group, config, topics, now_ms, log };
         harness.check();
         harness
-    }
-
-    fn context(&self) -> Context<'_> {
-        Context { now_ms: self.now_ms, unix_ms: self.now_ms, topics: &self.topics, config: &self.config }
     }
 
     fn heartbeat(&mut self, request: &HeartbeatRequest) -> Result<HeartbeatResponse, Refusal> {
@@ -319,14 +316,8 @@ fn a_new_classic_member_needs_an_id_and_the_consumer_protocol_type() {
     let (member_id, generation) = harness.join(&classic_join_request("generated", &Assignment::new())).expect("joins");
     assert_eq!((member_id.as_str(), generation), ("generated", 4));
     assert_eq!(harness.sync("generated", 4), Ok(Assignment::new()), "its partitions are still held");
-    assert_eq!(
-        harness.group.classic_sync("c1", None, 3, (None, None), &harness.context()).map(drop),
-        Err(ResponseError::RebalanceInProgress)
-    );
-    assert_eq!(
-        harness.group.classic_sync("n1", None, 4, (None, None), &harness.context()).map(drop),
-        Err(ResponseError::UnknownMemberId)
-    );
+    assert_eq!(harness.sync("c1", 3).map(drop), Err(ResponseError::RebalanceInProgress));
+    assert_eq!(harness.sync("n1", 4).map(drop), Err(ResponseError::UnknownMemberId));
 }
 
 #[test]

@@ -44,9 +44,7 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.extension.RegisterExtension;
-import org.junitpioneer.jupiter.ExpectedToFail;
 
 /**
  * Goal: consumer groups on the KIP-848 protocol ({@code group.protocol=consumer}: the
@@ -68,17 +66,13 @@ import org.junitpioneer.jupiter.ExpectedToFail;
  * compares the records consumed, by partition and offset, with those produced, and the group's
  * committed offsets with the end offsets.
  *
- * <p>Sluice serves the protocol and per-group configs, but not yet the online migration of classic
- * members into a consumer group: the test that needs it is {@code @ExpectedToFail}. Against
- * Apache Kafka ({@code SLUICE_BIN=tests/java/kafka-as-sluice})
- * {@link ExpectedToFailOnSluiceOnly} runs them as ordinary tests, which must pass. The crash test
- * waits for Kafka's smallest session timeout (45 s), so it takes about a minute.
+ * <p>Sluice serves the protocol, per-group configs and the online migration of classic members
+ * into a consumer group; every test must pass against Sluice and against Apache Kafka
+ * ({@code SLUICE_BIN=tests/java/kafka-as-sluice}). The crash test waits for Kafka's smallest
+ * session timeout (45 s), so it takes about a minute.
  */
-@ExtendWith(ExpectedToFailOnSluiceOnly.class)
 class ConsumerProtocolTest {
 
-    private static final String NO_MIGRATION =
-            "online upgrade (classic members inside a consumer group, KIP-848's migration) is not implemented yet";
     private static final String CONSUMER = TrackedMember.CONSUMER_PROTOCOL;
     private static final String CLASSIC = TrackedMember.CLASSIC_PROTOCOL;
 
@@ -423,7 +417,6 @@ class ConsumerProtocolTest {
      * record is consumed once, and the committed offsets end at the end offsets.
      */
     @Test
-    @ExpectedToFail(NO_MIGRATION)
     void classicGroupUpgradedOnlineMemberByMember() {
         Scenario scenario = new Scenario(SLUICE.broker(), "upgrade");
         TrackedMember c1 = scenario.join("classic-1", CLASSIC, Map.of());

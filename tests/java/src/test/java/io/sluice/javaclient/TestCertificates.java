@@ -13,6 +13,9 @@ import java.util.concurrent.TimeUnit;
  * {@code openssl} command in a temporary directory: a broker certificate for 127.0.0.1, a client
  * certificate, and a second, untrusted authority with a client certificate of its own.
  *
+ * <p>Every certificate is X.509 v3 (signed with extensions), as certificates are in practice;
+ * Sluice's TLS library refuses v1 certificates, which openssl makes when given no extensions.
+ *
  * <p>Keys are unencrypted PKCS#8 PEM, which both Sluice and Kafka's PEM key stores read. A
  * {@code *.keystore.pem} file holds a key followed by its certificate, the layout of Kafka's
  * {@code ssl.keystore.type=PEM} files.
@@ -53,9 +56,11 @@ public final class TestCertificates {
         authority("rogue-ca", "/CN=sluice-rogue-ca");
         Path extensions = dir.resolve("broker.ext");
         Files.writeString(extensions, "subjectAltName=IP:127.0.0.1,DNS:localhost\n", StandardCharsets.UTF_8);
+        Path clientExtensions = dir.resolve("client.ext");
+        Files.writeString(clientExtensions, "extendedKeyUsage=clientAuth\n", StandardCharsets.UTF_8);
         leaf("broker", "ca", "/CN=127.0.0.1", extensions);
-        leaf("client", "ca", CLIENT_SUBJECT, null);
-        leaf("rogue-client", "rogue-ca", "/CN=rogue", null);
+        leaf("client", "ca", CLIENT_SUBJECT, clientExtensions);
+        leaf("rogue-client", "rogue-ca", "/CN=rogue", clientExtensions);
         keystore("client");
         keystore("rogue-client");
     }
@@ -67,13 +72,12 @@ public final class TestCertificates {
     }
 
     private void leaf(String name, String authority, String subject, Path extensions) throws IOException {
+        java.util.Objects.requireNonNull(extensions, "extensions make a v3 certificate");
         openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", name + ".key");
         openssl("req", "-new", "-key", name + ".key", "-out", name + ".csr", "-subj", subject);
         List<String> sign = new ArrayList<>(List.of("x509", "-req", "-in", name + ".csr", "-CA", authority + ".pem",
                 "-CAkey", authority + ".key", "-CAcreateserial", "-out", name + ".pem", "-days", "2"));
-        if (extensions != null) {
-            sign.addAll(List.of("-extfile", extensions.toString()));
-        }
+        sign.addAll(List.of("-extfile", extensions.toString()));
         openssl(sign.toArray(String[]::new));
     }
 
