@@ -253,6 +253,23 @@ def confluent_consumer(broker, **extra) -> Consumer:
     return Consumer(conf)
 
 
+def consume_values(broker, topic: str, count: int, timeout_s: float = OP_TIMEOUT_S, **extra) -> list[bytes]:
+    """The values of partition 0 of `topic` from its start, until `count` arrived or `timeout_s`
+    passed, read with a consumer of `extra` settings (security settings, for example)."""
+    consumer = confluent_consumer(broker, **extra)
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while len(got) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                got.append(message.value())
+        return got
+    finally:
+        consumer.close()
+
+
 def watermarks(broker, topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:
     """(low, high) per partition as the broker reports them through ListOffsets."""
     consumer = confluent_consumer(broker)

@@ -35,7 +35,7 @@ from confluent_kafka.admin import (AdminClient, NewTopic, ScramCredentialInfo, S
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 import kafka_wire
-from clients import base_conf, confluent_consumer, confluent_producer, unique_topic
+from clients import base_conf, confluent_consumer, confluent_producer, consume_values, unique_topic
 from conftest import HOST, Broker, free_ports
 
 pytestmark = pytest.mark.sluice_only("sluice's --listeners and SASL flags")
@@ -102,16 +102,7 @@ def produce_and_read_back(broker, mechanism: str, user: str, password: str, coun
     for value in values:
         producer.produce(topic, value=value, partition=0)
     assert producer.flush(OP_TIMEOUT_S) == 0, "every record delivered"
-    consumer = confluent_consumer(broker, **sasl_conf(broker, mechanism, user, password))
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    got: list[bytes] = []
-    deadline = time.monotonic() + OP_TIMEOUT_S
-    while len(got) < count and time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is not None and message.error() is None:
-            got.append(message.value())
-    consumer.close()
-    return got
+    return consume_values(broker, topic, count, OP_TIMEOUT_S, **sasl_conf(broker, mechanism, user, password))
 
 
 # ------------------------------------------------------------------ the wire, by hand

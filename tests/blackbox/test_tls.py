@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import kafka_wire
-from clients import admin, confluent_consumer, confluent_producer, unique_topic
+from clients import admin, confluent_consumer, confluent_producer, consume_values, unique_topic
 from cluster import Cluster, assert_replicates_in_sync
 from conftest import HOST, Broker, free_ports
 
@@ -126,23 +126,6 @@ def produce_values(broker, conf: dict, topic: str, values: list[bytes]) -> None:
     assert left == 0 and not failures, f"{left} undelivered, failures {failures[:3]}"
 
 
-def consume_values(broker, conf: dict, topic: str, count: int) -> list[bytes]:
-    from confluent_kafka import TopicPartition
-
-    consumer = confluent_consumer(broker, **conf)
-    try:
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        got: list[bytes] = []
-        deadline = time.monotonic() + OP_TIMEOUT_S
-        while len(got) < count and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                got.append(message.value())
-        return got
-    finally:
-        consumer.close()
-
-
 def test_confluent_kafka_produces_and_consumes_over_ssl(tmp_path, pki, brokers):
     cert, key = pki.issue("broker", "/CN=localhost", server=True)
     broker = start_broker(tmp_path / "b", "ssl-only", "SSL://127.0.0.1:{port}", tls_flags(pki, cert, key),
@@ -152,7 +135,7 @@ def test_confluent_kafka_produces_and_consumes_over_ssl(tmp_path, pki, brokers):
     create_topic_over(broker, ssl_conf(pki), topic)
     values = [f"secret-{index}".encode() * 20 for index in range(500)]
     produce_values(broker, ssl_conf(pki), topic, values)
-    assert consume_values(broker, ssl_conf(pki), topic, len(values)) == values
+    assert consume_values(broker, topic, len(values), OP_TIMEOUT_S, **ssl_conf(pki)) == values
 
 
 def create_topic_over(broker, conf: dict, topic: str, partitions: int = 1) -> None:
@@ -280,7 +263,7 @@ def test_kafkajs_produces_over_ssl(tmp_path, pki, brokers):
     answer = json.loads(proc.stdout)
     assert answer["offsets"] == list(range(len(values)))
     assert [(b["host"], b["port"]) for b in answer["brokers"]] == [(HOST, broker.port)]
-    got = consume_values(broker, ssl_conf(pki, client), topic, len(values))
+    got = consume_values(broker, topic, len(values), OP_TIMEOUT_S, **ssl_conf(pki, client))
     assert got == [value.encode() for value in values]
 
 
