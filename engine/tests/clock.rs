@@ -97,3 +97,35 @@ fn segment_ms_rolls_on_the_manual_clock() {
     advance_until(&clock, Duration::from_millis(100), || segment_count() == 2);
     engine.shutdown();
 }
+
+#[test]
+fn a_moved_high_watermark_is_checkpointed_within_five_seconds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(1_700_000_000_000);
+    let mut config = sluice_engine::EngineConfig::new(dir.path());
+    config.shard_count = Some(1);
+    config.pin_shards = false;
+    // The full checkpoint comes with the retention check: an hour away, so only the high
+    // watermark's own checkpoint can write the file in this test.
+    config.retention_check_interval_ms = HOUR_MS as u64;
+    config.clock = clock.shared();
+    let engine = sluice_engine::Engine::open(config).expect("engine opens");
+    let partition = TopicPartition::new("hw", 0);
+    block_on(async {
+        engine.create_topic("hw", 1, TopicConfig::default()).await.expect("create");
+        engine.set_high_watermark(&partition, Some(Offset(0))).await.expect("replicated");
+        for _ in 0..10 {
+            let batch = common::batch_of(&[7u8; 100], clock.unix_ms());
+            engine.append(&partition, batch, AppendOptions::default()).await.expect("append");
+        }
+        engine.set_high_watermark(&partition, Some(Offset(6))).await.expect("set");
+    });
+    let checkpointed = || {
+        std::fs::read_to_string(dir.path().join("hw-0").join("partition.checkpoint"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|checkpoint| checkpoint["high_watermark"].as_i64())
+    };
+    advance_until(&clock, Duration::from_millis(100), || checkpointed() == Some(6));
+    engine.shutdown();
+}

@@ -476,13 +476,22 @@ def check_log(cluster: Cluster, acked: list[tuple[int, int, bytes]], seen: dict[
     value; offsets are dense from 0; no value appears twice, except values starting with one of
     `at_least_once` (a producer without idempotence may write a record twice). Reads to the high
     watermark (`whole`) or to the last acknowledged offset. Returns the records read, the high
-    watermarks and how many values allowed twice appeared twice."""
-    highs = high_watermarks(cluster)
+    watermarks and how many values allowed twice appeared twice.
+
+    Right after a restart a leader's high watermark is the one it last checkpointed, and it holds
+    there while the ISR is below min.insync.replicas (KIP-966), as in Kafka: acknowledged records
+    become readable once the followers have rejoined and fetched. So the high watermarks are read
+    until they cover every acknowledged and consumed offset, for at most RECOVERY_TIMEOUT_S."""
     ends: dict[int, int] = {p: 0 for p in range(PARTITIONS)}
     for partition, offset, _ in acked:
         ends[partition] = max(ends[partition], offset + 1)
     for (partition, offset) in seen:
         ends[partition] = max(ends[partition], offset + 1)
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+    highs = high_watermarks(cluster)
+    while any(ends[p] > highs[p] for p in range(PARTITIONS)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        highs = high_watermarks(cluster)
     problems: list[str] = []
     beyond = {p: (ends[p], highs[p]) for p in range(PARTITIONS) if ends[p] > highs[p]}
     if beyond:

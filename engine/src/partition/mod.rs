@@ -442,6 +442,37 @@ impl Partition {
         Ok(())
     }
 
+    /// Writes the checkpoint when only the high watermark moved since the last one (every
+    /// `replica.high.watermark.checkpoint.interval.ms`, as Kafka does), keeping everything else
+    /// as last written: a restart then starts a leader's high watermark close to where it was,
+    /// instead of where the last full checkpoint (every retention check) left it.
+    pub(crate) async fn checkpoint_high_watermark(&self) {
+        if self.failed.get() {
+            return;
+        }
+        let _writing = self.state_files_guard().await;
+        let (bytes, key) = {
+            let log = self.log.borrow();
+            let high_watermark = log.replicated_high_watermark.map(|_| log.high_watermark());
+            if high_watermark == log.checkpointed.high_watermark {
+                return;
+            }
+            let key = CheckpointKey { high_watermark, ..log.checkpointed };
+            let checkpoint = Checkpoint {
+                recovery_point: key.recovery_point,
+                log_start_offset: key.log_start_offset,
+                producers: None,
+                cleaned_up_to: key.cleaned_up_to,
+                high_watermark,
+            };
+            (serde_json::to_vec(&checkpoint).expect("a checkpoint holds only plain data"), key)
+        };
+        match crate::io::write_atomic_async(&self.dir.join(CHECKPOINT_FILE_NAME), bytes).await {
+            Ok(()) => self.log.borrow_mut().checkpointed = key,
+            Err(error) => tracing::warn!(partition = %self.id, %error, "high watermark checkpoint write failed"),
+        }
+    }
+
     /// Waits until no other write of the state files runs, and marks one running.
     async fn state_files_guard(&self) -> CheckpointGuard<'_> {
         loop {

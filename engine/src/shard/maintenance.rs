@@ -18,10 +18,15 @@ use crate::partition::Partition;
 /// How often time-based flushes are checked: `flush.ms` is honoured to within this.
 const FLUSH_CHECK_INTERVAL_MS: u64 = 100;
 
-/// Loops forever: every 100 ms check `flush.ms`; every `retention_interval_ms` roll, apply
-/// retention and checkpoint.
+/// How often a high watermark that moved is checkpointed (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms` default).
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: u64 = 5_000;
+
+/// Loops forever: every 100 ms check `flush.ms`; every 5 s checkpoint high watermarks that
+/// moved; every `retention_interval_ms` roll, apply retention and checkpoint.
 pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64, clock: SharedClock) {
     let ticks_per_retention = (retention_interval_ms / FLUSH_CHECK_INTERVAL_MS).max(1);
+    let ticks_per_hw_checkpoint = HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS / FLUSH_CHECK_INTERVAL_MS;
     let mut tick: u64 = 0;
     let compacting = Rc::new(Cell::new(false));
     loop {
@@ -29,11 +34,14 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64, clock
         tick += 1;
         let now_ms = clock.unix_ms();
         let retention_due = tick.is_multiple_of(ticks_per_retention);
+        let hw_checkpoint_due = tick.is_multiple_of(ticks_per_hw_checkpoint);
         let partitions = state.partition_list();
         for partition in &partitions {
             crate::panic::contain(partition, partition.flush_if_due(now_ms)).await;
             if retention_due {
                 crate::panic::contain(partition, partition.maintain(now_ms)).await;
+            } else if hw_checkpoint_due {
+                crate::panic::contain(partition, partition.checkpoint_high_watermark()).await;
             }
         }
         if retention_due && !compacting.get() {
