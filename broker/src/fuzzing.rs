@@ -2,8 +2,14 @@
 //!
 //! They run the same code over untrusted bytes that a connection runs, without sockets or
 //! shards, so a fuzzer can drive it in-process. Any thread may call them.
+//! The exception is [`TlsAccept`]: the TLS handshake runs over a loopback socket on a compio
+//! runtime of its own, so it stays on the thread that made it.
 
 use bytes::Bytes;
+
+mod tls;
+
+pub use tls::TlsAccept;
 
 /// Decodes one request frame (the bytes after the size prefix) as the dispatcher does: checks
 /// the API key and version, decodes the request header, then the body with the API's decoder.

@@ -4,7 +4,9 @@
 //! The broker binary is the one next to `sluicectl` (`target/<profile>/sluice`). Cargo does not
 //! build another package's binary for these tests, so the first test that needs it runs
 //! `cargo build --bin sluice` for the same profile (a no-op when it is up to date). Only when that
-//! build fails do the tests skip, with a loud message on stderr.
+//! build fails do the tests skip, with a loud message on stderr. `SLUICE_TEST_BROKER_BIN` names
+//! a broker binary to use instead; `./tests/run` sets it to the one `cargo test --workspace`
+//! builds for the broker's integration tests.
 
 #![allow(dead_code, unreachable_pub, reason = "each test crate uses a subset")]
 
@@ -101,6 +103,15 @@ pub fn broker_binary() -> Option<PathBuf> {
     static BINARY: OnceLock<Option<PathBuf>> = OnceLock::new();
     BINARY
         .get_or_init(|| {
+            // `./tests/run` names the broker `cargo test --workspace` has just built for the
+            // broker's own integration tests (the same sources): `cargo build --bin sluice` alone
+            // resolves features for one package, not the workspace, so it would rebuild much of
+            // the dependency tree (libc, serde, ...) a second time.
+            if let Some(binary) = std::env::var_os("SLUICE_TEST_BROKER_BIN").map(PathBuf::from)
+                && binary.is_file()
+            {
+                return Some(binary);
+            }
             let profile_dir = sluicectl_path().parent().expect("binary has a directory").to_path_buf();
             let release = profile_dir.file_name().is_some_and(|name| name == "release");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

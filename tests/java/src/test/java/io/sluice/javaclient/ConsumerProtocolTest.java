@@ -68,8 +68,10 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  *
  * <p>Sluice serves the protocol, per-group configs and the online migration of classic members
  * into a consumer group; every test must pass against Sluice and against Apache Kafka
- * ({@code SLUICE_BIN=tests/java/kafka-as-sluice}). The crash test waits for Kafka's smallest
- * session timeout (45 s), so it takes about a minute.
+ * ({@code SLUICE_BIN=tests/java/kafka-as-sluice}). The crash test runs on a broker of its own
+ * whose smallest allowed session timeout and heartbeat interval are lowered (Kafka's
+ * {@code group.consumer.min.session.timeout.ms} and {@code group.consumer.min.heartbeat.interval.ms},
+ * as an operator may set them), so it waits out a 10 s session instead of Kafka's default 45 s.
  */
 class ConsumerProtocolTest {
 
@@ -81,10 +83,17 @@ class ConsumerProtocolTest {
     /** Bound for one membership change to settle; Kafka needs two or three 5 s heartbeats. */
     private static final Duration REBALANCE_TIMEOUT = Duration.ofSeconds(45);
 
-    /** Kafka's group.consumer.min.session.timeout.ms (and its default session timeout). */
-    private static final int SESSION_TIMEOUT_MS = 45_000;
-    /** Kafka's group.consumer.min.heartbeat.interval.ms (and its default heartbeat interval). */
-    private static final int HEARTBEAT_INTERVAL_MS = 5_000;
+    /**
+     * The crash test's session timeout: its broker's group.consumer.min.session.timeout.ms (Kafka's
+     * default is 45 s), so that a value under it is still refused.
+     */
+    private static final int SESSION_TIMEOUT_MS = 10_000;
+    /** The crash test's heartbeat interval: its broker's group.consumer.min.heartbeat.interval.ms (Kafka: 5 s). */
+    private static final int HEARTBEAT_INTERVAL_MS = 1_000;
+    /** The crash test broker's settings; kafka-as-sluice passes them to Kafka under their config names. */
+    private static final Map<String, String> CRASH_BROKER_ENV = Map.of(
+            "SLUICE_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS", String.valueOf(SESSION_TIMEOUT_MS),
+            "SLUICE_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS", String.valueOf(HEARTBEAT_INTERVAL_MS));
     /** The assignor Kafka's coordinator uses unless the member asks for another (group.remote.assignor). */
     private static final String DEFAULT_ASSIGNOR = "uniform";
 
@@ -155,8 +164,9 @@ class ConsumerProtocolTest {
      */
     @Test
     void crashedMemberPartitionsMoveToTheOthersAfterTheSessionTimeout() {
-        Scenario scenario = new Scenario(SLUICE.broker(), "crash");
-        try (Admin admin = Clients.admin(SLUICE.broker())) {
+        SluiceBroker broker = SLUICE.newBroker("crash", CRASH_BROKER_ENV);
+        Scenario scenario = new Scenario(broker, "crash");
+        try (Admin admin = Clients.admin(broker)) {
             InvalidConfigurationException refused = assertThrows(InvalidConfigurationException.class,
                     () -> alterGroupConfig(admin, scenario.group, Map.of("consumer.session.timeout.ms", "6000")),
                     "a session timeout below group.consumer.min.session.timeout.ms");
@@ -164,13 +174,17 @@ class ConsumerProtocolTest {
             alterGroupConfig(admin, scenario.group, Map.of(
                     "consumer.session.timeout.ms", String.valueOf(SESSION_TIMEOUT_MS),
                     "consumer.heartbeat.interval.ms", String.valueOf(HEARTBEAT_INTERVAL_MS)));
+            // Kafka applies the change through its metadata log: the broker describes it a moment later.
+            Waits.until("the altered session timeout described", Duration.ofSeconds(10), () -> String.valueOf(
+                    SESSION_TIMEOUT_MS).equals(Clients.get(admin.describeConfigs(List.of(groupResource(scenario.group)))
+                    .all()).get(groupResource(scenario.group)).get("consumer.session.timeout.ms").value()));
             Config config = Clients.get(admin.describeConfigs(List.of(groupResource(scenario.group))).all())
                     .get(groupResource(scenario.group));
             assertEquals(String.valueOf(SESSION_TIMEOUT_MS), config.get("consumer.session.timeout.ms").value());
             assertEquals(String.valueOf(HEARTBEAT_INTERVAL_MS), config.get("consumer.heartbeat.interval.ms").value());
         }
 
-        try (MemberProcess doomed = MemberProcess.start(SLUICE.broker(), scenario.group, scenario.topic, CONSUMER,
+        try (MemberProcess doomed = MemberProcess.start(broker, scenario.group, scenario.topic, CONSUMER,
                 "ConsumerProtocolTest.doomed-" + scenario.group)) {
             TrackedMember a = scenario.join("a", CONSUMER, Map.of());
             TrackedMember b = scenario.join("b", CONSUMER, Map.of());
@@ -189,7 +203,7 @@ class ConsumerProtocolTest {
 
             long killedAt = System.nanoTime();
             doomed.kill();
-            try (Admin admin = Clients.admin(SLUICE.broker())) {
+            try (Admin admin = Clients.admin(broker)) {
                 assertEquals(3, describe(admin, scenario.group).members().size(),
                         "members right after the crash: the coordinator does not know yet");
             }

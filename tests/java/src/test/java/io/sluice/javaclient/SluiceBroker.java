@@ -76,13 +76,16 @@ public final class SluiceBroker implements AutoCloseable {
     /** Free ports for more listeners: {@code {PORT2}}, {@code {PORT3}} in the extra flags. */
     private final int[] extraPorts;
     private final List<String> extraArgs;
+    /** Environment variables set for the broker process (Sluice's {@code SLUICE_*} settings). */
+    private final Map<String, String> extraEnv;
     private Process process;
     private int starts;
     private boolean stoppedByTest;
 
-    private SluiceBroker(String name, List<String> extraArgs) throws IOException {
+    private SluiceBroker(String name, Map<String, String> extraEnv, List<String> extraArgs) throws IOException {
         this.name = name;
         this.extraArgs = List.copyOf(extraArgs);
+        this.extraEnv = Map.copyOf(extraEnv);
         this.workDir = Files.createTempDirectory("sluice-java-");
         this.dataDir = Files.createDirectories(workDir.resolve("data"));
         int[] ports = freePorts(2 + EXTRA_PORTS);
@@ -96,9 +99,17 @@ public final class SluiceBroker implements AutoCloseable {
 
     /** Starts a new broker with its own data directory; extra command-line flags may follow. */
     public static SluiceBroker start(String name, String... extraArgs) {
+        return start(name, Map.of(), extraArgs);
+    }
+
+    /**
+     * Starts a new broker with these environment variables set (Sluice's {@code SLUICE_*} settings
+     * without a flag; {@code tests/java/kafka-as-sluice} maps those it knows to Kafka's configs).
+     */
+    public static SluiceBroker start(String name, Map<String, String> extraEnv, String... extraArgs) {
         SluiceBroker broker;
         try {
-            broker = new SluiceBroker(name, List.of(extraArgs));
+            broker = new SluiceBroker(name, extraEnv, List.of(extraArgs));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prepare a data directory for " + name, e);
         }
@@ -255,6 +266,7 @@ public final class SluiceBroker implements AutoCloseable {
             Map<String, String> env = builder.environment();
             env.putIfAbsent("RUST_LOG", envOr("SLUICE_LOG", "info"));
             env.putIfAbsent("RUST_BACKTRACE", "1");
+            env.putAll(extraEnv);
             process = builder.start();
             LIVE.add(process);
         } catch (IOException e) {

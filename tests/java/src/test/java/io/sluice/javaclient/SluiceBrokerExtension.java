@@ -2,6 +2,7 @@ package io.sluice.javaclient;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 import org.junit.jupiter.api.extension.AfterAllCallback;
 import org.junit.jupiter.api.extension.AfterEachCallback;
@@ -45,6 +46,13 @@ public final class SluiceBrokerExtension implements BeforeAllCallback, AfterEach
     /** A broker for the running test alone, closed (and its data deleted) when the test ends. */
     public synchronized SluiceBroker newBroker(String testName, String... extraArgs) {
         SluiceBroker broker = SluiceBroker.start(className + "." + testName, extraArgs);
+        perTest.add(broker);
+        return broker;
+    }
+
+    /** As {@link #newBroker(String, String...)}, with environment variables set for the broker. */
+    public synchronized SluiceBroker newBroker(String testName, Map<String, String> extraEnv, String... extraArgs) {
+        SluiceBroker broker = SluiceBroker.start(className + "." + testName, extraEnv, extraArgs);
         perTest.add(broker);
         return broker;
     }
