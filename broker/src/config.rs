@@ -145,6 +145,12 @@ pub struct Args {
     /// with --controller-quorum-voters [default: none, for a single node].
     #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "HOST:PORT")]
     pub controller_listen: Option<String>,
+    /// The controller listener's name, Kafka's `controller.listener.names`: its security protocol
+    /// (PLAINTEXT, or SSL with client certificates both ways) comes from
+    /// --listener-security-protocol-map, its address from its `NAME://HOST:PORT` entry in
+    /// --listeners or from --controller-listen [default: none, a PLAINTEXT controller listener].
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTENER_NAMES", value_name = "NAME")]
+    pub controller_listener_names: Option<String>,
     /// The controller quorum, Kafka's `controller.quorum.voters`: `ID@HOST:PORT,...`
     /// [default: none, this node alone].
     #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS", value_name = "ID@HOST:PORT,...")]
@@ -261,6 +267,8 @@ struct FileConfig {
     #[serde(alias = "process.roles")]
     process_roles: Option<String>,
     controller_listen: Option<String>,
+    #[serde(alias = "controller.listener.names")]
+    controller_listener_names: Option<String>,
     #[serde(alias = "controller.quorum.voters")]
     controller_quorum_voters: Option<String>,
     #[serde(alias = "cluster.id")]
@@ -471,6 +479,9 @@ pub struct BrokerConfig {
     pub process_roles: ProcessRoles,
     /// This node's controller listener; `None` for a single node, which has none.
     pub controller_listen: Option<SocketAddr>,
+    /// The controller listener's name and protocol (`--controller-listener-names`); `None`:
+    /// PLAINTEXT.
+    pub(crate) controller_listener: Option<crate::security::controller_listener::ControllerListener>,
     /// The controller quorum's voters; empty: this node alone is its one-voter quorum.
     pub quorum_voters: Vec<QuorumVoter>,
     /// The cluster id this node must belong to; `None` accepts the one it joins (or makes one).
@@ -525,6 +536,7 @@ impl BrokerConfig {
             clock: sluice_engine::clock::SystemClock::shared(),
             process_roles: ProcessRoles::default(),
             controller_listen: None,
+            controller_listener: None,
             quorum_voters: Vec::new(),
             cluster_id: None,
             default_replication_factor: 1,
@@ -563,8 +575,17 @@ impl BrokerConfig {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
-        let listener_settings = crate::security::listeners::Settings {
+        let controller = crate::security::controller_listener::parse(crate::security::controller_listener::Flags {
+            names: args.controller_listener_names.as_deref().or(file.controller_listener_names.as_deref()),
             listeners: args.listeners.or(file.listeners),
+            protocol_map: args
+                .listener_security_protocol_map
+                .as_deref()
+                .or(file.listener_security_protocol_map.as_deref()),
+            controller_listen: args.controller_listen.or(file.controller_listen),
+        })?;
+        let listener_settings = crate::security::listeners::Settings {
+            listeners: controller.listeners,
             advertised_listeners: args.advertised_listeners.or(file.advertised_listeners),
             protocol_map: args.listener_security_protocol_map.or(file.listener_security_protocol_map),
             inter_broker_listener_name: args.inter_broker_listener_name.or(file.inter_broker_listener_name),
@@ -608,7 +629,8 @@ impl BrokerConfig {
         if let Some(text) = args.process_roles.or(file.process_roles) {
             config.process_roles = ProcessRoles::parse(&text)?;
         }
-        config.controller_listen = match args.controller_listen.or(file.controller_listen) {
+        config.controller_listener = controller.listener;
+        config.controller_listen = match controller.controller_listen {
             Some(text) => Some(resolve("controller-listen", &text)?),
             None => None,
         };

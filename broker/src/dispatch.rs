@@ -69,6 +69,8 @@ pub(crate) struct Call {
     pub(crate) peer: Option<SocketAddr>,
     /// The connection's security state: listener, protocol, principal.
     pub(crate) session: Rc<Session>,
+    /// The request's time under `request_percentage`, when that quota applies to the client.
+    pub(crate) request_time: Option<Rc<crate::quota::RequestTime>>,
 }
 
 /// The registry: one line per API, naming its request type and its handler module. Each
@@ -243,8 +245,9 @@ pub(crate) fn dispatch(
     };
     let client_id: Rc<str> = header.client_id.as_ref().map_or_else(|| Rc::from(""), |id| Rc::from(id.as_str()));
     let (guard_shard, guard_session) = (shard.clone(), session.clone());
-    let call = Call { version: header.request_api_version, client_id, peer: Some(session.peer), session };
-    let reply = route(shard, key, call, header.correlation_id, body);
+    let request_time = crate::quota::RequestTime::of(&shard, &session, key, &client_id);
+    let call = Call { version: header.request_api_version, client_id, peer: Some(session.peer), session, request_time };
+    let reply = crate::quota::timed(call.request_time.clone(), route(shard, key, call, header.correlation_id, body));
     crate::security::sasl::guard(&guard_shard, &guard_session, key, reply)
 }
 
@@ -297,16 +300,19 @@ where
     R: Request + 'static,
     F: FnOnce(Rc<ShardContext>, Call, R) -> Fut + 'static,
     Fut: Future<Output = Outcome<T>> + 'static,
-    T: Respond,
+    T: Respond + crate::quota::ThrottleTime,
 {
     Box::pin(async move {
         let version = call.version;
+        let request_time = call.request_time.clone();
         let request = match guarded_decode(|| R::decode(&mut body, version)) {
             Ok(request) => request,
             Err(reason) => return Reply::Close(format!("bad request body (api {}): {reason}", R::KEY)),
         };
         match crate::crash::abort_on_panic("request handler", handler(shard, call, request)).await {
-            Outcome::Respond(response) => match response.reply(correlation_id, version) {
+            Outcome::Respond(response) => match crate::quota::with_request_throttle(request_time.as_deref(), response)
+                .reply(correlation_id, version)
+            {
                 Ok(reply) => reply,
                 Err(error) => {
                     tracing::error!(api = R::KEY, version, %error, "response does not encode");

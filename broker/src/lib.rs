@@ -37,6 +37,7 @@ mod context;
 mod controller;
 mod crash;
 mod dispatch;
+mod dynamic_config;
 mod error;
 mod faults;
 #[doc(hidden)]
@@ -68,6 +69,9 @@ use sluice_engine::{Engine, EngineConfig, OpenError, ShardId};
 use thiserror::Error;
 
 pub use config::{Args, BrokerConfig, ConfigError, Limits, ProcessRoles, QuorumVoter};
+/// The client's side of SASL/SCRAM, for tools that authenticate to a broker (`sluicectl`).
+#[doc(hidden)]
+pub use security::sasl::scram::{ScramClient, ScramMechanism};
 
 use context::{ShardContext, Shared, Shutdown};
 use metrics::ShardMetrics;
@@ -364,6 +368,7 @@ fn prepare_shards(shared: &Arc<Shared>, controller_listener: Option<TcpListener>
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         snapshot_entries: config.metadata_snapshot_entries,
         clock: config.clock.clone(),
+        transport: Arc::new(security::controller_listener::ControllerTransport::from_config(config)?),
     };
     let handle =
         controller::Handle::start(setup, metadata.clone()).map_err(|reason| StartError::Metadata { reason })?;

@@ -1,5 +1,5 @@
-//! One blocking TCP connection to a broker: framing, request headers, correlation ids, version
-//! negotiation and pipelining.
+//! One blocking TCP (or TLS over TCP, see `transport`) connection to a broker: framing, request
+//! headers, correlation ids, version negotiation and pipelining.
 //!
 //! A request is framed as `size i32 | request header | body`; the header version follows from the
 //! API and its version (flexible versions use header v2 with tagged fields), as does the response
@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -33,6 +34,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ProduceRequest, Reque
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 use crate::error::ClientError;
+use crate::transport::{ReadHalf, Transport, WriteHalf};
 use crate::versions::ApiVersions;
 
 /// Settings for one connection.
@@ -48,6 +50,22 @@ pub struct ConnectionConfig {
     pub response_size_bytes_max: usize,
     /// Per-API version caps applied after negotiation.
     pub version_caps: Vec<(ApiKey, i16)>,
+    /// TLS (Kafka's `security.protocol` SSL and SASL_SSL): the handshake runs right after the
+    /// TCP connect, with the host of the address as the server name; `None`: plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Runs on every new connection once versions are negotiated, before it is handed out:
+    /// SASL authentication (SaslHandshake and SaslAuthenticate) for SASL listeners.
+    pub authenticator: Option<Arc<dyn Authenticate>>,
+}
+
+/// Authentication of a new connection, which [`Connection::connect`] runs once versions are
+/// negotiated (SASL: Kafka's brokers take ApiVersions before SaslHandshake).
+pub trait Authenticate: std::fmt::Debug + Send + Sync {
+    /// Authenticates `connection`, which has negotiated versions and sent nothing else.
+    ///
+    /// # Errors
+    /// [`ClientError::Authentication`] when the broker refuses; any error of the exchange.
+    fn authenticate(&self, connection: &mut Connection) -> Result<(), ClientError>;
 }
 
 impl Default for ConnectionConfig {
@@ -59,6 +77,8 @@ impl Default for ConnectionConfig {
             // 256 MiB: far above fetch.max.bytes defaults (50 MiB), far below memory limits.
             response_size_bytes_max: 256 * 1024 * 1024,
             version_caps: Vec::new(),
+            tls: None,
+            authenticator: None,
         }
     }
 }
@@ -97,7 +117,7 @@ fn expects_no_response<R: Request + 'static>(request: &R) -> bool {
 /// The sending half: encodes and writes requests.
 #[derive(Debug)]
 pub struct RequestWriter {
-    stream: TcpStream,
+    stream: WriteHalf,
     peer: String,
     client_id: Option<StrBytes>,
     versions: ApiVersions,
@@ -161,7 +181,7 @@ impl RequestWriter {
 /// The receiving half: reads and decodes responses in send order.
 #[derive(Debug)]
 pub struct ResponseReader {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<ReadHalf>,
     peer: String,
     response_size_bytes_max: usize,
 }
@@ -234,13 +254,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Opens a TCP connection to `address` (`host:port`) and negotiates API versions.
+    /// Opens a TCP connection to `address` (`host:port`), completes the TLS handshake when
+    /// `config.tls` is set, negotiates API versions, and runs `config.authenticator`.
     ///
     /// # Errors
-    /// `Connect` when no resolved address accepts; any error of the `ApiVersions` exchange.
+    /// `Connect` when no resolved address accepts; `Tls` when the handshake fails; any error of
+    /// the `ApiVersions` exchange or of the authenticator.
     pub fn connect(address: &str, config: &ConnectionConfig) -> Result<Self, ClientError> {
         let stream = open_stream(address, config)?;
-        let read_half = stream.try_clone().map_err(|source| ClientError::Io { peer: address.to_owned(), source })?;
+        let transport = match &config.tls {
+            None => Transport::plain(stream).map_err(|source| ClientError::Io { peer: address.to_owned(), source })?,
+            Some(tls) => crate::transport::server_name(address)
+                .and_then(|server_name| Transport::tls(stream, tls.clone(), server_name))
+                .map_err(|source| ClientError::Tls { peer: address.to_owned(), source })?,
+        };
+        let (read_half, stream) = transport.into_split();
         let mut connection = Self {
             writer: RequestWriter {
                 stream,
@@ -258,11 +286,14 @@ impl Connection {
             },
             outstanding: VecDeque::new(),
         };
-        let mut versions = connection.negotiate()?;
+        let mut versions = connection.negotiate().map_err(|error| tls_refusal(error, config))?;
         for (api, version_max) in &config.version_caps {
             versions.set_cap(*api, *version_max);
         }
         connection.writer.versions = versions;
+        if let Some(authenticator) = &config.authenticator {
+            authenticator.authenticate(&mut connection)?;
+        }
         Ok(connection)
     }
 
@@ -358,6 +389,20 @@ impl Connection {
     /// yet received stay valid on the reader.
     pub fn into_split(self) -> (RequestWriter, ResponseReader) {
         (self.writer, self.reader)
+    }
+}
+
+/// A TLS alert on the first read (TLS 1.3 clients finish their handshake before the server has
+/// checked their certificate, so a refused one shows up there) is the handshake's failure.
+fn tls_refusal(error: ClientError, config: &ConnectionConfig) -> ClientError {
+    match error {
+        ClientError::Io { peer, source }
+            if config.tls.is_some()
+                && source.get_ref().is_some_and(<dyn std::error::Error + Send + Sync>::is::<rustls::Error>) =>
+        {
+            ClientError::Tls { peer, source }
+        }
+        other => other,
     }
 }
 

@@ -36,6 +36,24 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The TLS handshake failed: most often a broker certificate this client does not trust, or
+    /// one that does not name the host connected to.
+    #[error("TLS handshake with {peer} failed")]
+    Tls {
+        /// The broker's address.
+        peer: String,
+        /// The handshake's error (a rustls error inside `InvalidData`), or a socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The broker refused the connection's authentication (SASL).
+    #[error("authentication to {peer} failed: {reason}")]
+    Authentication {
+        /// The broker's address.
+        peer: String,
+        /// The broker's error and message, or why the exchange could not go on. Never a secret.
+        reason: String,
+    },
     /// The broker closed the connection while responses were outstanding.
     #[error("connection to {peer} closed by the broker")]
     Closed {

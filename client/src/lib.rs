@@ -8,7 +8,9 @@
 //! Design note: what this crate owns and what it leaves to callers.
 //! - [`Connection`]: framing, request header versions (flexible versions included), correlation
 //!   ids, version negotiation, and pipelining (enqueue several requests, receive the responses in
-//!   order), optionally split into a writer and a reader for two threads.
+//!   order), optionally split into a writer and a reader for two threads; over plain TCP or
+//!   TLS (rustls, `ConnectionConfig::tls`), with an [`Authenticate`] step (SASL) that the
+//!   caller supplies run on every new connection.
 //! - [`requests`]: helpers for Metadata, `CreateTopics`, Produce, Fetch and `ListOffsets`.
 //! - [`batch`] and [`decode`]: the `RecordBatch` v2 builder and the decoder for fetched batches,
 //!   re-exported from the `sluice-batch` crate that the broker and engine use too.
@@ -42,9 +44,10 @@ pub mod connection;
 pub mod error;
 pub mod group;
 pub mod requests;
+mod transport;
 pub mod versions;
 
-pub use connection::{Connection, ConnectionConfig, RequestWriter, ResponseReader, Ticket};
+pub use connection::{Authenticate, Connection, ConnectionConfig, RequestWriter, ResponseReader, Ticket};
 pub use error::ClientError;
 pub use kafka_protocol;
 pub use sluice_batch::builder as batch;

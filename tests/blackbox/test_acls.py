@@ -5,8 +5,9 @@ does (literal, wildcard and prefixed patterns; ALLOW and DENY, a matching DENY a
 DESCRIBE implied by READ and WRITE; super users; `allow.everyone.if.no.acl.found`), answers
 with Kafka's error codes (TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
 CLUSTER_AUTHORIZATION_FAILED, SECURITY_DISABLED), leaves out of Metadata and ListGroups what
-the principal may not describe, keeps the ACLs in the metadata log (they survive a restart) and
-enforces the same set on every broker of a cluster.
+the principal may not describe, answers the authorized-operations fields (topic, cluster, group)
+and OffsetFetch's per-partition refusals as Kafka does, keeps the ACLs in the metadata log (they
+survive a restart) and enforces the same set on every broker of a cluster.
 
 Method: real clients over plaintext, whose principal is Kafka's `User:ANONYMOUS`. Each test
 starts its own broker: first with `--super-users User:ANONYMOUS`, as the administrator, to
@@ -26,7 +27,15 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -407,3 +416,119 @@ def test_sasl_users_are_the_principals_acls_name(tmp_path):
         assert error_code(refused.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
     finally:
         broker.stop()
+
+
+def operations(names: list[str]) -> set[AclOperation]:
+    return {getattr(AclOperation, name) for name in names}
+
+
+# Kafka's supported operations per resource type: what a super user is answered.
+TOPIC_OPERATIONS = operations(["READ", "WRITE", "CREATE", "DESCRIBE", "DELETE", "ALTER", "DESCRIBE_CONFIGS",
+                               "ALTER_CONFIGS"])
+CLUSTER_OPERATIONS = operations(["CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS",
+                                 "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE"])
+GROUP_OPERATIONS = operations(["READ", "DESCRIBE", "DELETE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"])
+
+
+def authorized_operations(admin: AdminClient, topic: str, group: str) -> tuple[set, set, set]:
+    """The topic's, the cluster's and the group's authorized operations, as the admin client
+    asks for them (Metadata, DescribeCluster, DescribeGroups or ConsumerGroupDescribe)."""
+    described = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True,
+                                      request_timeout=OP_TIMEOUT_S)[topic].result(timeout=OP_TIMEOUT_S)
+    cluster = admin.describe_cluster(include_authorized_operations=True,
+                                     request_timeout=OP_TIMEOUT_S).result(timeout=OP_TIMEOUT_S)
+    groups = admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                            request_timeout=OP_TIMEOUT_S)
+    group_description = groups[group].result(timeout=OP_TIMEOUT_S)
+    return (set(described.authorized_operations), set(cluster.authorized_operations),
+            set(group_description.authorized_operations))
+
+
+def committed_offsets(admin: AdminClient, group: str, partitions: list | None) -> dict[str, tuple[int, int | None]]:
+    """OffsetFetch of `group` (all topics when `partitions` is None): per topic, partition 0's
+    offset and error code."""
+    request = ConsumerGroupTopicPartitions(group, partitions)
+    answer = admin.list_consumer_group_offsets([request], request_timeout=OP_TIMEOUT_S)[group]
+    return {partition.topic: (partition.offset, partition.error.code() if partition.error else None)
+            for partition in answer.result(timeout=OP_TIMEOUT_S).topic_partitions}
+
+
+def test_authorized_operations_and_offset_fetch_follow_the_acls(tmp_path):
+    """Authorized-operations fields are each principal's allowed operations as Kafka's bitfield
+    (every supported one for a super user); OffsetFetch answers TOPIC_AUTHORIZATION_FAILED for a
+    named topic the principal may not describe and leaves it out when all are asked for;
+    ConsumerGroupHeartbeat refuses a subscription to a topic the principal may not describe."""
+    readable, hidden, group = "ops-readable", "ops-hidden", "ops-group"
+    members, assigned = "ops-members", "ops-assigned"
+    with started(tmp_path, "acl-operations", "--authorizer", "on", "--super-users", ANONYMOUS) as broker:
+        admin = admin_of(broker)
+        create_topics(admin, [readable, hidden])
+        for topic in (readable, hidden):
+            assert produce_one(broker, topic) is None
+        offsets = [TopicPartition(readable, 0, 1), TopicPartition(hidden, 0, 1)]
+        altered = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, offsets)],
+                                                     request_timeout=OP_TIMEOUT_S)
+        altered[group].result(timeout=OP_TIMEOUT_S)
+        assert authorized_operations(admin, readable, group) == (TOPIC_OPERATIONS, CLUSTER_OPERATIONS,
+                                                                 GROUP_OPERATIONS)
+        # A KIP-848 member assigned the hidden topic, for ConsumerGroupDescribe below.
+        assert heartbeat_error(broker, assigned, [hidden]) == KafkaError.NO_ERROR
+        member, = admin.describe_consumer_groups([assigned], request_timeout=OP_TIMEOUT_S)[assigned].result(
+            timeout=OP_TIMEOUT_S).members
+        held = [member.assignment, getattr(member, "target_assignment", None)]
+        assert hidden in {partition.topic for assignment in held if assignment
+                          for partition in assignment.topic_partitions}
+        create_acls(admin, [
+            acl(ResourceType.TOPIC, readable, AclOperation.READ),
+            acl(ResourceType.TOPIC, "ops-", AclOperation.ALTER_CONFIGS, pattern=ResourcePatternType.PREFIXED),
+            acl(ResourceType.TOPIC, readable, AclOperation.ALTER_CONFIGS, AclPermissionType.DENY),
+            acl(ResourceType.BROKER, "kafka-cluster", AclOperation.DESCRIBE),
+            acl(ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE),
+            acl(ResourceType.GROUP, group, AclOperation.READ),
+            acl(ResourceType.GROUP, members, AclOperation.READ),
+            acl(ResourceType.GROUP, assigned, AclOperation.DESCRIBE),
+        ])
+
+        restart_with(broker, "--authorizer", "on")
+        admin = admin_of(broker)
+        # READ implies DESCRIBE; the prefixed ALTER_CONFIGS would imply DESCRIBE_CONFIGS, but the
+        # literal DENY removes ALTER_CONFIGS only.
+        topic_ops, cluster_ops, group_ops = authorized_operations(admin, readable, group)
+        assert topic_ops == operations(["READ", "DESCRIBE", "DESCRIBE_CONFIGS"])
+        assert cluster_ops == operations(["DESCRIBE", "IDEMPOTENT_WRITE"])
+        assert group_ops == operations(["READ", "DESCRIBE"])
+
+        named = committed_offsets(admin, group, [TopicPartition(readable, 0), TopicPartition(hidden, 0)])
+        assert named[readable] == (1, None)
+        assert named[hidden] == (-1001, KafkaError.TOPIC_AUTHORIZATION_FAILED)
+        assert committed_offsets(admin, group, None) == {readable: (1, None)}
+
+        # ConsumerGroupHeartbeat: READ on the group, then DESCRIBE on every topic subscribed by
+        # name (raw requests: a real client asks Metadata first and stops at its refusal).
+        assert heartbeat_error(broker, members, [hidden]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert heartbeat_error(broker, "ops-nobody", [readable]) == KafkaError.GROUP_AUTHORIZATION_FAILED
+        assert heartbeat_error(broker, members, [readable]) == KafkaError.NO_ERROR
+
+        # ConsumerGroupDescribe refuses a group whose assignments hold a topic the principal may
+        # not describe.
+        described = admin.describe_consumer_groups([assigned], request_timeout=OP_TIMEOUT_S)[assigned]
+        with pytest.raises(KafkaException) as refused:
+            described.result(timeout=OP_TIMEOUT_S)
+        assert error_code(refused.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+API_CONSUMER_GROUP_HEARTBEAT = 68
+
+
+def heartbeat_error(broker, group: str, topics: list[str]) -> int:
+    """The error code of a first ConsumerGroupHeartbeat v0 joining `group` subscribed to `topics`."""
+    import kafka_wire as wire
+    host, port = broker.bootstrap.rsplit(":", 1)
+    body = (wire.compact_string(group) + wire.compact_string("") + wire.int32(0)
+            + wire.compact_string(None) + wire.compact_string(None) + wire.int32(30_000)
+            + wire.compact_array([wire.compact_string(topic) for topic in topics])
+            + wire.compact_string(None) + wire.compact_array([]) + wire.uvarint(0))
+    with wire.Connection(host, int(port), timeout_s=OP_TIMEOUT_S) as connection:
+        reader = connection.request(API_CONSUMER_GROUP_HEARTBEAT, 0, body, flexible=True)
+        reader.int32()  # throttle_time_ms
+        return reader.int16()

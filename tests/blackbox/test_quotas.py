@@ -3,14 +3,17 @@
 Goal: quotas set through the admin API are described back with Kafka's matching rules, survive
 a restart (they live in the metadata log), and are enforced as Kafka enforces them: a producer
 or consumer over its byte rate is held to the quota (KIP-219: the response carries
-throttle_time_ms and the connection is muted for that long), other clients are not slowed, and
-a burst of topic creation over controller_mutation_rate is refused with
-THROTTLING_QUOTA_EXCEEDED (KIP-599).
+throttle_time_ms and the connection is muted for that long), other clients are not slowed, a
+burst of topic creation over controller_mutation_rate is refused with THROTTLING_QUOTA_EXCEEDED
+(KIP-599), and a client whose requests take more than its request_percentage of a shard
+thread is throttled on every response (KIP-124).
 
 Method: neither confluent-kafka's nor kafka-python's admin client has the client quota calls,
-so AlterClientQuotas and DescribeClientQuotas (v0), Produce v7, Fetch v4 and CreateTopics v6
-are encoded here by hand over kafka_wire's connection; the rates are measured with real
-confluent-kafka producers and consumers, each with its own client id, over bounded runs.
+so AlterClientQuotas and DescribeClientQuotas (v0), Produce v7, Fetch v4, Metadata v4 and
+CreateTopics v6 are encoded here by hand over kafka_wire's connection; the rates are measured
+with real confluent-kafka producers and consumers, each with its own client id, over bounded
+runs (the producer and consumer rates in the same run), and librdkafka's throttle callback
+shows a real client seeing its request throttle.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from pathlib import Path
 import pytest
 
 import kafka_wire as kw
-from clients import confluent_consumer, confluent_producer, create_topic, unique_topic
+from clients import admin, confluent_consumer, confluent_producer, create_topic, unique_topic
 from confluent_kafka import TopicPartition
 
 pytestmark = pytest.mark.sluice_only
 
 API_PRODUCE = 0
 API_FETCH = 1
+API_METADATA = 3
 API_CREATE_TOPICS = 19
 API_ALTER_CLIENT_QUOTAS = 49
 API_DESCRIBE_CLIENT_QUOTAS = 48
@@ -166,6 +170,11 @@ def create_topics_v6(conn, names, partitions, client_id):
     return throttle_ms, results
 
 
+def metadata_v4(conn, client_id):
+    """Metadata v4 of every topic: its throttle_time_ms (the response's first field)."""
+    return call(conn, API_METADATA, 4, kw.int32(-1) + kw.int8(0), client_id).int32()
+
+
 def connect(broker) -> kw.Connection:
     return kw.Connection("127.0.0.1", broker.port, timeout_s=30.0)
 
@@ -267,13 +276,14 @@ def test_a_produce_over_quota_carries_its_throttle_time_and_mutes_the_connection
     topic = unique_topic("quota-wire")
     create_topic(broker, topic)
     with connect(broker) as conn:
-        assert alter_quotas(conn, [({"client-id": "wire-producer"}, {"producer_byte_rate": 20_000})])[0][0] == 0
+        assert alter_quotas(conn, [({"client-id": "wire-producer"}, {"producer_byte_rate": 32_000})])[0][0] == 0
     batch = kw.record_batch([(None, b"x" * 100_000) for _ in range(4)], int(time.time() * 1000))
     with connect(broker) as conn:
-        # 400 kB against 20 kB/s over a 10 s span: 40 kB/s, twice the quota, ~10 s of throttle.
+        # 400 kB against 32 kB/s over a 10 s span: 40 kB/s, a quarter over the quota,
+        # (40 - 32) / 32 × 10 s = 2.5 s of throttle.
         error, throttle_ms = produce_v7(conn, topic, batch, "wire-producer")
         assert error == 0
-        assert 5_000 <= throttle_ms <= 15_000, throttle_ms
+        assert 2_000 <= throttle_ms <= 3_500, throttle_ms
         # The connection reads nothing more until the throttle time has passed.
         started = time.monotonic()
         _, second_throttle_ms = produce_v7(conn, topic, kw.record_batch([(None, b"y")], 0), "wire-producer")
@@ -322,6 +332,93 @@ def test_a_burst_of_topic_creation_is_refused_with_throttling_quota_exceeded(bro
         assert (throttle_ms, [error for _, error in results]) == (0, [0])
 
 
+# ---------------------------------------------------------------- request_percentage
+
+# 0.05% of one shard thread is 500 µs of handling per second: over the first span of 10
+# windows, 5 ms, which a few hundred Metadata requests use up (and a thread descheduled in the
+# middle of one request does not).
+REQUEST_PERCENTAGE = 0.05
+REQUEST_LOOP_MAX = 3_000
+REQUEST_LOOP_S = 30.0
+# Throttled requests go on until the throttle is long enough to time the mute against: each
+# Metadata request beyond the quota adds a few tens of ms to it, up to the 1 s cap.
+REQUEST_THROTTLE_MS_MIN = 200
+
+
+def test_requests_over_their_request_percentage_are_throttled_and_muted(broker):
+    with connect(broker) as conn:
+        answers = alter_quotas(conn, [({"client-id": "req-limited"}, {"request_percentage": REQUEST_PERCENTAGE})])
+        assert answers[0][0] == 0
+    with connect(broker) as conn:
+        deadline = time.monotonic() + REQUEST_LOOP_S
+        sent, throttle_ms, unthrottled = 0, 0, 0
+        while throttle_ms < REQUEST_THROTTLE_MS_MIN and sent < REQUEST_LOOP_MAX and time.monotonic() < deadline:
+            throttle_ms = metadata_v4(conn, "req-limited")
+            sent += 1
+            unthrottled += throttle_ms == 0 and unthrottled == sent - 1
+        # The first requests are within the quota; Kafka caps a request quota's throttle time
+        # at one quota window (1 s).
+        assert unthrottled > 1, unthrottled
+        assert REQUEST_THROTTLE_MS_MIN <= throttle_ms <= 1_000, (sent, throttle_ms)
+        print(f"req-limited: {unthrottled} Metadata requests within the quota, then throttled up to "
+              f"{throttle_ms} ms after {sent}")
+        # The connection reads nothing more until the throttle time has passed.
+        started = time.monotonic()
+        metadata_v4(conn, "req-limited")
+        waited_ms = (time.monotonic() - started) * 1000
+        assert waited_ms >= throttle_ms * 0.9, (waited_ms, throttle_ms)
+    with connect(broker) as conn:
+        # Another client id on the same broker sends as many and is never throttled.
+        assert [metadata_v4(conn, "req-free") for _ in range(sent)] == [0] * sent
+
+
+def test_a_fetch_over_its_request_percentage_is_answered_without_data(broker):
+    topic = unique_topic("quota-request-fetch")
+    create_topic(broker, topic)
+    with connect(broker) as conn:
+        batch = kw.record_batch([(None, b"r" * 1_000)], int(time.time() * 1000))
+        assert produce_v7(conn, topic, batch, "req-fetch-loader") == (0, 0)
+        answers = alter_quotas(conn, [({"client-id": "req-fetcher"}, {"request_percentage": REQUEST_PERCENTAGE})])
+        assert answers[0][0] == 0
+    with connect(broker) as conn:
+        deadline = time.monotonic() + REQUEST_LOOP_S
+        answers = []
+        while not any(throttle_ms for throttle_ms, _ in answers) and len(answers) < REQUEST_LOOP_MAX \
+                and time.monotonic() < deadline:
+            answers.append(fetch_v4(conn, topic, 0, "req-fetcher"))
+        # Within the quota the fetches carry the record; over it, as Kafka answers, none.
+        assert answers[0][0] == 0 and answers[0][1] > 1_000, answers[0]
+        throttle_ms, record_bytes = answers[-1]
+        assert 0 < throttle_ms <= 1_000 and record_bytes == 0, (len(answers), answers[-1])
+
+
+def admin_throttles(broker, client_id, requests_max):
+    """Lists topics with confluent-kafka's admin client up to `requests_max` times (bounded in
+    time), until librdkafka reports a throttle: (requests sent, throttle times reported)."""
+    throttles = []
+    client = admin(broker, **{"client.id": client_id,
+                              "throttle_cb": lambda event: throttles.append(event.throttle_time)})
+    deadline = time.monotonic() + REQUEST_LOOP_S
+    sent = 0
+    while not throttles and sent < requests_max and time.monotonic() < deadline:
+        client.list_topics(timeout=10)
+        sent += 1
+        client.poll(0)
+    client.poll(0.5)
+    return sent, throttles
+
+
+def test_a_real_client_sees_its_request_throttle_and_another_does_not(broker):
+    with connect(broker) as conn:
+        answers = alter_quotas(conn, [({"client-id": "req-admin"}, {"request_percentage": REQUEST_PERCENTAGE})])
+        assert answers[0][0] == 0
+    sent, throttles = admin_throttles(broker, "req-admin", REQUEST_LOOP_MAX)
+    assert throttles and all(0 < seconds <= 1.0 for seconds in throttles), (sent, throttles)
+    print(f"req-admin: librdkafka reported {throttles} s after {sent} list_topics")
+    _, free_throttles = admin_throttles(broker, "req-admin-free", sent)
+    assert free_throttles == []
+
+
 # ---------------------------------------------------------------- rates with real clients
 
 
@@ -368,43 +465,12 @@ def bytes_between(delivered, start, end):
     return sum(size for at, size in delivered if start <= at < end)
 
 
-def test_a_producer_over_its_byte_rate_is_held_to_the_quota_and_others_are_not(broker):
-    topic = unique_topic("quota-produce")
-    create_topic(broker, topic)
-    with connect(broker) as conn:
-        assert alter_quotas(conn, [({"client-id": "p1"}, {"producer_byte_rate": PRODUCER_QUOTA})])[0][0] == 0
-    started = time.monotonic()
-    stop_at = started + WARM_UP_S + MEASURE_S
-    throttled, free = [], []
-    other_target = 1.5 * PRODUCER_QUOTA
-    threads = [
-        threading.Thread(target=run_producer,
-                         args=(broker, topic, "p1", stop_at, OFFERED_FACTOR * PRODUCER_QUOTA, throttled)),
-        threading.Thread(target=run_producer, args=(broker, topic, "p2", stop_at, other_target, free)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=WARM_UP_S + MEASURE_S + 60)
-        assert not thread.is_alive(), "a producer did not stop"
-    window = (started + WARM_UP_S, stop_at)
-    rate = bytes_between(throttled, *window) / MEASURE_S
-    assert abs(rate - PRODUCER_QUOTA) <= 0.10 * PRODUCER_QUOTA, f"p1 produced {rate:.0f} B/s"
-    other_rate = bytes_between(free, *window) / MEASURE_S
-    print(f"p1: {rate:.0f} B/s against a quota of {PRODUCER_QUOTA}; p2: {other_rate:.0f} B/s")
-    # p2 gets well past p1's quota: nothing of p1's throttle reaches it.
-    assert other_rate >= 1.2 * PRODUCER_QUOTA, f"p2 produced {other_rate:.0f} B/s of {other_target:.0f}"
-
-
 CONSUMER_QUOTA = 500_000
 CONSUME_MEASURE_S = 20.0
 
 
-def test_a_consumer_over_its_byte_rate_is_held_to_the_quota(broker):
-    topic = unique_topic("quota-consume")
-    create_topic(broker, topic)
-    # Enough data for the whole run: the warm-up's allowance of 10 windows, then the quota.
-    total_bytes = int(CONSUMER_QUOTA * (10 + OFFERED_FACTOR * (WARM_UP_S + CONSUME_MEASURE_S)))
+def load_topic(broker, topic, total_bytes):
+    """Produces `total_bytes` of 20 kB records to `topic` with a client under no quota."""
     loader = confluent_producer(broker, **{"client.id": "loader", "compression.type": "none"})
     value = b"c" * 20_000
     for _ in range(total_bytes // len(value) + 1):
@@ -416,21 +482,21 @@ def test_a_consumer_over_its_byte_rate_is_held_to_the_quota(broker):
                 loader.poll(0.05)
         loader.poll(0)
     assert loader.flush(120) == 0, "the topic was not loaded"
-    with connect(broker) as conn:
-        assert alter_quotas(conn, [({"client-id": "c1"}, {"consumer_byte_rate": CONSUMER_QUOTA})])[0][0] == 0
-    # The application takes records at 30% over the quota, and librdkafka prefetches only while
-    # its queue of 512 kB has room, in fetches of at most 64 kB: a paced consumer, as the producer
-    # above. (A throttled fetch is answered empty and its bytes are not counted, so each throttle
-    # waits a little long; small fetches keep that small.)
-    consumer = confluent_consumer(broker, **{"client.id": "c1", "enable.partition.eof": False,
+
+
+def run_consumer(broker, topic, client_id, started, stop_at, received):
+    """Consumes `topic` until `stop_at`, the application taking records at 30% over the
+    consumer quota; appends (receive time, bytes) of each record.
+
+    librdkafka prefetches only while its queue of 512 kB has room, in fetches of at most 64 kB:
+    a paced consumer, as the producer above. (A throttled fetch is answered empty and its bytes
+    are not counted, so each throttle waits a little long; small fetches keep that small.)"""
+    consumer = confluent_consumer(broker, **{"client.id": client_id, "enable.partition.eof": False,
                                              "queued.max.messages.kbytes": 512,
                                              "max.partition.fetch.bytes": 65_536, "fetch.max.bytes": 65_536,
                                              "message.max.bytes": 65_536})
-    received = []
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
-        started = time.monotonic()
-        stop_at = started + WARM_UP_S + CONSUME_MEASURE_S
         next_at = started
         while time.monotonic() < stop_at:
             now = time.monotonic()
@@ -443,6 +509,45 @@ def test_a_consumer_over_its_byte_rate_is_held_to_the_quota(broker):
                 next_at = max(next_at, now) + len(message.value()) / (OFFERED_FACTOR * CONSUMER_QUOTA)
     finally:
         consumer.close()
-    rate = bytes_between(received, started + WARM_UP_S, stop_at) / CONSUME_MEASURE_S
-    print(f"c1: {rate:.0f} B/s against a quota of {CONSUMER_QUOTA}")
-    assert abs(rate - CONSUMER_QUOTA) <= 0.10 * CONSUMER_QUOTA, f"c1 consumed {rate:.0f} B/s"
+
+
+def test_producers_and_a_consumer_over_their_byte_rates_are_held_to_their_quotas(broker):
+    """The producer quota (p1, with p2 unlimited beside it) and the consumer quota (c1) are
+    measured in the same run: they are separate sensors, and running them together halves the
+    time this takes."""
+    produce_topic, consume_topic = unique_topic("quota-produce"), unique_topic("quota-consume")
+    create_topic(broker, produce_topic)
+    create_topic(broker, consume_topic)
+    # Enough data for the whole run: the warm-up's allowance of 10 windows, then the quota.
+    load_topic(broker, consume_topic, int(CONSUMER_QUOTA * (10 + OFFERED_FACTOR * (WARM_UP_S + MEASURE_S))))
+    with connect(broker) as conn:
+        answers = alter_quotas(conn, [({"client-id": "p1"}, {"producer_byte_rate": PRODUCER_QUOTA}),
+                                      ({"client-id": "c1"}, {"consumer_byte_rate": CONSUMER_QUOTA})])
+        assert [error for error, _, _ in answers] == [0, 0], answers
+    started = time.monotonic()
+    stop_at = started + WARM_UP_S + MEASURE_S
+    consume_stop_at = started + WARM_UP_S + CONSUME_MEASURE_S
+    throttled, free, received = [], [], []
+    other_target = 1.5 * PRODUCER_QUOTA
+    threads = [
+        threading.Thread(target=run_producer,
+                         args=(broker, produce_topic, "p1", stop_at, OFFERED_FACTOR * PRODUCER_QUOTA, throttled)),
+        threading.Thread(target=run_producer, args=(broker, produce_topic, "p2", stop_at, other_target, free)),
+        threading.Thread(target=run_consumer,
+                         args=(broker, consume_topic, "c1", started, consume_stop_at, received)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=WARM_UP_S + MEASURE_S + 60)
+        assert not thread.is_alive(), "a client did not stop"
+    window = (started + WARM_UP_S, stop_at)
+    rate = bytes_between(throttled, *window) / MEASURE_S
+    other_rate = bytes_between(free, *window) / MEASURE_S
+    consumed_rate = bytes_between(received, started + WARM_UP_S, consume_stop_at) / CONSUME_MEASURE_S
+    print(f"p1: {rate:.0f} B/s against a quota of {PRODUCER_QUOTA}; p2: {other_rate:.0f} B/s; "
+          f"c1: {consumed_rate:.0f} B/s against a quota of {CONSUMER_QUOTA}")
+    assert abs(rate - PRODUCER_QUOTA) <= 0.10 * PRODUCER_QUOTA, f"p1 produced {rate:.0f} B/s"
+    # p2 gets well past p1's quota: nothing of p1's throttle reaches it.
+    assert other_rate >= 1.2 * PRODUCER_QUOTA, f"p2 produced {other_rate:.0f} B/s of {other_target:.0f}"
+    assert abs(consumed_rate - CONSUMER_QUOTA) <= 0.10 * CONSUMER_QUOTA, f"c1 consumed {consumed_rate:.0f} B/s"

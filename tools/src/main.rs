@@ -8,7 +8,8 @@
 //! `anyhow::Result`; `main` prints an error as one line (`sluicectl: error: ...`) and exits
 //! non-zero. Results go to stdout as tables or, with `--output json`, as JSON; progress and
 //! summaries go to stderr. Single-threaded except `consume --group` (a heartbeat thread) and
-//! `produce` (a stdin reader thread).
+//! `produce` (a stdin reader thread). TLS and SASL (`security`, from a Kafka `--command-config`
+//! file or flags) apply to every connection a command opens.
 
 mod acls;
 mod cluster;
@@ -18,7 +19,9 @@ mod groups;
 mod member;
 mod output;
 mod produce;
+mod properties;
 mod quotas;
+mod security;
 mod segments;
 mod session;
 mod signals;
@@ -55,6 +58,8 @@ struct Cli {
     /// Timeout for connecting and for each request, in milliseconds.
     #[arg(long, global = true, default_value_t = 30_000, value_name = "MS")]
     request_timeout_ms: u64,
+    #[command(flatten, next_help_heading = "Security (TLS and SASL)")]
+    security: security::SecurityArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,7 +110,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let output = Output { format: cli.output };
     let timeout = Duration::from_millis(cli.request_timeout_ms.max(1));
-    let connect = || Session::connect(&cli.bootstrap_server, timeout);
+    let connect = || Session::connect(&cli.bootstrap_server, timeout, &cli.security);
     match cli.command {
         Command::Segments(command) => segments::run(&command, output),
         Command::Topics(command) => topics::run(&mut connect()?, &command, output).map(|()| ExitCode::SUCCESS),

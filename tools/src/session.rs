@@ -17,6 +17,8 @@ use sluice_client::group::{COORDINATOR_KEY_GROUP, COORDINATOR_KEY_TRANSACTION};
 use sluice_client::requests::{BrokerInfo, ClusterInfo, TopicInfo};
 use sluice_client::{ClientError, Connection, ConnectionConfig};
 
+use crate::security::SecurityArgs;
+
 /// How many times a retriable error (leader moving, coordinator loading) is retried.
 pub(crate) const RETRY_COUNT_MAX: u32 = 20;
 /// Pause between retries of a retriable error.
@@ -36,9 +38,10 @@ impl Session {
     /// Connects to the bootstrap broker.
     ///
     /// # Errors
-    /// When the broker cannot be reached or does not speak the Kafka protocol.
-    pub(crate) fn connect(bootstrap: &str, request_timeout: Duration) -> Result<Self> {
-        let config = ConnectionConfig {
+    /// When the security settings are invalid, or the broker cannot be reached, refuses the TLS
+    /// handshake or the authentication, or does not speak the Kafka protocol.
+    pub(crate) fn connect(bootstrap: &str, request_timeout: Duration, security: &SecurityArgs) -> Result<Self> {
+        let mut config = ConnectionConfig {
             client_id: "sluicectl".to_owned(),
             connect_timeout: request_timeout.min(Duration::from_secs(10)),
             request_timeout,
@@ -48,6 +51,9 @@ impl Session {
             version_caps: vec![(ApiKey::OffsetCommit, 9), (ApiKey::OffsetFetch, 9)],
             ..ConnectionConfig::default()
         };
+        // Every connection of the session, and the consumer's heartbeat connection, is opened
+        // from this configuration, so all of them use TLS and SASL alike.
+        security.apply(&mut config)?;
         let connection = Self::connect_to(bootstrap, &config)?;
         Ok(Self { bootstrap: bootstrap.to_owned(), config, connection, nodes: BTreeMap::new(), brokers: Vec::new() })
     }
@@ -60,6 +66,15 @@ impl Session {
         Connection::connect(address, config).map_err(|error| match error {
             ClientError::Connect { .. } | ClientError::Io { .. } | ClientError::Closed { .. } => {
                 anyhow::Error::new(error).context(format!("broker {address} is unreachable"))
+            }
+            // Their messages name the broker and the reason already.
+            error @ (ClientError::Tls { .. } | ClientError::Authentication { .. }) => anyhow::Error::new(error),
+            // A TLS record header (content type 21 or 22, version 3.x) read as a size prefix.
+            ClientError::FrameSize { size_bytes, .. } if matches!(size_bytes >> 16, 0x1503 | 0x1603) => {
+                anyhow::Error::new(error).context(format!(
+                    "broker {address} answered with TLS: set security.protocol SSL or SASL_SSL (--command-config or \
+                     --security-protocol)"
+                ))
             }
             other => anyhow::Error::new(other).context(format!("broker {address} did not answer ApiVersions")),
         })

@@ -162,6 +162,9 @@ pub(crate) fn decide(image: &MetadataImage, request: &ControllerRequest, seed: u
         ControllerRequest::AlterScramCredentials(alteration) => {
             crate::security::sasl::credentials::decide(image, alteration)
         }
+        ControllerRequest::AlterBrokerConfig { change, validate_only } => {
+            one(crate::dynamic_config::decide(image, change, *validate_only))
+        }
         ControllerRequest::Heartbeat { .. }
         | ControllerRequest::AddLearner { .. }
         | ControllerRequest::DescribeQuorum => (Vec::new(), Outcome::One(Ok(()))),

@@ -106,6 +106,8 @@ pub(crate) struct Setup {
     /// Metadata log entries between snapshots.
     pub(crate) snapshot_entries: u64,
     pub(crate) clock: SharedClock,
+    /// How the controller listener's connections are secured, both ends.
+    pub(crate) transport: Arc<crate::security::controller_listener::ControllerTransport>,
 }
 
 /// The quorum as this node last saw it, readable from any thread.
@@ -242,6 +244,8 @@ struct Node {
     /// `--broker-session-timeout-ms`: bounds how long a heartbeat may wait on one controller.
     session_timeout: Duration,
     clock: SharedClock,
+    /// How connections to other nodes are secured.
+    transport: Arc<crate::security::controller_listener::ControllerTransport>,
 }
 
 impl std::fmt::Debug for Node {
@@ -284,6 +288,7 @@ async fn run(
         gate: gate.clone(),
         session_timeout: setup.session_timeout,
         clock: setup.clock.clone(),
+        transport: setup.transport.clone(),
     });
     let (stop_sender, stop) = futures_channel::oneshot::channel::<()>();
     let stop = stop.shared();
@@ -296,7 +301,13 @@ async fn run(
     if let Some(listener) = setup.listener {
         match listener.set_nonblocking(true).and_then(|()| compio::net::TcpListener::from_std(listener)) {
             Ok(listener) => {
-                let server = network::serve(listener, raft.clone(), setup.node_id as u64, node.clone(), stop.clone());
+                let admission = Rc::new(network::Admission {
+                    acceptor: setup.transport.acceptor(),
+                    handoff: node.handoff.clone(),
+                    clock: setup.clock.clone(),
+                });
+                let id = setup.node_id as u64;
+                let server = network::serve(listener, raft.clone(), id, node.clone(), admission, stop.clone());
                 tasks.push(("controller listener", compio::runtime::spawn(server)));
             }
             Err(error) => {
@@ -387,7 +398,7 @@ async fn start_raft(setup: &Setup) -> Result<(Raft, Rc<Handoff>, u64), String> {
     let handoff = Rc::new(Handoff::default());
     let state_machine = StateMachine::open(&dir, handoff.clone()).map_err(|error| fail("snapshot", &error))?;
     let config = Arc::new(raft_config(setup.snapshot_entries)?);
-    let network = Network { node_id: setup.node_id as u64 };
+    let network = Network { node_id: setup.node_id as u64, transport: setup.transport.clone() };
     let raft = Raft::new(setup.node_id as u64, config, network, log, state_machine)
         .await
         .map_err(|error| format!("raft: {error}"))?;
@@ -717,7 +728,7 @@ impl Node {
     /// Sends a request to node `id` at `address`.
     async fn forward(&self, id: i32, address: &str, request: ControllerRequest, timeout: Duration) -> ControllerAnswer {
         let client = self.clients.borrow_mut().remove(&id);
-        let mut client = client.unwrap_or_else(|| Client::new(id as u64, address.to_owned()));
+        let mut client = client.unwrap_or_else(|| Client::new(id as u64, address.to_owned(), self.transport.clone()));
         let answer = match client.call(Request::Controller(request), timeout).await {
             Ok(Response::Controller(answer)) => answer,
             Ok(_) => ControllerAnswer::Unavailable(format!("node {id} answered something else")),

@@ -6,6 +6,9 @@
 //! so a connection that reached another node (a restarted process under a new id) is noticed.
 //! The server runs one task per connection on the controller thread; clients connect lazily and
 //! reconnect after any error. Touched only by the controller thread.
+//!
+//! Connections run plaintext or TLS, and each accepted one is admitted by its principal first
+//! (`security::controller_listener`).
 
 use std::future::Future;
 use std::io;
@@ -14,8 +17,8 @@ use std::time::Duration;
 
 use compio::BufResult;
 use compio::buf::{IntoInner as _, IoBuf as _};
-use compio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use compio::net::{TcpListener, TcpStream};
+use compio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use compio::net::TcpListener;
 use futures_util::future::{Either, select};
 use openraft::error::{
     Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout, Unreachable,
@@ -30,8 +33,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::log_store::{get_frame, put_frame};
+use super::state_machine::Handoff;
 use super::types::{QuorumNode, Raft, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use super::wire::{ControllerAnswer, ControllerRequest};
+use crate::net::peer::PeerStream;
+use crate::security::controller_listener::{Acceptor, ControllerTransport};
 
 /// The largest frame accepted: a snapshot of a large cluster's metadata fits; a corrupt length
 /// does not make the node allocate gigabytes.
@@ -78,7 +84,7 @@ pub(crate) enum Response {
 }
 
 /// Writes one message as a frame, in one write (with `TCP_NODELAY`, one segment).
-pub(crate) async fn write_message<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+pub(crate) async fn write_message<T: Serialize>(stream: &mut impl AsyncWrite, message: &T) -> io::Result<()> {
     let payload = serde_json::to_vec(message).map_err(io::Error::other)?;
     let mut frame = Vec::with_capacity(payload.len() + 8);
     put_frame(&mut frame, &payload);
@@ -87,7 +93,7 @@ pub(crate) async fn write_message<T: Serialize>(stream: &mut TcpStream, message:
 }
 
 /// Reads one message.
-pub(crate) async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+pub(crate) async fn read_message<T: DeserializeOwned>(stream: &mut impl AsyncRead) -> io::Result<T> {
     let BufResult(read, header) = stream.read_exact([0u8; 8]).await;
     read?;
     let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -109,7 +115,8 @@ pub(crate) async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) ->
 pub(crate) struct Client {
     target: u64,
     address: String,
-    connection: Option<TcpStream>,
+    connection: Option<PeerStream>,
+    transport: std::sync::Arc<ControllerTransport>,
 }
 
 /// Why a call failed.
@@ -137,8 +144,8 @@ impl std::fmt::Display for CallError {
 }
 
 impl Client {
-    pub(crate) fn new(target: u64, address: String) -> Self {
-        Self { target, address, connection: None }
+    pub(crate) fn new(target: u64, address: String, transport: std::sync::Arc<ControllerTransport>) -> Self {
+        Self { target, address, connection: None, transport }
     }
 
     /// Sends `request` and waits up to `timeout` for the answer.
@@ -162,8 +169,7 @@ impl Client {
 
     async fn exchange(&mut self, request: Request) -> Result<Response, CallError> {
         if self.connection.is_none() {
-            let stream = TcpStream::connect(self.address.as_str()).await.map_err(CallError::Unreachable)?;
-            stream.set_nodelay(true).map_err(CallError::Unreachable)?;
+            let stream = self.transport.connect(&self.address).await.map_err(CallError::Unreachable)?;
             self.connection = Some(stream);
         }
         let stream = self.connection.as_mut().expect("connected above");
@@ -177,13 +183,14 @@ impl Client {
 #[derive(Debug)]
 pub(crate) struct Network {
     pub(crate) node_id: u64,
+    pub(crate) transport: std::sync::Arc<ControllerTransport>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &QuorumNode) -> Peer {
-        Peer { from: self.node_id, client: Client::new(target, node.address.clone()) }
+        Peer { from: self.node_id, client: Client::new(target, node.address.clone(), self.transport.clone()) }
     }
 }
 
@@ -313,12 +320,22 @@ pub(crate) trait ControllerService {
     ) -> futures_util::future::LocalBoxFuture<'static, ControllerAnswer>;
 }
 
+/// What the controller listener admits connections with: the acceptor, the image whose ACLs it
+/// reads, and the clock.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub(crate) acceptor: Acceptor,
+    pub(crate) handoff: Rc<Handoff>,
+    pub(crate) clock: sluice_engine::clock::SharedClock,
+}
+
 /// Serves the controller listener until `stop` completes.
 pub(crate) async fn serve<S: ControllerService + 'static>(
     listener: TcpListener,
     raft: Raft,
     node_id: u64,
     service: Rc<S>,
+    admission: Rc<Admission>,
     stop: futures_util::future::Shared<futures_channel::oneshot::Receiver<()>>,
 ) {
     let mut connections = Vec::new();
@@ -332,12 +349,25 @@ pub(crate) async fn serve<S: ControllerService + 'static>(
         };
         match accepted {
             None => break,
-            Some(Ok((stream, _peer))) => {
+            Some(Ok((stream, peer))) => {
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "controller listener: cannot set TCP_NODELAY");
                 }
                 connections.retain(|task: &compio::runtime::JoinHandle<()>| !task.is_finished());
-                let task = serve_connection(stream, raft.clone(), node_id, service.clone(), stop.clone());
+                let admitted = {
+                    let admission = admission.clone();
+                    async move {
+                        let now = admission.clock.now();
+                        let image = || admission.handoff.latest.borrow().image.clone();
+                        admission.acceptor.accept(stream, peer, now, image).await
+                    }
+                };
+                let (raft, service, stop) = (raft.clone(), service.clone(), stop.clone());
+                let task = async move {
+                    if let Some(stream) = admitted.await {
+                        serve_connection(stream, raft, node_id, service, stop).await;
+                    }
+                };
                 connections.push(compio::runtime::spawn(task));
             }
             Some(Err(error)) => {
@@ -357,7 +387,7 @@ pub(crate) async fn serve<S: ControllerService + 'static>(
 }
 
 async fn serve_connection<S: ControllerService + 'static>(
-    mut stream: TcpStream,
+    mut stream: PeerStream,
     raft: Raft,
     node_id: u64,
     service: Rc<S>,
@@ -381,7 +411,7 @@ async fn serve_connection<S: ControllerService + 'static>(
             break;
         }
     }
-    if let Err(error) = stream.close().await {
+    if let Err(error) = stream.shutdown().await {
         tracing::debug!(%error, "controller connection: close failed");
     }
 }

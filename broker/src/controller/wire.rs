@@ -78,6 +78,9 @@ pub(crate) enum ControllerRequest {
     DeleteAcls { filters: Vec<crate::security::acl::AclFilter> },
     /// Kafka's AlterClientQuotas: per entry, in order (`validate_only`: decided, not written).
     AlterClientQuotas { alterations: Vec<crate::quota::entity::QuotaAlteration>, validate_only: bool },
+    /// AlterConfigs or IncrementalAlterConfigs of a BROKER resource, decided against the
+    /// configs the controller holds for it.
+    AlterBrokerConfig { change: crate::dynamic_config::BrokerConfigChange, validate_only: bool },
 }
 
 /// A refusal as it travels: Kafka's error code and message.

@@ -1,6 +1,6 @@
 //! AlterConfigs (v0-v2): replaces a topic's whole config (entries not given return to the broker
-//! default), as Kafka's non-incremental call does. Broker configs are static: changing them
-//! needs a restart, so the broker resource is refused.
+//! default), as Kafka's non-incremental call does; for a BROKER resource, its whole set of
+//! dynamic broker configs (`crate::dynamic_config`).
 
 use std::rc::Rc;
 
@@ -42,7 +42,10 @@ pub(crate) async fn handle(
             RESOURCE_TYPE_TOPIC => {
                 replace(&shard, resource.resource_name.as_str(), entries, request.validate_only).await
             }
-            RESOURCE_TYPE_BROKER => Err((code(ResponseError::InvalidRequest), "broker configs are static".to_owned())),
+            RESOURCE_TYPE_BROKER => {
+                let operations = crate::dynamic_config::set_operations(&resource.configs);
+                crate::dynamic_config::submit(&shard, name, operations, true, request.validate_only).await
+            }
             other => Err((code(ResponseError::InvalidRequest), format!("unknown resource type {other}"))),
         };
         responses.push(match outcome {

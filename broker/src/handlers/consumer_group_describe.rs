@@ -8,14 +8,13 @@ use futures_util::future::join_all;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
 use kafka_protocol::messages::{ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId};
 
-use super::describe_groups::GROUP_OPERATIONS;
 use super::{AUTHORIZED_OPERATIONS_OMITTED, str_bytes, topic_name};
 use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::consumer::{self, DescribedAssignment, Refusal};
 use crate::groups::on_coordinator;
 use crate::security::acl::AclOperation;
-use crate::security::authorizer::{Resource, denied};
+use crate::security::authorizer::{Checker, Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::ConsumerGroupDescribe, min: 0, max: 1 };
@@ -40,15 +39,39 @@ pub(crate) async fn handle(
         }
     }))
     .await;
-    let operations =
-        if request.include_authorized_operations { GROUP_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
+    // As Kafka, only groups answered without an error carry the caller's operations, and a group
+    // whose assignments hold a topic the caller may not DESCRIBE is answered with that error.
+    let checker = Checker::new(&shard, &call);
     let groups = request
         .group_ids
         .iter()
         .zip(answers)
-        .map(|(group_id, answer)| described(group_id.clone(), answer, operations))
+        .map(|(group_id, answer)| {
+            let answer = answer.and_then(|group| match assignment_refusal(&checker, &group) {
+                Some((error, message)) => Err(Refusal::new(error, message)),
+                None => Ok(group),
+            });
+            let operations = if request.include_authorized_operations {
+                checker.operations(Resource::Group(group_id))
+            } else {
+                AUTHORIZED_OPERATIONS_OMITTED
+            };
+            described(group_id.clone(), answer, operations)
+        })
         .collect();
     Outcome::Respond(ConsumerGroupDescribeResponse::default().with_groups(groups))
+}
+
+fn assignment_refusal(
+    checker: &Checker,
+    group: &consumer::DescribedGroup,
+) -> Option<(kafka_protocol::ResponseError, &'static str)> {
+    let topics = group
+        .members
+        .iter()
+        .flat_map(|member| member.assignment.iter().chain(&member.target_assignment))
+        .map(|assignment| assignment.topic_name.as_str());
+    crate::security::checks::described_topics_denied(checker, topics)
 }
 
 fn described(group_id: GroupId, answer: Result<consumer::DescribedGroup, Refusal>, operations: i32) -> DescribedGroup {
@@ -105,9 +128,10 @@ mod tests {
     #[test]
     fn an_unknown_group_is_answered_with_kafkas_error_and_message() {
         let refusal = Refusal::new(ResponseError::GroupIdNotFound, "Group g not found.");
-        let group = described(GroupId(str_bytes("g")), Err(refusal), GROUP_OPERATIONS);
+        let group = described(GroupId(str_bytes("g")), Err(refusal), 1 << 8);
         assert_eq!(group.error_code, ResponseError::GroupIdNotFound.code());
         assert_eq!(group.error_message.as_deref(), Some("Group g not found."));
         assert!(group.members.is_empty());
+        assert_eq!(group.authorized_operations, AUTHORIZED_OPERATIONS_OMITTED, "only groups described carry them");
     }
 }

@@ -32,7 +32,9 @@ pub(crate) async fn handle(
         client_host: call.peer.map_or_else(String::new, |peer| format!("/{}", peer.ip())),
     };
     let target = heartbeat.group_id.clone();
-    if let Some(error) = denied(&shard, &call, AclOperation::Read, Resource::Group(&target)) {
+    if let Some(error) = denied(&shard, &call, AclOperation::Read, Resource::Group(&target)).or_else(|| {
+        crate::security::checks::subscription_denied(&shard, &call, heartbeat.subscribed_topic_names.as_deref())
+    }) {
         return Outcome::Respond(response(Err(Refusal::new(error, String::new()))));
     }
     let answer = on_coordinator(&shard, &target, move |coordinator| async move {

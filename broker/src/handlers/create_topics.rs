@@ -49,6 +49,16 @@ pub(crate) async fn handle(
             create_one(&shard, topic, request.validate_only, &quota).await
         };
         results.push(match outcome {
+            // As Kafka, the created topic's partitions, replication factor and configs (v5+) only
+            // for a caller with DESCRIBE_CONFIGS on it; else TOPIC_AUTHORIZATION_FAILED in
+            // `topic_config_error_code`, the topic created all the same.
+            Ok((_, _, _, id))
+                if version >= 5 && crate::security::checks::topic_configs_hidden(&shard, &call, &topic.name) =>
+            {
+                let result = result.with_num_partitions(-1).with_replication_factor(-1).with_configs(Some(Vec::new()));
+                let result = result.with_topic_config_error_code(code(ResponseError::TopicAuthorizationFailed));
+                if version >= 7 { result.with_topic_id(uuid_of(id)) } else { result }
+            }
             Ok((partition_count, replication_factor, config, id)) => {
                 let result = result.with_num_partitions(partition_count).with_replication_factor(replication_factor);
                 let result = if version >= 7 { result.with_topic_id(uuid_of(id)) } else { result };

@@ -48,6 +48,10 @@ pub(crate) async fn handle(
         .with_cluster_id(str_bytes(&image.cluster_id))
         .with_controller_id(BrokerId(shard.shared.metadata.controller_id(&image)))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            crate::security::checks::cluster_operations(&crate::security::authorizer::Checker::new(&shard, &call))
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        });
     Outcome::Respond(response)
 }

@@ -1,6 +1,7 @@
 //! DescribeConfigs (v1-v4) for topics (every config with its value and source) and for this
-//! broker (its static settings, and the topic defaults under Kafka's broker names). Broker
-//! loggers have no configs to show. With `include_synonyms`, each config lists where its value
+//! broker (its static settings, and the topic defaults under Kafka's broker names, with the
+//! dynamic broker configs of `crate::dynamic_config` over them; the empty broker name: the
+//! cluster-wide dynamic configs only, as in Kafka). Broker loggers have no configs to show. With `include_synonyms`, each config lists where its value
 //! could come from, highest precedence first, as Kafka does: the topic's own setting, the
 //! broker's setting under its broker name, and Kafka's default. Documentation is not reported.
 
@@ -77,7 +78,8 @@ pub(crate) async fn handle(
                         .filter(|(name, _, _)| keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name)))
                         .map(|(name, value, source)| {
                             let synonyms = if request.include_synonyms {
-                                synonyms(&shard, resource.resource_type, &name, &value, source)
+                                let own = (resource.resource_type, resource.resource_name.as_str());
+                                synonyms(&shard, own, &name, &value, source)
                             } else {
                                 Vec::new()
                             };
@@ -102,20 +104,27 @@ fn describe(shard: &ShardContext, resource_type: i8, name: &str) -> Result<Vec<E
             let Some(topic) = image.topic(name) else {
                 return Err((code(ResponseError::UnknownTopicOrPartition), format!("unknown topic {name}")));
             };
-            Ok(describe_topic_config(&topic.config)
+            let config = crate::dynamic_config::describe::topic_config(shard, &topic.config);
+            Ok(describe_topic_config(&config)
                 .into_iter()
                 .map(|(key, value)| {
-                    let source = config_source(shard, &key, &value);
+                    let source = crate::dynamic_config::describe::topic_source(shard, &key, &value)
+                        .unwrap_or_else(|| config_source(shard, &key, &value));
                     (key, value, source)
                 })
                 .collect())
         }
         RESOURCE_TYPE_BROKER => {
             let node = shard.shared.identity.node_id;
-            if !name.is_empty() && name != node.to_string() {
-                return Err((code(ResponseError::InvalidRequest), format!("this is broker {node}, not {name}")));
+            let dynamic = &shard.image().broker_configs;
+            if name.is_empty() {
+                return Ok(crate::dynamic_config::describe::cluster_default(dynamic));
             }
-            Ok(broker_entries(shard))
+            if name != node.to_string() {
+                let text = format!("Unexpected broker id, expected {node} or empty string, but received {name}");
+                return Err((code(ResponseError::InvalidRequest), text));
+            }
+            Ok(crate::dynamic_config::describe::broker(dynamic, node, broker_entries(shard)))
         }
         RESOURCE_TYPE_BROKER_LOGGER => Ok(Vec::new()),
         crate::groups::group_config::RESOURCE_TYPE_GROUP => Ok(describe_group(shard, name)),
@@ -138,14 +147,14 @@ fn describe_group(shard: &ShardContext, group: &str) -> Vec<Entry> {
         .collect()
 }
 
-/// One config as DescribeConfigs reports it. Broker settings are read-only (static: they change
-/// with a restart); topic configs are alterable.
+/// One config as DescribeConfigs reports it. Broker settings are read-only unless they may be
+/// set dynamically; topic configs are alterable.
 fn entry(version: i16, resource_type: i8, name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
     let result = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(Some(StrBytes::from_string(value)))
         .with_config_source(source)
-        .with_read_only(resource_type == RESOURCE_TYPE_BROKER);
+        .with_read_only(resource_type == RESOURCE_TYPE_BROKER && crate::dynamic_config::describe::read_only(name));
     if version >= 3 { result.with_config_type(config_type(name)) } else { result }
 }
 
@@ -162,11 +171,23 @@ fn synonym(name: &str, value: String, source: i8) -> DescribeConfigsSynonym {
 /// one). A broker setting: itself.
 fn synonyms(
     shard: &ShardContext,
-    resource_type: i8,
+    (resource_type, resource_name): (i8, &str),
     name: &str,
     value: &str,
     source: i8,
 ) -> Vec<DescribeConfigsSynonym> {
+    if resource_type == RESOURCE_TYPE_BROKER {
+        let node = shard.shared.identity.node_id;
+        let static_value = broker_entries(shard).into_iter().find(|(key, _, _)| key == name);
+        let static_value = static_value.map(|(_, value, source)| (value, source));
+        let dynamic = crate::dynamic_config::describe::broker_synonyms(
+            &shard.image().broker_configs,
+            (!resource_name.is_empty()).then_some(node),
+            name,
+            static_value,
+        );
+        return dynamic.into_iter().map(|(name, value, source)| synonym(&name, value, source)).collect();
+    }
     if resource_type != RESOURCE_TYPE_TOPIC {
         return vec![synonym(name, value.to_owned(), source)];
     }
@@ -174,6 +195,9 @@ fn synonyms(
     let mut synonyms = Vec::new();
     if source == SOURCE_TOPIC {
         synonyms.push(synonym(name, value.to_owned(), SOURCE_TOPIC));
+    }
+    for (broker_name, dynamic_value, dynamic_source) in crate::dynamic_config::describe::topic_synonyms(shard, name) {
+        synonyms.push(synonym(&broker_name, dynamic_value, dynamic_source));
     }
     if let Some((_, broker_name, has_default)) = BROKER_NAMES.iter().find(|(topic_name, _, _)| *topic_name == name) {
         let broker_value = value_of(&shard.config().default_topic_config);

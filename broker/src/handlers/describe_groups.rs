@@ -17,10 +17,7 @@ use crate::context::ShardContext;
 use crate::dispatch::{ApiRange, Call, Outcome};
 use crate::groups::on_coordinator;
 use crate::security::acl::AclOperation;
-use crate::security::authorizer::{Resource, denied};
-
-/// READ (3), DELETE (6) and DESCRIBE (8): what anyone may do to a group without authorization.
-pub(crate) const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+use crate::security::authorizer::{Checker, Resource, denied};
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::DescribeGroups, min: 0, max: 5 };
@@ -46,21 +43,23 @@ pub(crate) async fn handle(
         }
     }))
     .await;
-    let operations = if version >= 3 && request.include_authorized_operations {
-        GROUP_OPERATIONS
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
+    // As Kafka, only groups answered without an error carry the caller's operations.
+    let checker = (version >= 3 && request.include_authorized_operations).then(|| Checker::new(&shard, &call));
+    let operations = |group_id: &str| {
+        checker.as_ref().map_or(AUTHORIZED_OPERATIONS_OMITTED, |checker| checker.operations(Resource::Group(group_id)))
     };
     let groups = request
         .groups
         .iter()
         .zip(answers)
         .map(|(group_id, answer)| {
-            let described =
-                DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(operations);
+            let described = DescribedGroup::default()
+                .with_group_id(group_id.clone())
+                .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
             match answer {
                 Err(error) => described.with_error_code(error.code()).with_group_state(str_bytes("Dead")),
                 Ok(group) => described
+                    .with_authorized_operations(operations(group_id))
                     .with_group_state(str_bytes(group.state.name()))
                     .with_protocol_type(str_bytes(&group.protocol_type))
                     .with_protocol_data(str_bytes(&group.protocol_name))

@@ -23,6 +23,8 @@ pub(crate) async fn handle(
     request: DescribeTransactionsRequest,
 ) -> Outcome<DescribeTransactionsResponse> {
     let mut states = Vec::new();
+    // As Kafka, a transaction's topics the caller may not DESCRIBE are left out.
+    let checker = crate::security::authorizer::Checker::new(&shard, &call);
     for id in &request.transactional_ids {
         let text = id.to_string();
         let target = text.clone();
@@ -36,7 +38,8 @@ pub(crate) async fn handle(
         states.push(match described {
             Ok(txn) => {
                 let mut topics: Vec<TopicData> = Vec::new();
-                for (topic, index) in &txn.partitions {
+                let describable = |topic: &str| checker.allows(AclOperation::Describe, Resource::Topic(topic));
+                for (topic, index) in txn.partitions.iter().filter(|(topic, _)| describable(topic)) {
                     match topics.last_mut() {
                         Some(last) if last.topic.as_str() == topic => last.partitions.push(*index),
                         _ => topics

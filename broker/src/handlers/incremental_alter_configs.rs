@@ -1,6 +1,6 @@
 //! IncrementalAlterConfigs (v0-v1): per-entry SET, DELETE (back to the broker default), and
-//! APPEND/SUBTRACT on list configs, applied to a topic's current config. Broker configs are
-//! static and refused.
+//! APPEND/SUBTRACT on list configs, applied to a topic's current config, a group's configs, or
+//! a BROKER resource's dynamic configs (`crate::dynamic_config`).
 
 use std::rc::Rc;
 
@@ -42,7 +42,10 @@ pub(crate) async fn handle(
             RESOURCE_TYPE_TOPIC => {
                 alter(&shard, resource.resource_name.as_str(), &resource.configs, request.validate_only).await
             }
-            RESOURCE_TYPE_BROKER => Err((code(ResponseError::InvalidRequest), "broker configs are static".to_owned())),
+            RESOURCE_TYPE_BROKER => {
+                let operations = operations(&resource.configs);
+                crate::dynamic_config::submit(&shard, name, operations, false, request.validate_only).await
+            }
             crate::groups::group_config::RESOURCE_TYPE_GROUP => {
                 alter_group(&shard, resource.resource_name.as_str(), &resource.configs, request.validate_only).await
             }

@@ -69,12 +69,14 @@ pub(crate) async fn handle(shard: Rc<ShardContext>, call: Call, request: Metadat
             Some(answer)
         })
         .collect();
-    let response = MetadataResponse::default()
+    let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
         .with_controller_id(BrokerId(shard.shared.metadata.controller_id(&image)))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    let include = (request.include_topic_authorized_operations, request.include_cluster_authorized_operations);
+    crate::security::checks::metadata_operations(&shard, &call, include, &mut response);
     Outcome::Respond(response)
 }
 

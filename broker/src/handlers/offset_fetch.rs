@@ -3,6 +3,11 @@
 //! without a committed offset answers offset -1 and no error, as Kafka does. In v9 a member of a
 //! KIP-848 consumer group names itself and its epoch: an unknown member or a stale epoch is a
 //! group-level error (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
+//!
+//! Authorization, as Kafka's `KafkaApis` (every version through its groups form): DESCRIBE on
+//! the group, else GROUP_AUTHORIZATION_FAILED for the group; the topics named that the caller
+//! may not DESCRIBE are kept from the coordinator and answered after the others, each partition
+//! TOPIC_AUTHORIZATION_FAILED with offset -1; when all topics are asked for, those are left out.
 
 use std::rc::Rc;
 
@@ -27,10 +32,30 @@ use crate::security::acl::AclOperation;
 use crate::security::authorizer::{Resource, denied};
 
 /// One group's answer: offsets, or a group-level error with the partitions asked for.
-type GroupAnswer = Result<(FetchedOffsets, Unstable), (ResponseError, FetchedOffsets)>;
+type GroupAnswer = Result<(FetchedOffsets, Held), (ResponseError, FetchedOffsets)>;
 /// Partitions whose offset an open transaction holds, answered UNSTABLE_OFFSET_COMMIT when the
 /// request asks for stable offsets (v7+, KIP-447).
 type Unstable = std::collections::BTreeSet<(String, i32)>;
+
+/// The partitions of a group's answer that carry an error of their own instead of an offset.
+#[derive(Debug, Default)]
+struct Held {
+    unstable: Unstable,
+    /// Partitions of the named topics the caller may not DESCRIBE.
+    refused: std::collections::BTreeSet<(String, i32)>,
+}
+
+impl Held {
+    /// The partition's own error, if it has one.
+    fn error(&self, topic: &str, index: i32) -> Option<ResponseError> {
+        let key = (topic.to_owned(), index);
+        if self.refused.contains(&key) {
+            Some(ResponseError::TopicAuthorizationFailed)
+        } else {
+            self.unstable.contains(&key).then_some(ResponseError::UnstableOffsetCommit)
+        }
+    }
+}
 
 /// The versions served.
 pub(crate) const API: ApiRange = ApiRange { key: ApiKey::OffsetFetch, min: 1, max: 9 };
@@ -68,9 +93,9 @@ pub(crate) async fn handle(
     let require_stable = version >= 7 && request.require_stable;
     let member = FetchMember { member_id: None, member_epoch: -1 };
     let answer = fetch_group((&shard, &call), request.group_id.to_string(), member, topics, require_stable).await;
-    let (error, fetched, unstable) = match answer {
-        Ok((fetched, unstable)) => (None, fetched, unstable),
-        Err((error, fetched)) => (Some(error), fetched, Unstable::new()),
+    let (error, fetched, held) = match answer {
+        Ok((fetched, held)) => (None, fetched, held),
+        Err((error, fetched)) => (Some(error), fetched, Held::default()),
     };
     let partition_error = error.map_or(0, |error| error.code());
     let topics = fetched
@@ -79,9 +104,9 @@ pub(crate) async fn handle(
             let partitions = partitions
                 .into_iter()
                 .map(|(index, offset)| {
-                    let held = unstable.contains(&(topic.clone(), index));
-                    let (committed, epoch, metadata) = offset_fields(offset.as_ref().filter(|_| !held));
-                    let error_code = if held { ResponseError::UnstableOffsetCommit.code() } else { partition_error };
+                    let own_error = held.error(&topic, index);
+                    let (committed, epoch, metadata) = offset_fields(offset.as_ref().filter(|_| own_error.is_none()));
+                    let error_code = own_error.map_or(partition_error, |error| error.code());
                     let partition = OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
                         .with_committed_offset(committed)
@@ -110,6 +135,14 @@ async fn fetch_group(
     // As Kafka: DESCRIBE on the group, and only the topics the caller may DESCRIBE.
     let refused = denied(shard, call, AclOperation::Describe, Resource::Group(&group_id));
     let checker = crate::security::authorizer::Checker::new(shard, call);
+    let describable = move |topic: &str| checker.allows(AclOperation::Describe, Resource::Topic(topic));
+    let (topics, refused_topics): (TopicPartitions, Vec<(String, Vec<i32>)>) = match topics {
+        None => (None, Vec::new()),
+        Some(named) => {
+            let (allowed, refused_topics) = named.into_iter().partition(|(topic, _)| describable(topic));
+            (Some(allowed), refused_topics)
+        }
+    };
     let answer = on_coordinator(shard, &target, move |coordinator| async move {
         if let Some(error) = refused {
             return Err(error);
@@ -120,8 +153,13 @@ async fn fetch_group(
     .await
     .and_then(|answer| answer)
     .map(|(mut fetched, unstable)| {
-        fetched.retain(|(topic, _)| checker.allows(AclOperation::Describe, Resource::Topic(topic)));
-        (fetched, unstable)
+        fetched.retain(|(topic, _)| describable(topic));
+        let mut held = Held { unstable, refused: std::collections::BTreeSet::new() };
+        for (topic, partitions) in refused_topics {
+            held.refused.extend(partitions.iter().map(|index| (topic.clone(), *index)));
+            fetched.push((topic, partitions.into_iter().map(|index| (index, None)).collect()));
+        }
+        (fetched, held)
     });
     answer.map_err(|error| {
         let empty = asked
@@ -141,9 +179,9 @@ fn offset_fields(offset: Option<&crate::groups::group::CommittedOffset>) -> (i64
 }
 
 fn group_response(_version: i16, group_id: GroupId, answer: GroupAnswer) -> OffsetFetchResponseGroup {
-    let (error, fetched, unstable) = match answer {
-        Ok((fetched, unstable)) => (0, fetched, unstable),
-        Err((error, _)) => (error.code(), Vec::new(), Unstable::new()),
+    let (error, fetched, held) = match answer {
+        Ok((fetched, held)) => (0, fetched, held),
+        Err((error, _)) => (error.code(), Vec::new(), Held::default()),
     };
     let topics = fetched
         .into_iter()
@@ -151,14 +189,14 @@ fn group_response(_version: i16, group_id: GroupId, answer: GroupAnswer) -> Offs
             let partitions = partitions
                 .into_iter()
                 .map(|(index, offset)| {
-                    let held = unstable.contains(&(topic.clone(), index));
-                    let (committed, epoch, metadata) = offset_fields(offset.as_ref().filter(|_| !held));
+                    let own_error = held.error(&topic, index);
+                    let (committed, epoch, metadata) = offset_fields(offset.as_ref().filter(|_| own_error.is_none()));
                     OffsetFetchResponsePartitions::default()
                         .with_partition_index(index)
                         .with_committed_offset(committed)
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(Some(metadata))
-                        .with_error_code(if held { ResponseError::UnstableOffsetCommit.code() } else { 0 })
+                        .with_error_code(own_error.map_or(0, |error| error.code()))
                 })
                 .collect();
             OffsetFetchResponseTopics::default().with_name(topic_name(&topic)).with_partitions(partitions)

@@ -180,6 +180,9 @@ pub(crate) struct MetadataImage {
     /// Client quotas by entity.
     #[serde(default)]
     pub(crate) client_quotas: crate::quota::entity::ClientQuotas,
+    /// Dynamic broker configs, per broker and cluster-wide.
+    #[serde(default)]
+    pub(crate) broker_configs: crate::dynamic_config::BrokerConfigsImage,
 }
 
 impl MetadataImage {
@@ -275,6 +278,7 @@ impl MetadataImage {
             MetadataRecord::CreateAcl { id, binding } => self.acls.insert(*id, binding),
             MetadataRecord::RemoveAcl { id } => self.acls.remove(*id),
             MetadataRecord::ClientQuota(record) => self.client_quotas.apply(record),
+            MetadataRecord::AlterBrokerConfig { resource, configs } => self.broker_configs.set(resource, configs),
         }
     }
 

@@ -358,7 +358,12 @@ impl Metadata {
     /// The partitions `image` places on this broker, with what their logs need.
     fn local_partitions(&self, image: &MetadataImage) -> BTreeMap<TopicPartition, LocalPartition> {
         let mut local = BTreeMap::new();
+        // Dynamic broker configs that are topic defaults apply live to the logs held here.
+        let static_defaults = &self.engine.config().default_topic_config;
+        let dynamic_defaults =
+            crate::dynamic_config::topic::defaults(&image.broker_configs, self.node_id, static_defaults);
         for topic in image.topics() {
+            let config = crate::dynamic_config::topic::effective(&topic.config, static_defaults, &dynamic_defaults);
             for (index, state) in topic.partitions.iter().enumerate() {
                 if !state.replicas.contains(&self.node_id) {
                     continue;
@@ -368,7 +373,7 @@ impl Metadata {
                 } else {
                     Role::Follower { leader: state.leader, leader_epoch: state.leader_epoch }
                 };
-                let wanted = LocalPartition { topic_id: topic.id, config: topic.config.clone(), role };
+                let wanted = LocalPartition { topic_id: topic.id, config: config.clone(), role };
                 local.insert(TopicPartition::new(topic.name.clone(), index as i32), wanted);
             }
         }

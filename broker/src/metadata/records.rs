@@ -62,6 +62,10 @@ pub(crate) enum MetadataRecord {
     RemoveAcl { id: u64 },
     /// One key of a client quota entity is set or removed (Kafka's ClientQuotaRecord).
     ClientQuota(crate::quota::entity::QuotaRecord),
+    /// A BROKER resource's whole set of dynamic configs (Kafka's ConfigRecords of a BROKER
+    /// resource): `resource` is a broker id, or empty for the cluster-wide defaults; an empty
+    /// set removes them.
+    AlterBrokerConfig { resource: String, configs: crate::dynamic_config::BrokerConfigs },
 }
 
 #[cfg(test)]

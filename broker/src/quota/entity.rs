@@ -147,11 +147,19 @@ pub(crate) struct QuotaRecord {
 #[serde(into = "Vec<(QuotaEntity, BTreeMap<QuotaKey, QuotaValue>)>")]
 pub(crate) struct ClientQuotas {
     entities: BTreeMap<QuotaEntity, BTreeMap<QuotaKey, QuotaValue>>,
+    /// How many entities set each key (indexed by `QuotaKey as usize`): whether a key is in
+    /// use at all is one load, which `request_percentage` asks of every request.
+    key_counts: [u32; QuotaKey::ALL.len()],
 }
 
 impl From<Vec<(QuotaEntity, BTreeMap<QuotaKey, QuotaValue>)>> for ClientQuotas {
     fn from(entries: Vec<(QuotaEntity, BTreeMap<QuotaKey, QuotaValue>)>) -> Self {
-        Self { entities: entries.into_iter().collect() }
+        let entities: BTreeMap<_, BTreeMap<QuotaKey, QuotaValue>> = entries.into_iter().collect();
+        let mut key_counts = [0; QuotaKey::ALL.len()];
+        for key in entities.values().flat_map(BTreeMap::keys) {
+            key_counts[*key as usize] += 1;
+        }
+        Self { entities, key_counts }
     }
 }
 
@@ -167,15 +175,26 @@ impl ClientQuotas {
         self.entities.is_empty()
     }
 
+    /// Whether any entity sets `key`.
+    pub(crate) fn has(&self, key: QuotaKey) -> bool {
+        self.key_counts[key as usize] > 0
+    }
+
     /// Applies a record (idempotent).
     pub(crate) fn apply(&mut self, record: &QuotaRecord) {
+        let count = &mut self.key_counts[record.key as usize];
         match record.value {
             Some(value) => {
-                self.entities.entry(record.entity.clone()).or_default().insert(record.key, value);
+                let keys = self.entities.entry(record.entity.clone()).or_default();
+                if keys.insert(record.key, value).is_none() {
+                    *count += 1;
+                }
             }
             None => {
                 if let Some(keys) = self.entities.get_mut(&record.entity) {
-                    keys.remove(&record.key);
+                    if keys.remove(&record.key).is_some() {
+                        *count -= 1;
+                    }
                     if keys.is_empty() {
                         self.entities.remove(&record.entity);
                     }
@@ -582,5 +601,25 @@ mod tests {
         let bytes = serde_json::to_vec(&quotas).expect("serializes");
         let decoded: ClientQuotas = serde_json::from_slice(&bytes).expect("deserializes");
         assert_eq!(decoded, quotas);
+    }
+
+    #[test]
+    fn a_key_is_in_use_while_any_entity_sets_it() {
+        let mut quotas = sample_quotas();
+        assert!(quotas.has(QuotaKey::RequestPercentage));
+        assert!(!quotas.has(QuotaKey::ControllerMutationRate));
+        let alice = &[("user", Some("alice"))];
+        applied(&mut quotas, &[alteration(alice, &[("producer_byte_rate", Some(150.0))])]);
+        assert!(quotas.has(QuotaKey::ProducerByteRate), "a changed value is still one use");
+        let alice_p1 = &[("user", Some("alice")), ("client-id", Some("p1"))];
+        applied(&mut quotas, &[alteration(alice_p1, &[("request_percentage", None)])]);
+        assert!(!quotas.has(QuotaKey::RequestPercentage), "its only entity removed it");
+        applied(&mut quotas, &[alteration(&[("user", None)], &[("producer_byte_rate", None)])]);
+        assert!(quotas.has(QuotaKey::ProducerByteRate), "alice still sets it");
+        applied(&mut quotas, &[alteration(alice, &[("producer_byte_rate", None)])]);
+        assert!(!quotas.has(QuotaKey::ProducerByteRate));
+        let decoded: ClientQuotas =
+            serde_json::from_slice(&serde_json::to_vec(&sample_quotas()).expect("serializes")).expect("deserializes");
+        assert!(decoded.has(QuotaKey::RequestPercentage), "the counts are rebuilt from the entities");
     }
 }

@@ -5,6 +5,8 @@
 //! - `rate`: the sampled rate, throttle time and token bucket arithmetic, time passed in;
 //! - `sensors`: which quota applies to a request (Kafka's precedence) and the rates, shared by
 //!   every shard;
+//! - `request`: `request_percentage`, the shard time a request takes, measured around its
+//!   handling and put into every response that has `throttle_time_ms`;
 //! - this module: what the handlers call, and the connection's mute.
 //!
 //! Enforcement follows KIP-219: a request over its quota is answered at once, its response
@@ -18,8 +20,11 @@
 //!   DeleteTopics create or delete, in a token bucket. From the versions that know the error
 //!   (CreateTopics v6, CreatePartitions v3, DeleteTopics v5) a request that finds the bucket in
 //!   debt is refused, topic by topic, with THROTTLING_QUOTA_EXCEEDED; older versions are only
-//!   throttled.
+//!   throttled;
+//! - `request_percentage`: the time each request keeps its shard busy, in percent of one shard
+//!   thread (see `request`).
 //!
+//! A request over several quotas carries the largest throttle time and is muted for it.
 //! Fetches of followers are never charged. A broker without any quota configured pays one
 //! check of an empty map in the image it already holds per request: no lock, no clock read.
 //!
@@ -28,7 +33,10 @@
 
 pub(crate) mod entity;
 pub(crate) mod rate;
+pub(crate) mod request;
 pub(crate) mod sensors;
+
+pub(crate) use request::{RequestTime, ThrottleTime, timed, with_request_throttle};
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -119,11 +127,17 @@ fn user_of(call: &Call) -> std::rc::Rc<str> {
 /// Mutes the connection of `call` for `throttle_ms` and returns it as the response's
 /// `throttle_time_ms`.
 fn throttle(shard: &ShardContext, call: &Call, throttle_ms: u64) -> i32 {
+    mute(shard, &call.session, throttle_ms)
+}
+
+/// Mutes the connection of `session` for `throttle_ms` and returns it as the response's
+/// `throttle_time_ms`.
+fn mute(shard: &ShardContext, session: &crate::security::Session, throttle_ms: u64) -> i32 {
     if throttle_ms == 0 {
         return 0;
     }
     let throttle_ms = throttle_ms.min(i32::MAX as u64);
-    call.session.mute.extend(shard.shared.clock.now() + Duration::from_millis(throttle_ms));
+    session.mute.extend(shard.shared.clock.now() + Duration::from_millis(throttle_ms));
     throttle_ms as i32
 }
 
@@ -156,8 +170,12 @@ pub(crate) struct FetchQuota {
 }
 
 impl FetchQuota {
-    /// The quota that applies to a consumer's fetch (none for a follower's).
+    /// The quota that applies to a consumer's fetch (none for a follower's, which is not
+    /// charged request time either).
     pub(crate) fn of(shard: &ShardContext, call: &Call, follower: bool) -> Self {
+        if follower && let Some(request_time) = &call.request_time {
+            request_time.exempt();
+        }
         let image = shard.image();
         if follower || image.client_quotas.is_empty() {
             return Self { applied: None };
@@ -177,17 +195,19 @@ impl FetchQuota {
         bytes_max.min(admitted.max(1))
     }
 
-    /// Charges a response of `size_bytes`: its throttle time, with the connection muted for
-    /// it. Over the quota, the bytes are taken back and the caller answers without records.
+    /// Charges a response of `size_bytes`, and the request's time under `request_percentage`:
+    /// the larger throttle time, with the connection muted for it. Over either quota, the
+    /// bytes are taken back and the caller answers without records, as Kafka does.
     pub(crate) fn charge(&self, shard: &ShardContext, call: &Call, size_bytes: usize) -> i32 {
-        let Some(applied) = &self.applied else { return 0 };
+        let request_throttle_ms = call.request_time.as_ref().map_or(0, |request_time| request_time.charge());
+        let Some(applied) = &self.applied else { return request_throttle_ms };
         let quotas = &shard.shared.quotas;
         let now_ms = quotas.ms(shard.shared.clock.now());
         let throttle_ms = quotas.sensors.record(applied, size_bytes as f64, now_ms);
-        if throttle_ms > 0 {
+        if throttle_ms > 0 || request_throttle_ms > 0 {
             quotas.sensors.unrecord(applied, size_bytes as f64, now_ms);
         }
-        throttle(shard, call, throttle_ms)
+        throttle(shard, call, throttle_ms).max(request_throttle_ms)
     }
 }
 

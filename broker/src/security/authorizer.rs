@@ -79,7 +79,8 @@ pub(crate) struct Settings<'a> {
 }
 
 impl Settings<'_> {
-    fn is_super_user(&self, principal: &Principal) -> bool {
+    /// Whether `principal` is one of `--super-users`.
+    pub(crate) fn is_super_user(&self, principal: &Principal) -> bool {
         self.super_users.iter().any(|user| user.split_once(':') == Some((&*principal.kind, &*principal.name)))
     }
 }
@@ -173,11 +174,16 @@ impl Tally {
     fn section(&mut self, entries: &[Entry], subject: Subject<'_>, operation: AclOperation) {
         self.has_resource_acls |= !entries.is_empty();
         for entry in entries.iter().filter(|entry| entry.names(subject)) {
-            match entry.permission {
-                PermissionType::Deny if entry.operation.denies(operation) => self.denied = true,
-                PermissionType::Allow if entry.operation.allows(operation) => self.allowed = true,
-                _ => {}
-            }
+            self.matching(entry, operation);
+        }
+    }
+
+    /// Counts an entry that applies to the resource and names the subject.
+    fn matching(&mut self, entry: &Entry, operation: AclOperation) {
+        match entry.permission {
+            PermissionType::Deny if entry.operation.denies(operation) => self.denied = true,
+            PermissionType::Allow if entry.operation.allows(operation) => self.allowed = true,
+            _ => {}
         }
     }
 
@@ -221,22 +227,49 @@ impl AclIndex {
         resource_type: ResourceType,
         name: &str,
     ) -> Verdict {
-        let Some(types) = self.types.get(resource_type.code() as usize) else { return Verdict::NoAcls };
         let mut tally = Tally::default();
-        if let Some(entries) = types.literal.get(name) {
+        for entries in self.sections(resource_type, name) {
             tally.section(entries, subject, operation);
-        }
-        if name != WILDCARD
-            && let Some(entries) = types.literal.get(WILDCARD)
-        {
-            tally.section(entries, subject, operation);
-        }
-        for length in types.prefix_lengths.range(..=name.len()) {
-            if let Some(entries) = name.get(..*length).and_then(|prefix| types.prefixed.get(prefix)) {
-                tally.section(entries, subject, operation);
-            }
         }
         tally.verdict()
+    }
+
+    /// Steps 3 and 4 without the no-ACL default for each of `operations` at once, in their
+    /// order: one pass over the entries that apply to the resource rather than one lookup per
+    /// operation (the authorized-operations fields ask up to eight).
+    pub(crate) fn verdicts<const N: usize>(
+        &self,
+        subject: Subject<'_>,
+        operations: [AclOperation; N],
+        resource_type: ResourceType,
+        name: &str,
+    ) -> [Verdict; N] {
+        let mut tallies: [Tally; N] = std::array::from_fn(|_| Tally::default());
+        for entry in self.sections(resource_type, name).flatten() {
+            let names = entry.names(subject);
+            for (tally, operation) in tallies.iter_mut().zip(operations) {
+                tally.has_resource_acls = true;
+                if names {
+                    tally.matching(entry, operation);
+                }
+            }
+        }
+        tallies.map(|tally| tally.verdict())
+    }
+
+    /// The entries of step 3's patterns for the resource: its LITERAL name, the LITERAL
+    /// wildcard, and each PREFIXED prefix of the name present.
+    fn sections<'a>(&'a self, resource_type: ResourceType, name: &'a str) -> impl Iterator<Item = &'a [Entry]> {
+        let types = self.types.get(resource_type.code() as usize);
+        let literal = types.and_then(|types| types.literal.get(name));
+        let wildcard = types.filter(|_| name != WILDCARD).and_then(|types| types.literal.get(WILDCARD));
+        let prefixed = types.into_iter().flat_map(move |types| {
+            types
+                .prefix_lengths
+                .range(..=name.len())
+                .filter_map(move |length| name.get(..*length).and_then(|prefix| types.prefixed.get(prefix)))
+        });
+        literal.into_iter().chain(wildcard).chain(prefixed).map(Vec::as_slice)
     }
 
     /// Kafka's `authorizeByResourceType` after its check of a made-up name: whether some
@@ -415,6 +448,19 @@ impl Checker {
         };
         let subject = Subject { principal: &taken.principal, host: taken.host };
         decide(taken.image.acls.index(), settings, subject, operation, resource)
+    }
+
+    /// The caller's authorized operations on `resource`, as Kafka's bitfield (see
+    /// [`super::operations`]): every supported operation with the authorizer off.
+    pub(crate) fn operations(&self, resource: Resource<'_>) -> i32 {
+        let Some(taken) = &self.taken else { return super::operations::supported(resource) };
+        let config = &taken.shared.config.authorizer;
+        let settings = Settings {
+            super_users: &config.super_users,
+            allow_everyone_if_no_acl_found: config.allow_everyone_if_no_acl_found,
+        };
+        let subject = Subject { principal: &taken.principal, host: taken.host };
+        super::operations::authorized(taken.image.acls.index(), settings, subject, resource)
     }
 }
 

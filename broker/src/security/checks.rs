@@ -255,6 +255,39 @@ pub(crate) fn create_topic_denied(shard: &ShardContext, call: &Call, topic: &str
     authorizer::denied(shard, call, AclOperation::Create, Resource::Topic(topic))
 }
 
+/// ConsumerGroupHeartbeat, after READ on the group: TOPIC_AUTHORIZATION_FAILED when the member
+/// subscribes by name to a topic the caller may not DESCRIBE (a regex subscription is not
+/// checked here).
+pub(crate) fn subscription_denied(
+    shard: &ShardContext,
+    call: &Call,
+    topics: Option<&[String]>,
+) -> Option<ResponseError> {
+    let checker = Checker::new(shard, call);
+    let refused =
+        topics.unwrap_or_default().iter().any(|topic| !checker.allows(AclOperation::Describe, Resource::Topic(topic)));
+    refused.then_some(ResponseError::TopicAuthorizationFailed)
+}
+
+/// ConsumerGroupDescribe, for a group described: TOPIC_AUTHORIZATION_FAILED, with Kafka's
+/// message, when a member's assignment or target assignment holds a topic the caller may not
+/// DESCRIBE.
+pub(crate) fn described_topics_denied<'a>(
+    checker: &Checker,
+    mut topics: impl Iterator<Item = &'a str>,
+) -> Option<(ResponseError, &'static str)> {
+    topics.any(|topic| !checker.allows(AclOperation::Describe, Resource::Topic(topic))).then_some((
+        ResponseError::TopicAuthorizationFailed,
+        "The group has described topic(s) that the client is not authorized to describe.",
+    ))
+}
+
+/// CreateTopics (v5+): whether the created topic's configs are kept from the caller, which has
+/// no DESCRIBE_CONFIGS on it.
+pub(crate) fn topic_configs_hidden(shard: &ShardContext, call: &Call, topic: &str) -> bool {
+    !authorizer::authorize(shard, call, AclOperation::DescribeConfigs, Resource::Topic(topic))
+}
+
 /// DescribeConfigs (`alter` false: DESCRIBE_CONFIGS) and AlterConfigs and
 /// IncrementalAlterConfigs (ALTER_CONFIGS): on the topic for a topic's configs
 /// (TOPIC_AUTHORIZATION_FAILED), on the group for a group's (GROUP_AUTHORIZATION_FAILED), on
@@ -334,7 +367,9 @@ pub(crate) fn leader_epoch_denied(
 }
 
 /// DescribeTopicPartitions: topics the caller may not DESCRIBE are left out when all were asked
-/// for, and answered TOPIC_AUTHORIZATION_FAILED (without partitions) when named.
+/// for, and answered TOPIC_AUTHORIZATION_FAILED (without partitions) when named. The others,
+/// unknown ones included, carry the caller's authorized operations, always (the request has no
+/// flag for them); an INVALID_REQUEST answer stays as it is.
 pub(crate) fn guard_topic_partitions(
     shard: &ShardContext,
     call: &Call,
@@ -349,12 +384,51 @@ pub(crate) fn guard_topic_partitions(
     };
     if all {
         topics.retain(|topic| allowed(topic.name.as_ref()));
+    }
+    for topic in topics.iter_mut() {
+        if !allowed(topic.name.as_ref()) {
+            topic.error_code = ResponseError::TopicAuthorizationFailed.code();
+            topic.partitions.clear();
+            topic.topic_id = uuid::Uuid::nil();
+            topic.is_internal = false;
+        } else if let Some(name) = &topic.name
+            && topic.error_code != ResponseError::InvalidRequest.code()
+        {
+            topic.topic_authorized_operations = checker.operations(Resource::Topic(name));
+        }
+    }
+}
+
+/// Metadata's authorized-operations fields (v8+), as Kafka sets them: each topic's when
+/// `include_topic` is set, for the topics answered by name without TOPIC_AUTHORIZATION_FAILED
+/// (unknown ones included); the cluster's (v8-v10) when `include_cluster` is set, 0 without
+/// DESCRIBE on the cluster. Fields not set keep Kafka's "not requested" value.
+pub(crate) fn metadata_operations(
+    shard: &ShardContext,
+    call: &Call,
+    (include_topic, include_cluster): (bool, bool),
+    response: &mut kafka_protocol::messages::MetadataResponse,
+) {
+    if call.version < 8 || !(include_topic || include_cluster) {
         return;
     }
-    for topic in topics.iter_mut().filter(|topic| !allowed(topic.name.as_ref())) {
-        topic.error_code = ResponseError::TopicAuthorizationFailed.code();
-        topic.partitions.clear();
-        topic.topic_id = uuid::Uuid::nil();
-        topic.is_internal = false;
+    let checker = Checker::new(shard, call);
+    if include_topic {
+        for topic in &mut response.topics {
+            if let Some(name) = &topic.name
+                && topic.error_code != ResponseError::TopicAuthorizationFailed.code()
+            {
+                topic.topic_authorized_operations = checker.operations(Resource::Topic(name));
+            }
+        }
     }
+    if include_cluster && call.version <= 10 {
+        response.cluster_authorized_operations = cluster_operations(&checker);
+    }
+}
+
+/// The cluster's authorized operations as Metadata (v8-v10) and DescribeCluster answer them:
+/// 0 without DESCRIBE on the cluster.
+pub(crate) fn cluster_operations(checker: &Checker) -> i32 {
+    if checker.allows(AclOperation::Describe, Resource::Cluster) { checker.operations(Resource::Cluster) } else { 0 }
 }

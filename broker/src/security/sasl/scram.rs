@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 
 /// A SCRAM mechanism, with Kafka's type byte (`ScramMechanism.type()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub(crate) enum ScramMechanism {
+pub enum ScramMechanism {
     /// SCRAM-SHA-256, type 1.
     Sha256,
     /// SCRAM-SHA-512, type 2.
@@ -346,9 +346,10 @@ impl ScramServer {
     }
 }
 
-/// The client's side of an exchange, for inter-broker connections and tests.
+/// The client's side of an exchange, for inter-broker connections, tests, and `sluicectl`
+/// (re-exported at the crate root, so the workspace has one SCRAM client).
 #[derive(Debug)]
-pub(crate) struct ScramClient {
+pub struct ScramClient {
     mechanism: ScramMechanism,
     password: String,
     client_first_bare: String,
@@ -358,7 +359,7 @@ pub(crate) struct ScramClient {
 
 impl ScramClient {
     /// Starts an exchange for `user`; returns the client and client-first.
-    pub(crate) fn start(mechanism: ScramMechanism, user: &str, password: &str) -> (Self, Vec<u8>) {
+    pub fn start(mechanism: ScramMechanism, user: &str, password: &str) -> (Self, Vec<u8>) {
         let nonce = super::random_token(24);
         let client_first_bare = format!("n={},r={nonce}", escape_name(user));
         let message = format!("n,,{client_first_bare}").into_bytes();
@@ -369,7 +370,7 @@ impl ScramClient {
 
     /// Answers server-first with client-final; `None` when server-first is malformed or its
     /// nonce does not extend ours.
-    pub(crate) fn answer(&mut self, server_first: &[u8]) -> Option<Vec<u8>> {
+    pub fn answer(&mut self, server_first: &[u8]) -> Option<Vec<u8>> {
         let text = std::str::from_utf8(server_first).ok()?;
         let mut fields = text.split(',');
         let nonce = fields.next()?.strip_prefix("r=")?;
@@ -391,7 +392,7 @@ impl ScramClient {
     }
 
     /// Whether server-final proves the server knew the credential.
-    pub(crate) fn verify(&self, server_final: &[u8]) -> bool {
+    pub fn verify(&self, server_final: &[u8]) -> bool {
         let Some(expected) = &self.expected_signature else { return false };
         let signature = std::str::from_utf8(server_final)
             .ok()

@@ -12,6 +12,7 @@ import java.util.Collection;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -19,7 +20,16 @@ import java.util.function.Supplier;
 import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.CreateTopicsResult;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.apache.kafka.clients.admin.DescribeConsumerGroupsOptions;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
+import org.apache.kafka.clients.admin.ListConsumerGroupOffsetsSpec;
+import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.admin.ScramMechanism;
 import org.apache.kafka.clients.admin.UserScramCredentialDeletion;
 import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
@@ -27,6 +37,7 @@ import org.apache.kafka.clients.admin.UserScramCredentialsDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -73,6 +84,14 @@ class SecurityTest {
 
     private static final String CERTIFICATE_PRINCIPAL = "User:CN=client,OU=eng,O=acme";
     private static final Duration PROPAGATION_TIMEOUT = Duration.ofSeconds(15);
+    /** Kafka's supported operations on a topic: a super user's authorized operations. */
+    private static final Set<AclOperation> TOPIC_OPERATIONS = Set.of(AclOperation.READ, AclOperation.WRITE,
+            AclOperation.CREATE, AclOperation.DESCRIBE, AclOperation.DELETE, AclOperation.ALTER,
+            AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS);
+    /** Kafka's supported operations on the cluster. */
+    private static final Set<AclOperation> CLUSTER_OPERATIONS = Set.of(AclOperation.CREATE,
+            AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+            AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE);
 
     private static TestCertificates certificates;
     private static SluiceBroker broker;
@@ -271,7 +290,97 @@ class SecurityTest {
         }
     }
 
+    /**
+     * Authorized operations as Kafka answers them: every supported operation for a super user,
+     * the allowed ones (with implied DESCRIBE and DESCRIBE_CONFIGS) for {@code carol}; offsets of a
+     * topic she may not describe are not given; a topic she may create but not describe the
+     * configs of is created without its configs.
+     */
+    @Test
+    void authorizedOperationsFollowTheAcls() {
+        String readable = Clients.uniqueName("ops-readable");
+        String hidden = Clients.uniqueName("ops-hidden");
+        String created = Clients.uniqueName("ops-created");
+        String group = Clients.uniqueName("ops-group");
+        String transactionalId = Clients.uniqueName("ops-transaction");
+        try (Admin admin = Admin.create(sasl("SCRAM-SHA-256", "admin", "admin-secret"))) {
+            Clients.get(admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion("carol",
+                    new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), "carol-secret"))).all());
+            Clients.createTopic(admin, readable, 1);
+            Clients.createTopic(admin, hidden, 1);
+            Map<TopicPartition, OffsetAndMetadata> committed = Map.of(
+                    new TopicPartition(readable, 0), new OffsetAndMetadata(0),
+                    new TopicPartition(hidden, 0), new OffsetAndMetadata(0));
+            Clients.get(admin.alterConsumerGroupOffsets(group, committed).all());
+            openTransaction(transactionalId, readable, hidden);
+
+            TopicDescription asSuperUser = Clients.get(admin.describeTopics(List.of(readable),
+                    new DescribeTopicsOptions().includeAuthorizedOperations(true)).allTopicNames()).get(readable);
+            assertEquals(TOPIC_OPERATIONS, asSuperUser.authorizedOperations());
+            assertEquals(CLUSTER_OPERATIONS, Clients.get(admin.describeCluster(
+                    new DescribeClusterOptions().includeAuthorizedOperations(true)).authorizedOperations()));
+            assertEquals(null, Clients.get(admin.describeCluster().authorizedOperations()), "not asked for");
+
+            List<AclBinding> grants = List.of(
+                    allow("User:carol", ResourceType.TOPIC, readable, AclOperation.READ),
+                    allow("User:carol", ResourceType.TOPIC, created, AclOperation.CREATE),
+                    allow("User:carol", ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE),
+                    allow("User:carol", ResourceType.CLUSTER, "kafka-cluster", AclOperation.ALTER_CONFIGS),
+                    allow("User:carol", ResourceType.GROUP, group, AclOperation.READ),
+                    allow("User:carol", ResourceType.TRANSACTIONAL_ID, transactionalId, AclOperation.DESCRIBE));
+            Clients.get(admin.createAcls(grants).all());
+            awaitAcls(admin, "User:carol", grants.size());
+            awaitTrue("carol can authenticate", () -> authenticates(sasl("SCRAM-SHA-512", "carol", "carol-secret")));
+        }
+        try (Admin carol = Admin.create(sasl("SCRAM-SHA-512", "carol", "carol-secret"))) {
+            TopicDescription topic = Clients.get(carol.describeTopics(List.of(readable),
+                    new DescribeTopicsOptions().includeAuthorizedOperations(true)).allTopicNames()).get(readable);
+            assertEquals(Set.of(AclOperation.READ, AclOperation.DESCRIBE), topic.authorizedOperations());
+            assertEquals(Set.of(AclOperation.DESCRIBE, AclOperation.ALTER_CONFIGS, AclOperation.DESCRIBE_CONFIGS),
+                    Clients.get(carol.describeCluster(new DescribeClusterOptions().includeAuthorizedOperations(true))
+                            .authorizedOperations()));
+            ConsumerGroupDescription described = Clients.get(carol.describeConsumerGroups(List.of(group),
+                    new DescribeConsumerGroupsOptions().includeAuthorizedOperations(true)).all()).get(group);
+            assertEquals(Set.of(AclOperation.READ, AclOperation.DESCRIBE), described.authorizedOperations());
+
+            ListConsumerGroupOffsetsSpec spec = new ListConsumerGroupOffsetsSpec().topicPartitions(
+                    List.of(new TopicPartition(readable, 0), new TopicPartition(hidden, 0)));
+            Map<TopicPartition, OffsetAndMetadata> offsets = Clients.get(
+                    carol.listConsumerGroupOffsets(Map.of(group, spec)).partitionsToOffsetAndMetadata(group));
+            assertEquals(new OffsetAndMetadata(0), offsets.get(new TopicPartition(readable, 0)));
+            assertEquals(null, offsets.get(new TopicPartition(hidden, 0)), "no offset of a topic carol may not describe");
+
+            TransactionDescription transaction =
+                    Clients.get(carol.describeTransactions(List.of(transactionalId)).description(transactionalId));
+            assertEquals(Set.of(new TopicPartition(readable, 0)), transaction.topicPartitions(),
+                    "a transaction's topics carol may not describe are left out");
+
+            CreateTopicsResult creation = carol.createTopics(List.of(new NewTopic(created, 1, (short) 1)));
+            Clients.get(creation.all());
+            ExecutionException hiddenConfigs = assertThrows(ExecutionException.class,
+                    () -> creation.numPartitions(created).get(30, TimeUnit.SECONDS));
+            assertInstanceOf(TopicAuthorizationException.class, hiddenConfigs.getCause(),
+                    "no DESCRIBE_CONFIGS: the configs are not given");
+        }
+    }
+
     // ------------------------------------------------------------------ helpers
+
+    /** Begins a transaction as {@code admin} that writes to each topic, and leaves it open. */
+    private static void openTransaction(String transactionalId, String... topics) {
+        Map<String, Object> config = sasl("SCRAM-SHA-256", "admin", "admin-secret");
+        config.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId);
+        config.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, 120_000);
+        KafkaProducer<String, String> producer = producer(config);
+        producer.initTransactions();
+        producer.beginTransaction();
+        for (String topic : topics) {
+            Clients.get(producer.send(new ProducerRecord<>(topic, "k", "v")));
+        }
+        producer.flush();
+        // Closed without committing: the transaction stays open until it times out.
+        producer.close(Duration.ZERO);
+    }
 
     /** Client settings for the SASL_SSL listener with this mechanism and user. */
     private static Map<String, Object> sasl(String mechanism, String user, String password) {
