@@ -146,7 +146,8 @@ pub struct Args {
     #[arg(long, env = "SLUICE_CONTROLLER_LISTEN", value_name = "HOST:PORT")]
     pub controller_listen: Option<String>,
     /// The controller listener's name, Kafka's `controller.listener.names`: its security protocol
-    /// (PLAINTEXT, or SSL with client certificates both ways) comes from
+    /// (PLAINTEXT, SSL with client certificates both ways, or SASL_SSL/SASL_PLAINTEXT with PLAIN
+    /// against --sasl-plain-users-file, as --inter-broker-sasl-username) comes from
     /// --listener-security-protocol-map, its address from its `NAME://HOST:PORT` entry in
     /// --listeners or from --controller-listen [default: none, a PLAINTEXT controller listener].
     #[arg(long, env = "SLUICE_CONTROLLER_LISTENER_NAMES", value_name = "NAME")]
@@ -308,6 +309,8 @@ struct FileConfig {
     sasl_plain_users_file: Option<PathBuf>,
     #[serde(alias = "sasl.mechanism.inter.broker.protocol")]
     sasl_mechanism_inter_broker_protocol: Option<String>,
+    #[serde(alias = "sasl.mechanism.controller.protocol")]
+    sasl_mechanism_controller_protocol: Option<String>,
     inter_broker_sasl_username: Option<String>,
     inter_broker_sasl_password: Option<String>,
     sasl_oauthbearer_jwks_file: Option<PathBuf>,
@@ -664,6 +667,7 @@ impl BrokerConfig {
             connections_max_reauth_ms: file.connections_max_reauth_ms,
             sasl_plain_users_file: file.sasl_plain_users_file,
             sasl_mechanism_inter_broker_protocol: file.sasl_mechanism_inter_broker_protocol,
+            sasl_mechanism_controller_protocol: file.sasl_mechanism_controller_protocol,
             inter_broker_sasl_username: file.inter_broker_sasl_username,
             inter_broker_sasl_password: file.inter_broker_sasl_password,
             sasl_oauthbearer_jwks_file: file.sasl_oauthbearer_jwks_file,

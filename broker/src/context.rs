@@ -181,6 +181,11 @@ impl ShardContext {
         self.shared.metadata.image()
     }
 
+    /// The metadata image now, for a short look on a hot path (see `Metadata::peek_image`).
+    pub(crate) fn peek_image(&self) -> arc_swap::Guard<Arc<crate::metadata::MetadataImage>> {
+        self.shared.metadata.peek_image()
+    }
+
     /// This broker's node id.
     pub(crate) fn node_id(&self) -> i32 {
         self.shared.identity.node_id

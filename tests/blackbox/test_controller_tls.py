@@ -16,6 +16,13 @@ successor is elected and produce goes on. Each controller port answers a TLS cli
 node certificate, and nothing to one without a certificate. Then two broker-only nodes try to join: one whose certificate another CA signed (with
 the very subject the super user has), one whose trusted certificate names a principal that is
 no super user; each fails to start, the voters log why, and the cluster never lists them.
+
+A second cluster's only listeners are SASL_SSL: clients still use SCRAM, the controller
+listener SASL/PLAIN (`sasl.mechanism.controller.protocol=PLAIN`) checked against a users file,
+since SCRAM credentials live in the metadata the controllers replicate. It serves the same
+produce and consume, elects a successor over SASL_SSL when its active controller is SIGKILLed,
+and refuses a node whose controller password is wrong: the voters log the user and Kafka's
+reason, and no log holds the password.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ NODE_PRINCIPAL = "User:CN=controller"
 OP_TIMEOUT_S = 30.0
 # A node that cannot reach any controller gives up after 15 s of retries; the rest is slack.
 REFUSED_EXIT_S = 60.0
+WRONG_PASSWORD = "wrong-controller-pw-4e1a"
 
 
 class SecureNode(ClusterNode):
@@ -75,6 +83,19 @@ class SecureNode(ClusterNode):
         ]
         self.extra_env["SLUICE_INTER_BROKER_SASL_PASSWORD"] = ADMIN_PASSWORD
         self.ready_tls = ssl_context(pki)
+
+
+class SaslNode(SecureNode):
+    """A node whose controller listener runs SASL_SSL with PLAIN, as the inter-broker user."""
+
+    def secure_sasl(self, pki: Pki, cert: Path, key: Path, users: Path, password: str) -> None:
+        self.secure(pki, cert, key)
+        at = self.extra_args.index("--listener-security-protocol-map")
+        self.extra_args[at + 1] = "CLIENT:SASL_SSL,CONTROLLER:SASL_SSL"
+        at = self.extra_args.index("--super-users")
+        self.extra_args[at + 1] = f"User:{ADMIN}"
+        self.extra_args += ["--sasl-plain-users-file", str(users), "--sasl-mechanism-controller-protocol", "PLAIN"]
+        self.extra_env["SLUICE_INTER_BROKER_SASL_PASSWORD"] = password
 
 
 def client_conf(pki: Pki, bootstrap: str) -> dict:
@@ -202,3 +223,74 @@ def test_nodes_without_a_trusted_authorized_certificate_cannot_join(secured, tmp
     admin = AdminClient(client_conf(pki, cluster.bootstrap))
     listed = {node.id for node in admin.describe_cluster().result(10).nodes}
     assert not listed & {11, 12}, f"an outsider registered: {listed}"
+
+
+@pytest.fixture
+def sasl_only(tmp_path):
+    pki = Pki(tmp_path / "pki", "trusted")
+    cert, key = pki.issue("node", NODE_SUBJECT, server=True)
+    users = tmp_path / "plain-users"
+    users.write_text(f"# the nodes' controller logins\n{ADMIN}:{ADMIN_PASSWORD}\n")
+    cluster = Cluster(tmp_path / "cluster", voters=3, node_class=SaslNode)
+    for node in cluster.nodes.values():
+        node.secure_sasl(pki, cert, key, users, ADMIN_PASSWORD)
+    cluster.start()
+    try:
+        yield cluster, pki, (cert, key, users)
+    finally:
+        cluster.stop()
+
+
+def test_sasl_ssl_only_cluster_authenticates_its_quorum_with_plain(sasl_only):
+    cluster, pki, (cert, key, users) = sasl_only
+    admin = AdminClient(client_conf(pki, cluster.bootstrap))
+    topic = unique_topic("controller-sasl")
+    futures = admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})],
+                                  operation_timeout=OP_TIMEOUT_S)
+    for future in futures.values():
+        future.result(timeout=OP_TIMEOUT_S)
+    before = [f"before-{index}".encode() for index in range(50)]
+    produce(pki, cluster.bootstrap, topic, before)
+    assert consume(pki, cluster.bootstrap, topic, len(before)) == before
+
+    # Each controller port serves TLS without asking for a client certificate, and gives a peer
+    # that does not authenticate nothing.
+    for node in cluster.nodes.values():
+        assert peer_subject(node.controller_port, ssl_context(pki)) == "controller"
+        assert refused_without_certificate(node.controller_port, ssl_context(pki)), f"node {node.node_id}"
+
+    # A node with the right certificate but the wrong controller password is refused.
+    (port,) = free_ports(1)
+    outsider = SaslNode(cluster.workdir / "node-13", 13, port, cluster.voters, False)
+    outsider.secure_sasl(pki, cert, key, users, WRONG_PASSWORD)
+    outsider.launch()
+
+    def voter_logs() -> str:
+        return "".join(node.log_text() or "" for node in cluster.nodes.values())
+
+    try:
+        wait_until("the voters refuse the wrong controller password",
+                   lambda: "Invalid username or password" in voter_logs(), timeout_s=OP_TIMEOUT_S)
+        listed = {node.id for node in admin.describe_cluster().result(10).nodes}
+        assert 13 not in listed, f"the outsider registered: {listed}"
+    finally:
+        outsider.stop()
+    logs = voter_logs()
+    assert "SASL/PLAIN refused" in logs and f'user="{ADMIN}"' in logs, logs[-3000:]
+    assert WRONG_PASSWORD not in logs + (outsider.log_text() or ""), "a password was logged"
+
+    active = cluster.active_controller()
+    active.kill9()
+    killed_at = time.monotonic()
+    successor = cluster.active_controller(timeout_s=OP_TIMEOUT_S)
+    assert successor is not active
+    print(f"controller failover over SASL_SSL: node {successor.node_id} active "
+          f"{time.monotonic() - killed_at:.2f}s after node {active.node_id} was killed")
+    survivors = ",".join(node.bootstrap for node in cluster.running())
+    wait_until("a probe is produced after the failover",
+               lambda: produce(pki, survivors, topic, [b"probe"], timeout_ms=10_000) or True,
+               timeout_s=2 * OP_TIMEOUT_S, interval_s=0.5)
+    after = [f"after-{index}".encode() for index in range(50)]
+    produce(pki, survivors, topic, after)
+    got = consume(pki, survivors, topic, len(before) + len(after) + 1)
+    assert got[:len(before)] == before and got[-len(after):] == after

@@ -121,7 +121,9 @@ impl SecurityArgs {
             other => bail!("security.protocol {other} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
         };
         if tls {
-            config.tls = Some(tls_config(&get)?);
+            // Read unfiltered: Kafka's empty value means "do not check the host name".
+            let endpoint_identification = properties.get("ssl.endpoint.identification.algorithm").map(String::as_str);
+            config.tls = Some(tls_config(&get, endpoint_identification)?);
         }
         if sasl {
             config.authenticator = Some(Arc::new(SaslLogin::from_properties(&get)?));
@@ -146,7 +148,10 @@ fn certificates(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static
 }
 
 /// The rustls client configuration of the settings (module docs).
-fn tls_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Arc<ClientConfig>> {
+fn tls_config<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    endpoint_identification: Option<&str>,
+) -> Result<Arc<ClientConfig>> {
     if get("ssl.key.password").is_some() {
         bail!("ssl.key.password is set: sluicectl reads unencrypted PEM keys only");
     }
@@ -168,8 +173,9 @@ fn tls_config<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Arc<ClientCo
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .with_context(|| format!("{ca_setting} {ca}"))?;
-    let verify_host = match get("ssl.endpoint.identification.algorithm").map(str::trim) {
+    let verify_host = match endpoint_identification.map(str::trim) {
         None => true,
+        Some("") => false,
         Some(algorithm) if algorithm.eq_ignore_ascii_case("https") => true,
         Some(other) => bail!("ssl.endpoint.identification.algorithm {other} is not https or empty"),
     };
@@ -399,12 +405,12 @@ mod tests {
     #[test]
     fn tls_needs_a_pem_ca_and_both_halves_of_a_client_certificate() {
         let properties: BTreeMap<String, String> = BTreeMap::new();
-        let error = tls_config(&|key: &str| properties.get(key).map(String::as_str)).expect_err("no CA");
+        let error = tls_config(&|key: &str| properties.get(key).map(String::as_str), None).expect_err("no CA");
         assert!(error.to_string().contains("ssl.ca.location"), "{error}");
         let jks = [("ssl.truststore.location", "/x.jks"), ("ssl.truststore.type", "JKS")];
         let properties: BTreeMap<String, String> =
             jks.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let error = tls_config(&|key: &str| properties.get(key).map(String::as_str)).expect_err("JKS");
+        let error = tls_config(&|key: &str| properties.get(key).map(String::as_str), None).expect_err("JKS");
         assert!(error.to_string().contains("PEM"), "{error}");
     }
 }

@@ -77,14 +77,22 @@ pub struct SaslArgs {
     #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
     pub connections_max_reauth_ms: Option<u64>,
     /// PLAIN users and passwords, one `NAME:PASSWORD` per line; PLAIN checks this file
-    /// instead of the SCRAM credentials when it is given [default: none].
+    /// instead of the SCRAM credentials when it is given, and a SASL controller listener
+    /// checks connecting nodes against it [default: none].
     #[arg(long, env = "SLUICE_SASL_PLAIN_USERS_FILE", value_name = "FILE")]
     pub sasl_plain_users_file: Option<PathBuf>,
     /// The mechanism this broker authenticates with to other brokers' SASL listeners, Kafka's
     /// `sasl.mechanism.inter.broker.protocol` (PLAIN or SCRAM-SHA-256/512) [default: PLAIN].
     #[arg(long, env = "SLUICE_SASL_MECHANISM_INTER_BROKER_PROTOCOL", value_name = "MECHANISM")]
     pub sasl_mechanism_inter_broker_protocol: Option<String>,
-    /// The user this broker authenticates as to other brokers [default: none].
+    /// The mechanism nodes authenticate with on a SASL_SSL or SASL_PLAINTEXT controller
+    /// listener, Kafka's `sasl.mechanism.controller.protocol`: PLAIN only (checked against
+    /// --sasl-plain-users-file; SCRAM credentials live in the metadata the controllers
+    /// replicate) [default: PLAIN].
+    #[arg(long, env = "SLUICE_SASL_MECHANISM_CONTROLLER_PROTOCOL", value_name = "MECHANISM")]
+    pub sasl_mechanism_controller_protocol: Option<String>,
+    /// The user this broker authenticates as to other brokers, and to SASL controller
+    /// listeners [default: none].
     #[arg(long, env = "SLUICE_INTER_BROKER_SASL_USERNAME", value_name = "NAME")]
     pub inter_broker_sasl_username: Option<String>,
     /// That user's password (prefer the environment variable, which `ps` does not show).
@@ -118,6 +126,7 @@ impl fmt::Debug for SaslArgs {
             .field("connections_max_reauth_ms", &self.connections_max_reauth_ms)
             .field("sasl_plain_users_file", &self.sasl_plain_users_file)
             .field("sasl_mechanism_inter_broker_protocol", &self.sasl_mechanism_inter_broker_protocol)
+            .field("sasl_mechanism_controller_protocol", &self.sasl_mechanism_controller_protocol)
             .field("inter_broker_sasl_username", &self.inter_broker_sasl_username)
             .field("inter_broker_sasl_password", &self.inter_broker_sasl_password.as_ref().map(|_| "[hidden]"))
             .field("sasl_oauthbearer_jwks_file", &self.sasl_oauthbearer_jwks_file)
@@ -137,6 +146,7 @@ pub(crate) struct SaslFile {
     pub(crate) connections_max_reauth_ms: Option<u64>,
     pub(crate) sasl_plain_users_file: Option<PathBuf>,
     pub(crate) sasl_mechanism_inter_broker_protocol: Option<String>,
+    pub(crate) sasl_mechanism_controller_protocol: Option<String>,
     pub(crate) inter_broker_sasl_username: Option<String>,
     pub(crate) inter_broker_sasl_password: Option<String>,
     pub(crate) sasl_oauthbearer_jwks_file: Option<PathBuf>,
@@ -217,6 +227,8 @@ pub struct SaslConfig {
     pub plain_users: Option<BTreeMap<String, String>>,
     /// Credentials for other brokers' SASL listeners.
     pub inter_broker: Option<InterBrokerSasl>,
+    /// The mechanism of a SASL controller listener (PLAIN, the only one it can check).
+    pub controller_mechanism: SaslMechanism,
     /// How OAUTHBEARER tokens are validated; set when OAUTHBEARER is enabled.
     pub oauthbearer: Option<OAuthBearerConfig>,
 }
@@ -256,6 +268,7 @@ impl fmt::Debug for SaslConfig {
             .field("max_reauth_ms", &self.max_reauth_ms)
             .field("plain_users", &self.plain_users.as_ref().map(BTreeMap::len))
             .field("inter_broker", &self.inter_broker)
+            .field("controller_mechanism", &self.controller_mechanism)
             .field("oauthbearer", &self.oauthbearer)
             .finish()
     }
@@ -270,6 +283,7 @@ impl Default for SaslConfig {
             max_reauth_ms: 0,
             plain_users: None,
             inter_broker: None,
+            controller_mechanism: SaslMechanism::Plain,
             oauthbearer: None,
         }
     }
@@ -301,6 +315,9 @@ impl SaslConfig {
         let username = args.inter_broker_sasl_username.or(file.inter_broker_sasl_username);
         let password = args.inter_broker_sasl_password.or(file.inter_broker_sasl_password);
         config.inter_broker = inter_broker(mechanism.as_deref(), username, password)?;
+        if let Some(name) = args.sasl_mechanism_controller_protocol.or(file.sasl_mechanism_controller_protocol) {
+            config.controller_mechanism = controller_mechanism(&name)?;
+        }
         let jwks = args.sasl_oauthbearer_jwks_file.or(file.sasl_oauthbearer_jwks_file);
         if config.enabled_mechanisms.contains(&SaslMechanism::OAuthBearer) {
             let path = jwks.ok_or_else(|| {
@@ -440,6 +457,23 @@ fn load_jwks(path: &std::path::Path) -> Result<JwkSet, String> {
     Ok(keys)
 }
 
+/// Parses `sasl.mechanism.controller.protocol`: PLAIN is the only mechanism a controller
+/// listener can check, from a file rather than from the metadata it replicates.
+fn controller_mechanism(name: &str) -> Result<SaslMechanism, ConfigError> {
+    let setting = "sasl-mechanism-controller-protocol";
+    match SaslMechanism::from_name(name.trim()) {
+        Some(SaslMechanism::Plain) => Ok(SaslMechanism::Plain),
+        Some(SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512) => Err(invalid(
+            setting,
+            format!(
+                "{name:?}: SCRAM credentials live in the metadata log, which the controllers replicate over the \
+                 controller listener, so it cannot check them; use PLAIN with --sasl-plain-users-file"
+            ),
+        )),
+        _ => Err(invalid(setting, format!("{name:?}: the controller listener supports PLAIN only"))),
+    }
+}
+
 fn inter_broker(
     mechanism: Option<&str>,
     username: Option<String>,
@@ -511,6 +545,16 @@ mod tests {
         assert!(parse_mechanisms("GSSAPI").is_err());
         assert!(parse_mechanisms("plain").is_err(), "Kafka's names are exact");
         assert!(parse_mechanisms(" , ").is_err());
+    }
+
+    #[test]
+    fn the_controller_mechanism_is_plain_only() {
+        assert_eq!(controller_mechanism("PLAIN").expect("valid"), SaslMechanism::Plain);
+        for refused in ["SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER", "plain"] {
+            assert!(controller_mechanism(refused).is_err(), "{refused}");
+        }
+        let error = controller_mechanism("SCRAM-SHA-512").expect_err("SCRAM").to_string();
+        assert!(error.contains("metadata"), "{error}");
     }
 
     #[test]

@@ -94,7 +94,6 @@ pub(crate) enum Kind {
         min: f64,
         max: f64,
     },
-    Boolean,
     /// A string that must be one of these.
     Choice(&'static [&'static str]),
     /// A comma-separated list; its items must be among these when given.
@@ -160,8 +159,6 @@ pub(crate) const SPECS: &[Spec] = &[
     live("log.roll.ms", Kind::Long { min: 1 }, None, "segment.ms"),
     live("log.segment.bytes", Kind::Int { min: 1_048_576, max: i32::MAX as i64 }, Some("1073741824"), "segment.bytes"),
     live("message.max.bytes", Kind::Int { min: 0, max: i32::MAX as i64 }, Some("1048588"), "max.message.bytes"),
-    live("min.insync.replicas", INT_POSITIVE, Some("1"), "min.insync.replicas"),
-    live("unclean.leader.election.enable", Kind::Boolean, Some("false"), "unclean.leader.election.enable"),
     stored("background.threads", INT_POSITIVE, Scope::ClusterWide, Some("10")),
     stored("num.io.threads", INT_POSITIVE, Scope::ClusterWide, Some("8")),
     stored("num.network.threads", INT_POSITIVE, Scope::ClusterWide, Some("3")),
@@ -342,10 +339,6 @@ fn check_value(spec: &Spec, value: &str) -> Result<(), String> {
             Ok(number) if number < min => Err(format!("Value must be at least {min}")),
             Ok(number) if number > max => Err(format!("Value must be no more than {max}")),
             Ok(_) => Ok(()),
-        },
-        Kind::Boolean => match value.to_ascii_lowercase().as_str() {
-            "true" | "false" => Ok(()),
-            _ => Err("Expected value to be either true or false".to_owned()),
         },
         Kind::Choice(choices) if !choices.contains(&value) => {
             Err(format!("String must be one of: {}", choices.join(", ")))

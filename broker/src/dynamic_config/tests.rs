@@ -108,11 +108,6 @@ fn values_are_checked_against_kafkas_types_and_bounds() {
             "1000",
             "Invalid value 1000 for configuration log.segment.bytes: Value must be at least 1048576",
         ),
-        (
-            "unclean.leader.election.enable",
-            "maybe",
-            "Invalid value maybe for configuration unclean.leader.election.enable: Expected value to be either true or false",
-        ),
     ];
     for (name, value, message) in cases {
         assert_eq!(

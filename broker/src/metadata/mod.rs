@@ -119,6 +119,12 @@ impl Metadata {
         self.image.load_full()
     }
 
+    /// The current image, borrowed for a short look without touching the shared reference
+    /// count (per-request checks on hot paths).
+    pub(crate) fn peek_image(&self) -> arc_swap::Guard<Arc<MetadataImage>> {
+        self.image.load()
+    }
+
     /// Registers the leadership listeners; once, at startup, before the controller starts.
     pub(crate) fn set_listeners(&self, listeners: Vec<Arc<dyn LeadershipListener>>) {
         assert!(self.listeners.set(listeners).is_ok(), "leadership listeners are set once");

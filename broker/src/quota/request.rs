@@ -120,7 +120,7 @@ impl RequestTime {
         key: ApiKey,
         client_id: &str,
     ) -> Option<Rc<Self>> {
-        let image = shard.image();
+        let image = shard.peek_image();
         if !image.client_quotas.has(QuotaKey::RequestPercentage) || exempt(session, key) {
             return None;
         }

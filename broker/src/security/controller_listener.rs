@@ -1,6 +1,7 @@
 //! The controller listener's security: the Raft traffic between quorum nodes, and the
 //! registrations, heartbeats and forwarded requests brokers send the active controller, over
-//! plaintext TCP (the default) or TLS with client certificates on both ends.
+//! plaintext TCP (the default), TLS with client certificates on both ends, or SASL/PLAIN over
+//! plaintext or TLS (SASL_PLAINTEXT, SASL_SSL).
 //!
 //! Configured the way Kafka configures a KRaft controller listener:
 //! `--controller-listener-names CONTROLLER` (Kafka's `controller.listener.names`) names the
@@ -20,8 +21,10 @@
 //! not yet replicated the ACLs knows only them. A refused peer's connection is closed, so it can
 //! neither vote, nor replicate the log, nor register as a broker.
 //!
-//! SASL on the controller listener is refused at startup: its frames are not Kafka's, so
-//! Kafka's SaslHandshake has nowhere to go.
+//! With SASL_PLAINTEXT or SASL_SSL the principal is the one SASL/PLAIN authenticates instead,
+//! `User:<name>`, checked against the PLAIN users file and admitted by the same rule
+//! (`security::controller_sasl` has the exchange and why PLAIN only). SASL_SSL asks for no
+//! client certificate, as Kafka's SASL_SSL listeners do: the server still presents its own.
 //!
 //! Built on the main thread at startup ([`ControllerTransport`], shared with the controller
 //! thread); the [`Acceptor`] lives on the controller thread only.
@@ -37,6 +40,7 @@ use crate::net::peer::PeerStream;
 use crate::net::tls_stream::TlsStream;
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::{self, Resource, Subject};
+use crate::security::controller_sasl::ControllerSasl;
 use crate::security::tls::{ClientAuth, LoadedServer, ServerTls, TlsSettings};
 use crate::security::{Principal, SecurityProtocol};
 
@@ -45,7 +49,7 @@ use crate::security::{Principal, SecurityProtocol};
 pub(crate) struct ControllerListener {
     /// The name, upper case (`CONTROLLER`).
     pub(crate) name: String,
-    /// PLAINTEXT or SSL.
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     pub(crate) protocol: SecurityProtocol,
 }
 
@@ -81,8 +85,8 @@ fn invalid(setting: &'static str, reason: String) -> ConfigError {
 /// `--listeners`.
 ///
 /// # Errors
-/// [`ConfigError::Invalid`]: more than one name, a name without a protocol, a SASL protocol,
-/// or the address given both in `--listeners` and `--controller-listen`.
+/// [`ConfigError::Invalid`]: more than one name, a name without a protocol, or the address
+/// given both in `--listeners` and `--controller-listen`.
 pub(crate) fn parse(flags: Flags<'_>) -> Result<Parsed, ConfigError> {
     let setting = "controller-listener-names";
     let Some(names) = flags.names else {
@@ -105,15 +109,6 @@ pub(crate) fn parse(flags: Flags<'_>) -> Result<Parsed, ConfigError> {
             invalid(setting, format!("{name} has no security protocol; map it with --listener-security-protocol-map"))
         })?,
     };
-    if protocol.uses_sasl() {
-        return Err(invalid(
-            setting,
-            format!(
-                "{name}: the controller listener runs PLAINTEXT or SSL (client certificates), not {}",
-                protocol.name()
-            ),
-        ));
-    }
     let (listeners, entry) = match flags.listeners {
         Some(text) => take_entry(&text, name),
         None => (None, None),
@@ -152,6 +147,8 @@ fn take_entry(text: &str, name: &str) -> (Option<String>, Option<String>) {
 pub(crate) struct ControllerTransport {
     /// `None`: plaintext.
     tls: Option<TransportTls>,
+    /// SASL/PLAIN on each connection (SASL_PLAINTEXT, SASL_SSL); `None`: none.
+    sasl: Option<ControllerSasl>,
     /// Who may call this node's controller listener.
     authorizer: AuthorizerConfig,
 }
@@ -160,26 +157,33 @@ pub(crate) struct ControllerTransport {
 struct TransportTls {
     /// The broker's TLS files, client certificates required.
     settings: TlsSettings,
-    /// The server configuration loaded at startup.
+    /// The server configuration loaded at startup (client certificates required for SSL, not
+    /// asked for with SASL_SSL).
     server: LoadedServer,
     /// The client configuration: this node's certificate, the CA it trusts.
     client: Arc<rustls::ClientConfig>,
 }
 
 impl ControllerTransport {
-    /// The transport `config` asks for; loads the TLS files for an SSL controller listener.
+    /// The transport `config` asks for; loads the TLS files for an SSL or SASL_SSL controller
+    /// listener, and the SASL settings for a SASL one.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`]: TLS without a certificate, key or CA, or files that do not load.
+    /// [`ConfigError::Invalid`]: TLS without a certificate, key or CA, or files that do not load;
+    /// SASL without the inter-broker user, or, on a controller, without the PLAIN users file.
     pub(crate) fn from_config(config: &BrokerConfig) -> Result<Self, ConfigError> {
         let authorizer = config.authorizer.clone();
+        let sasl = match config.controller_listener.as_ref().filter(|listener| listener.protocol.uses_sasl()) {
+            Some(listener) => Some(ControllerSasl::from_config(config, &listener.name)?),
+            None => None,
+        };
         let Some(listener) = config.controller_listener.as_ref().filter(|listener| listener.protocol.uses_tls()) else {
-            return Ok(Self { tls: None, authorizer });
+            return Ok(Self { tls: None, sasl, authorizer });
         };
         let missing = |setting: &'static str| {
             invalid(
                 setting,
-                format!("is needed by the {} controller listener (SSL, client certificates)", listener.name),
+                format!("is needed by the {} controller listener ({})", listener.name, listener.protocol.name()),
             )
         };
         if config.tls.certificate.is_none() {
@@ -188,18 +192,21 @@ impl ControllerTransport {
         if config.tls.ca.is_none() {
             return Err(missing("ssl-ca"));
         }
-        let settings = TlsSettings { client_auth: ClientAuth::Required, ..config.tls.clone() };
+        // SASL_SSL authenticates with SASL, and asks for no client certificate, as Kafka's does.
+        let client_auth = if listener.protocol.uses_sasl() { ClientAuth::None } else { ClientAuth::Required };
+        let settings = TlsSettings { client_auth, ..config.tls.clone() };
         let unloadable = |error: crate::security::tls::TlsError| invalid("ssl-certificate", error.to_string());
         let server = crate::security::tls::load_server(&settings).map_err(unloadable)?;
         let client = crate::security::tls::client_config(&settings).map_err(unloadable)?;
-        Ok(Self { tls: Some(TransportTls { settings, server, client }), authorizer })
+        Ok(Self { tls: Some(TransportTls { settings, server, client }), sasl, authorizer })
     }
 
     /// Connects to the controller listener at `address` (`HOST:PORT`), through the TLS
-    /// handshake when it runs TLS: its certificate must be signed by `--ssl-ca` and name `HOST`.
+    /// handshake when it runs TLS (its certificate must be signed by `--ssl-ca` and name
+    /// `HOST`), then through the SASL exchange when it runs SASL.
     ///
     /// # Errors
-    /// A connection error or a refused handshake.
+    /// A connection error, a refused handshake or a refused authentication.
     pub(crate) async fn connect(&self, address: &str) -> std::io::Result<PeerStream> {
         // Boxed: a TLS handshake's future is large, and every controller call would carry it.
         Box::pin(self.open(address)).await
@@ -208,14 +215,18 @@ impl ControllerTransport {
     async fn open(&self, address: &str) -> std::io::Result<PeerStream> {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
-        match &self.tls {
-            None => Ok(PeerStream::Plain(stream)),
+        let mut stream = match &self.tls {
+            None => PeerStream::Plain(stream),
             Some(tls) => {
                 let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_matches(['[', ']']);
                 let stream = TlsStream::connect(stream, tls.client.clone(), host).await?;
-                Ok(PeerStream::Tls(stream, bytes::BytesMut::new()))
+                PeerStream::Tls(stream, bytes::BytesMut::new())
             }
+        };
+        if let Some(sasl) = &self.sasl {
+            sasl.authenticate(&mut stream).await?;
         }
+        Ok(stream)
     }
 
     /// The server end, for the controller thread.
@@ -239,6 +250,10 @@ impl ControllerTransport {
     }
 }
 
+/// How long an accepted connection has for its TLS handshake and SASL exchange together, as
+/// the client listeners give a TLS handshake.
+const ADMISSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The controller listener's server end: the TLS handshake and the principal check of each
 /// accepted connection. Lives on the controller thread.
 #[derive(Debug)]
@@ -249,8 +264,11 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    /// Secures an accepted connection from `peer` and admits its principal against `image`;
-    /// `None` (logged, the socket dropped) for a failed handshake or a principal not admitted.
+    /// Secures an accepted connection from `peer` (TLS, SASL) and admits its principal against
+    /// `image`; `None` (logged, the socket dropped) for a failed handshake or authentication, or
+    /// a principal not admitted, or when the whole admission takes longer than
+    /// [`ADMISSION_TIMEOUT`] (a peer that sends half a handshake, or a dead one, must not hold a
+    /// task and a socket, nor the listener's shutdown, which waits for its connections).
     /// `now` is when it was accepted (the certificate files are looked at once a second).
     pub(crate) async fn accept(
         &self,
@@ -259,7 +277,26 @@ impl Acceptor {
         now: std::time::Instant,
         image: impl FnOnce() -> Arc<MetadataImage>,
     ) -> Option<PeerStream> {
+        match compio::time::timeout(ADMISSION_TIMEOUT, self.secure(stream, peer, now, image)).await {
+            Ok(admitted) => admitted,
+            Err(_elapsed) => {
+                tracing::warn!(%peer, "controller listener: handshake not done in time; connection closed");
+                None
+            }
+        }
+    }
+
+    async fn secure(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        now: std::time::Instant,
+        image: impl FnOnce() -> Arc<MetadataImage>,
+    ) -> Option<PeerStream> {
         let Some(tls) = &self.tls else {
+            if self.transport.sasl.is_some() {
+                return self.authenticate(PeerStream::Plain(stream), peer, image).await;
+            }
             return self.admit(PeerStream::Plain(stream), &Principal::anonymous(), peer, &image());
         };
         let stream = match TlsStream::accept(stream, tls.config(now)).await {
@@ -269,12 +306,43 @@ impl Acceptor {
                 return None;
             }
         };
+        if self.transport.sasl.is_some() {
+            return self.authenticate(PeerStream::Tls(stream, bytes::BytesMut::new()), peer, image).await;
+        }
         let certificates = stream.peer_certificates();
         let Some(name) = crate::security::tls::principal_name(certificates.as_deref()) else {
             tracing::warn!(%peer, "controller listener: the peer's certificate has no usable subject; connection closed");
             return None;
         };
         self.admit(PeerStream::Tls(stream, bytes::BytesMut::new()), &Principal::user(&name), peer, &image())
+    }
+
+    /// Runs the SASL exchange on `stream`; the authenticated principal goes through the same
+    /// admission as a certificate's.
+    async fn authenticate(
+        &self,
+        mut stream: PeerStream,
+        peer: SocketAddr,
+        image: impl FnOnce() -> Arc<MetadataImage>,
+    ) -> Option<PeerStream> {
+        let sasl = self.transport.sasl.as_ref()?;
+        let admits = |principal: &Principal| self.transport.admits(principal, peer, &image());
+        match sasl.accept(&mut stream, admits).await {
+            Ok(_principal) => Some(stream),
+            Err(refusal) => {
+                let user = refusal.user.as_deref().unwrap_or("-");
+                tracing::warn!(
+                    %peer,
+                    user,
+                    reason = %refusal.reason,
+                    "controller listener: SASL/PLAIN refused; connection closed"
+                );
+                if let Err(error) = compio::io::AsyncWrite::shutdown(&mut stream).await {
+                    tracing::debug!(%error, "controller listener: close failed");
+                }
+                None
+            }
+        }
     }
 
     fn admit(
@@ -351,7 +419,7 @@ mod tests {
             super_users: vec!["User:CN=node".to_owned()],
             allow_everyone_if_no_acl_found: false,
         };
-        ControllerTransport { tls: None, authorizer }
+        ControllerTransport { tls: None, sasl: None, authorizer }
     }
 
     #[test]
@@ -382,8 +450,9 @@ mod tests {
     }
 
     #[test]
-    fn sasl_unmapped_names_two_names_and_two_addresses_are_refused() {
-        assert!(parse(flags("CONTROLLER", "CONTROLLER://h:1", "CONTROLLER:SASL_SSL")).is_err());
+    fn unmapped_names_two_names_and_two_addresses_are_refused() {
+        let sasl = parse(flags("CONTROLLER", "CONTROLLER://h:1", "CONTROLLER:SASL_SSL")).expect("SASL_SSL is valid");
+        assert_eq!(sasl.listener.map(|listener| listener.protocol), Some(SecurityProtocol::SaslSsl));
         assert!(parse(flags("CONTROLLER", "CONTROLLER://h:1", "CLIENT:SSL")).is_err());
         assert!(parse(flags("A,B", "A://h:1", "A:SSL,B:SSL")).is_err());
         let twice = Flags { controller_listen: Some("h:2".to_owned()), ..flags("C", "C://h:1", "C:SSL") };

@@ -12,6 +12,7 @@ pub(crate) mod acl_control;
 pub(crate) mod authorizer;
 pub(crate) mod checks;
 pub(crate) mod controller_listener;
+pub(crate) mod controller_sasl;
 pub(crate) mod listeners;
 pub(crate) mod operations;
 pub(crate) mod sasl;

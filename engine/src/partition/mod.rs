@@ -447,7 +447,9 @@ impl Partition {
     /// as last written: a restart then starts a leader's high watermark close to where it was,
     /// instead of where the last full checkpoint (every retention check) left it.
     pub(crate) async fn checkpoint_high_watermark(&self) {
-        if self.failed.get() {
+        let unchanged =
+            |log: &Log| log.replicated_high_watermark.map(|_| log.high_watermark()) == log.checkpointed.high_watermark;
+        if self.failed.get() || unchanged(&self.log.borrow()) {
             return;
         }
         let _writing = self.state_files_guard().await;

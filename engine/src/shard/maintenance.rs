@@ -29,6 +29,7 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64, clock
     let ticks_per_hw_checkpoint = HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS / FLUSH_CHECK_INTERVAL_MS;
     let mut tick: u64 = 0;
     let compacting = Rc::new(Cell::new(false));
+    let checkpointing = Rc::new(Cell::new(false));
     loop {
         clock.sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
         tick += 1;
@@ -40,14 +41,30 @@ pub(crate) async fn run(state: Rc<ShardState>, retention_interval_ms: u64, clock
             crate::panic::contain(partition, partition.flush_if_due(now_ms)).await;
             if retention_due {
                 crate::panic::contain(partition, partition.maintain(now_ms)).await;
-            } else if hw_checkpoint_due {
-                crate::panic::contain(partition, partition.checkpoint_high_watermark()).await;
             }
+        }
+        if hw_checkpoint_due && !retention_due && !checkpointing.get() {
+            start_high_watermark_checkpoints(partitions.clone(), &checkpointing);
         }
         if retention_due && !compacting.get() {
             start_compaction(&partitions, &compacting, &clock);
         }
     }
+}
+
+/// Checkpoints the high watermarks that moved, one partition after another, as a task of its
+/// own: each write is two fsyncs, and with many partitions the pass must not hold up the
+/// `flush.ms` checks of the loop. One pass at a time per shard.
+fn start_high_watermark_checkpoints(partitions: Vec<Rc<Partition>>, checkpointing: &Rc<Cell<bool>>) {
+    checkpointing.set(true);
+    let checkpointing = checkpointing.clone();
+    compio::runtime::spawn(async move {
+        for partition in &partitions {
+            crate::panic::contain(partition, partition.checkpoint_high_watermark()).await;
+        }
+        checkpointing.set(false);
+    })
+    .detach();
 }
 
 /// Starts the compaction pass of the partition with the highest priority among those that have
