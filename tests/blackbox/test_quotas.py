@@ -511,30 +511,23 @@ def run_consumer(broker, topic, client_id, started, stop_at, received):
         consumer.close()
 
 
-def test_producers_and_a_consumer_over_their_byte_rates_are_held_to_their_quotas(broker):
-    """The producer quota (p1, with p2 unlimited beside it) and the consumer quota (c1) are
-    measured in the same run: they are separate sensors, and running them together halves the
-    time this takes."""
-    produce_topic, consume_topic = unique_topic("quota-produce"), unique_topic("quota-consume")
+def test_a_producer_over_its_byte_rate_is_held_to_the_quota_and_others_are_not(broker):
+    """p1 offers 30% over its producer quota for 30 s after a warm-up; p2, another client id,
+    offers 1.5 times that quota beside it, unlimited. (The consumer quota is measured in its own
+    test: three clients of one Python process at once starve each other on a busy machine.)"""
+    produce_topic = unique_topic("quota-produce")
     create_topic(broker, produce_topic)
-    create_topic(broker, consume_topic)
-    # Enough data for the whole run: the warm-up's allowance of 10 windows, then the quota.
-    load_topic(broker, consume_topic, int(CONSUMER_QUOTA * (10 + OFFERED_FACTOR * (WARM_UP_S + MEASURE_S))))
     with connect(broker) as conn:
-        answers = alter_quotas(conn, [({"client-id": "p1"}, {"producer_byte_rate": PRODUCER_QUOTA}),
-                                      ({"client-id": "c1"}, {"consumer_byte_rate": CONSUMER_QUOTA})])
-        assert [error for error, _, _ in answers] == [0, 0], answers
+        answers = alter_quotas(conn, [({"client-id": "p1"}, {"producer_byte_rate": PRODUCER_QUOTA})])
+        assert [error for error, _, _ in answers] == [0], answers
     started = time.monotonic()
     stop_at = started + WARM_UP_S + MEASURE_S
-    consume_stop_at = started + WARM_UP_S + CONSUME_MEASURE_S
-    throttled, free, received = [], [], []
+    throttled, free = [], []
     other_target = 1.5 * PRODUCER_QUOTA
     threads = [
         threading.Thread(target=run_producer,
                          args=(broker, produce_topic, "p1", stop_at, OFFERED_FACTOR * PRODUCER_QUOTA, throttled)),
         threading.Thread(target=run_producer, args=(broker, produce_topic, "p2", stop_at, other_target, free)),
-        threading.Thread(target=run_consumer,
-                         args=(broker, consume_topic, "c1", started, consume_stop_at, received)),
     ]
     for thread in threads:
         thread.start()
@@ -544,10 +537,25 @@ def test_producers_and_a_consumer_over_their_byte_rates_are_held_to_their_quotas
     window = (started + WARM_UP_S, stop_at)
     rate = bytes_between(throttled, *window) / MEASURE_S
     other_rate = bytes_between(free, *window) / MEASURE_S
-    consumed_rate = bytes_between(received, started + WARM_UP_S, consume_stop_at) / CONSUME_MEASURE_S
-    print(f"p1: {rate:.0f} B/s against a quota of {PRODUCER_QUOTA}; p2: {other_rate:.0f} B/s; "
-          f"c1: {consumed_rate:.0f} B/s against a quota of {CONSUMER_QUOTA}")
+    print(f"p1: {rate:.0f} B/s against a quota of {PRODUCER_QUOTA}; p2: {other_rate:.0f} B/s")
     assert abs(rate - PRODUCER_QUOTA) <= 0.10 * PRODUCER_QUOTA, f"p1 produced {rate:.0f} B/s"
     # p2 gets well past p1's quota: nothing of p1's throttle reaches it.
     assert other_rate >= 1.2 * PRODUCER_QUOTA, f"p2 produced {other_rate:.0f} B/s of {other_target:.0f}"
+
+
+def test_a_consumer_over_its_byte_rate_is_held_to_the_quota(broker):
+    """c1 takes records 30% faster than its consumer quota allows, from a loaded topic."""
+    consume_topic = unique_topic("quota-consume")
+    create_topic(broker, consume_topic)
+    # Enough data for the whole run: the warm-up's allowance of 10 windows, then the quota.
+    load_topic(broker, consume_topic, int(CONSUMER_QUOTA * (10 + OFFERED_FACTOR * (WARM_UP_S + CONSUME_MEASURE_S))))
+    with connect(broker) as conn:
+        answers = alter_quotas(conn, [({"client-id": "c1"}, {"consumer_byte_rate": CONSUMER_QUOTA})])
+        assert [error for error, _, _ in answers] == [0], answers
+    started = time.monotonic()
+    stop_at = started + WARM_UP_S + CONSUME_MEASURE_S
+    received: list = []
+    run_consumer(broker, consume_topic, "c1", started, stop_at, received)
+    consumed_rate = bytes_between(received, started + WARM_UP_S, stop_at) / CONSUME_MEASURE_S
+    print(f"c1: {consumed_rate:.0f} B/s against a quota of {CONSUMER_QUOTA}")
     assert abs(consumed_rate - CONSUMER_QUOTA) <= 0.10 * CONSUMER_QUOTA, f"c1 consumed {consumed_rate:.0f} B/s"
